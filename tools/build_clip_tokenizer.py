@@ -39,7 +39,8 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def build(bpe_gz: Path, out_dir: Path = OUT_DIR) -> None:
-    lines = gzip.open(bpe_gz, "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(bpe_gz, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : MERGE_COUNT + 1]]
     vocab = list(bytes_to_unicode().values())
     vocab += [token + "</w>" for token in vocab]

@@ -1,0 +1,1 @@
+"""The ``easel`` command line."""

@@ -1,0 +1,95 @@
+"""``easel``: one entry point, one module per sub-command.
+
+Each sub-command module has ``add_parser(subparsers, common)`` and ``run(args) -> int``.
+Heavy imports (torch, diffusers, gradio) happen inside ``run`` so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from core import __version__
+from core.config import Settings
+
+SUBCOMMANDS = ("serve", "generate", "models", "extensions", "png_info")
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every sub-command understands (each also has an EASEL_* variable)."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("host options")
+    group.add_argument("--data-dir", type=Path, help="queue database, settings and outputs (EASEL_DATA_DIR)")
+    group.add_argument("--models-dir", type=Path, help="models folder in A1111 layout (EASEL_MODELS_DIR)")
+    group.add_argument(
+        "--extensions-dir",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="another extensions folder; repeatable (EASEL_EXTENSIONS_DIR, ':'-separated)",
+    )
+    group.add_argument("--safe-mode", action="store_true", default=None, help="load bundled extensions only")
+    group.add_argument(
+        "--disable", action="append", metavar="NAME", help="do not load this extension; repeatable"
+    )
+    group.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        default=None,
+        help="allow pickle checkpoints (.ckpt/.pt/.bin), loaded with weights_only=True (EASEL_ALLOW_PICKLE)",
+    )
+    group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (EASEL_DEVICE)")
+    group.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return common
+
+
+def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
+    return Settings.from_env(
+        data_dir=getattr(args, "data_dir", None),
+        models_dir=getattr(args, "models_dir", None),
+        extension_dirs=getattr(args, "extensions_dir", None),
+        safe_mode=getattr(args, "safe_mode", None),
+        disabled_extensions=getattr(args, "disable", None),
+        allow_pickle=getattr(args, "allow_pickle", None),
+        device=getattr(args, "device", None),
+        **extra,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="easel", description="Easel: a local, plugin-based text-to-image host."
+    )
+    parser.add_argument("--version", action="version", version=f"easel {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_options()
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"core.cli.{name}")
+        module.add_parser(subparsers, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Nothing may be downloaded at run time: keep the Hub libraries offline.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

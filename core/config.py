@@ -1,0 +1,100 @@
+"""Host settings: paths, device and switches, from CLI flags and ``EASEL_*`` variables.
+
+Precedence: an explicit argument, then the environment variable, then the default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_EXTENSIONS_DIR = PROJECT_ROOT / "extensions"
+SHIPPED_MODELS_DIR = PROJECT_ROOT / "models"
+# Folders in extensions/ that ship with Easel; anything else there was installed by a
+# user. `--safe-mode` loads only these. (A list, not an import: core never imports
+# the extensions package.)
+BUNDLED_EXTENSION_NAMES = ("zh_prompt", "lora", "controlnet", "esrgan")
+MODEL_CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_paths(name: str) -> list[Path]:
+    value = os.environ.get(name, "")
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
+
+
+@dataclass
+class Settings:
+    """Everything the host needs to know before it loads anything."""
+
+    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT)
+    models_dir: Path = field(default_factory=lambda: SHIPPED_MODELS_DIR)
+    extension_dirs: list[Path] = field(default_factory=list)  # besides the bundled folder
+    safe_mode: bool = False  # load bundled extensions only
+    disabled_extensions: set[str] = field(default_factory=set)  # for this run only
+    trace_hooks: bool = False
+    allow_pickle: bool = False  # pickle checkpoints (.ckpt/.pt/.bin), weights_only=True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    host: str = "127.0.0.1"
+    port: int = 7860
+    api_auth: str | None = None  # "user:password" enables HTTP Basic auth
+    allow_remote_install: bool = False  # installing extensions while listening publicly
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from ``EASEL_*`` variables; keyword arguments that are not None win."""
+        settings = cls()
+        if "EASEL_DATA_DIR" in os.environ:
+            settings.data_dir = Path(os.environ["EASEL_DATA_DIR"]).expanduser()
+        if "EASEL_MODELS_DIR" in os.environ:
+            settings.models_dir = Path(os.environ["EASEL_MODELS_DIR"]).expanduser()
+        settings.extension_dirs = env_paths("EASEL_EXTENSIONS_DIR")
+        settings.safe_mode = env_flag("EASEL_SAFE_MODE")
+        settings.trace_hooks = env_flag("EASEL_TRACE_HOOKS")
+        settings.allow_pickle = env_flag("EASEL_ALLOW_PICKLE")
+        settings.allow_remote_install = env_flag("EASEL_ALLOW_REMOTE_INSTALL")
+        settings.device = os.environ.get("EASEL_DEVICE", settings.device)
+        settings.host = os.environ.get("EASEL_HOST", settings.host)
+        settings.port = int(os.environ.get("EASEL_PORT", settings.port))
+        settings.api_auth = os.environ.get("EASEL_API_AUTH") or None
+        disabled = os.environ.get("EASEL_DISABLE", "")
+        settings.disabled_extensions = {n.strip() for n in disabled.split(",") if n.strip()}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if not hasattr(settings, key):
+                raise TypeError(f"unknown setting {key!r}")
+            if key == "extension_dirs":
+                value = [*settings.extension_dirs, *value]  # flags add to the variable
+            if key == "disabled_extensions":
+                value = settings.disabled_extensions | set(value)
+            setattr(settings, key, value)
+        settings.data_dir = Path(settings.data_dir).resolve()
+        settings.models_dir = Path(settings.models_dir).resolve()
+        return settings
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the host keeps its own files (queue database, extension state)."""
+        return self.data_dir / ".easel"
+
+    @property
+    def listens_publicly(self) -> bool:
+        return self.host not in {"127.0.0.1", "localhost", "::1"}
+
+    @property
+    def install_allowed(self) -> bool:
+        """Installing extensions runs code: only on loopback, unless explicitly allowed."""
+        return not self.listens_publicly or self.allow_remote_install

@@ -1,0 +1,78 @@
+"""The host: settings, extensions and their registries, started and stopped together.
+
+``startup(host)`` hooks receive this object; it is also what the engine, the job queue
+and the front ends share.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from core.config import Settings
+from core.plugins.generation_hooks import GenerationHooks
+from core.plugins.manager import ExtensionManager
+from core.plugins.registries import Registry
+from core.user_settings import UserSettings
+from plugin_api.types import PreprocessorSpec, SamplerSpec, SettingSpec, Tab, UpscalerSpec
+
+log = logging.getLogger("easel")
+
+
+class Host:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.extensions = ExtensionManager(self.settings)
+        self.samplers: Registry[SamplerSpec] = Registry("sampler", SamplerSpec)
+        self.upscalers: Registry[UpscalerSpec] = Registry("upscaler", UpscalerSpec)
+        self.preprocessors: Registry[PreprocessorSpec] = Registry("preprocessor", PreprocessorSpec)
+        self.setting_specs: Registry[SettingSpec] = Registry("setting", SettingSpec, key="key")
+        self.user_settings = UserSettings(self.settings.state_dir / "settings.json", self.setting_specs)
+        self.generation_hooks = GenerationHooks(self.extensions.hooks)
+        self.started = False
+
+    def start(self) -> Host:
+        """Load extensions, collect their registrations, then call ``startup``."""
+        if self.started:
+            return self
+        self.extensions.load_all()
+        self._collect("register_samplers", self.samplers)
+        self._collect("register_upscalers", self.upscalers)
+        self._collect("register_preprocessors", self.preprocessors)
+        self._collect("register_settings", self.setting_specs)
+        self.extensions.hooks.call("startup", host=self)
+        self.started = True
+        return self
+
+    def stop(self) -> None:
+        if self.started:
+            self.extensions.hooks.call("shutdown", host=self)
+            self.started = False
+
+    def _collect(self, hook: str, registry: Registry) -> None:
+        for impl in self.extensions.hooks.implementations(hook):
+            register = registry.register_for(impl.plugin_name)
+            self.extensions.hooks.call_one(hook, impl, {"register": register})
+
+    def get_setting(self, key: str) -> Any:
+        return self.user_settings.get(key)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self.user_settings.set(key, value)
+
+    def register_api_routes(self, router: Any) -> None:
+        self.extensions.hooks.call("register_api_routes", router=router)
+
+    def ui_tabs(self) -> list[tuple[str, Tab]]:
+        """Tabs from every extension as ``(extension, Tab)``, in load order. A malformed
+        result is reported and dropped; building the tab is the WebUI's job."""
+        tabs: list[tuple[str, Tab]] = []
+        for extension, result in self.extensions.hooks.call("ui_tabs"):
+            for item in result or []:
+                if isinstance(item, Tab):
+                    tabs.append((extension, item))
+                elif isinstance(item, tuple) and len(item) == 2 and callable(item[1]):
+                    tabs.append((extension, Tab(title=str(item[0]), build=item[1])))
+                else:
+                    log.error("extension %r: ui_tabs returned %r, not (title, build)", extension, item)
+        return tabs

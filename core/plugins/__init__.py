@@ -1,0 +1,1 @@
+"""The extension host: discovery, loading, isolated hook dispatch, installation."""

@@ -1,0 +1,95 @@
+"""Call hook implementations one by one, so one extension's failure hurts no other.
+
+pluggy's own ``pm.hook.x(...)`` stops at the first exception; here each implementation
+runs in its own try/except, the failure is reported with the extension's name, and the
+call goes on with the next implementation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+log = logging.getLogger("easel.hooks")
+
+# A per-step hook slower than this is reported: it makes every generation slower.
+SLOW_STEP_HOOK_S = 1.0
+PER_STEP_HOOKS = frozenset({"on_step", "denoiser_kwargs"})
+
+
+@dataclass
+class HookFailure:
+    extension: str
+    hook: str
+    error: str  # "ValueError: message"
+    traceback: str = field(repr=False, default="")
+    at: float = field(default_factory=time.time)
+
+
+class HookDispatcher:
+    """Runs hooks with isolation, load order and optional tracing."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        load_order: Callable[[], dict[str, int]],
+        on_failure: Callable[[HookFailure], None],
+        trace: bool = False,
+    ) -> None:
+        self._pm = pm
+        self._load_order = load_order
+        self._on_failure = on_failure
+        self._trace = trace
+
+    def implementations(self, hook: str) -> list[pluggy.HookImpl]:
+        """Implementations in call order: tryfirst ones, then load order, then trylast."""
+        order = self._load_order()
+        impls = getattr(self._pm.hook, hook).get_hookimpls()
+
+        def key(impl: pluggy.HookImpl) -> tuple[int, int]:
+            band = 0 if impl.tryfirst else 2 if impl.trylast else 1
+            return band, order.get(impl.plugin_name, len(order))
+
+        return sorted(impls, key=key)
+
+    def call(self, hook: str, skip: Iterable[str] = (), **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook``; return ``(extension, result)`` pairs of
+        those that succeeded. Extensions named in ``skip`` are not called."""
+        skipped = set(skip)
+        results = []
+        for impl in self.implementations(hook):
+            name = impl.plugin_name
+            if name in skipped:
+                continue
+            ok, result = self.call_one(hook, impl, kwargs)
+            if ok:
+                results.append((name, result))
+        return results
+
+    def call_one(self, hook: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        name = impl.plugin_name
+        started = time.perf_counter()
+        try:
+            result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+        except Exception as exc:  # an extension's bug must not escape into the host
+            failure = HookFailure(
+                extension=name,
+                hook=hook,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
+            log.error("extension %r failed in %s: %s", name, hook, failure.error)
+            self._on_failure(failure)
+            return False, None
+        elapsed = time.perf_counter() - started
+        if self._trace:
+            log.info("hook %s -> %s (%.2f ms)", hook, name, elapsed * 1000)
+        if hook in PER_STEP_HOOKS and elapsed > SLOW_STEP_HOOK_S:
+            log.warning("extension %r is slow in %s: %.2f s per call", name, hook, elapsed)
+        return True, result

@@ -1,0 +1,100 @@
+"""The per-generation hooks as the engine calls them: chains, merges and isolation.
+
+The engine never touches pluggy; it calls these methods at the points the sampling
+loop documents (see ``plugin_api.hookspecs``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.plugins.dispatch import HookDispatcher
+from plugin_api.types import GenerationContext, GenerationRequest, PromptTransform, StepState
+
+# ctx.state key where the host remembers which per-step hooks failed in this generation
+_FAILED_STEP_HOOKS = "easel.failed_step_hooks"
+
+
+def merge_denoiser_kwargs(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``extra`` into ``base``: same-key tensors are added (element-wise for lists
+    and tuples), so residuals from two ControlNet-like extensions combine."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if key not in merged or merged[key] is None:
+            merged[key] = value
+        elif isinstance(value, list | tuple):
+            merged[key] = type(value)(a + b for a, b in zip(merged[key], value, strict=True))
+        else:
+            merged[key] = merged[key] + value
+    return merged
+
+
+class GenerationHooks:
+    def __init__(self, dispatcher: HookDispatcher) -> None:
+        self._hooks = dispatcher
+
+    def transform_prompt(self, request: GenerationRequest, ctx: GenerationContext) -> None:
+        """Run the chain, recording every link that changed a prompt."""
+        for impl in self._hooks.implementations("transform_prompt"):
+            before = (request.prompt, request.negative_prompt)
+            ok, _ = self._hooks.call_one("transform_prompt", impl, {"request": request, "ctx": ctx})
+            if not ok:
+                # a half-done edit must not leak into the next link
+                request.prompt, request.negative_prompt = before
+                continue
+            if (request.prompt, request.negative_prompt) != before:
+                ctx.prompt_transforms.append(
+                    PromptTransform(
+                        extension=impl.plugin_name,
+                        prompt_before=before[0],
+                        prompt_after=request.prompt,
+                        negative_before=before[1],
+                        negative_after=request.negative_prompt,
+                    )
+                )
+
+    def model_loaded(self, ctx: GenerationContext | None, model: Any) -> None:
+        self._hooks.call("model_loaded", ctx=ctx, model=model)
+
+    def before_sample(self, ctx: GenerationContext) -> None:
+        self._hooks.call("before_sample", ctx=ctx)
+
+    def _step_call(self, hook: str, ctx: GenerationContext, step: StepState) -> list[Any]:
+        failed: set[str] = ctx.state.setdefault(_FAILED_STEP_HOOKS, set())
+        results = []
+        for impl in self._hooks.implementations(hook):
+            if (hook, impl.plugin_name) in failed:
+                continue
+            ok, result = self._hooks.call_one(hook, impl, {"ctx": ctx, "step": step})
+            if ok:
+                results.append(result)
+            else:  # once per generation is enough: don't flood the log every step
+                failed.add((hook, impl.plugin_name))
+                ctx.warnings.append(f"extension {impl.plugin_name!r} failed in {hook}")
+        return results
+
+    def denoiser_kwargs(self, ctx: GenerationContext, step: StepState) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for result in self._step_call("denoiser_kwargs", ctx, step):
+            if isinstance(result, dict):
+                merged = merge_denoiser_kwargs(merged, result)
+        return merged
+
+    def on_step(self, ctx: GenerationContext, step: StepState) -> None:
+        self._step_call("on_step", ctx, step)
+
+    def after_sample(self, ctx: GenerationContext, images: list[Any]) -> list[Any]:
+        for impl in self._hooks.implementations("after_sample"):
+            ok, result = self._hooks.call_one("after_sample", impl, {"ctx": ctx, "images": list(images)})
+            if ok and result is not None:
+                if isinstance(result, list) and len(result) > 0:
+                    images = result
+                else:
+                    ctx.warnings.append(
+                        f"extension {impl.plugin_name!r}: after_sample must return a "
+                        "non-empty list of images or None; its result was ignored"
+                    )
+        return images
+
+    def image_saved(self, ctx: GenerationContext, path: str) -> None:
+        self._hooks.call("image_saved", ctx=ctx, path=path)

@@ -1,0 +1,183 @@
+"""Install and remove extensions: from a git URL, a local folder or a zip file.
+
+An extension's requirements are installed with the core's own dependencies pinned as
+constraints, so an extension can never downgrade or replace torch, diffusers & co. A
+requirement that conflicts with a pinned package is refused before pip runs; any
+failure removes what was copied, so a failed install leaves no trace.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from core.plugins.manifest import MANIFEST_NAME, read_manifest
+
+# What the core needs; used when Easel runs from a checkout without being pip-installed.
+CORE_PACKAGES = (
+    "torch", "diffusers", "transformers", "safetensors", "peft", "accelerate",
+    "pluggy", "gradio", "fastapi", "uvicorn", "pillow", "numpy", "tokenizers",
+    "huggingface-hub",
+)  # fmt: skip
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class InstallError(RuntimeError):
+    """An install was refused or failed; nothing was left behind."""
+
+
+@dataclass
+class InstallResult:
+    name: str
+    path: Path
+    requirements: list[str]
+
+
+def protected_versions() -> dict[str, str]:
+    """Installed versions of the core's dependencies (and of their dependencies' roots)."""
+    names = set(CORE_PACKAGES)
+    try:
+        for req in importlib.metadata.requires("easel") or []:
+            parsed = Requirement(req)
+            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
+                names.add(parsed.name)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    versions = {}
+    for name in names:
+        try:
+            versions[canonicalize_name(name)] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def check_requirements(requirements: list[str], source: str) -> list[Requirement]:
+    """Parse requirements; refuse any that would change a package the core pins."""
+    protected = protected_versions()
+    parsed = []
+    for line in requirements:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            raise InstallError(f"{source}: invalid requirement {line!r}: {exc}") from exc
+        if req.url:
+            raise InstallError(f"{source}: requirement {line!r} points at a URL; only names are allowed")
+        installed = protected.get(canonicalize_name(req.name))
+        if installed is not None and not req.specifier.contains(installed, prereleases=True):
+            raise InstallError(
+                f"{source}: requirement {line!r} conflicts with {req.name} {installed}, which "
+                f"Easel itself needs; an extension may not downgrade or replace it. "
+                "Ask the extension's author for a version that supports "
+                f"{req.name} {installed}."
+            )
+        parsed.append(req)
+    return parsed
+
+
+def read_requirements(folder: Path) -> list[str]:
+    reqs = list(read_manifest(folder / MANIFEST_NAME, folder.name).requirements)
+    req_file = folder / "requirements.txt"
+    if req_file.is_file():
+        for line in req_file.read_text("utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                reqs.append(line)
+    return reqs
+
+
+def pip_install(requirements: list[str], source: str) -> None:
+    if not requirements:
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
+        for name, version in sorted(protected_versions().items()):
+            constraints.write(f"{name}=={version}\n")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--constraint", constraints.name, *requirements],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        Path(constraints.name).unlink(missing_ok=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        raise InstallError(f"{source}: installing requirements failed; nothing was kept.\n{tail}")
+
+
+def _safe_extract(archive: Path, into: Path) -> Path:
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            target = (into / member).resolve()
+            if not target.is_relative_to(into.resolve()):
+                raise InstallError(f"{archive}: refuses path {member!r} outside the archive")
+        zf.extractall(into)
+    entries = [p for p in into.iterdir() if not p.name.startswith(("__MACOSX", "."))]
+    # A zip of one folder holds the extension in that folder; otherwise it is the root.
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else into
+
+
+def _fetch(source: str, scratch: Path) -> Path:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_file() and zipfile.is_zipfile(path):
+        return _safe_extract(path, scratch / "unzipped")
+    if re.match(r"^(https?|git|ssh|file)://|^git@", source) or source.endswith(".git"):
+        dest = scratch / "clone"
+        proc = subprocess.run(
+            ["git", "clone", "--depth", "1", source, str(dest)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise InstallError(f"git clone {source} failed: {proc.stderr.strip()[-500:]}")
+        shutil.rmtree(dest / ".git", ignore_errors=True)
+        return dest
+    raise InstallError(f"{source}: not a folder, a zip file or a git URL")
+
+
+def install(source: str, target_dir: Path, name: str | None = None) -> InstallResult:
+    """Copy the extension into ``target_dir`` and install its requirements, or nothing."""
+    with tempfile.TemporaryDirectory(prefix="easel-install-") as scratch:
+        folder = _fetch(source, Path(scratch))
+        if not (folder / "__init__.py").is_file():
+            raise InstallError(f"{source}: an extension folder needs an __init__.py")
+        default = re.sub(r"[^A-Za-z0-9_]", "_", Path(source.rstrip("/")).stem.removesuffix(".git"))
+        name = name or read_manifest(folder / MANIFEST_NAME, default).name
+        if not NAME_PATTERN.match(name):
+            raise InstallError(f"{source}: {name!r} is not a usable extension name")
+        requirements = read_requirements(folder)
+        check_requirements(requirements, source)
+        destination = target_dir / name
+        if destination.exists():
+            raise InstallError(f"an extension named {name!r} is already installed at {destination}")
+        target_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(folder, destination, ignore=shutil.ignore_patterns(".git", "__pycache__"))
+        try:
+            pip_install(requirements, source)
+        except BaseException:
+            shutil.rmtree(destination, ignore_errors=True)
+            raise
+    return InstallResult(name=name, path=destination, requirements=requirements)
+
+
+def remove(name: str, folders: list[Path]) -> Path:
+    """Delete an installed (user) extension; bundled ones can only be disabled."""
+    for folder in folders:
+        for candidate in (folder / name, folder / f"{name}.py"):
+            if candidate.is_dir():
+                shutil.rmtree(candidate)
+                return candidate
+            if candidate.is_file():
+                candidate.unlink()
+                return candidate
+    raise InstallError(f"no installed extension named {name!r} in {', '.join(map(str, folders))}")

@@ -1,0 +1,42 @@
+"""Easel's public plugin API: the only package extensions import.
+
+    from plugin_api import hookimpl
+
+    @hookimpl
+    def transform_prompt(request, ctx):
+        request.prompt = request.prompt.replace("kitty", "cat")
+
+Everything an extension may rely on is re-exported here; ``API_VERSION`` follows
+semantic versioning (a minor bump adds hooks or fields, a major bump breaks them).
+"""
+
+from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
+from plugin_api.types import (
+    GenerationContext,
+    GenerationRequest,
+    PreprocessorSpec,
+    PromptTransform,
+    SamplerSpec,
+    SettingSpec,
+    StepState,
+    Tab,
+    UpscalerSpec,
+)
+
+API_VERSION = "1.0"
+
+__all__ = [
+    "API_VERSION",
+    "PROJECT_NAME",
+    "GenerationContext",
+    "GenerationRequest",
+    "PreprocessorSpec",
+    "PromptTransform",
+    "SamplerSpec",
+    "SettingSpec",
+    "StepState",
+    "Tab",
+    "UpscalerSpec",
+    "hookimpl",
+    "hookspec",
+]

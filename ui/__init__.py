@@ -1,0 +1,1 @@
+"""The Gradio WebUI, mounted on the same FastAPI app as the REST API."""
