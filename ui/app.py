@@ -1,0 +1,78 @@
+"""The WebUI: one Gradio Blocks app with the core tabs and the extensions' tabs, mounted
+at "/" on the FastAPI app that already serves the REST API (one port for both).
+
+``mount(app, host, service)`` must be called after every API route is registered:
+routes added after Gradio is mounted at "/" are shadowed by it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from ui.extension_tabs import build_extension_tabs
+from ui.extensions_tab import build_extensions_tab
+from ui.i18n import I18N, t
+from ui.img2img import build_img2img_tab
+from ui.job_client import JobClient
+from ui.language import HEAD, add_language_route, register_language_setting
+from ui.png_info import build_png_info_tab
+from ui.progress_view import PROGRESS_CSS
+from ui.queue_tab import build_queue_tab
+from ui.send_to import wire_png_info_sends, wire_send_txt2img_to_img2img
+from ui.settings_tab import build_settings_tab
+from ui.txt2img import build_txt2img_tab
+
+log = logging.getLogger("easel.ui")
+
+TITLE = "Easel"
+
+
+def build_blocks(host: Any, service: Any) -> gr.Blocks:
+    """The whole WebUI; every generation goes through ``service`` (the job queue)."""
+    register_language_setting(host)
+    client = JobClient(service)
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab(t("tab.txt2img"), id="txt2img", elem_id="tab_txt2img") as txt2img_tab:
+                txt2img = build_txt2img_tab(host, service, client)
+            with gr.Tab(t("tab.img2img"), id="img2img", elem_id="tab_img2img") as img2img_tab:
+                img2img = build_img2img_tab(host, service, client)
+            with gr.Tab(t("tab.queue"), id="queue", elem_id="tab_queue") as queue_tab:
+                queue = build_queue_tab(client)
+            with gr.Tab(t("tab.png_info"), id="png_info", elem_id="tab_png_info") as png_info_tab:
+                png_info = build_png_info_tab()
+            with gr.Tab(t("tab.extensions"), id="extensions", elem_id="tab_extensions") as extensions_tab:
+                build_extensions_tab(host)
+            with gr.Tab(t("tab.settings"), id="settings", elem_id="tab_settings") as settings_tab:
+                build_settings_tab(host)
+            build_extension_tabs(host)
+        wire_send_txt2img_to_img2img(txt2img, img2img, tabs)
+        wire_png_info_sends(png_info, txt2img, img2img, tabs)
+        # The queue table polls only while its tab is shown.
+        queue_tab.select(
+            lambda on: gr.Timer(active=bool(on)), inputs=[queue.auto_refresh], outputs=[queue.timer]
+        )
+        for other in (txt2img_tab, img2img_tab, png_info_tab, extensions_tab, settings_tab):
+            other.select(lambda: gr.Timer(active=False), outputs=[queue.timer], show_progress="hidden")
+    return blocks
+
+
+def mount(app: Any, host: Any, service: Any) -> Any:
+    """Build the WebUI and mount it at "/" of ``app``; returns the app."""
+    add_language_route(app, host)  # before mounting: "/" shadows later routes
+    blocks = build_blocks(host, service)
+    return gr.mount_gradio_app(
+        app,
+        blocks,
+        path="/",
+        i18n=I18N,
+        css=PROGRESS_CSS,
+        head=HEAD,
+        allowed_paths=[str(host.settings.outputs_dir)],
+        footer_links=["api", "settings"],
+        server_name=host.settings.host,
+        server_port=host.settings.port,
+    )

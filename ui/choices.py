@@ -1,0 +1,96 @@
+"""What the generation forms offer: models, samplers, size presets, defaults.
+
+Models and samplers come from the engine that the job service runs (read-only look-ups,
+never generation) or, failing that, from the host's registries.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("easel.ui")
+
+DEFAULT_NEGATIVE_PROMPT = "lowres, blurry, worst quality, low quality, jpeg artifacts, watermark, text"
+# (width, height): one click sets both; the small ones suit the demo model
+SIZE_PRESETS: tuple[tuple[int, int], ...] = (
+    (128, 128),
+    (256, 256),
+    (512, 512),
+    (768, 768),
+    (1024, 1024),
+    (1024, 576),
+    (576, 1024),
+)
+DEFAULT_STEPS = 20
+DEFAULT_CFG = 7.0
+DEFAULT_SIZE = 512
+
+
+def find_engine(service: Any) -> Any | None:
+    """The engine behind the service (its worker's runner), for model/sampler lists."""
+    engine = getattr(service, "engine", None)
+    if engine is not None:
+        return engine
+    runner = getattr(getattr(service, "worker", None), "runner", None)
+    return getattr(runner, "__self__", None)
+
+
+def model_names(service: Any) -> list[str]:
+    engine = find_engine(service)
+    if engine is None:
+        return []
+    try:
+        return [m.name for m in engine.models.list()]
+    except Exception:  # an unreadable models folder must not stop the UI
+        log.exception("could not list models")
+        return []
+
+
+def default_model(service: Any) -> str | None:
+    engine = find_engine(service)
+    names = model_names(service)
+    if engine is not None:
+        try:
+            name = engine.models.default_name()
+            if name in names:
+                return name
+        except Exception:
+            log.exception("could not pick the default model")
+    return names[0] if names else None
+
+
+def model_family(service: Any, name: str | None) -> str | None:
+    engine = find_engine(service)
+    if engine is None or not name:
+        return None
+    for info in _safe_list(engine):
+        if info.name == name:
+            return getattr(info, "family", None)
+    return None
+
+
+def _safe_list(engine: Any) -> list[Any]:
+    try:
+        return list(engine.models.list())
+    except Exception:
+        return []
+
+
+def sampler_names(host: Any, service: Any, family: str | None = None) -> list[str]:
+    engine = find_engine(service)
+    if engine is not None:
+        try:
+            return list(engine.sampler_names(family))
+        except TypeError:
+            return list(engine.sampler_names())
+        except Exception:
+            log.exception("could not list samplers")
+    return [spec.name for spec in host.samplers]
+
+
+def default_sampler(names: list[str]) -> str | None:
+    for preferred in ("Euler a", "Euler", "DPM++ 2M"):
+        if preferred in names:
+            return preferred
+    return names[0] if names else None

@@ -1,0 +1,89 @@
+"""Tabs contributed by extensions (``ui_tabs``), each built in isolation.
+
+A builder that raises gets an error panel naming the extension and the error in place of
+its tab; whatever it created before failing is removed from the page (components and
+event listeners), so the rest of the WebUI works as if the tab were empty.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from gradio.context import get_blocks_context
+
+from ui.i18n import t
+
+log = logging.getLogger("easel.ui")
+
+
+@dataclass
+class BuiltTab:
+    extension: str
+    title: str
+    elem_id: str
+    error: str | None = None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_").lower() or "tab"
+
+
+def _remove_partial(container: gr.Column, blocks_before: set[int], fns_before: set[int]) -> None:
+    """Forget what a failed builder added: its components and its event listeners."""
+    context = get_blocks_context()
+    if context is not None:
+        for block_id in set(context.blocks) - blocks_before:
+            if block_id != container._id:
+                context.blocks.pop(block_id, None)
+        for fn_id in set(context.fns) - fns_before:
+            context.fns.pop(fn_id, None)
+    container.children.clear()
+
+
+def build_extension_tab(extension: str, tab: Any, index: int) -> BuiltTab:
+    """One extension tab; must be called inside a ``gr.Tabs``."""
+    title = str(getattr(tab, "title", "") or extension)
+    elem_id = getattr(tab, "elem_id", None) or f"ext_{_slug(extension)}_{index}"
+    built = BuiltTab(extension=extension, title=title, elem_id=elem_id)
+    with gr.Tab(title, elem_id=elem_id):
+        context = get_blocks_context()
+        blocks_before = set(context.blocks) if context is not None else set()
+        fns_before = set(context.fns) if context is not None else set()
+        container = gr.Column(elem_id=f"{elem_id}_content")
+        try:
+            with container:
+                tab.build()
+        except Exception as exc:
+            built.error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "extension %r: tab %r failed to build: %s\n%s",
+                extension,
+                title,
+                built.error,
+                traceback.format_exc(),
+            )
+            _remove_partial(container, blocks_before | {container._id}, fns_before)
+            with container:
+                gr.Markdown(t("ext.tab_failed"), elem_id=f"{elem_id}_error_title")
+                gr.HTML(
+                    f'<div class="easel-error-panel">extension <b>{html.escape(extension)}</b>: '
+                    f"<code>{html.escape(built.error)}</code></div>",
+                    elem_id=f"{elem_id}_error",
+                )
+    return built
+
+
+def build_extension_tabs(host: Any) -> list[BuiltTab]:
+    """Every extension tab, in the host's load order (stable from run to run)."""
+    try:
+        tabs = host.ui_tabs()
+    except Exception:  # the host isolates hooks already; a bug here must not stop the UI
+        log.exception("could not collect extension tabs")
+        return []
+    return [build_extension_tab(extension, tab, index) for index, (extension, tab) in enumerate(tabs)]

@@ -1,0 +1,119 @@
+"""The Extensions tab: every extension with its state, version, source, load time and
+errors; enable/disable (from the next start); install from a git URL, folder or zip,
+offered only while installing is allowed (loopback, or explicitly permitted)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from ui.i18n import t
+
+log = logging.getLogger("easel.ui")
+
+COLUMNS = ["name", "state", "enabled", "version", "source", "load time (s)", "errors", "path"]
+
+
+def extension_rows(host: Any) -> list[list[Any]]:
+    rows = []
+    for item in host.extensions.listing():
+        errors = [item.get("error") or ""]
+        errors += [f"{f['hook']}: {f['error']}" for f in item.get("hook_failures", [])[-3:]]
+        rows.append(
+            [
+                item["name"],
+                item["state"],
+                "yes" if item.get("enabled", True) else "no",
+                item.get("version", ""),
+                item.get("source", ""),
+                f"{float(item.get('load_time_s') or 0.0):.3f}",
+                "; ".join(e for e in errors if e),
+                item.get("path") or "",
+            ]
+        )
+    return rows
+
+
+def extension_names(host: Any) -> list[str]:
+    names = {item["name"] for item in host.extensions.listing() if not item["name"].startswith("builtin.")}
+    try:
+        names |= {c.name for c in host.extensions.discover()}
+    except Exception:
+        log.exception("could not list extension folders")
+    return sorted(names)
+
+
+def set_enabled(host: Any, name: str | None, enabled: bool) -> str:
+    if not name:
+        return "choose an extension first"
+    try:
+        host.extensions.set_enabled(name, enabled)
+    except KeyError as exc:
+        return str(exc.args[0])
+    return f"{name}: {'enabled' if enabled else 'disabled'} (takes effect at the next start)"
+
+
+def install(host: Any, source: str) -> str:
+    """Install through the same installer as ``easel extensions install``."""
+    from core.config import BUNDLED_EXTENSIONS_DIR
+    from core.plugins import installer
+
+    if not host.settings.install_allowed:  # the form is hidden then, but never trust the client
+        return "installing is off while the server listens beyond loopback"
+    source = (source or "").strip()
+    if not source:
+        return "enter a git URL, a folder or a zip file"
+    target = (host.settings.extension_dirs or [BUNDLED_EXTENSIONS_DIR])[0]
+    try:
+        result = installer.install(source, target)
+    except installer.InstallError as exc:
+        return f"install refused: {exc}"
+    except Exception as exc:  # anything else the installer hit: report, never crash the UI
+        log.exception("install of %s failed", source)
+        return f"install failed: {type(exc).__name__}: {exc}"
+    reqs = f" with {', '.join(result.requirements)}" if result.requirements else ""
+    return f"installed {result.name} at {result.path}{reqs}; restart Easel to load it"
+
+
+def build_extensions_tab(host: Any) -> None:
+    with gr.Row():
+        refresh = gr.Button(t("ext.refresh"), elem_id="extensions_refresh", size="sm", scale=0)
+    table = gr.Dataframe(
+        value=lambda: extension_rows(host),
+        headers=COLUMNS,
+        label=t("ext.installed"),
+        elem_id="extensions_table",
+        interactive=False,
+        wrap=True,
+    )
+    with gr.Row():
+        name = gr.Dropdown(
+            choices=extension_names(host), label=t("ext.name"), elem_id="extensions_name", scale=3
+        )
+        enable = gr.Button(t("ext.enable"), elem_id="extensions_enable", scale=1)
+        disable = gr.Button(t("ext.disable"), elem_id="extensions_disable", scale=1)
+    gr.Markdown(t("ext.restart_note"))
+    message = gr.Textbox(label=t("ext.message"), elem_id="extensions_message", interactive=False)
+    if host.settings.install_allowed:
+        with gr.Group(elem_id="extensions_install"):
+            gr.Markdown(t("ext.install_header"))
+            with gr.Row():
+                source = gr.Textbox(label=t("ext.source"), elem_id="extensions_source", scale=4)
+                install_button = gr.Button(t("ext.install"), elem_id="extensions_install_button", scale=1)
+        install_button.click(lambda s: install(host, s), inputs=[source], outputs=[message])
+    else:
+        gr.Markdown(t("ext.install_disabled"), elem_id="extensions_install_disabled")
+
+    def refresh_all() -> tuple[list[list[Any]], Any]:
+        return extension_rows(host), gr.update(choices=extension_names(host))
+
+    refresh.click(refresh_all, outputs=[table, name])
+
+    def pick_row(evt: gr.SelectData) -> str:
+        return str((evt.row_value or [""])[0])
+
+    table.select(pick_row, outputs=[name])
+    enable.click(lambda n: set_enabled(host, n, True), inputs=[name], outputs=[message])
+    disable.click(lambda n: set_enabled(host, n, False), inputs=[name], outputs=[message])

@@ -1,0 +1,203 @@
+"""The parameter form shared by txt2img and img2img (A1111's layout): prompts, model,
+sampler, steps, CFG, size with presets, seed with random/reuse, batch; the action
+buttons; the progress bar and live preview; the results panel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ui import choices
+from ui.i18n import t
+from ui.progress_view import render_progress
+from ui.results import ResultsPanel, build_results_panel
+
+
+@dataclass
+class GenerationForm:
+    prefix: str  # "txt2img" | "img2img": elem_id prefix
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    model: gr.Dropdown
+    refresh_models: gr.Button
+    sampler: gr.Dropdown
+    steps: gr.Slider
+    cfg_scale: gr.Slider
+    width: gr.Slider
+    height: gr.Slider
+    presets: list[tuple[gr.Button, int, int]]
+    seed: gr.Number
+    random_seed: gr.Button
+    reuse_seed: gr.Button
+    batch_size: gr.Slider
+    batch_count: gr.Slider
+    generate: gr.Button
+    interrupt: gr.Button
+    skip: gr.Button
+    progress: gr.HTML
+    preview: gr.Image
+    results: ResultsPanel
+    init_image: gr.Image | None = None
+    denoising_strength: gr.Slider | None = None
+
+    def parameter_inputs(self) -> list[gr.components.Component]:
+        """The inputs of a generation, in the order ``build_request`` takes them."""
+        return [
+            self.prompt,
+            self.negative_prompt,
+            self.model,
+            self.sampler,
+            self.steps,
+            self.cfg_scale,
+            self.width,
+            self.height,
+            self.seed,
+            self.batch_size,
+            self.batch_count,
+        ]
+
+
+def build_generation_form(
+    prefix: str, host: object, service: object, img2img: bool = False
+) -> GenerationForm:
+    models = choices.model_names(service)
+    default_model = choices.default_model(service)
+    samplers = choices.sampler_names(host, service, choices.model_family(service, default_model))
+    init_image = denoising = None
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=6):
+            prompt = gr.Textbox(
+                label=t("gen.prompt"),
+                placeholder=t("gen.prompt_placeholder"),
+                elem_id=f"{prefix}_prompt",
+                lines=3,
+            )
+            negative_prompt = gr.Textbox(
+                label=t("gen.negative_prompt"),
+                value=choices.DEFAULT_NEGATIVE_PROMPT,
+                elem_id=f"{prefix}_neg_prompt",
+                lines=2,
+            )
+        with gr.Column(scale=1, min_width=160):
+            generate = gr.Button(
+                t("gen.generate"), variant="primary", elem_id=f"{prefix}_generate", size="lg"
+            )
+            with gr.Row():
+                interrupt = gr.Button(t("gen.interrupt"), elem_id=f"{prefix}_interrupt", size="sm")
+                skip = gr.Button(t("gen.skip"), elem_id=f"{prefix}_skip", size="sm")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            if img2img:
+                init_image = gr.Image(
+                    label=t("gen.init_image"), type="pil", elem_id=f"{prefix}_init_image", height=256
+                )
+                denoising = gr.Slider(
+                    0.0, 1.0, value=0.75, step=0.01, label=t("gen.denoising"), elem_id=f"{prefix}_denoising"
+                )
+            with gr.Row():
+                model = gr.Dropdown(
+                    choices=models,
+                    value=default_model,
+                    label=t("gen.model"),
+                    elem_id=f"{prefix}_model",
+                    scale=5,
+                )
+                refresh_models = gr.Button(
+                    t("gen.refresh_models"),
+                    elem_id=f"{prefix}_refresh_models",
+                    size="sm",
+                    scale=0,
+                    min_width=40,
+                )
+            with gr.Row():
+                sampler = gr.Dropdown(
+                    choices=samplers,
+                    value=choices.default_sampler(samplers),
+                    label=t("gen.sampler"),
+                    elem_id=f"{prefix}_sampler",
+                )
+                steps = gr.Slider(
+                    1,
+                    150,
+                    value=choices.DEFAULT_STEPS,
+                    step=1,
+                    label=t("gen.steps"),
+                    elem_id=f"{prefix}_steps",
+                )
+            cfg_scale = gr.Slider(
+                1.0, 30.0, value=choices.DEFAULT_CFG, step=0.5, label=t("gen.cfg"), elem_id=f"{prefix}_cfg"
+            )
+            with gr.Row():
+                width = gr.Slider(
+                    64,
+                    2048,
+                    value=choices.DEFAULT_SIZE,
+                    step=8,
+                    label=t("gen.width"),
+                    elem_id=f"{prefix}_width",
+                )
+                height = gr.Slider(
+                    64,
+                    2048,
+                    value=choices.DEFAULT_SIZE,
+                    step=8,
+                    label=t("gen.height"),
+                    elem_id=f"{prefix}_height",
+                )
+            presets = []
+            with gr.Row(elem_id=f"{prefix}_size_presets"):
+                for w, h in choices.SIZE_PRESETS:
+                    button = gr.Button(
+                        f"{w}×{h}", size="sm", elem_id=f"{prefix}_preset_{w}x{h}", min_width=60, scale=0
+                    )
+                    presets.append((button, w, h))
+            with gr.Row():
+                seed = gr.Number(
+                    value=-1, precision=0, label=t("gen.seed"), elem_id=f"{prefix}_seed", scale=5
+                )
+                random_seed = gr.Button(
+                    t("gen.random_seed"), elem_id=f"{prefix}_random_seed", size="sm", scale=0, min_width=40
+                )
+                reuse_seed = gr.Button(
+                    t("gen.reuse_seed"), elem_id=f"{prefix}_reuse_seed", size="sm", scale=0, min_width=40
+                )
+            with gr.Row():
+                batch_size = gr.Slider(
+                    1, 8, value=1, step=1, label=t("gen.batch_size"), elem_id=f"{prefix}_batch_size"
+                )
+                batch_count = gr.Slider(
+                    1, 16, value=1, step=1, label=t("gen.batch_count"), elem_id=f"{prefix}_batch_count"
+                )
+        with gr.Column(scale=1):
+            progress = gr.HTML(render_progress(None), label=t("gen.progress"), elem_id=f"{prefix}_progress")
+            preview = gr.Image(
+                label=t("gen.preview"), elem_id=f"{prefix}_preview", interactive=False, height=200, type="pil"
+            )
+            results = build_results_panel(prefix, with_send_to_img2img=not img2img)
+    return GenerationForm(
+        prefix=prefix,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        model=model,
+        refresh_models=refresh_models,
+        sampler=sampler,
+        steps=steps,
+        cfg_scale=cfg_scale,
+        width=width,
+        height=height,
+        presets=presets,
+        seed=seed,
+        random_seed=random_seed,
+        reuse_seed=reuse_seed,
+        batch_size=batch_size,
+        batch_count=batch_count,
+        generate=generate,
+        interrupt=interrupt,
+        skip=skip,
+        progress=progress,
+        preview=preview,
+        results=results,
+        init_image=init_image,
+        denoising_strength=denoising,
+    )

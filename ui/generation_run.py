@@ -1,0 +1,192 @@
+"""The event handlers of a generation form: build the request, queue it, stream its
+progress and preview, then show the images; plus the small helpers (seed buttons, size
+presets, refresh, interrupt, skip).
+
+Every generation is a job in the ``JobService`` queue; the handler only follows it, so
+two browser sessions generating at once each follow their own job.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from plugin_api.types import GenerationRequest
+from ui import choices
+from ui.generation_form import GenerationForm
+from ui.job_client import JobClient
+from ui.progress_view import render_progress
+from ui.results import wire_downloads
+
+log = logging.getLogger("easel.ui")
+
+# A generation handler mostly waits on the job queue, which already runs one job at a
+# time; Gradio's default of one concurrent call per event would make a second browser
+# session wait before it could even queue its job.
+GENERATE_CONCURRENCY = 16
+
+
+def build_request(
+    prompt: str,
+    negative_prompt: str,
+    model: str | None,
+    sampler: str | None,
+    steps: float,
+    cfg_scale: float,
+    width: float,
+    height: float,
+    seed: float | None,
+    batch_size: float,
+    batch_count: float,
+    init_image: Any | None = None,
+    denoising_strength: float | None = None,
+) -> GenerationRequest:
+    """The form's values as the one request type every front end uses."""
+    request = GenerationRequest(
+        prompt=prompt or "",
+        negative_prompt=negative_prompt or "",
+        seed=int(seed) if seed is not None else -1,
+        steps=int(steps),
+        cfg_scale=float(cfg_scale),
+        width=int(width),
+        height=int(height),
+        sampler=sampler or None,
+        model=model or None,
+        batch_size=int(batch_size),
+        batch_count=int(batch_count),
+    )
+    if init_image is not None:
+        request.init_image = init_image.convert("RGB") if hasattr(init_image, "convert") else init_image
+        request.denoising_strength = float(denoising_strength if denoising_strength is not None else 0.75)
+    return request
+
+
+def _timing_line(job_id: str, result: dict[str, Any]) -> str:
+    elapsed = result.get("elapsed_s")
+    took = f" · {float(elapsed):.1f} s" if isinstance(elapsed, int | float) else ""
+    return f"job `{job_id}`{took}"
+
+
+def wire_generation(form: GenerationForm, client: JobClient, host: Any, service: Any) -> gr.State:
+    """Connect the form's buttons; returns the session's last-result state."""
+    job_state = gr.State(None)  # the id of this session's running job
+    last_result = gr.State(None)  # {"job_id", "paths", "infotexts", "seeds", "selected"}
+    extra_inputs: list[Any] = (
+        [form.init_image, form.denoising_strength]
+        if form.init_image is not None
+        else [gr.State(None), gr.State(None)]
+    )
+    panel = form.results
+
+    def generate(
+        prompt: str,
+        negative_prompt: str,
+        model: str | None,
+        sampler: str | None,
+        steps: float,
+        cfg_scale: float,
+        width: float,
+        height: float,
+        seed: float | None,
+        batch_size: float,
+        batch_count: float,
+        init_image: Any | None,
+        denoising_strength: float | None,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        if form.init_image is not None and init_image is None:
+            raise gr.Error("img2img needs an input image.")
+        request = build_request(
+            prompt, negative_prompt, model, sampler, steps, cfg_scale, width, height, seed,
+            batch_size, batch_count, init_image, denoising_strength,
+        )  # fmt: skip
+        try:
+            job_id = client.submit(request)
+        except Exception as exc:  # invalid input: say which field, keep the form as it is
+            raise gr.Error(str(exc)) from exc
+        for snapshot in client.follow(job_id):
+            if snapshot.status == "running" and snapshot.total_steps:
+                progress(
+                    (snapshot.batch_index * snapshot.total_steps + snapshot.step,
+                     snapshot.total_steps * snapshot.batch_count),
+                    desc=f"{snapshot.step}/{snapshot.total_steps}",
+                )  # fmt: skip
+            updates: dict[Any, Any] = {form.progress: render_progress(snapshot), job_state: job_id}
+            if snapshot.preview is not None:
+                updates[form.preview] = snapshot.preview
+            if not snapshot.finished:
+                yield updates
+                continue
+            result = snapshot.result or {}
+            paths = client.result_paths(result)
+            infotexts = client.result_infotexts(result)
+            last = {
+                "job_id": job_id,
+                "paths": paths,
+                "infotexts": infotexts,
+                "seeds": client.result_seeds(result),
+                "selected": 0,
+            }
+            info = infotexts[0] if infotexts else (snapshot.error or "")
+            updates.update(
+                {
+                    job_state: None,
+                    panel.gallery: paths,
+                    panel.info: info,
+                    panel.timing: _timing_line(job_id, result),
+                    last_result: last if paths else None,
+                }
+            )
+            yield updates
+            if snapshot.status == "failed":
+                raise gr.Error(snapshot.error or "the generation failed")
+
+    form.generate.click(
+        generate,
+        inputs=[*form.parameter_inputs(), *extra_inputs],
+        outputs=[
+            form.progress,
+            form.preview,
+            job_state,
+            panel.gallery,
+            panel.info,
+            panel.timing,
+            last_result,
+        ],
+        show_progress="minimal",
+        concurrency_limit=GENERATE_CONCURRENCY,
+        api_name=f"{form.prefix}_generate",
+    )
+    form.interrupt.click(lambda job_id: gr.Info(client.interrupt(job_id)), inputs=[job_state], outputs=None)
+    form.skip.click(lambda: client.skip(), inputs=None, outputs=None)
+    form.random_seed.click(lambda: -1, inputs=None, outputs=[form.seed], show_progress="hidden")
+    form.reuse_seed.click(
+        _reuse_seed, inputs=[last_result, form.seed], outputs=[form.seed], show_progress="hidden"
+    )
+    for button, w, h in form.presets:
+        button.click(
+            lambda w=w, h=h: (w, h), inputs=None, outputs=[form.width, form.height], show_progress="hidden"
+        )
+    form.refresh_models.click(
+        lambda current: _refresh_models(service, current), inputs=[form.model], outputs=[form.model]
+    )
+    wire_downloads(panel, last_result)
+    return last_result
+
+
+def _reuse_seed(last: dict[str, Any] | None, current: float | None) -> float | None:
+    """The seed of the selected (or first) image of the last result."""
+    if not last or not last.get("seeds"):
+        gr.Info("No previous seed yet.")
+        return current
+    seeds = last["seeds"]
+    index = int(last.get("selected", 0) or 0)
+    return seeds[index] if index < len(seeds) else seeds[0]
+
+
+def _refresh_models(service: Any, current: str | None) -> Any:
+    names = choices.model_names(service)
+    value = current if current in names else choices.default_model(service)
+    return gr.update(choices=names, value=value)

@@ -1,0 +1,122 @@
+"""The PNG Info tab: drop an image, read the generation parameters stored in it (the
+A1111 ``parameters`` text chunk), and send them to txt2img or img2img."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ui.i18n import t
+
+log = logging.getLogger("easel.ui")
+
+# Form field -> the names a parsed infotext may use for it (A1111's, then snake_case).
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "prompt": ("Prompt", "prompt"),
+    "negative_prompt": ("Negative prompt", "negative_prompt"),
+    "steps": ("Steps", "steps"),
+    "sampler": ("Sampler", "sampler"),
+    "cfg_scale": ("CFG scale", "cfg_scale"),
+    "seed": ("Seed", "seed"),
+    "width": ("Size-1", "width"),
+    "height": ("Size-2", "height"),
+    "model": ("Model", "model"),
+}
+
+
+@dataclass
+class PngInfoTab:
+    image: gr.Image
+    raw: gr.Textbox
+    parsed: gr.JSON
+    fields: gr.State  # the parsed fields, normalised (see ``form_fields``)
+    send_to_txt2img: gr.Button
+    send_to_img2img: gr.Button
+
+
+def open_image(path: str | None) -> Any:
+    if not path:
+        return None
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image
+
+
+def read_parameters(image: Any) -> str:
+    """The infotext stored in an image (PNG text chunk, or JPEG/WebP EXIF comment)."""
+    if image is None:
+        return ""
+    info = getattr(image, "info", {}) or {}
+    text = info.get("parameters")
+    if text:
+        return str(text)
+    try:
+        exif = image.getexif()
+        comment = exif.get_ifd(0x8769).get(0x9286)  # EXIF UserComment, A1111's place for JPEG
+        if isinstance(comment, bytes):
+            comment = comment.removeprefix(b"UNICODE\0").decode("utf-16-be", errors="ignore")
+        return str(comment or "")
+    except Exception:
+        return ""
+
+
+def parse(text: str) -> dict[str, Any]:
+    """Fields of an A1111 infotext, by the project's parser."""
+    from core.outputs.infotext import parse_infotext  # the one parser the engine also uses
+
+    return dict(parse_infotext(text)) if text.strip() else {}
+
+
+def form_fields(parsed: dict[str, Any]) -> dict[str, Any]:
+    """The parsed infotext as the generation form's fields (absent ones are left out)."""
+    fields: dict[str, Any] = {}
+    for name, aliases in FIELD_ALIASES.items():
+        for alias in aliases:
+            if alias in parsed and parsed[alias] not in (None, ""):
+                fields[name] = parsed[alias]
+                break
+    size = parsed.get("Size") or parsed.get("size")
+    if isinstance(size, str) and "x" in size and ("width" not in fields or "height" not in fields):
+        w, _, h = size.partition("x")
+        fields.setdefault("width", w)
+        fields.setdefault("height", h)
+    for name, kind in (("steps", int), ("seed", int), ("width", int), ("height", int), ("cfg_scale", float)):
+        if name in fields:
+            try:
+                fields[name] = kind(float(fields[name]))
+            except (TypeError, ValueError):
+                fields.pop(name)
+    return fields
+
+
+def build_png_info_tab() -> PngInfoTab:
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            # a file path, not a PIL image: Gradio's own decoding may drop the text chunks
+            image = gr.Image(label=t("png.image"), type="filepath", elem_id="png_info_image", height=360)
+        with gr.Column():
+            raw = gr.Textbox(
+                label=t("png.parameters"), elem_id="png_info_parameters", lines=6, interactive=False
+            )
+            parsed = gr.JSON(label=t("png.parsed"), elem_id="png_info_parsed")
+            with gr.Row():
+                send_txt = gr.Button(t("png.send_to_txt2img"), elem_id="png_info_send_to_txt2img")
+                send_img = gr.Button(t("png.send_to_img2img"), elem_id="png_info_send_to_img2img")
+    fields = gr.State({})
+
+    def on_image(path: str | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        text = read_parameters(open_image(path))
+        try:
+            values = parse(text)
+        except Exception as exc:  # a damaged infotext shows the raw text and the reason
+            log.warning("could not parse infotext: %s", exc)
+            return text, {"error": str(exc)}, {}
+        return text, values, form_fields(values)
+
+    image.change(on_image, inputs=[image], outputs=[raw, parsed, fields])
+    return PngInfoTab(image, raw, parsed, fields, send_txt, send_img)

@@ -1,0 +1,53 @@
+"""The progress bar shown above the preview: an accessible ``role=progressbar`` element
+with the step, the batch and the time left, rendered from a ``JobSnapshot``."""
+
+from __future__ import annotations
+
+import html
+
+from ui.job_client import JobSnapshot
+
+PROGRESS_CSS = """
+.easel-progress { font-size: 0.9em; }
+.easel-progress .bar { height: 14px; border-radius: 7px; background: var(--neutral-200, #e5e7eb);
+  overflow: hidden; }
+.easel-progress .fill { height: 100%; background: var(--color-accent, #f97316); transition: width 0.1s; }
+.easel-progress .label { margin-top: 4px; }
+.easel-error-panel { border: 1px solid #dc2626; border-radius: 6px; padding: 8px 12px;
+  background: #fef2f2; color: #991b1b; }
+"""
+
+
+def _seconds(value: float) -> str:
+    value = max(0.0, value)
+    return f"{value:.1f} s" if value < 60 else f"{int(value // 60)} min {int(value % 60)} s"
+
+
+def render_progress(snapshot: JobSnapshot | None) -> str:
+    """HTML for one moment of a job; an empty bar before any job ran."""
+    if snapshot is None:
+        percent, label = 0, ""
+    else:
+        percent = round(100 * min(1.0, max(0.0, snapshot.fraction)))
+        if snapshot.status == "queued":
+            position = f" #{snapshot.queue_position}" if snapshot.queue_position else ""
+            label = f"queued{position}"
+        elif snapshot.status == "running":
+            batch = (
+                f" · batch {snapshot.batch_index + 1}/{snapshot.batch_count}"
+                if snapshot.batch_count > 1
+                else ""
+            )
+            steps = f"step {snapshot.step}/{snapshot.total_steps}" if snapshot.total_steps else "starting"
+            label = f"{steps}{batch} · {_seconds(snapshot.elapsed_s)} · ETA {_seconds(snapshot.eta_s)}"
+        else:
+            if snapshot.status == "done":
+                percent = 100
+            label = snapshot.status + (f": {snapshot.error}" if snapshot.error else "")
+    status = snapshot.status if snapshot else "idle"
+    return (
+        f'<div class="easel-progress" data-status="{html.escape(status)}">'
+        f'<div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
+        f'aria-valuenow="{percent}"><div class="fill" style="width:{percent}%"></div></div>'
+        f'<div class="label">{html.escape(label)}</div></div>'
+    )
