@@ -17,7 +17,7 @@ from ui.extensions_tab import build_extensions_tab
 from ui.i18n import I18N, t
 from ui.img2img import build_img2img_tab
 from ui.job_client import JobClient
-from ui.language import HEAD, add_language_route, register_language_setting
+from ui.language import add_language_middleware, register_language_setting
 from ui.png_info import build_png_info_tab
 from ui.progress_view import PROGRESS_CSS
 from ui.queue_tab import build_queue_tab
@@ -62,7 +62,7 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
 
 def mount(app: Any, host: Any, service: Any) -> Any:
     """Build the WebUI and mount it at "/" of ``app``; returns the app."""
-    add_language_route(app, host)  # before mounting: "/" shadows later routes
+    add_language_middleware(app, host)
     blocks = build_blocks(host, service)
     return gr.mount_gradio_app(
         app,
@@ -70,7 +70,6 @@ def mount(app: Any, host: Any, service: Any) -> Any:
         path="/",
         i18n=I18N,
         css=PROGRESS_CSS,
-        head=HEAD,
         allowed_paths=[str(host.settings.outputs_dir)],
         footer_links=["api", "settings"],
         server_name=host.settings.host,

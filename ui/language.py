@@ -1,8 +1,8 @@
 """The interface language: the browser's, unless the ``ui.language`` setting names one.
 
 Gradio's frontend picks its translation from ``navigator.language`` when the page loads.
-To honour the setting, the page's ``<head>`` loads a tiny script from this server, run
-before the Gradio bundle, that presents the chosen language as the browser's own.
+To honour the setting, a middleware puts a tiny script first in the page's ``<head>``,
+run before the Gradio bundle, that presents the chosen language as the browser's own.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from ui.i18n import LANGUAGES
 
 LANGUAGE_SETTING = "ui.language"
 AUTO = "auto"
-SCRIPT_PATH = "/easel-ui/language.js"
-HEAD = f'<script src="{SCRIPT_PATH}"></script>'
 OWNER = "webui"
 
 
@@ -59,14 +57,55 @@ def language_script(language: str) -> str:
     )
 
 
-def add_language_route(app: Any, host: Any) -> None:
-    """Serve the script (before Gradio is mounted at "/", which would shadow it)."""
-    from fastapi.responses import Response
+class LanguageMiddleware:
+    """Puts the language script first in the page's ``<head>``, ahead of Gradio's bundle.
 
-    @app.get(SCRIPT_PATH, include_in_schema=False)
-    def easel_ui_language() -> Response:
-        return Response(
-            language_script(chosen_language(host)),
-            media_type="application/javascript",
-            headers={"Cache-Control": "no-store"},
-        )
+    (Gradio's own ``head=`` is inserted by its frontend after the i18n setup has already
+    read the browser language, so it is too late for this.) Pure ASGI, so streaming
+    responses elsewhere (SSE, files) pass through untouched.
+    """
+
+    def __init__(self, app: Any, host: Any) -> None:
+        self.app = app
+        self.host = host
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "GET" or scope.get("path") not in ("/", ""):
+            await self.app(scope, receive, send)
+            return
+        language = chosen_language(self.host)
+        if language == AUTO:
+            await self.app(scope, receive, send)
+            return
+        start: dict | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: dict) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            assert start is not None
+            body = b"".join(chunks)
+            headers = list(start.get("headers", []))
+            content_type = dict(headers).get(b"content-type", b"")
+            encoding = dict(headers).get(b"content-encoding", b"")
+            if b"text/html" in content_type and not encoding and b"<head>" in body:
+                script = f"<script>{language_script(language)}</script>".encode()
+                body = body.replace(b"<head>", b"<head>" + script, 1)
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, capture)
+
+
+def add_language_middleware(app: Any, host: Any) -> None:
+    app.add_middleware(LanguageMiddleware, host=host)
