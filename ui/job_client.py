@@ -135,6 +135,8 @@ class JobClient:
     def queue_position(self, job_id: str) -> int | None:
         """1-based place among queued jobs, None when it is not queued."""
         try:
+            if hasattr(self.service, "queue_position"):
+                return self.service.queue_position(job_id)
             queued = self.service.list(statuses=("queued",), limit=200)
         except Exception:  # a listing problem must not break following the job
             return None
@@ -172,22 +174,13 @@ class JobClient:
         """Stop this session's job: a queued one is cancelled, a running one interrupted."""
         if not job_id:
             return "no job to interrupt"
-        record = self.service.get(job_id)
-        if record is None:
-            return f"job {job_id} not found"
-        status = _record_status(record)
-        if status == "queued":
-            self.service.cancel(job_id)
-            return f"job {job_id} cancelled"
-        if status == "running":
-            self.service.interrupt(job_id)
-            return f"job {job_id} interrupted"
-        return f"job {job_id} already {status}"
+        return self.cancel(job_id)
 
     def skip(self) -> None:
         self.service.skip()
 
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str | None) -> str:
+        """Cancel a queued job or interrupt a running one; says what happened."""
         job_id = (job_id or "").strip()
         if not job_id:
             return "enter a job id"
@@ -195,12 +188,15 @@ class JobClient:
         if record is None:
             return f"job {job_id} not found"
         status = _record_status(record)
-        if status == "queued":
-            self.service.cancel(job_id)
-            return f"job {job_id} cancelled"
-        if status == "running":
-            self.service.interrupt(job_id)
-            return f"job {job_id} interrupted"
+        try:
+            if status == "queued":
+                self.service.cancel(job_id)
+                return f"job {job_id} cancelled"
+            if status == "running":
+                self.service.interrupt(job_id)
+                return f"job {job_id} interrupted"
+        except (KeyError, ValueError) as exc:  # it finished or started meanwhile
+            return f"job {job_id}: {exc}"
         return f"job {job_id} is already {status}"
 
     def list_jobs(self, limit: int = 100) -> list[Any]:

@@ -1,0 +1,220 @@
+"""The WebUI in a real headless Chromium against the real server (`easel serve`).
+
+One server for the module (start-up loads torch, diffusers and Gradio once); each test
+opens its own browser context, i.e. its own session. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.webui_server import ARTIFACTS_DIR, CHROMIUM_ARGS, chromium_path, running_server
+
+pytestmark = pytest.mark.browser
+
+GENERATION_TIMEOUT_MS = 180_000
+STEPS = 12  # enough steps for the bar to be seen between 0 and 100 %
+SEED_IN_INFO = re.compile(r"Seed: (\d+)")
+
+# Records every distinct aria-valuenow of the bar and every preview image source, from
+# the click until an image is in the gallery (polled every 50 ms in the page itself, so
+# short-lived values are not missed between Python round trips).
+WATCH_PROGRESS_JS = """
+(prefix) => {
+  window.__easel_watch = { values: [], previews: [] };
+  const watch = window.__easel_watch;
+  const timer = setInterval(() => {
+    const bar = document.querySelector(`#${prefix}_progress [role=progressbar]`);
+    const value = bar && bar.getAttribute('aria-valuenow');
+    if (value !== null && watch.values[watch.values.length - 1] !== value) watch.values.push(value);
+    const img = document.querySelector(`#${prefix}_preview img`);
+    const src = img && img.getAttribute('src');
+    if (src && !watch.previews.includes(src)) watch.previews.push(src);
+    if (document.querySelector(`#${prefix}_gallery img`)) clearInterval(timer);
+  }, 50);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("webui")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = chromium_path()
+    if path is None:
+        pytest.skip("Chromium is not installed (`make test` installs it: apt-get install chromium)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def open_page(browser, server, locale: str = "en-US"):
+    context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server.url)
+    page.wait_for_selector("#txt2img_prompt textarea")
+    return context, page
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    path = ARTIFACTS_DIR / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def set_number(page, selector: str, value: int) -> None:
+    field = page.locator(selector)
+    field.fill(str(value))
+    field.press("Enter")
+    field.blur()
+
+
+def fill_form(page, server, prompt: str, seed: int, steps: int = STEPS) -> None:
+    page.fill("#txt2img_prompt textarea", prompt)
+    page.click("#txt2img_preset_128x128")
+    page.wait_for_function(
+        "document.querySelector('#txt2img_width input[type=number]').value === '128'"
+        " && document.querySelector('#txt2img_height input[type=number]').value === '128'"
+    )
+    set_number(page, "#txt2img_steps input[type=number]", steps)
+    set_number(page, "#txt2img_seed input", seed)
+    # the model the server was given (demo model, or the tiny test model)
+    assert server.model in page.input_value("#txt2img_model input")
+
+
+def wait_for_result(page) -> str:
+    page.wait_for_selector("#txt2img_gallery img", timeout=GENERATION_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelector('#txt2img_info textarea').value.includes('Seed: ')",
+        timeout=GENERATION_TIMEOUT_MS,
+    )
+    return page.input_value("#txt2img_info textarea")
+
+
+def test_generate_shows_progress_preview_and_image(browser, server):
+    context, page = open_page(browser, server)
+    fill_form(page, server, "a red circle on a blue background", seed=-1)
+    page.evaluate(WATCH_PROGRESS_JS, "txt2img")
+    page.click("#txt2img_generate")
+    info = wait_for_result(page)
+    page.wait_for_function(
+        "document.querySelector('#txt2img_progress [role=progressbar]').getAttribute('aria-valuenow') === '100'"
+    )
+    watch = page.evaluate("window.__easel_watch")
+    values = [int(v) for v in watch["values"]]
+    # the bar moved through the sampling, not only from empty to full
+    assert any(0 < v < 100 for v in values), f"no intermediate progress value: {values}"
+    assert len(set(values)) >= 2
+    seed_match = SEED_IN_INFO.search(info)
+    assert seed_match, info
+    seed = int(seed_match.group(1))
+    assert "a red circle on a blue background" in info
+    assert "Steps: 12" in info and "Size: 128x128" in info
+    # the image was kept in outputs/ with the same parameters
+    saved = sorted(server.data_dir.joinpath("outputs").rglob("*.png"))
+    assert saved, "no image written under outputs/"
+    from PIL import Image
+
+    with Image.open(saved[-1]) as image:
+        assert image.size == (128, 128)
+        assert f"Seed: {seed}" in image.info.get("parameters", "")
+    # ♻️ puts the seed of the last image back into the form
+    page.click("#txt2img_reuse_seed")
+    page.wait_for_function(f"document.querySelector('#txt2img_seed input').value === '{seed}'")
+    screenshot(page, "webui-txt2img")
+    context.close()
+
+
+def test_extension_tabs_and_error_panel(browser, server):
+    context, page = open_page(browser, server)
+    tab_names = [t.inner_text().strip() for t in page.query_selector_all("[role=tab]")]
+    # core tabs first, then the extension's, in load order
+    assert tab_names[:6] == ["txt2img", "img2img", "Queue", "PNG Info", "Extensions", "Settings"]
+    assert tab_names.index("Test Tab") < tab_names.index("Broken Tab")
+    page.click("button#webui_test_tab-button")
+    page.wait_for_selector("#webui_test_hello", state="visible")
+    page.click("#webui_test_ping")
+    page.wait_for_function("document.querySelector('#webui_test_answer textarea').value === 'pong'")
+    page.click("button#webui_broken_tab-button")
+    panel = page.wait_for_selector("#webui_broken_tab_error", state="visible")
+    text = panel.inner_text()
+    assert "webui_test_tabs" in text and "builder exploded on purpose" in text
+    # what the failing builder created before raising is not on the page
+    assert page.query_selector("#webui_test_partial") is None
+    screenshot(page, "webui-extension-error-panel")
+    # the rest of the UI still works after the failed tab
+    page.click("button#tab_extensions-button")
+    page.wait_for_selector("#extensions_table :text('webui_test_tabs')")
+    page.click("button#tab_settings-button")
+    page.wait_for_selector("#setting_webui_test_tabs\\.greeting", state="visible")
+    context.close()
+
+
+def test_chinese_interface(browser, server):
+    context, page = open_page(browser, server, locale="zh-CN")
+    page.wait_for_selector("button#tab_txt2img-button:has-text('文生图')")
+    assert page.inner_text("#txt2img_generate").strip() == "生成"
+    assert "提示词" in page.inner_text("#txt2img_prompt")
+    assert page.inner_text("button#tab_settings-button").strip() == "设置"
+    screenshot(page, "webui-zh-CN")
+    context.close()
+    context, page = open_page(browser, server, locale="en-US")
+    assert page.inner_text("#txt2img_generate").strip() == "Generate"
+    context.close()
+
+
+def test_two_sessions_generate_at_once(browser, server):
+    sessions = [open_page(browser, server) for _ in range(2)]
+    seeds = (1111, 2222)
+    prompts = ("a green square", "a yellow triangle")
+    for (_, page), prompt, seed in zip(sessions, prompts, seeds, strict=True):
+        fill_form(page, server, prompt, seed=seed, steps=4)
+    for _, page in sessions:
+        page.click("#txt2img_generate")
+    for index, ((context, page), prompt, seed) in enumerate(zip(sessions, prompts, seeds, strict=True)):
+        info = wait_for_result(page)
+        assert f"Seed: {seed}" in info
+        assert prompt in info
+        screenshot(page, f"webui-session-{index + 1}")
+        context.close()
+
+
+def test_every_core_label_is_translatable(server):
+    """Labels, buttons and tab titles of the core tabs are i18n keys (the frontend
+    translates them), never plain English strings."""
+    import json
+    import urllib.request
+
+    from ui.i18n import TEXTS
+
+    with urllib.request.urlopen(server.url + "config", timeout=30) as response:
+        config = json.load(response)
+    extension_ids = ("webui_test_", "webui_broken_", "setting_webui_test_tabs")
+    checked = 0
+    for component in config["components"]:
+        props = component.get("props", {})
+        elem_id = props.get("elem_id") or ""
+        if elem_id.startswith(extension_ids) or "_preset_" in elem_id:
+            continue  # the extension's own texts; size presets are numbers
+        texts = [props.get("label")]
+        if component["type"] in ("button", "tabitem", "markdown"):
+            texts.append(props.get("value"))
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                continue
+            match = re.search(r"__i18n__(\{.*\})", text)
+            assert match, f"{component['type']} #{elem_id}: {text!r} is not translatable"
+            assert json.loads(match.group(1))["key"] in TEXTS
+            checked += 1
+    assert checked > 50

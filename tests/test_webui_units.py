@@ -1,0 +1,121 @@
+"""WebUI pieces that need no browser: translations, downloads, request building, the
+language setting, and the isolation of a failing extension tab."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from core.config import Settings
+from core.host import Host
+from plugin_api.types import Tab
+from ui.extension_tabs import build_extension_tab
+from ui.generation_run import build_request
+from ui.i18n import I18N, LANGUAGES, TEXTS
+from ui.language import LANGUAGE_SETTING, LanguageMiddleware, language_script, register_language_setting
+from ui.results import build_zip, seed_from_infotext
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_every_text_has_english_and_chinese():
+    assert set(I18N.translations) == set(LANGUAGES)
+    for key, (english, chinese) in TEXTS.items():
+        assert english.strip() and chinese.strip(), key
+        assert I18N.translations["en"][key] == english
+        assert I18N.translations["zh-CN"][key] == chinese
+        if re.search(r"[A-Za-z]{3,}", english) and not english.startswith(("txt2img", "img2img")):
+            assert CJK.search(chinese), f"{key}: {chinese!r} is not translated"
+
+
+def test_zip_holds_every_image_even_with_equal_names(tmp_path):
+    paths = []
+    for index, folder in enumerate(("a", "b")):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "00000-1.png"
+        path.write_bytes(bytes([index]) * 10)
+        paths.append(str(path))
+    archive = Path(build_zip(paths, "job1"))
+    assert archive.name == "easel-job1.zip"
+    with zipfile.ZipFile(archive) as opened:
+        names = opened.namelist()
+        assert len(names) == 2 and len(set(names)) == 2
+        assert sorted(opened.read(n) for n in names) == [b"\0" * 10, b"\1" * 10]
+    assert not list(archive.parent.glob(".partial-*"))
+
+
+def test_seed_is_read_from_infotext():
+    text = "a cat\nNegative prompt: dog\nSteps: 4, Sampler: Euler, CFG scale: 7, Seed: 12345, Size: 64x64"
+    assert seed_from_infotext(text) == 12345
+    assert seed_from_infotext("no parameters") is None
+
+
+def test_form_values_become_a_request():
+    request = build_request("p", "n", "tiny", "Euler", 4.0, 6.5, 128.0, 64.0, 7.0, 2.0, 3.0)
+    assert (request.prompt, request.negative_prompt, request.model, request.sampler) == (
+        "p",
+        "n",
+        "tiny",
+        "Euler",
+    )
+    assert (request.steps, request.cfg_scale, request.width, request.height) == (4, 6.5, 128, 64)
+    assert (request.seed, request.batch_size, request.batch_count) == (7, 2, 3)
+    assert request.mode == "txt2img"
+    assert build_request("p", "", None, None, 4, 7, 64, 64, None, 1, 1).seed == -1
+
+
+def test_failing_extension_tab_leaves_nothing_behind():
+    def broken():
+        box = gr.Textbox(elem_id="half_built")
+        gr.Button("never wired", elem_id="half_button").click(lambda: "x", outputs=[box])
+        raise ValueError("nope")
+
+    def working():
+        gr.Textbox(elem_id="fine_box")
+
+    with gr.Blocks() as blocks, gr.Tabs():
+        failed = build_extension_tab("bad_ext", Tab(title="Bad", build=broken), 0)
+        ok = build_extension_tab("good_ext", Tab(title="Good", build=working), 1)
+    assert failed.error == "ValueError: nope" and ok.error is None
+    config = blocks.get_config_file()
+    ids = {c["props"].get("elem_id") for c in config["components"]}
+    assert "half_built" not in ids and "half_button" not in ids
+    assert {"fine_box", "ext_bad_ext_0_error"} <= ids
+    assert config["dependencies"] == []  # the failed tab's click handler is gone
+    error_html = next(c for c in config["components"] if c["props"].get("elem_id") == "ext_bad_ext_0_error")
+    assert "bad_ext" in error_html["props"]["value"] and "nope" in error_html["props"]["value"]
+
+
+@pytest.fixture
+def host(tmp_path):
+    host = Host(Settings.from_env(data_dir=tmp_path, safe_mode=True)).start()
+    register_language_setting(host)
+    yield host
+    host.stop()
+
+
+def test_language_setting_injects_the_locale_before_gradio(host):
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return "<html><head><script src='bundle.js'></script></head><body></body></html>"
+
+    app.add_middleware(LanguageMiddleware, host=host)
+    client = TestClient(app)
+    assert "navigator" not in client.get("/").text  # auto: the browser decides
+    host.user_settings.set(LANGUAGE_SETTING, "zh-CN")
+    page = client.get("/").text
+    assert page.index('"zh-CN"') < page.index("bundle.js")
+    assert int(client.get("/").headers["content-length"]) == len(page.encode())
+    with pytest.raises(ValueError):
+        host.user_settings.set(LANGUAGE_SETTING, "fr")
+    assert "navigator" not in language_script("auto")
