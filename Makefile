@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: serve test lint setup
+.PHONY: serve test lint setup browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,15 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: lint
+# Headless Chromium for the WebUI browser tests, from Debian's packages (Playwright
+# drives it; `playwright install` cannot download browsers here). Installed only when
+# missing and only as root; CJK and emoji fonts make the screenshots readable.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver fonts-wqy-microhei fonts-noto-color-emoji; \
+	  else echo "chromium missing: install it (apt-get install chromium) or the browser tests are skipped"; fi; }
+
+test: lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
