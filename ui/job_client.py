@@ -77,7 +77,7 @@ class JobClient:
         newest matters); the finished event never is.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        with self.service.subscribe(job_id) as subscription:
+        with self._subscribe(job_id) as subscription:
             snapshot = self.snapshot(job_id)
             yield snapshot
             if snapshot.finished:
@@ -101,6 +101,11 @@ class JobClient:
                 else:  # queued / started
                     yield self.snapshot(job_id, record=event.record)
             yield JobSnapshot(job_id=job_id, status="failed", error=f"no result after {timeout_s} s")
+
+    def _subscribe(self, job_id: str) -> Any:
+        # The brief names it ``service.subscribe``; the service keeps it on its event hub.
+        subscribe = getattr(self.service, "subscribe", None) or self.service.events.subscribe
+        return subscribe(job_id)
 
     def _from_progress(self, job_id: str, progress: Any) -> JobSnapshot:
         return JobSnapshot(
