@@ -115,7 +115,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
                 )  # fmt: skip
             updates: dict[Any, Any] = {form.progress: render_progress(snapshot), job_state: job_id}
             if snapshot.preview is not None:
-                updates[form.preview] = snapshot.preview
+                updates[form.preview] = enlarge_preview(snapshot.preview)
             if not snapshot.finished:
                 yield updates
                 continue
@@ -174,6 +174,21 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     )
     wire_downloads(panel, last_result)
     return last_result
+
+
+PREVIEW_MIN_SIDE = 256
+
+
+def enlarge_preview(image: Any) -> Any:
+    """Latent previews are 1/8 of the image (16 px for 128 px): enlarge them with
+    nearest-neighbour so they are visible, without pretending to more detail."""
+    width, height = image.size
+    factor = PREVIEW_MIN_SIDE // max(1, min(width, height))
+    if factor <= 1:
+        return image
+    from PIL import Image
+
+    return image.resize((width * factor, height * factor), Image.Resampling.NEAREST)
 
 
 def _reuse_seed(last: dict[str, Any] | None, current: float | None) -> float | None:
