@@ -155,7 +155,7 @@ def test_extension_tabs_and_error_panel(browser, server):
     screenshot(page, "webui-extension-error-panel")
     # the rest of the UI still works after the failed tab
     page.click("button#tab_extensions-button")
-    page.wait_for_selector("#extensions_table :text('webui_test_tabs')")
+    page.wait_for_function("document.querySelector('#extensions_table').innerText.includes('webui_test_tabs')")
     page.click("button#tab_settings-button")
     page.wait_for_selector("#setting_webui_test_tabs\\.greeting", state="visible")
     context.close()
