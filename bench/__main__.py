@@ -16,7 +16,7 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.workloads import WORKLOADS, run_workload  # noqa: E402
+from bench.workloads import WORKLOADS, run_workload
 
 
 def main(argv: list[str] | None = None) -> int:
