@@ -214,6 +214,11 @@ class BaseData:
     from_cache: bool = False
 
 
+# Read-only once built, so translators in one process (several hosts in tests, the
+# WebUI and the worker) share one copy.
+_LOADED: dict[str, BaseData] = {}
+
+
 def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "easel-zh_prompt"
 
@@ -224,12 +229,16 @@ def load_base_data(cache_dir: Path | None = None) -> BaseData:
     sources = (cedict_path(), CURATED_LEXICON, jieba_dict_path())
     fingerprint = _fingerprint(*sources)
     cache_file = cache_dir / "dictionary.marshal"
+    if fingerprint in _LOADED:  # another translator in this process already has it
+        return _LOADED[fingerprint]
     try:
         with open(cache_file, "rb") as file:
             data = marshal.load(file)
         if data.get("fingerprint") == fingerprint:
             curated = {k: Entry(*v) for k, v in data["curated"].items()}
-            return BaseData(data["cedict"], curated, data["freq"], data["total"], from_cache=True)
+            base = BaseData(data["cedict"], curated, data["freq"], data["total"], from_cache=True)
+            _LOADED[fingerprint] = base
+            return base
     except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
         pass  # missing or stale cache: rebuild below
     cedict = parse_cedict(sources[0])
@@ -252,4 +261,5 @@ def load_base_data(cache_dir: Path | None = None) -> BaseData:
         tmp.replace(cache_file)
     except OSError as exc:  # a read-only cache folder only costs speed
         log.warning("zh_prompt: cannot write the dictionary cache %s: %s", cache_file, exc)
-    return BaseData(cedict, curated, freq, total)
+    _LOADED[fingerprint] = BaseData(cedict, curated, freq, total)
+    return _LOADED[fingerprint]
