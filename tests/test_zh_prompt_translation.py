@@ -146,3 +146,15 @@ def test_unknown_characters_are_dropped_and_reported(translator):
     assert result.text == "cat"
     assert result.unknown == ["\U0002a6a5"]
     assert not re.search(CJK, result.text)
+
+
+def test_measure_words_become_articles_and_plurals(translator):
+    assert translator.translate("两只猫和一只狗").text == "two cats and a dog"
+    assert translator.translate("草原上的一群马").text == "a group of horses on grassland"
+    assert translator.translate("一只橘猫").text == "an orange cat"
+
+
+def test_place_and_verb_modifiers_follow_their_noun(translator):
+    assert translator.translate("桌子上的苹果").text == "apple on table"
+    assert translator.translate("穿着和服的女孩").text == "girl wearing kimono"
+    assert translator.translate("女孩坐在沙发上").text == "girl sitting on sofa"

@@ -57,6 +57,7 @@ LOCATIVES: dict[str, str] = {
 PREPOSITION_ZAI = "在"
 LINKER_DE = frozenset({"的", "之"})
 ARTICLE_WORDS = re.compile(r"^(a|an|two|three|four|five|many|some|a pair of|a group of|a \w+ of)$")
+PLURAL_ARTICLES = re.compile(r"^(two|three|four|five|many|some|a pair of|a group of|a pile of|several)$")
 PLACE_PHRASE = re.compile(r"^(on|in|under|inside|above|below|beside|behind|at|near|outside) ")
 
 
@@ -122,10 +123,17 @@ def render_group(tokens: list[Token]) -> Phrase:
             items.append((token.english, "place"))
             noun_start = len(items)
         elif token.english:
-            items.append((token.english, "noun"))
+            # "和", "一只" inside a phrase: links between nouns, not part of one
+            items.append((token.english, "link" if token.category == "drop" else "noun"))
         index += 1
+    if phrase.articles and PLURAL_ARTICLES.match(phrase.articles[-1]):
+        # "两只猫" -> "two cats": the last word of the first noun phrase
+        first_other = next((i for i, (_, kind) in enumerate(items) if kind != "noun"), len(items))
+        if first_other > 0:
+            text, kind = items[first_other - 1]
+            items[first_other - 1] = (pluralise(text), kind)
     phrase.words = [text for text, _ in items]
-    kinds = {kind for _, kind in items}
+    kinds = {kind for _, kind in items} - {"link"}
     if "verb" in kinds:
         phrase.kind = "verbal"
     elif kinds == {"place"}:
@@ -186,6 +194,32 @@ def render_clause(tokens: list[Token]) -> str:
     for group in groups[1:]:
         phrase = combine(phrase, render_group(group))
     return fix_articles(phrase.text())
+
+
+def pluralise(phrase: str) -> str:
+    """English plural of a noun phrase's last word, by the regular rules (enough for
+    "cats", "horses", "butterflies"; irregular and uncountable words are left alone)."""
+    head, _, word = phrase.rpartition(" ")
+    if not word.isalpha() or not word.islower() or word.endswith("s") or word in _UNCOUNTED:
+        return phrase
+    if word.endswith(("x", "ch", "sh")):
+        word += "es"
+    elif word.endswith("y") and word[-2:-1] not in "aeiou":
+        word = word[:-1] + "ies"
+    else:
+        word = _IRREGULAR.get(word, word + "s")
+    return f"{head} {word}" if head else word
+
+
+_UNCOUNTED = frozenset({"sheep", "fish", "deer", "hair", "grass", "snow", "rain", "water", "bamboo", "sushi"})
+_IRREGULAR = {
+    "man": "men",
+    "woman": "women",
+    "child": "children",
+    "mouse": "mice",
+    "leaf": "leaves",
+    "wolf": "wolves",
+}
 
 
 def fix_articles(text: str) -> str:
