@@ -133,6 +133,31 @@ def test_generate_shows_progress_preview_and_image(browser, server):
     page.click("#txt2img_reuse_seed")
     page.wait_for_function(f"document.querySelector('#txt2img_seed input').value === '{seed}'")
     screenshot(page, "webui-txt2img")
+    job_id = re.search(r"job ([0-9a-f]+)", page.inner_text("#txt2img_timing")).group(1)
+    # 🎲 asks for a random seed again; clear the prompt so "send to txt2img" must refill both
+    page.click("#txt2img_random_seed")
+    page.wait_for_function("document.querySelector('#txt2img_seed input').value === '-1'")
+    page.fill("#txt2img_prompt textarea", "")
+
+    # the Queue tab lists the job as done (read from the SQLite queue)
+    page.click("button#tab_queue-button")
+    page.wait_for_function(
+        f"document.querySelector('#queue_table').innerText.includes('{job_id}')", timeout=30_000
+    )
+    assert "done" in page.inner_text("#queue_table")
+
+    # PNG Info reads the saved image's parameters and sends them to txt2img
+    page.click("button#tab_png_info-button")
+    page.set_input_files("#png_info_image input[type=file]", str(saved[-1]))
+    page.wait_for_function(
+        f"document.querySelector('#png_info_parameters textarea').value.includes('Seed: {seed}')"
+    )
+    page.click("#png_info_send_to_txt2img")
+    page.wait_for_selector("#txt2img_prompt textarea", state="visible")
+    page.wait_for_function(
+        "document.querySelector('#txt2img_prompt textarea').value === 'a red circle on a blue background'"
+    )
+    assert page.input_value("#txt2img_seed input") == str(seed)
     context.close()
 
 
