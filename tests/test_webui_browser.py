@@ -194,8 +194,44 @@ def test_chinese_interface(browser, server):
     assert page.inner_text("button#tab_settings-button").strip() == "设置"
     screenshot(page, "webui-zh-CN")
     context.close()
+    # an English browser sees English until the interface language setting says otherwise
     context, page = open_page(browser, server, locale="en-US")
     assert page.inner_text("#txt2img_generate").strip() == "Generate"
+    choose_language(page, "zh-CN")
+    page.reload()
+    page.wait_for_selector("#txt2img_generate:has-text('生成')")
+    choose_language(page, "auto")  # back to the browser's language for the other tests
+    page.reload()
+    page.wait_for_selector("#txt2img_generate:has-text('Generate')")
+    context.close()
+
+
+def choose_language(page, language: str) -> None:
+    page.click("button#tab_settings-button")
+    page.click("#setting_ui_language input")
+    page.click(f"[role=option]:text-is('{language}')")
+    page.click("#settings_save")
+    page.wait_for_function("document.querySelector('#settings_message textarea').value.startsWith('saved')")
+
+
+def test_send_to_img2img_and_generate(browser, server):
+    context, page = open_page(browser, server)
+    fill_form(page, server, "a purple star", seed=4242, steps=4)
+    page.click("#txt2img_generate")
+    wait_for_result(page)
+    page.click("#txt2img_send_to_img2img")
+    page.wait_for_selector("#img2img_init_image img", state="visible")
+    assert page.input_value("#img2img_prompt textarea") == "a purple star"
+    assert page.input_value("#img2img_seed input") == "4242"
+    page.click("#img2img_generate")
+    page.wait_for_selector("#img2img_gallery img", timeout=GENERATION_TIMEOUT_MS)
+    page.wait_for_function("document.querySelector('#img2img_info textarea').value.includes('Denoising strength')")
+    info = page.input_value("#img2img_info textarea")
+    assert "a purple star" in info and "Seed: 4242" in info
+    # all images of the result as one zip
+    page.click("#img2img_download_zip")
+    page.wait_for_function("document.querySelector('#img2img_download').innerText.includes('.zip')")
+    screenshot(page, "webui-img2img")
     context.close()
 
 
