@@ -180,7 +180,9 @@ def test_extension_tabs_and_error_panel(browser, server):
     screenshot(page, "webui-extension-error-panel")
     # the rest of the UI still works after the failed tab
     page.click("button#tab_extensions-button")
-    page.wait_for_function("document.querySelector('#extensions_table').innerText.includes('webui_test_tabs')")
+    page.wait_for_function(
+        "document.querySelector('#extensions_table').innerText.includes('webui_test_tabs')"
+    )
     page.click("button#tab_settings-button")
     page.wait_for_selector("#setting_webui_test_tabs\\.greeting", state="visible")
     context.close()
@@ -225,7 +227,9 @@ def test_send_to_img2img_and_generate(browser, server):
     assert page.input_value("#img2img_seed input") == "4242"
     page.click("#img2img_generate")
     page.wait_for_selector("#img2img_gallery img", timeout=GENERATION_TIMEOUT_MS)
-    page.wait_for_function("document.querySelector('#img2img_info textarea').value.includes('Denoising strength')")
+    page.wait_for_function(
+        "document.querySelector('#img2img_info textarea').value.includes('Denoising strength')"
+    )
     info = page.input_value("#img2img_info textarea")
     assert "a purple star" in info and "Seed: 4242" in info
     # all images of the result as one zip
