@@ -160,7 +160,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         api_name=f"{form.prefix}_generate",
     )
     form.interrupt.click(lambda job_id: gr.Info(client.interrupt(job_id)), inputs=[job_state], outputs=None)
-    form.skip.click(lambda: client.skip(), inputs=None, outputs=None)
+    form.skip.click(lambda job_id: gr.Info(client.skip(job_id)), inputs=[job_state], outputs=None)
     form.random_seed.click(lambda: -1, inputs=None, outputs=[form.seed], show_progress="hidden")
     form.reuse_seed.click(
         _reuse_seed, inputs=[last_result, form.seed], outputs=[form.seed], show_progress="hidden"

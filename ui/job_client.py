@@ -181,8 +181,16 @@ class JobClient:
             return "no job to interrupt"
         return self.cancel(job_id)
 
-    def skip(self) -> None:
+    def skip(self, job_id: str | None) -> str:
+        """Skip the current batch of this session's job only: Skip in one browser must
+        not cut short another session's generation."""
+        if not job_id:
+            return "no job to skip"
+        current = getattr(self.service, "current_job_id", job_id)
+        if current != job_id:
+            return f"job {job_id} is not running"
         self.service.skip()
+        return f"job {job_id}: skipping the current batch"
 
     def cancel(self, job_id: str | None) -> str:
         """Cancel a queued job or interrupt a running one; says what happened."""

@@ -43,7 +43,8 @@ def render_progress(snapshot: JobSnapshot | None) -> str:
         else:
             if snapshot.status == "done":
                 percent = 100
-            label = snapshot.status + (f": {snapshot.error}" if snapshot.error else "")
+            detail = snapshot.error if snapshot.error and snapshot.error != snapshot.status else ""
+            label = snapshot.status + (f": {detail}" if detail else "")
     status = snapshot.status if snapshot else "idle"
     return (
         f'<div class="easel-progress" data-status="{html.escape(status)}">'
