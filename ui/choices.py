@@ -94,3 +94,25 @@ def default_sampler(names: list[str]) -> str | None:
         if preferred in names:
             return preferred
     return names[0] if names else None
+
+
+def model_defaults(service: Any, name: str | None) -> dict[str, Any]:
+    """The engine's defaults for ``name`` (size, steps, CFG, sampler), read by validating
+    an empty request: nothing is loaded. Empty when no engine or model is there."""
+    engine = find_engine(service)
+    if engine is None or not name:
+        return {}
+    from plugin_api.types import GenerationRequest
+
+    try:
+        filled = engine.validate(GenerationRequest(model=name))
+    except Exception:  # a broken model entry: keep the form's own defaults
+        log.exception("could not read the defaults of model %r", name)
+        return {}
+    return {
+        "width": filled.width,
+        "height": filled.height,
+        "steps": filled.steps,
+        "cfg_scale": filled.cfg_scale,
+        "sampler": filled.sampler,
+    }

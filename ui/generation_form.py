@@ -64,6 +64,12 @@ def build_generation_form(
     models = choices.model_names(service)
     default_model = choices.default_model(service)
     samplers = choices.sampler_names(host, service, choices.model_family(service, default_model))
+    defaults = choices.model_defaults(service, default_model)
+    default_sampler = defaults.get("sampler")
+    if default_sampler not in samplers:
+        default_sampler = choices.default_sampler(samplers)
+    size_w = defaults.get("width", choices.DEFAULT_SIZE)
+    size_h = defaults.get("height", choices.DEFAULT_SIZE)
     init_image = denoising = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
@@ -113,26 +119,31 @@ def build_generation_form(
             with gr.Row():
                 sampler = gr.Dropdown(
                     choices=samplers,
-                    value=choices.default_sampler(samplers),
+                    value=default_sampler,
                     label=t("gen.sampler"),
                     elem_id=f"{prefix}_sampler",
                 )
                 steps = gr.Slider(
                     1,
                     150,
-                    value=choices.DEFAULT_STEPS,
+                    value=defaults.get("steps", choices.DEFAULT_STEPS),
                     step=1,
                     label=t("gen.steps"),
                     elem_id=f"{prefix}_steps",
                 )
             cfg_scale = gr.Slider(
-                1.0, 30.0, value=choices.DEFAULT_CFG, step=0.5, label=t("gen.cfg"), elem_id=f"{prefix}_cfg"
+                1.0,
+                30.0,
+                value=defaults.get("cfg_scale", choices.DEFAULT_CFG),
+                step=0.5,
+                label=t("gen.cfg"),
+                elem_id=f"{prefix}_cfg",
             )
             with gr.Row():
                 width = gr.Slider(
                     64,
                     2048,
-                    value=choices.DEFAULT_SIZE,
+                    value=size_w,
                     step=8,
                     label=t("gen.width"),
                     elem_id=f"{prefix}_width",
@@ -140,7 +151,7 @@ def build_generation_form(
                 height = gr.Slider(
                     64,
                     2048,
-                    value=choices.DEFAULT_SIZE,
+                    value=size_h,
                     step=8,
                     label=t("gen.height"),
                     elem_id=f"{prefix}_height",

@@ -172,8 +172,23 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     form.refresh_models.click(
         lambda current: _refresh_models(service, current), inputs=[form.model], outputs=[form.model]
     )
+    form.model.change(
+        lambda name, current: _samplers_for_model(host, service, name, current),
+        inputs=[form.model, form.sampler],
+        outputs=[form.sampler],
+        show_progress="hidden",
+    )
     wire_downloads(panel, last_result)
     return last_result
+
+
+def _samplers_for_model(host: Any, service: Any, name: str | None, current: str | None) -> Any:
+    """Flow-matching models (Z-Image) and the others have different samplers."""
+    names = choices.sampler_names(host, service, choices.model_family(service, name))
+    if current in names:
+        return gr.update(choices=names)
+    preferred = choices.model_defaults(service, name).get("sampler")
+    return gr.update(choices=names, value=preferred if preferred in names else choices.default_sampler(names))
 
 
 PREVIEW_MIN_SIDE = 256
