@@ -119,3 +119,35 @@ def test_language_setting_injects_the_locale_before_gradio(host):
     with pytest.raises(ValueError):
         host.user_settings.set(LANGUAGE_SETTING, "fr")
     assert "navigator" not in language_script("auto")
+
+
+@pytest.mark.parametrize(
+    ("listen", "allow", "offered"),
+    [("127.0.0.1", False, True), ("0.0.0.0", False, False), ("0.0.0.0", True, True)],
+)
+def test_install_form_only_where_installing_is_allowed(tmp_path, listen, allow, offered):
+    from ui.extensions_tab import build_extensions_tab, install
+
+    host = Host(Settings.from_env(data_dir=tmp_path, safe_mode=True, host=listen, allow_remote_install=allow))
+    host.start()
+    with gr.Blocks() as blocks:
+        build_extensions_tab(host)
+    ids = {c["props"].get("elem_id") for c in blocks.get_config_file()["components"]}
+    assert ("extensions_source" in ids) is offered
+    assert ("extensions_install_disabled" in ids) is not offered
+    if not offered:  # and a request crafted without the form is refused too
+        assert "off" in install(host, str(tmp_path))
+    host.stop()
+
+
+def test_settings_are_saved_and_a_bad_value_is_named(host):
+    from plugin_api.types import SettingSpec
+    from ui.settings_tab import save_settings
+
+    host.setting_specs.add(SettingSpec(key="t.count", default=3, label="Count"), "t")
+    host.setting_specs.add(SettingSpec(key="t.mode", default="a", choices=("a", "b")), "t")
+    specs = [host.setting_specs.get("t.count"), host.setting_specs.get("t.mode")]
+    message = save_settings(host, specs, [5.0, "zzz"])
+    assert message.startswith("saved 1 setting") and "t.mode" in message
+    assert host.user_settings.get("t.count") == 5
+    assert host.user_settings.get("t.mode") == "a"
