@@ -40,11 +40,16 @@ WATCH_PROGRESS_JS = """
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def scratch(tmp_path_factory):
+    return tmp_path_factory.mktemp("webui")
+
+
+@pytest.fixture(scope="module")
+def server(scratch):
     # `easel serve` needs the engine and the job queue + API (their own branches)
     pytest.importorskip("core.engine", reason="the engine is not in this checkout yet")
     pytest.importorskip("core.api.app", reason="the REST API / job service is not in this checkout yet")
-    with running_server(tmp_path_factory.mktemp("webui")) as running:
+    with running_server(scratch) as running:
         yield running
 
 
@@ -326,3 +331,26 @@ def test_every_core_label_is_translatable(server):
             checked += 1
     assert skipped, "the extension tabs were not found in the layout"
     assert checked > 50
+
+
+def queue_job_ids(page) -> set[str]:
+    page.click("button#tab_queue-button")
+    page.click("#queue_refresh")
+    page.wait_for_function("/[0-9a-f]{32}/.test(document.querySelector('#queue_table').innerText)")
+    return set(re.findall(r"\b[0-9a-f]{32}\b", page.inner_text("#queue_table")))
+
+
+def test_queue_history_survives_a_restart(browser, server, scratch):
+    """Last in this module: it stops the module's server."""
+    context, page = open_page(browser, server)
+    before = queue_job_ids(page)
+    context.close()
+    assert len(before) >= 4  # the generations of the tests above
+    server.process.terminate()
+    server.process.wait(timeout=30)
+    with running_server(scratch) as restarted:
+        context, page = open_page(browser, restarted)
+        after = queue_job_ids(page)
+        assert before <= after
+        screenshot(page, "webui-queue-after-restart")
+        context.close()

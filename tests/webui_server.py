@@ -103,7 +103,8 @@ def prepare_models(scratch: Path) -> tuple[Path, str]:
     from plugin_api.testing import make_tiny_sd15
 
     models = scratch / "models"
-    make_tiny_sd15(models / "Stable-diffusion" / "tiny-sd15")
+    if not (models / "Stable-diffusion" / "tiny-sd15").is_dir():  # kept across a restart
+        make_tiny_sd15(models / "Stable-diffusion" / "tiny-sd15")
     return models, "tiny-sd15"
 
 
@@ -126,11 +127,11 @@ def _wait_until_up(server: RunningServer) -> None:
 def running_server(scratch: Path) -> Iterator[RunningServer]:
     data_dir = scratch / "data"
     extensions_dir = scratch / "extensions"
-    extensions_dir.mkdir(parents=True)
+    extensions_dir.mkdir(parents=True, exist_ok=True)  # the same folders again on a restart
     (extensions_dir / "webui_test_tabs.py").write_text(TEST_EXTENSION, "utf-8")
     models_dir, model = prepare_models(scratch)
     port = free_port()
-    log_path = scratch / "server.log"
+    log_path = scratch / f"server-{port}.log"
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
