@@ -151,3 +151,32 @@ def test_settings_are_saved_and_a_bad_value_is_named(host):
     assert message.startswith("saved 1 setting") and "t.mode" in message
     assert host.user_settings.get("t.count") == 5
     assert host.user_settings.get("t.mode") == "a"
+
+
+def test_png_info_fields_from_a_saved_image(tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    from ui.png_info import form_fields, open_image, parse, read_parameters
+
+    text = (
+        "a castle, (masterpiece:1.2)\nNegative prompt: blurry\n"
+        "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 987654, Size: 128x96, Model hash: abc, Model: easel-demo"
+    )
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    path = tmp_path / "00000-987654.png"
+    Image.new("RGB", (128, 96)).save(path, pnginfo=info)
+    assert read_parameters(open_image(str(path))) == text
+    fields = form_fields(parse(text))
+    assert fields == {
+        "prompt": "a castle, (masterpiece:1.2)",
+        "negative_prompt": "blurry",
+        "steps": 12,
+        "sampler": "Euler a",
+        "cfg_scale": 6.5,
+        "seed": 987654,
+        "width": 128,
+        "height": 96,
+        "model": "easel-demo",
+    }
+    assert read_parameters(None) == "" and parse("") == {}
