@@ -172,7 +172,7 @@ def test_generate_shows_progress_preview_and_image(browser, server):
     context.close()
 
 
-def test_extension_tabs_and_error_panel(browser, server):
+def test_extension_tabs_and_error_panel(browser, server, scratch):
     context, page = open_page(browser, server)
     tab_names = [t.inner_text().strip() for t in page.query_selector_all("[role=tab]")]
     # core tabs first, then the extension's, in load order
@@ -194,6 +194,16 @@ def test_extension_tabs_and_error_panel(browser, server):
     page.wait_for_function(
         "document.querySelector('#extensions_table').innerText.includes('webui_test_tabs')"
     )
+    # install a folder extension through the form (it loads at the next start)
+    folder = scratch / "to_install" / "webui_installed_ext"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text('"""An extension installed by the browser test."""\n', "utf-8")
+    page.fill("#extensions_source textarea", str(folder))
+    page.click("#extensions_install_button")
+    page.wait_for_function(
+        "document.querySelector('#extensions_message textarea').value.startsWith('installed webui_installed_ext')"
+    )
+    assert (scratch / "extensions" / "webui_installed_ext" / "__init__.py").is_file()
     page.click("button#tab_settings-button")
     page.wait_for_selector("#setting_webui_test_tabs\\.greeting", state="visible")
     context.close()
