@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,8 +45,11 @@ log = logging.getLogger("easel.engine")
 
 
 class Engine:
-    def __init__(self, host: Any, models: ModelManager | None = None) -> None:
+    def __init__(
+        self, host: Any, models: ModelManager | None = None, outputs_dir: Path | None = None
+    ) -> None:
         self.host = host
+        self.outputs_dir = Path(outputs_dir) if outputs_dir else host.settings.outputs_dir
         if not getattr(host, "started", True):
             host.start()
         self.models = models or ModelManager(host.settings)
@@ -157,9 +161,7 @@ class Engine:
                 result.infotexts.append(infotext)
                 if req.save_images:
                     mode = "txt2img" if req.init_image is None else "img2img"
-                    path = save_image(
-                        image, self.host.settings.outputs_dir, mode, seed, infotext, req.output_format
-                    )
+                    path = save_image(image, self.outputs_dir, mode, seed, infotext, req.output_format)
                     result.paths.append(str(path))
                     hooks.image_saved(ctx, str(path))
         result.parameters = self._parameters(req, checked, base_seed)
