@@ -116,7 +116,7 @@ class Engine:
             if not isinstance(getattr(req, field), str):
                 raise RequestError(field, "a transform_prompt hook left it as non-text")
 
-        model, fresh = self.models.get(checked.model_name)
+        model, fresh = self.models.acquire(checked.model_name)
         model.to(self.models.device)  # back from an OOM offload, if one happened
         ctx.model = model
         if fresh:

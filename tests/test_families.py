@@ -44,7 +44,7 @@ def test_sdxl_single_file_equals_folder_and_matches_diffusers(engine):
     # file stores it transposed, so the matmul sums in another order)
     assert np.abs(as_float(folder.images[0]) - as_float(single.images[0])).max() <= 1.5 / 255.0
 
-    model, _ = engine.models.get("tiny-sdxl")
+    model = engine.models.get("tiny-sdxl")
     components = dict(model.components)
     components["scheduler"] = diffusers.EulerDiscreteScheduler.from_config(components["scheduler"].config)
     pipe = diffusers.StableDiffusionXLPipeline(**components)
@@ -67,7 +67,7 @@ def test_sdxl_single_file_equals_folder_and_matches_diffusers(engine):
 def test_zimage_matches_diffusers_pipeline(engine, cfg_scale, guidance_scale):
     import diffusers
 
-    model, _ = engine.models.get("tiny-zimage")
+    model = engine.models.get("tiny-zimage")
     components = dict(model.components)
     components["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_config(
         components["scheduler"].config

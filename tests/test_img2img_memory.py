@@ -67,7 +67,7 @@ def test_inpainting_keeps_unmasked_pixels(engine, only_masked):
 
 def test_decode_out_of_memory_falls_back(host):
     engine = Engine(host)  # its own model instance: the wrapped decode stays local
-    model, _ = engine.models.get("tiny-sd15")
+    model = engine.models.get("tiny-sd15")
     vae = model.components["vae"]
     real_decode = vae.decode
     failures = {"left": 2}

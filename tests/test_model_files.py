@@ -107,7 +107,7 @@ def test_pickle_opt_in_loads_with_weights_only(tmp_path, sd15_state, tiny_sd15_d
     manager = manager_for(tmp_path, allow_pickle=True)
     info = manager.info("legacy")
     assert (info.family, info.format) == ("sd15", "pickle")
-    model, fresh = manager.get("legacy")
+    model, fresh = manager.acquire("legacy")
     assert fresh
     key = "conv_in.weight"
     assert torch.equal(

@@ -76,7 +76,7 @@ def test_comma_moves_the_phrase_to_the_next_chunk(tokenizer):
 
 
 def test_emphasis_restores_the_mean(engine):
-    model, _ = engine.models.get("tiny-sd15")
+    model = engine.models.get("tiny-sd15")
     tokenizer, encoder = model.components["tokenizer"], model.components["text_encoder"]
     with torch.inference_mode():
         plain = encode_chunks(encoder, tokenize_weighted(tokenizer, "red circle"), None, True).hidden

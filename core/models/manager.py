@@ -25,7 +25,13 @@ import torch
 from core.config import MODEL_CONFIGS_DIR, SHIPPED_MODELS_DIR, Settings
 from core.errors import ModelError
 from core.families import FamilyAdapter, all_families, get_family
-from core.models.files import CHECKPOINT_SUFFIXES, HashCache, load_pickle_state_dict, tensor_shapes
+from core.models.files import (
+    CHECKPOINT_SUFFIXES,
+    HashCache,
+    folder_digest,
+    load_pickle_state_dict,
+    tensor_shapes,
+)
 
 log = logging.getLogger("easel.models")
 
@@ -226,7 +232,11 @@ class ModelManager:
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
 
-    def get(self, name: str | None = None) -> tuple[LoadedModel, bool]:
+    def get(self, name: str | None = None) -> LoadedModel:
+        """The model, loaded now or taken from the cache (``None``: the default model)."""
+        return self.acquire(name)[0]
+
+    def acquire(self, name: str | None = None) -> tuple[LoadedModel, bool]:
         """The loaded model and whether this call loaded it (False: from the cache)."""
         with self._lock:
             info = self.info(name or self.default_name() or "")
@@ -313,7 +323,9 @@ def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
     ]
     if not needs_vocab or not any((d / "tokenizer_config.json").exists() for d in needs_vocab):
         return shipped
-    target = cache_root / shipped.name
+    # the folder name carries a digest of the shipped files, so an upgrade never
+    # reuses a stale copy
+    target = cache_root / f"{shipped.name}-{folder_digest(shipped)[:12]}"
     if not (target / ".complete").exists():
         tmp = cache_root / f".{shipped.name}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
