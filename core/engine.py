@@ -65,6 +65,14 @@ class Engine:
 
         return names_for(self.host.samplers, get_family(family).flow)
 
+    def load_model(self, name: str | None = None) -> LoadedModel:
+        """Load a model ahead of a request (``model_loaded`` hooks get ``ctx=None``)."""
+        with self._lock:
+            model, fresh = self.models.acquire(name)
+            if fresh:
+                self.host.generation_hooks.model_loaded(None, model)
+            return model
+
     def validate(self, request: GenerationRequest) -> GenerationRequest:
         """A copy of ``request`` with defaults filled; raises RequestError."""
         return self._validate(request).request

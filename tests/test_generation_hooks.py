@@ -247,3 +247,14 @@ def test_skip_abandons_the_current_batch_only(engine):
     )
     assert not result.interrupted
     assert result.seeds == [11]
+
+
+def test_preloading_calls_model_loaded_without_context(hooked):
+    host, engine, _, _ = hooked
+    recorder = host.extensions.records["e_recorder"].module
+    before = len(recorder.CALLS)
+    model = engine.load_model("tiny-sd15-file")
+    assert model.name == "tiny-sd15-file"
+    assert [c[:2] for c in recorder.CALLS[before:]] == [("model_loaded", "tiny-sd15-file")]
+    engine.load_model("tiny-sd15-file")  # cached: no second call
+    assert len(recorder.CALLS) == before + 1

@@ -138,12 +138,17 @@ class ModelManager:
     # --- listing -----------------------------------------------------------------------
 
     def checkpoint_dirs(self) -> list[Path]:
-        dirs = [Path(self.settings.models_dir) / CHECKPOINT_FOLDER, SHIPPED_MODELS_DIR / CHECKPOINT_FOLDER]
-        unique: list[Path] = []
-        for d in dirs:
-            if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
-                unique.append(d)
-        return unique
+        return self.folders(CHECKPOINT_FOLDER)
+
+    def folders(self, kind: str) -> list[Path]:
+        """Existing folders of one A1111 kind ("Lora", "ControlNet", "ESRGAN", "VAE",
+        "Stable-diffusion"): the user's models folder first, then the shipped one."""
+        found: list[Path] = []
+        for root in (Path(self.settings.models_dir), SHIPPED_MODELS_DIR):
+            folder = root / kind
+            if folder.is_dir() and folder.resolve() not in [f.resolve() for f in found]:
+                found.append(folder)
+        return found
 
     def refresh(self) -> list[ModelInfo]:
         """Scan the folders again (new files appear, removed ones go)."""
