@@ -29,7 +29,6 @@ from core.models.files import (
     CHECKPOINT_SUFFIXES,
     HashCache,
     folder_digest,
-    load_pickle_state_dict,
     tensor_shapes,
 )
 
@@ -262,9 +261,10 @@ class ModelManager:
             if info.format == "diffusers":
                 components = family.load_folder(info.path, self.dtype)
             else:
-                state_dict = load_pickle_state_dict(info.path) if info.format == "pickle" else None
+                # a pickle file was already read once with weights_only=True when it was
+                # listed; diffusers reads it again with weights_only=True
                 config_dir = self.config_dir_for(info, family)
-                components = family.load_single_file(info.path, config_dir, self.dtype, state_dict)
+                components = family.load_single_file(info.path, config_dir, self.dtype)
         except ModelError:
             raise
         except Exception as exc:
