@@ -87,3 +87,46 @@ def test_decode_out_of_memory_falls_back(host):
     assert any("tiled VAE decode" in w for w in result.warnings)
     assert any("model offload" in w for w in result.warnings)
     assert vae.use_tiling
+
+
+def test_zimage_img2img_uses_the_flow_schedule(engine):
+    totals = []
+    result = engine.generate(
+        GenerationRequest(
+            prompt="x",
+            seed=2,
+            steps=4,
+            width=64,
+            height=64,
+            model="tiny-zimage",
+            init_image=init_picture(),
+            denoising_strength=0.5,
+            save_images=False,
+        ),
+        on_progress=lambda e: totals.append(e.total_steps),
+    )
+    assert set(totals) == {2} and result.images[0].size == (64, 64)
+    kept = engine.generate(
+        GenerationRequest(
+            prompt="x",
+            seed=2,
+            steps=4,
+            width=64,
+            height=64,
+            model="tiny-zimage",
+            init_image=init_picture(),
+            denoising_strength=0.0,
+            save_images=False,
+        )
+    )
+    # strength 0 runs no step: the image is the init image's VAE round trip
+    from core.sampling.img2img import pil_to_tensor, tensor_to_pil
+
+    model = engine.models.get("tiny-zimage")
+    with torch.inference_mode():
+        latents = model.adapter.encode_image(
+            model.components, pil_to_tensor(init_picture()), torch.Generator("cpu").manual_seed(2)
+        )
+        expected = tensor_to_pil(model.adapter.decode(model.components, latents))[0]
+    assert np.array_equal(np.asarray(kept.images[0]), np.asarray(expected))
+    assert not np.array_equal(np.asarray(kept.images[0]), np.asarray(result.images[0]))
