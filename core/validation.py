@@ -92,7 +92,7 @@ def validate_request(request: Any, models: Any, samplers: Any) -> ValidatedReque
         raise RequestError("model", str(exc)) from exc
     req.model = info.name
     family = get_family(info.family)
-    defaults = family.defaults
+    defaults = family.defaults_for(info.variant)
 
     for field in ("width", "height", "steps", "cfg_scale", "sampler"):
         if getattr(req, field) is None:

@@ -138,3 +138,25 @@ def test_hash_cache_is_reused(tmp_path, sd15_state):
     first = manager.info("cached").hash
     cache = json.loads((tmp_path / "data" / ".easel" / "model_hashes.json").read_text())
     assert cache[str(path.resolve())]["sha256"][:10] == first
+
+
+def test_sd2_checkpoint_detected_with_its_defaults(tmp_path, sd15_state):
+    components = tiny_models.tiny_sd15_components()
+    state = {k: v for k, v in sd15_state.items() if not k.startswith("cond_stage_model.")}
+    state.update(
+        tiny_models.openclip_to_ldm(components["text_encoder"].state_dict(), "cond_stage_model.model.")
+    )
+    path = checkpoints(tmp_path) / "v2.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    manager = manager_for(tmp_path)
+    info = manager.info("v2")
+    assert (info.family, info.variant) == ("sd15", "sd2")
+    from core.families import get_family
+
+    defaults = get_family("sd15").defaults_for(info.variant)
+    assert (defaults.width, defaults.height) == (768, 768)
+    config_dir = manager.config_dir_for(info, get_family("sd15"))
+    assert (
+        json.loads((config_dir / "scheduler" / "scheduler_config.json").read_text())["prediction_type"]
+        == "v_prediction"
+    )
