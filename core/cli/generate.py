@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from plugin_api.types import GenerationRequest
 
     settings = settings_from_args(args)
+    _quiet_loading_bars()
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative,
@@ -82,3 +83,13 @@ def run(args: argparse.Namespace) -> int:
     for path in result.paths:
         print(path)
     return 0
+
+
+def _quiet_loading_bars() -> None:
+    """Keep stderr to Easel's own progress bar (diffusers/transformers draw their own
+    bars while loading components)."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

@@ -22,6 +22,10 @@ from typing import Any
 
 import torch
 
+# Nothing may be downloaded at run time; huggingface_hub reads this when first imported
+# (diffusers/transformers are imported lazily, after this module).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 from core.config import MODEL_CONFIGS_DIR, SHIPPED_MODELS_DIR, Settings
 from core.errors import ModelError
 from core.families import FamilyAdapter, all_families, get_family
