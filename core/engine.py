@@ -9,6 +9,10 @@ after a fresh load) -> ``before_sample`` -> encode prompts -> per batch: samplin
 (``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
 ``image_saved``.
 
+During sampling, ``ctx.state["easel.denoiser_inputs"]`` holds the denoiser's
+conditioning (``encoder_hidden_states``, ``added_cond_kwargs``, ``cfg_batch``) for hooks
+that run a model beside the denoiser (ControlNet in ``denoiser_kwargs``).
+
 Interrupts: ``CancelToken.interrupt()`` stops within one step; ``generate`` then RETURNS a
 result with ``interrupted=True`` holding the images of the batches that finished (the
 batch in progress is dropped). ``CancelToken.skip()`` drops the current batch and goes on

@@ -35,7 +35,9 @@ def before_sample(ctx):
 
 @hookimpl
 def denoiser_kwargs(ctx, step):
-    CALLS.append(("denoiser_kwargs", step.step, tuple(step.latents.shape)))
+    inputs = ctx.state["easel.denoiser_inputs"]
+    CALLS.append(("denoiser_kwargs", step.step, tuple(step.latents.shape),
+                  tuple(inputs["encoder_hidden_states"].shape), inputs["cfg_batch"]))
     return None
 
 @hookimpl
@@ -164,6 +166,7 @@ def test_hooks_run_in_documented_order(hooked):
     assert "unet" in calls[1][2] and "scheduler" in calls[1][2]
     assert calls[2][1] == [5] and calls[2][3] == "tiny-sd15"
     assert calls[3][2][0] == 2  # the CFG batch: uncond + cond
+    assert calls[3][3] == (2, 77, 32) and calls[3][4] is True  # the text conditioning, same batch
     assert calls[4] == ("on_step", 0, 2, True)
     assert calls[-1][1] == result.paths[0]
 
@@ -258,3 +261,46 @@ def test_preloading_calls_model_loaded_without_context(hooked):
     assert [c[:2] for c in recorder.CALLS[before:]] == [("model_loaded", "tiny-sd15-file")]
     engine.load_model("tiny-sd15-file")  # cached: no second call
     assert len(recorder.CALLS) == before + 1
+
+
+RESIDUAL = """
+import torch
+from plugin_api import hookimpl
+
+@hookimpl
+def denoiser_kwargs(ctx, step):
+    # ControlNet-style residuals for the tiny UNet at 64x64 (the UNet uses them only
+    # when both the down and the mid residuals are given)
+    batch = step.latents.shape[0]
+    down = tuple(torch.zeros(batch, c, s, s) for c, s in ((32, 8), (32, 8), (32, 4), (64, 4)))
+    return {{
+        "down_block_additional_residuals": down,
+        "mid_block_additional_residual": torch.full((batch, 64, 4, 4), {value}),
+    }}
+"""
+
+
+def _generate_with(make_host, tmp_path, files):
+    folder = tmp_path / "exts"
+    folder.mkdir(parents=True)
+    for name, source in files.items():
+        (folder / name).write_text(source)
+    host = make_host(
+        extension_dirs=[folder], safe_mode=False, disabled_extensions=set(BUNDLED_EXTENSION_NAMES)
+    )
+    request = GenerationRequest(
+        prompt="x", seed=8, steps=2, width=64, height=64, model="tiny-sd15", save_images=False
+    )
+    return np.asarray(Engine(host).generate(request).images[0])
+
+
+def test_denoiser_kwargs_reach_the_unet_and_add_up(make_host, tmp_path):
+    none = _generate_with(make_host, tmp_path / "a", {})
+    one = _generate_with(make_host, tmp_path / "b", {"half.py": RESIDUAL.format(value=0.5)})
+    two = _generate_with(
+        make_host,
+        tmp_path / "c",
+        {"q1.py": RESIDUAL.format(value=0.25), "q2.py": RESIDUAL.format(value=0.25)},
+    )
+    assert not np.array_equal(none, one)
+    assert np.abs(one.astype(int) - two.astype(int)).max() <= 1  # 0.25 + 0.25 == 0.5
