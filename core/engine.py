@@ -41,7 +41,7 @@ from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling.img2img import prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, SamplingInterrupted, denoise
-from core.sampling.memory import check_fits, decode_with_fallbacks
+from core.sampling.memory import check_fits, decode_with_fallbacks, sample_with_offload
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
 
@@ -205,24 +205,27 @@ class Engine:
             )
             on_progress(ProgressEvent(step, total, batch_index, req.batch_count, elapsed, eta, preview))
 
-        # a fresh scheduler per batch: schedulers keep per-run state
-        scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
-        latents = denoise(
-            model=model,
-            scheduler=scheduler,
-            cond=cond.repeat(batch),
-            uncond=uncond.repeat(batch) if uncond is not None else None,
-            cfg_scale=req.cfg_scale,
-            steps=req.steps,
-            seeds=seeds,
-            width=req.width,
-            height=req.height,
-            ctx=ctx,
-            hooks=self.host.generation_hooks,
-            cancel=cancel,
-            on_step=report,
-            init=prepared.init if prepared else None,
-        )
+        def sample() -> Any:
+            # a fresh scheduler per run: schedulers keep per-run state
+            scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
+            return denoise(
+                model=model,
+                scheduler=scheduler,
+                cond=cond.repeat(batch),
+                uncond=uncond.repeat(batch) if uncond is not None else None,
+                cfg_scale=req.cfg_scale,
+                steps=req.steps,
+                seeds=seeds,
+                width=req.width,
+                height=req.height,
+                ctx=ctx,
+                hooks=self.host.generation_hooks,
+                cancel=cancel,
+                on_step=report,
+                init=prepared.init if prepared else None,
+            )
+
+        latents = sample_with_offload(sample, model.components, model.adapter.denoiser_name, ctx.warnings)
         decoded = decode_with_fallbacks(
             lambda: model.adapter.decode(model.components, latents), model.components, ctx.warnings
         )

@@ -130,3 +130,26 @@ def test_zimage_img2img_uses_the_flow_schedule(engine):
         expected = tensor_to_pil(model.adapter.decode(model.components, latents))[0]
     assert np.array_equal(np.asarray(kept.images[0]), np.asarray(expected))
     assert not np.array_equal(np.asarray(kept.images[0]), np.asarray(result.images[0]))
+
+
+def test_sampling_out_of_memory_offloads_and_retries(host):
+    engine = Engine(host)
+    model = engine.models.get("tiny-sd15")
+    unet = model.components["unet"]
+    real_forward = unet.forward
+    failures = {"left": 1}
+
+    def forward(*args, **kwargs):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+        return real_forward(*args, **kwargs)
+
+    unet.forward = forward
+    request = GenerationRequest(
+        prompt="x", seed=4, steps=2, width=64, height=64, model="tiny-sd15", save_images=False
+    )
+    result = engine.generate(request)
+    reference = Engine(host).generate(request)  # another model instance, no failure
+    assert any("while sampling" in w and "text_encoder" in w for w in result.warnings)
+    assert np.array_equal(np.asarray(result.images[0]), np.asarray(reference.images[0]))
