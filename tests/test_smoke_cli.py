@@ -10,8 +10,6 @@ from core.cli.main import SUBCOMMANDS
 
 @pytest.mark.parametrize("command", [c.replace("_", "-") for c in SUBCOMMANDS])
 def test_every_subcommand_has_help(command):
-    proc = subprocess.run(
-        [sys.executable, "-m", "core", command, "--help"], capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-m", "core", command, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "usage: easel" in proc.stdout
