@@ -8,6 +8,7 @@ writers wait instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -125,10 +126,8 @@ class SqliteJobQueue(JobQueue):
     def close(self) -> None:
         with self._connections_lock:
             for conn in self._all_connections:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.close()
-                except sqlite3.Error:
-                    pass
             self._all_connections.clear()
         self._local = threading.local()
 
