@@ -151,7 +151,10 @@ def install(source: str, target_dir: Path, name: str | None = None) -> InstallRe
         folder = _fetch(source, Path(scratch))
         if not (folder / "__init__.py").is_file():
             raise InstallError(f"{source}: an extension folder needs an __init__.py")
-        default = re.sub(r"[^A-Za-z0-9_]", "_", Path(source.rstrip("/")).stem.removesuffix(".git"))
+        # A folder names itself; a clone or a zip without a top folder is named by its source.
+        from_source = Path(source.rstrip("/")).name.removesuffix(".git").removesuffix(".zip")
+        default = from_source if folder.parent == Path(scratch) else folder.name
+        default = re.sub(r"[^A-Za-z0-9_]", "_", default)
         name = name or read_manifest(folder / MANIFEST_NAME, default).name
         if not NAME_PATTERN.match(name):
             raise InstallError(f"{source}: {name!r} is not a usable extension name")
