@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import io
 import threading
 import time
@@ -130,10 +131,8 @@ class AsyncSubscription(Subscription):
     def push(self, event: JobEvent) -> None:
         with self._ready:
             _append_bounded(self._events, event)
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: the client went away
             self._loop.call_soon_threadsafe(self._wakeup.set)
-        except RuntimeError:  # the loop is closed: the client went away
-            pass
 
     async def aget(self, timeout: float | None = None) -> JobEvent | None:
         while True:
