@@ -1,0 +1,63 @@
+"""The FastAPI application: native API, A1111-compatible API, extension routes, and the
+safety layers around them. The WebUI is mounted on the same app afterwards."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from core import __version__
+from core.api.catalog import Catalog
+from core.api.errors import install_error_handlers
+from core.api.native import build_native_router
+from core.api.sdapi import build_sdapi_router
+from core.api.security import MAX_BODY_BYTES, BasicAuthMiddleware, BodyLimitMiddleware
+from core.jobs import JobService
+
+log = logging.getLogger("easel.api")
+
+
+def create_app(
+    host: Any,
+    service: JobService,
+    *,
+    engine: Any | None = None,
+    cors_allow_origins: list[str] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The app with every API route. Mount the WebUI at "/" only after this (routes added
+    after a mount at "/" are shadowed). Auth comes from ``host.settings.api_auth``."""
+    engine = engine if engine is not None else service.engine
+    catalog = Catalog(host, engine)
+    app = FastAPI(
+        title="Easel",
+        version=__version__,
+        description="Native job API (/api/v1) and the AUTOMATIC1111-compatible API (/sdapi/v1).",
+    )
+    app.state.host, app.state.service, app.state.catalog = host, service, catalog
+    install_error_handlers(app)
+    app.include_router(build_native_router(host, service, catalog))
+    app.include_router(build_sdapi_router(host, service, catalog))
+
+    extension_router = APIRouter(tags=["extensions"])
+    host.register_api_routes(extension_router)  # each extension isolated by the host
+    app.include_router(extension_router)
+
+    # Middlewares wrap in reverse order (the last added runs first): CORS answers
+    # preflights (which carry no credentials), then auth, then the body limit, so an
+    # unauthenticated client cannot even make the server read its body.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    if host.settings.api_auth:
+        app.add_middleware(BasicAuthMiddleware, credentials=host.settings.api_auth)
+    if cors_allow_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_allow_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return app

@@ -1,0 +1,24 @@
+"""The errors Easel raises on purpose: each names what was wrong (a field, a file)."""
+
+from __future__ import annotations
+
+
+class EaselError(Exception):
+    """Base class: a problem Easel understood and can explain in one line."""
+
+
+class RequestError(EaselError, ValueError):
+    """A generation request is invalid; ``field`` names the offending parameter."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ModelError(EaselError):
+    """A model file or folder cannot be listed or loaded (names the path)."""
+
+
+class OutOfMemory(EaselError):
+    """A request cannot fit in the device's memory even with every fallback."""
