@@ -37,6 +37,10 @@ def decode_base64_image(data: str, field: str) -> Any:
         raise ImageInputError(field, "invalid base64") from None
     try:
         image = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError:
+        raise ImageInputError(
+            field, f"image is far too large; the limit is {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
+        ) from None
     except Exception:  # Pillow raises many types for garbage input
         raise ImageInputError(field, "not an image Pillow can read (PNG, JPEG, WebP...)") from None
     width, height = image.size  # from the header: nothing decoded yet

@@ -154,7 +154,7 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
                     yield _sse("result", job_view(record, service).model_dump())
                     return
                 live = service.progress()
-                if live is not None and live.job_id == job_id:
+                if live is not None and live.job_id == job_id and live.step > 0:
                     yield _sse("progress", progress_data(live))
                 while True:
                     event = await subscription.aget(timeout=SSE_KEEPALIVE_S)

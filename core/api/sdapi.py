@@ -178,6 +178,11 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
     def loras() -> list[dict[str, Any]]:
         return catalog.loras()
 
+    @router.get("/scripts", summary="Scripts (A1111): Easel's extensions take alwayson_scripts args")
+    def scripts() -> dict[str, list[str]]:
+        names = sorted(name.casefold() for name in catalog.extension_names().values())
+        return {"txt2img": names, "img2img": names}
+
     @router.get("/sd-vae", summary="VAEs (A1111); Easel uses each model's own")
     def sd_vae() -> list[dict[str, Any]]:
         return []
