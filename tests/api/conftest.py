@@ -16,8 +16,12 @@ import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Until the engine branch is merged these tests cannot run; they skip, never pass empty.
-pytest.importorskip("core.engine", reason="the engine (core/engine.py) is not merged yet")
+# Until the engine branch is merged these tests cannot run: they are not collected
+# (rather than passing empty). Removed once main has the engine.
+try:
+    import core.engine  # noqa: F401
+except ImportError:
+    collect_ignore_glob = ["test_*.py"]
 
 TINY_MODEL = "tiny-sd15"
 SECOND_MODEL = "tiny-sd15-b"
