@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from core import __version__
 from core.api.catalog import Catalog
-from core.api.errors import install_error_handlers
+from core.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from core.api.native import build_native_router
 from core.api.sdapi import build_sdapi_router
 from core.api.security import MAX_BODY_BYTES, BasicAuthMiddleware, BodyLimitMiddleware
@@ -46,8 +46,10 @@ def create_app(
     app.include_router(extension_router)
 
     # Middlewares wrap in reverse order (the last added runs first): CORS answers
-    # preflights (which carry no credentials), then auth, then the body limit, so an
-    # unauthenticated client cannot even make the server read its body.
+    # preflights (which carry no credentials), then auth (an unauthenticated client
+    # cannot even make the server read its body), then the body limit, then the
+    # catch-all that turns unexpected errors into a 500 answer.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     if host.settings.api_auth:
         app.add_middleware(BasicAuthMiddleware, credentials=host.settings.api_auth)

@@ -82,13 +82,38 @@ def install_error_handlers(app: FastAPI) -> None:
     async def job_timeout(_request: Request, exc: JobTimeout) -> JSONResponse:
         return JSONResponse(status_code=504, content={"error": "Timeout", "detail": str(exc)})
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error answering %s %s", request.method, request.url.path)
-        return JSONResponse(
-            status_code=500,
-            content={
-                "error": type(exc).__name__,
-                "detail": f"internal error: {str(exc)[:MAX_MESSAGE_CHARS]}",
-            },
-        )
+
+class UnexpectedErrorMiddleware:
+    """Turn an unexpected exception into a logged 500 JSON answer. Plain ASGI and not
+    re-raised (Starlette's own handler re-raises, and the server then drops the
+    connection), so the client always gets its answer and the server stays up."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.exception("unexpected error answering %s %s", scope.get("method"), scope.get("path"))
+            if started:  # too late for a clean answer (a stream broke mid-way)
+                return
+            response = JSONResponse(
+                status_code=500,
+                content={
+                    "error": type(exc).__name__,
+                    "detail": f"internal error: {str(exc)[:MAX_MESSAGE_CHARS]}",
+                },
+            )
+            await response(scope, receive, send)

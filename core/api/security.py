@@ -107,18 +107,26 @@ class BodyLimitMiddleware:
                     return
         received = 0
         response_started = False
+        refused = False
 
         async def counting_receive() -> dict[str, Any]:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    # Answer now: the framework may catch the exception below and try
+                    # to send its own (400) answer, which tracking_send then drops.
+                    if not response_started and not refused:
+                        refused = True
+                        await self._refuse(send)
                     raise BodyTooLarge()
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal response_started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
@@ -126,8 +134,7 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
-            if not response_started:
-                await self._refuse(send)
+            pass
 
     async def _refuse(self, send: Any) -> None:
         await _send_json(
