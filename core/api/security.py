@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import secrets
 from pathlib import Path
@@ -131,10 +132,8 @@ class BodyLimitMiddleware:
                 response_started = True
             await send(message)
 
-        try:
+        with contextlib.suppress(BodyTooLarge):
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            pass
 
     async def _refuse(self, send: Any) -> None:
         await _send_json(
