@@ -3,7 +3,9 @@ safety layers around them. The WebUI is mounted on the same app afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -26,12 +28,26 @@ def create_app(
     engine: Any | None = None,
     cors_allow_origins: list[str] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    on_shutdown: list[Callable[[], None]] | None = None,
 ) -> FastAPI:
     """The app with every API route. Mount the WebUI at "/" only after this (routes added
     after a mount at "/" are shadowed). Auth comes from ``host.settings.api_auth``."""
     engine = engine if engine is not None else service.engine
     catalog = Catalog(host, engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn re-raises SIGTERM/SIGINT after shutting down, so code after
+        # uvicorn.run() may never run: stop the worker here, where it always does.
+        for callback in on_shutdown or ():
+            try:
+                callback()
+            except Exception:
+                log.exception("error while shutting down")
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Easel",
         version=__version__,
         description="Native job API (/api/v1) and the AUTOMATIC1111-compatible API (/sdapi/v1).",

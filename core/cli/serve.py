@@ -90,7 +90,13 @@ def run(args: argparse.Namespace) -> int:
     queue = SqliteJobQueue(settings.state_dir / "queue.db")
     service = JobService.for_engine(engine, queue, settings=settings).start()
     origins = [o.strip() for o in (args.cors_allow_origins or "").split(",") if o.strip()]
-    app = create_app(host, service, engine=engine, cors_allow_origins=origins or None)
+    app = create_app(
+        host,
+        service,
+        engine=engine,
+        cors_allow_origins=origins or None,
+        on_shutdown=[service.stop, host.stop],
+    )
     if not args.no_ui:
         mount_ui(app, host, service)
     log.info("Easel on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir)

@@ -89,7 +89,10 @@ class JobService:
         return self
 
     def stop(self) -> None:
-        self.worker.stop()
+        """Interrupt the running job (it is recorded as interrupted) and close the queue."""
+        if self.worker.is_alive():
+            self.worker.stop()
+            log.info("job worker stopped")
         self.queue.close()
 
     # --- submitting and reading -----------------------------------------------------

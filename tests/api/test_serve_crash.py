@@ -111,7 +111,9 @@ def test_sigkill_during_generation_then_restart(tmp_path, tiny_models_dir):
             assert retried.status_code == 200
             client.delete(f"/api/v1/jobs/{running_id}")  # no need to run the long one here
         process.send_signal(signal.SIGTERM)  # a clean stop this time
-        assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
+        # uvicorn re-raises the signal once it has shut down
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+        assert "job worker stopped" in log.read_text()
 
         with sqlite3.connect(db_path) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
