@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import torch
 
-from core.config import Settings
+from core.config import BUNDLED_EXTENSION_NAMES, Settings
 from core.host import Host
 from core.plugins.generation_hooks import merge_denoiser_kwargs
 from plugin_api import GenerationContext, GenerationRequest, StepState, Tab
@@ -20,7 +20,12 @@ def make_host(tmp_path):
     def make(**sources):
         for name, source in sources.items():
             (ext_dir / f"{name}.py").write_text(textwrap.dedent(source), "utf-8")
-        settings = Settings.from_env(data_dir=tmp_path / "data", extension_dirs=[ext_dir])
+        # only the throwaway extensions: bundled ones (zh_prompt has a tab) would add results
+        settings = Settings.from_env(
+            data_dir=tmp_path / "data",
+            extension_dirs=[ext_dir],
+            disabled_extensions=set(BUNDLED_EXTENSION_NAMES),
+        )
         return Host(settings).start()
 
     return make

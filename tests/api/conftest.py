@@ -16,12 +16,6 @@ import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Until the engine branch is merged these tests cannot run: they are not collected
-# (rather than passing empty). Removed once main has the engine.
-try:
-    import core.engine  # noqa: F401
-except ImportError:
-    collect_ignore_glob = ["test_*.py"]
 
 TINY_MODEL = "tiny-sd15"
 SECOND_MODEL = "tiny-sd15-b"
@@ -91,10 +85,9 @@ class RunningEasel:
 def start_easel(
     data_dir: Path, models_dir: Path, **settings_overrides: Any
 ) -> tuple[RunningEasel, LiveServer]:
-    from core.engine import Engine
-
     from core.api.app import create_app
     from core.config import Settings
+    from core.engine import Engine
     from core.host import Host
     from core.jobs import JobService, SqliteJobQueue
 

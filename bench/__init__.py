@@ -1,0 +1,1 @@
+"""Benchmarks: Easel's engine against the plain diffusers pipeline, same components."""

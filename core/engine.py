@@ -1,0 +1,272 @@
+"""The engine: one request in, images (saved, with metadata) out.
+
+    engine = Engine(host)
+    result = engine.generate(GenerationRequest(prompt="a red circle"), on_progress=print)
+
+Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
+validate (no model loads) -> ``transform_prompt`` chain -> load the model (``model_loaded``
+after a fresh load) -> ``before_sample`` -> encode prompts -> per batch: sampling loop
+(``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
+``image_saved``.
+
+Interrupts: ``CancelToken.interrupt()`` stops within one step; ``generate`` then RETURNS a
+result with ``interrupted=True`` holding the images of the batches that finished (the
+batch in progress is dropped). ``CancelToken.skip()`` drops the current batch and goes on
+with the next. ``generate`` raises ``RequestError`` for bad input (before any model
+loads), ``ModelError`` when the model cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from core import __version__
+from core.errors import RequestError
+from core.models.manager import LoadedModel, ModelManager
+from core.outputs.infotext import build_infotext
+from core.outputs.writer import save_image
+from core.results import CancelToken, GenerationResult, ProgressEvent
+from core.samplers import names_for
+from core.sampling.img2img import prepare_init, tensor_to_pil
+from core.sampling.loop import BatchSkipped, SamplingInterrupted, denoise
+from core.sampling.memory import check_fits, decode_with_fallbacks
+from core.validation import ValidatedRequest, validate_request
+from plugin_api.types import GenerationContext, GenerationRequest
+
+log = logging.getLogger("easel.engine")
+
+
+class Engine:
+    def __init__(self, host: Any, models: ModelManager | None = None) -> None:
+        self.host = host
+        if not getattr(host, "started", True):
+            host.start()
+        self.models = models or ModelManager(host.settings)
+        self._lock = threading.Lock()  # one generation at a time: models are shared
+
+    # --- queries -----------------------------------------------------------------------
+
+    def sampler_names(self, family: str | None = None) -> list[str]:
+        """Sampler names for a family ("sd15", "zimage"...), or every one."""
+        if family is None:
+            return names_for(self.host.samplers, None)
+        from core.families import get_family
+
+        return names_for(self.host.samplers, get_family(family).flow)
+
+    def validate(self, request: GenerationRequest) -> GenerationRequest:
+        """A copy of ``request`` with defaults filled; raises RequestError."""
+        return self._validate(request).request
+
+    def _validate(self, request: GenerationRequest) -> ValidatedRequest:
+        checked = validate_request(request, self.models, self.host.samplers)
+        req = checked.request
+        check_fits(
+            req.width, req.height, req.batch_size, self.models.dtype, self.models.device, req.cfg_scale != 1.0
+        )
+        return checked
+
+    # --- generation --------------------------------------------------------------------
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        job_id: str | None = None,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> GenerationResult:
+        checked = self._validate(request)
+        with self._lock, torch.inference_mode():
+            return self._generate(checked, job_id, on_progress, cancel or CancelToken())
+
+    def _generate(
+        self,
+        checked: ValidatedRequest,
+        job_id: str | None,
+        on_progress: Callable[[ProgressEvent], None] | None,
+        cancel: CancelToken,
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        req, family, hooks = checked.request, checked.family, self.host.generation_hooks
+        ctx = GenerationContext(
+            request=req,
+            original_prompt=req.prompt,
+            original_negative_prompt=req.negative_prompt,
+            job_id=job_id,
+            model_name=checked.model_name,
+            family=family.name,
+            device=str(self.models.device),
+            dtype=str(self.models.dtype).replace("torch.", ""),
+            is_cancelled=lambda: cancel.interrupted,
+        )
+        hooks.transform_prompt(req, ctx)
+        for field in ("prompt", "negative_prompt"):
+            if not isinstance(getattr(req, field), str):
+                raise RequestError(field, "a transform_prompt hook left it as non-text")
+
+        model, fresh = self.models.get(checked.model_name)
+        model.to(self.models.device)  # back from an OOM offload, if one happened
+        ctx.model = model
+        if fresh:
+            hooks.model_loaded(ctx, model)
+
+        base_seed = req.seed if req.seed != -1 else random.randrange(2**32)
+        total_images = req.batch_size * req.batch_count
+        ctx.seeds = [base_seed + i for i in range(total_images)]
+        ctx.total_steps = req.steps
+        hooks.before_sample(ctx)
+
+        use_cfg = req.cfg_scale != 1.0
+        cond, uncond = family.encode_prompt_pair(
+            model.components, req.prompt, req.negative_prompt, req.clip_skip, req.width, req.height, use_cfg
+        )
+        result = GenerationResult(
+            images=[],
+            seeds=[],
+            infotexts=[],
+            prompt=req.prompt,
+            negative_prompt=req.negative_prompt,
+            original_prompt=ctx.original_prompt,
+            original_negative_prompt=ctx.original_negative_prompt,
+        )
+        for batch_index in range(req.batch_count):
+            seeds = ctx.seeds[batch_index * req.batch_size : (batch_index + 1) * req.batch_size]
+            try:
+                images = self._run_batch(
+                    checked, model, ctx, cond, uncond, seeds, batch_index, on_progress, cancel
+                )
+            except BatchSkipped:
+                log.info("batch %d skipped", batch_index)
+                continue
+            except SamplingInterrupted:
+                result.interrupted = True
+                break
+            images = hooks.after_sample(ctx, images)
+            for position, (image, seed) in enumerate(zip(images, seeds, strict=False)):
+                infotext = self.infotext(checked, model, ctx, seed, position)
+                result.images.append(image)
+                result.seeds.append(seed)
+                result.infotexts.append(infotext)
+                if req.save_images:
+                    mode = "txt2img" if req.init_image is None else "img2img"
+                    path = save_image(
+                        image, self.host.settings.outputs_dir, mode, seed, infotext, req.output_format
+                    )
+                    result.paths.append(str(path))
+                    hooks.image_saved(ctx, str(path))
+        result.parameters = self._parameters(req, checked, base_seed)
+        result.warnings = list(ctx.warnings)
+        result.elapsed_s = time.perf_counter() - started
+        return result
+
+    def _run_batch(
+        self,
+        checked: ValidatedRequest,
+        model: LoadedModel,
+        ctx: GenerationContext,
+        cond: Any,
+        uncond: Any,
+        seeds: list[int],
+        batch_index: int,
+        on_progress: Callable[[ProgressEvent], None] | None,
+        cancel: CancelToken,
+    ) -> list[Any]:
+        req = checked.request
+        batch = len(seeds)
+        prepared = prepare_init(req, model, seeds) if req.init_image is not None else None
+
+        def report(step: int, total: int, elapsed: float, preview: Any) -> None:
+            if on_progress is None:
+                return
+            eta = (
+                elapsed / step * (total - step) + elapsed * (req.batch_count - batch_index - 1) * total / step
+            )
+            on_progress(ProgressEvent(step, total, batch_index, req.batch_count, elapsed, eta, preview))
+
+        # a fresh scheduler per batch: schedulers keep per-run state
+        scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
+        latents = denoise(
+            model=model,
+            scheduler=scheduler,
+            cond=cond.repeat(batch),
+            uncond=uncond.repeat(batch) if uncond is not None else None,
+            cfg_scale=req.cfg_scale,
+            steps=req.steps,
+            seeds=seeds,
+            width=req.width,
+            height=req.height,
+            ctx=ctx,
+            hooks=self.host.generation_hooks,
+            cancel=cancel,
+            on_step=report,
+            init=prepared.init if prepared else None,
+        )
+        decoded = decode_with_fallbacks(
+            lambda: model.adapter.decode(model.components, latents), model.components, ctx.warnings
+        )
+        images = tensor_to_pil(decoded)
+        return prepared.finish(images) if prepared else images
+
+    # --- metadata ------------------------------------------------------------------------
+
+    def infotext(
+        self, checked: ValidatedRequest, model: LoadedModel, ctx: GenerationContext, seed: int, position: int
+    ) -> str:
+        req = checked.request
+        params: dict[str, Any] = {
+            "Steps": req.steps,
+            "Sampler": checked.sampler_name,
+            "CFG scale": req.cfg_scale,
+            "Seed": seed,
+            "Size": f"{req.width}x{req.height}",
+            "Model hash": model.info.hash,
+            "Model": model.name,
+        }
+        if req.batch_size > 1:
+            params["Batch size"] = req.batch_size
+            params["Batch pos"] = position
+        if req.init_image is not None:
+            params["Denoising strength"] = req.denoising_strength
+        if req.mask is not None:
+            params["Mask blur"] = req.mask_blur
+            if req.inpaint_full_res:
+                params["Inpaint area"] = "Only masked"
+                params["Masked area padding"] = req.inpaint_full_res_padding
+        if req.clip_skip > 1:
+            params["Clip skip"] = req.clip_skip
+        params.update(ctx.extra_params)
+        if ctx.prompt_transforms:
+            if ctx.original_prompt != req.prompt:
+                params["Original prompt"] = ctx.original_prompt
+            if ctx.original_negative_prompt != req.negative_prompt:
+                params["Original negative prompt"] = ctx.original_negative_prompt
+            params["Prompt transforms"] = " > ".join(t.extension for t in ctx.prompt_transforms)
+        params["Version"] = f"easel-{__version__}"
+        return build_infotext(req.prompt, req.negative_prompt, params)
+
+    def _parameters(self, req: GenerationRequest, checked: ValidatedRequest, seed: int) -> dict[str, Any]:
+        return {
+            "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt,
+            "seed": seed,
+            "steps": req.steps,
+            "cfg_scale": req.cfg_scale,
+            "width": req.width,
+            "height": req.height,
+            "sampler": checked.sampler_name,
+            "model": checked.model_name,
+            "family": checked.family.name,
+            "batch_size": req.batch_size,
+            "batch_count": req.batch_count,
+            "clip_skip": req.clip_skip,
+            "mode": req.mode,
+            "denoising_strength": req.denoising_strength if req.init_image is not None else None,
+        }

@@ -1,0 +1,21 @@
+"""Model families: one adapter per family behind ``core.families.base.FamilyAdapter``."""
+
+from __future__ import annotations
+
+from core.families.base import Conditioning, FamilyAdapter, FamilyDefaults
+
+__all__ = ["Conditioning", "FamilyAdapter", "FamilyDefaults", "all_families", "get_family"]
+
+
+def all_families() -> list[FamilyAdapter]:
+    """Every known family, in detection order (most specific first)."""
+    from core.families.sd15 import FAMILY as SD15
+
+    return [SD15]
+
+
+def get_family(name: str) -> FamilyAdapter:
+    for family in all_families():
+        if family.name == name:
+            return family
+    raise KeyError(f"unknown model family {name!r}")

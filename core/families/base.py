@@ -1,0 +1,174 @@
+"""The interface every model family implements (like Forge's ``backend/diffusion_engine``).
+
+A family adapter is stateless: it knows how to recognise a checkpoint, build the
+diffusers components from it, and run each model-specific step of the one sampling loop
+(``core/sampling/loop.py``): encode prompts, shape latents, call the denoiser, decode.
+Everything model-specific lives here; the loop stays generic.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Conditioning:
+    """Encoded prompts for a batch: ``embeds`` is a tensor (batch first) or a list of
+    per-image tensors (Z-Image's variable-length captions); ``extra`` holds further
+    tensors the denoiser needs (SDXL's pooled embeddings and time ids)."""
+
+    embeds: Any
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def concat(self, other: Conditioning) -> Conditioning:
+        """This batch followed by ``other`` (for batched CFG: uncond then cond)."""
+        if isinstance(self.embeds, list):
+            embeds: Any = [*self.embeds, *other.embeds]
+        else:
+            embeds = torch.cat([self.embeds, other.embeds])
+        extra = {k: torch.cat([v, other.extra[k]]) for k, v in self.extra.items()}
+        return Conditioning(embeds, extra)
+
+    def repeat(self, count: int) -> Conditioning:
+        """The batch repeated ``count`` times (one prompt for every image of a batch)."""
+        if isinstance(self.embeds, list):
+            embeds: Any = [e for e in self.embeds for _ in range(count)]
+        else:
+            embeds = self.embeds.repeat_interleave(count, dim=0)
+        extra = {k: v.repeat_interleave(count, dim=0) for k, v in self.extra.items()}
+        return Conditioning(embeds, extra)
+
+
+@dataclass(frozen=True)
+class FamilyDefaults:
+    width: int
+    height: int
+    steps: int
+    cfg_scale: float
+    sampler: str
+    size_multiple: int = 8  # width/height must be a multiple of this
+
+
+class FamilyAdapter(ABC):
+    """One model family. Subclasses live in ``core/families/<name>.py``."""
+
+    name: str = ""  # "sd15"
+    label: str = ""  # "Stable Diffusion 1.x/2.x"
+    defaults: FamilyDefaults
+    flow: bool = False  # flow matching (samplers with SamplerSpec.flow)
+    uses_clip_prompts: bool = True  # A1111 emphasis, BREAK and 77-token chunks apply
+    denoiser_name: str = "unet"
+    # latent -> RGB linear approximation for cheap previews: rows are latent channels
+    preview_factors: tuple[tuple[float, float, float], ...] = ()
+    preview_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    # --- detection -----------------------------------------------------------------
+
+    @abstractmethod
+    def detect_keys(self, shapes: dict[str, list[int]]) -> str | None:
+        """Return a variant name ("sd15", "sd2-v"...) when these state-dict keys (with
+        their shapes, read from the safetensors header) are this family's, else None."""
+
+    @abstractmethod
+    def detect_folder(self, model_index: dict[str, Any]) -> bool:
+        """True when a diffusers folder's ``model_index.json`` is this family's."""
+
+    # --- loading -------------------------------------------------------------------
+
+    @abstractmethod
+    def load_folder(self, path: Path, dtype: torch.dtype) -> dict[str, Any]:
+        """Components (torch modules + ``scheduler``) from a diffusers folder."""
+
+    @abstractmethod
+    def load_single_file(
+        self, path: Path, config_dir: Path, dtype: torch.dtype, state_dict: dict | None = None
+    ) -> dict[str, Any]:
+        """Components from an original-layout single file, shaped by ``config_dir`` (a
+        diffusers folder with configs and tokenizers only). ``state_dict`` is given when
+        the weights were already read (pickle files opted in)."""
+
+    def config_dir_for(self, variant: str) -> str:
+        """Name of the shipped config folder in ``core/model_configs/`` for a variant."""
+        return self.name
+
+    # --- sampling ------------------------------------------------------------------
+
+    @abstractmethod
+    def encode_prompt_pair(
+        self,
+        components: dict[str, Any],
+        prompt: str,
+        negative: str,
+        clip_skip: int,
+        width: int,
+        height: int,
+        need_negative: bool,
+    ) -> tuple[Conditioning, Conditioning | None]:
+        """Encode the prompt and (when CFG needs it) the negative prompt, each with batch
+        size 1; the loop repeats them per image. Both have the same token length."""
+
+    def latent_shape(self, components: dict[str, Any], batch: int, width: int, height: int) -> tuple:
+        vae = components["vae"]
+        factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        channels = self.latent_channels(components)
+        return (batch, channels, height // factor, width // factor)
+
+    def latent_channels(self, components: dict[str, Any]) -> int:
+        return int(components[self.denoiser_name].config.in_channels)
+
+    def set_timesteps(self, scheduler: Any, steps: int, latent_shape: tuple, device: torch.device) -> None:
+        scheduler.set_timesteps(steps, device=device)
+
+    @abstractmethod
+    def denoise(
+        self,
+        components: dict[str, Any],
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        cond: Conditioning,
+        extra_kwargs: dict[str, Any],
+    ) -> torch.Tensor:
+        """The denoiser's prediction for ``latents`` (already scaled by the scheduler),
+        in the convention the scheduler expects."""
+
+    def combine_cfg(self, uncond: torch.Tensor, cond: torch.Tensor, cfg_scale: float) -> torch.Tensor:
+        """A1111's convention for every family: uncond + scale * (cond - uncond)."""
+        return uncond + cfg_scale * (cond - uncond)
+
+    def decode(self, components: dict[str, Any], latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in [-1, 1] (N, 3, H, W)."""
+        vae = components["vae"]
+        scaled = latents.to(vae.dtype) / vae.config.scaling_factor
+        shift = getattr(vae.config, "shift_factor", None)
+        if shift is not None:
+            scaled = scaled + shift
+        return vae.decode(scaled, return_dict=False)[0]
+
+    def encode_image(
+        self, components: dict[str, Any], images: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Images in [-1, 1] -> scaled latents (img2img / inpainting)."""
+        vae = components["vae"]
+        dist = vae.encode(images.to(vae.dtype)).latent_dist
+        latents = dist.sample(generator=generator)
+        shift = getattr(vae.config, "shift_factor", None)
+        if shift is not None:
+            latents = latents - shift
+        return latents * vae.config.scaling_factor
+
+    def preview(self, latents: torch.Tensor) -> Any:
+        """A cheap PIL preview of the first image's latents (no VAE decode)."""
+        from PIL import Image
+
+        if not self.preview_factors or latents.shape[1] != len(self.preview_factors):
+            return None
+        factors = torch.tensor(self.preview_factors, dtype=torch.float32)
+        bias = torch.tensor(self.preview_bias, dtype=torch.float32)
+        rgb = torch.einsum("chw,cr->hwr", latents[0].float().cpu(), factors) + bias
+        rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
+        return Image.fromarray(rgb)

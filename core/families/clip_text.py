@@ -1,0 +1,70 @@
+"""CLIP text encoding the way A1111 does it: weighted 77-token chunks, emphasis, clip skip.
+
+Shared by the CLIP-based families (SD1.x/2.x, SDXL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core.prompt_parser import PromptChunk, tokenize_weighted
+
+
+@dataclass
+class ClipOutput:
+    hidden: torch.Tensor  # (1, 77 * chunks, width)
+    pooled: torch.Tensor | None  # (1, projection) from the first chunk, when asked for
+
+
+def tokenize_pair(tokenizer, prompt: str, negative: str) -> tuple[list[PromptChunk], list[PromptChunk]]:
+    """Both prompts with the same number of chunks (the shorter padded with empty ones)."""
+    positive = tokenize_weighted(tokenizer, prompt)
+    negative_chunks = tokenize_weighted(tokenizer, negative, min_chunks=len(positive))
+    if len(negative_chunks) > len(positive):
+        positive = tokenize_weighted(tokenizer, prompt, min_chunks=len(negative_chunks))
+    return positive, negative_chunks
+
+
+def _final_layer_norm(text_encoder) -> torch.nn.Module:
+    # transformers 5 flattened CLIPTextModel (no ``text_model`` level); older ones have it
+    inner = getattr(text_encoder, "text_model", text_encoder)
+    return inner.final_layer_norm
+
+
+def encode_chunks(
+    text_encoder,
+    chunks: list[PromptChunk],
+    hidden_layer: int | None,
+    apply_final_norm: bool,
+    want_pooled: bool = False,
+) -> ClipOutput:
+    """Encode each chunk, apply emphasis, concatenate along the token axis.
+
+    ``hidden_layer`` None means the last hidden state; otherwise an index into
+    ``hidden_states`` (``-2`` = penultimate), optionally followed by the final layer norm
+    (A1111's clip skip for SD1.x).
+    """
+    device = text_encoder.device
+    hidden_parts = []
+    pooled = None
+    for index, chunk in enumerate(chunks):
+        ids = torch.tensor([chunk.tokens], device=device)
+        output = text_encoder(ids, output_hidden_states=hidden_layer is not None)
+        if hidden_layer is None:
+            z = output[0]
+        else:
+            z = output.hidden_states[hidden_layer]
+            if apply_final_norm:
+                z = _final_layer_norm(text_encoder)(z)
+        if want_pooled and index == 0:
+            pooled = output[0] if output[0].ndim == 2 else getattr(output, "text_embeds", None)
+        if any(w != 1.0 for w in chunk.weights):
+            # A1111 "Original" emphasis: weight the tokens, then restore the mean
+            weights = torch.tensor(chunk.weights, device=device, dtype=z.dtype)
+            original_mean = z.mean()
+            z = z * weights.reshape(1, -1, 1)
+            z = z * (original_mean / z.mean())
+        hidden_parts.append(z)
+    return ClipOutput(hidden=torch.cat(hidden_parts, dim=1), pooled=pooled)

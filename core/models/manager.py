@@ -1,0 +1,327 @@
+"""The model manager: list checkpoints, load them lazily, keep a bounded LRU cache.
+
+Folders scanned (A1111 layout): ``<models-dir>/Stable-diffusion`` and, always, the shipped
+``<repo>/models/Stable-diffusion`` (so the demo model is there). Entries are diffusers
+folders (with ``model_index.json``) and single checkpoint files. A single file's shapes
+come from a config folder: ``<file stem>.config/`` beside the file when it exists (a
+diffusers folder with configs and tokenizers, or a full one), else the shipped real-size
+config for the detected family in ``core/model_configs/<family>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.config import MODEL_CONFIGS_DIR, SHIPPED_MODELS_DIR, Settings
+from core.errors import ModelError
+from core.families import FamilyAdapter, all_families, get_family
+from core.models.files import CHECKPOINT_SUFFIXES, HashCache, load_pickle_state_dict, tensor_shapes
+
+log = logging.getLogger("easel.models")
+
+DEMO_MODEL_NAME = "easel-demo"
+CHECKPOINT_FOLDER = "Stable-diffusion"
+CONFIG_SIDECAR_SUFFIX = ".config"
+CLIP_TOKENIZER_DIR = MODEL_CONFIGS_DIR / "clip_tokenizer"
+
+
+@dataclass
+class ModelInfo:
+    """One loadable model as ``easel models`` lists it."""
+
+    name: str
+    family: str
+    format: str  # diffusers | safetensors | pickle
+    size: int  # bytes on disk
+    hash: str  # A1111 short hash (10 hex)
+    path: Path
+    variant: str = ""  # "sd2" for an SD2 checkpoint of the sd15 family...
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "format": self.format,
+            "size": self.size,
+            "hash": self.hash,
+            "path": str(self.path),
+        }
+
+
+@dataclass
+class LoadedModel:
+    """A model in memory: what ``model_loaded`` hooks and ``ctx.model`` receive."""
+
+    name: str
+    family: str
+    path: Path
+    info: ModelInfo
+    adapter: FamilyAdapter = field(repr=False)
+    components: dict[str, Any] = field(repr=False)
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
+
+    def to(self, device: torch.device | str) -> LoadedModel:
+        device = torch.device(device)
+        for module in self.modules().values():
+            module.to(device)
+        self.device = device
+        return self
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.numel() * p.element_size() for m in self.modules().values() for p in m.parameters())
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting and setting != "auto":
+        return torch.device(setting)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on CPU (half precision is ~25x slower there), bf16/fp16 on accelerators."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes the model cache may hold on ``device`` (about half of its memory)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory * 0.6)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 16 * 1024**3
+    return int(total * 0.5)
+
+
+class ModelManager:
+    def __init__(self, settings: Settings, cache_budget_bytes: int | None = None) -> None:
+        self.settings = settings
+        self.device = pick_device(settings.device)
+        self.dtype = pick_dtype(self.device)
+        self.cache_budget_bytes = cache_budget_bytes or memory_budget(self.device)
+        self.hashes = HashCache(settings.state_dir / "model_hashes.json")
+        self.problems: dict[str, str] = {}  # name -> why it cannot be used
+        self._infos: dict[str, ModelInfo] | None = None
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()
+        self.load_count = 0  # fresh loads since start (tests assert nothing loaded)
+
+    # --- listing -----------------------------------------------------------------------
+
+    def checkpoint_dirs(self) -> list[Path]:
+        dirs = [Path(self.settings.models_dir) / CHECKPOINT_FOLDER, SHIPPED_MODELS_DIR / CHECKPOINT_FOLDER]
+        unique: list[Path] = []
+        for d in dirs:
+            if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+                unique.append(d)
+        return unique
+
+    def refresh(self) -> list[ModelInfo]:
+        """Scan the folders again (new files appear, removed ones go)."""
+        infos: dict[str, ModelInfo] = {}
+        problems: dict[str, str] = {}
+        for root in self.checkpoint_dirs():
+            for path, name in self._entries(root):
+                if name in infos or name in problems:
+                    continue  # the user's models folder wins over the shipped one
+                try:
+                    infos[name] = self._describe(path, name)
+                except ModelError as exc:
+                    problems[name] = str(exc)
+                    log.warning("model %r skipped: %s", name, exc)
+        with self._lock:
+            self._infos, self.problems = infos, problems
+        return list(infos.values())
+
+    def _entries(self, root: Path) -> list[tuple[Path, str]]:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            here = Path(dirpath)
+            if (here / "model_index.json").is_file():
+                found.append((here, here.relative_to(root).as_posix()))
+                dirnames.clear()  # a diffusers folder's subfolders are its components
+                continue
+            dirnames[:] = sorted(d for d in dirnames if not d.endswith(CONFIG_SIDECAR_SUFFIX))
+            for filename in sorted(filenames):
+                path = here / filename
+                if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+                    found.append((path, path.relative_to(root).with_suffix("").as_posix()))
+        return sorted(found, key=lambda e: e[1])
+
+    def _describe(self, path: Path, name: str) -> ModelInfo:
+        if path.is_dir():
+            try:
+                index = json.loads((path / "model_index.json").read_text("utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"{path}: unreadable model_index.json: {exc}") from exc
+            for family in all_families():
+                if family.detect_folder(index):
+                    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                    return ModelInfo(name, family.name, "diffusers", size, self.hashes.short_hash(path), path)
+            raise ModelError(
+                f"{path}: unsupported diffusers pipeline {index.get('_class_name')!r} "
+                f"(Easel knows {', '.join(f.label for f in all_families())})"
+            )
+        fmt, shapes = tensor_shapes(path, self.settings.allow_pickle)
+        family, variant = detect_family(path, shapes)
+        return ModelInfo(
+            name, family.name, fmt, path.stat().st_size, self.hashes.short_hash(path), path, variant
+        )
+
+    def list(self) -> list[ModelInfo]:
+        with self._lock:
+            if self._infos is None:
+                self.refresh()
+            assert self._infos is not None
+            return list(self._infos.values())
+
+    def info(self, name: str) -> ModelInfo:
+        """The listing entry for ``name`` (also accepts A1111's "name [hash]" and a hash)."""
+        infos = {i.name: i for i in self.list()}
+        if name in infos:
+            return infos[name]
+        bare = name.split(" [", 1)[0].strip()
+        for candidate in (bare, Path(bare).with_suffix("").as_posix()):
+            if candidate in infos:
+                return infos[candidate]
+        for info in infos.values():
+            if name == info.hash:
+                return info
+        if bare in self.problems:
+            raise ModelError(self.problems[bare])
+        known = ", ".join(sorted(infos)) or "none (put models in models/Stable-diffusion)"
+        raise ModelError(f"unknown model {name!r}; available: {known}")
+
+    def default_name(self) -> str | None:
+        names = [i.name for i in self.list()]
+        if DEMO_MODEL_NAME in names:
+            return DEMO_MODEL_NAME
+        return names[0] if names else None
+
+    # --- loading -----------------------------------------------------------------------
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self._loaded
+
+    def get(self, name: str | None = None) -> tuple[LoadedModel, bool]:
+        """The loaded model and whether this call loaded it (False: from the cache)."""
+        with self._lock:
+            info = self.info(name or self.default_name() or "")
+            cached = self._loaded.get(info.name)
+            if cached is not None:
+                self._loaded.move_to_end(info.name)
+                return cached, False
+            model = self._load(info)
+            self._loaded[info.name] = model
+            self.load_count += 1
+            self._evict(keep=info.name)
+            return model, True
+
+    def _load(self, info: ModelInfo) -> LoadedModel:
+        family = get_family(info.family)
+        log.info("loading model %r (%s, %s) on %s", info.name, info.family, info.format, self.device)
+        try:
+            if info.format == "diffusers":
+                components = family.load_folder(info.path, self.dtype)
+            else:
+                state_dict = load_pickle_state_dict(info.path) if info.format == "pickle" else None
+                config_dir = self.config_dir_for(info, family)
+                components = family.load_single_file(info.path, config_dir, self.dtype, state_dict)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"{info.path}: cannot load as {family.label}: {type(exc).__name__}: {exc}") from exc
+        model = LoadedModel(info.name, info.family, info.path, info, family, components, dtype=self.dtype)
+        for module in model.modules().values():
+            module.eval().requires_grad_(False)
+        return model.to(self.device)
+
+    def config_dir_for(self, info: ModelInfo, family: FamilyAdapter) -> Path:
+        sidecar = info.path.with_name(info.path.stem + CONFIG_SIDECAR_SUFFIX)
+        if sidecar.is_dir():
+            return sidecar
+        return materialize_config_dir(
+            MODEL_CONFIGS_DIR / family.config_dir_for(info.variant or family.name),
+            self.settings.state_dir / "model_configs",
+        )
+
+    def _evict(self, keep: str) -> None:
+        total = sum(m.nbytes for m in self._loaded.values())
+        while total > self.cache_budget_bytes and len(self._loaded) > 1:
+            name, model = next(iter(self._loaded.items()))
+            if name == keep:
+                self._loaded.move_to_end(name)
+                continue
+            del self._loaded[name]
+            total -= model.nbytes
+            log.info("unloaded model %r to stay within the cache budget", name)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def unload(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._loaded.clear()
+            else:
+                self._loaded.pop(name, None)
+
+
+def detect_family(path: Path, shapes: dict[str, list[int]]) -> tuple[FamilyAdapter, str]:
+    """The family of a checkpoint from its keys and shapes (never from its file name)."""
+    for family in all_families():
+        variant = family.detect_keys(shapes)
+        if variant:
+            return family, variant
+    sample = ", ".join(sorted(shapes)[:5]) or "no tensors"
+    raise ModelError(
+        f"{path}: unknown model architecture ({len(shapes)} tensors, e.g. {sample}); "
+        f"Easel recognises {', '.join(f.label for f in all_families())} checkpoints"
+    )
+
+
+def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
+    """A usable copy of a shipped config folder: the CLIP vocabulary is stored once in
+    ``core/model_configs/clip_tokenizer`` and copied into every ``tokenizer*/`` folder
+    that lacks it (diffusers wants each tokenizer folder complete)."""
+    if not shipped.is_dir():
+        raise ModelError(f"no shipped model config folder {shipped}")
+    needs_vocab = [
+        d for d in shipped.iterdir() if d.is_dir() and d.name.startswith("tokenizer") and not (d / "vocab.json").exists()
+    ]
+    if not needs_vocab or not any((d / "tokenizer_config.json").exists() for d in needs_vocab):
+        return shipped
+    target = cache_root / shipped.name
+    if not (target / ".complete").exists():
+        tmp = cache_root / f".{shipped.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(shipped, tmp)
+        for folder in needs_vocab:
+            for file in ("vocab.json", "merges.txt"):
+                shutil.copy(CLIP_TOKENIZER_DIR / file, tmp / folder.name / file)
+        (tmp / ".complete").write_text("ok")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    return target

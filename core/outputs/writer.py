@@ -1,0 +1,115 @@
+"""Writing images: A1111 folder and file names, atomic writes, metadata in the file.
+
+``outputs/txt2img-images/2026-01-31/00042-123456.png``: the number continues from the
+highest one in the folder (a lock makes it safe across threads of one process); the file
+is written to a temporary name in the same folder and renamed, so a reader never sees a
+half-written image. PNGs carry the infotext in a ``parameters`` text chunk; JPEG and WebP
+in EXIF UserComment (UTF-16, "UNICODE" prefix), as A1111 does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+EXIF_IFD = 0x8769
+USER_COMMENT = 0x9286
+UNICODE_PREFIX = b"UNICODE\x00"
+FORMATS = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
+_NUMBERED = re.compile(r"^(\d{5,})-")
+_folder_locks: dict[str, threading.Lock] = {}
+_folder_locks_guard = threading.Lock()
+
+
+def mode_folder(mode: str) -> str:
+    return "txt2img-images" if mode == "txt2img" else "img2img-images"
+
+
+def _lock_for(folder: Path) -> threading.Lock:
+    with _folder_locks_guard:
+        return _folder_locks.setdefault(str(folder.resolve()), threading.Lock())
+
+
+def next_number(folder: Path) -> int:
+    highest = -1
+    if folder.is_dir():
+        for entry in os.scandir(folder):
+            match = _NUMBERED.match(entry.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
+
+
+def encode_user_comment(text: str) -> bytes:
+    return UNICODE_PREFIX + text.encode("utf-16-be")
+
+
+def decode_user_comment(raw: bytes | str) -> str:
+    if isinstance(raw, str):
+        return raw
+    if raw.startswith(UNICODE_PREFIX):
+        body = raw[len(UNICODE_PREFIX) :]
+        # A1111 (piexif) writes big-endian; some tools write little-endian with a BOM
+        if body.startswith(b"\xff\xfe"):
+            return body[2:].decode("utf-16-le", errors="replace")
+        return body.decode("utf-16-be", errors="replace")
+    if raw.startswith(b"ASCII\x00\x00\x00"):
+        return raw[8:].decode("ascii", errors="replace")
+    return raw.decode("utf-8", errors="replace").strip("\x00")
+
+
+def save_image(
+    image: Image.Image,
+    outputs_dir: Path,
+    mode: str,
+    seed: int,
+    infotext: str,
+    output_format: str = "png",
+    today: dt.date | None = None,
+) -> Path:
+    """Write ``image`` with its infotext; return the final path."""
+    pil_format, suffix = FORMATS[output_format.lower()]
+    folder = Path(outputs_dir) / mode_folder(mode) / (today or dt.date.today()).isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _lock_for(folder):
+        path = folder / f"{next_number(folder):05d}-{seed}{suffix}"
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _write(image, f, pil_format, infotext)
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def _write(image: Image.Image, f, pil_format: str, infotext: str) -> None:
+    if pil_format == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", infotext)
+        image.save(f, format="PNG", pnginfo=info)
+        return
+    exif = Image.Exif()
+    exif.get_ifd(EXIF_IFD)[USER_COMMENT] = encode_user_comment(infotext)
+    rgb = image.convert("RGB") if pil_format == "JPEG" else image
+    rgb.save(f, format=pil_format, exif=exif.tobytes(), quality=90)
+
+
+def read_infotext(path: str | Path) -> str | None:
+    """The A1111 parameters stored in an image file, or None."""
+    with Image.open(path) as image:
+        text = image.info.get("parameters")
+        if isinstance(text, str):
+            return text
+        exif = image.getexif()
+        raw = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
+        if raw:
+            return decode_user_comment(raw)
+    return None

@@ -1,0 +1,1 @@
+"""The one sampling loop for every model family, and its memory fallbacks."""

@@ -1,0 +1,105 @@
+"""img2img and inpainting inputs: init image to latents, masks, and putting results back.
+
+Inpainting follows A1111 for ordinary (4-channel) checkpoints: the mask is blurred by
+``mask_blur``; during sampling the unmasked area is held on the init image's noise
+schedule; afterwards the original pixels are pasted back outside the (blurred) mask.
+"Only masked" (``inpaint_full_res``) crops the mask's bounding box plus padding, samples
+that crop at the requested size and scales it back into place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from core.sampling.loop import InitImage
+from plugin_api.types import GenerationRequest
+
+
+@dataclass
+class PreparedInit:
+    init: InitImage
+    finish: Callable[[list[Image.Image]], list[Image.Image]]
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (1, 3, H, W) in [-1, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(N, 3, H, W) in [-1, 1] -> PIL images (rounded as diffusers does)."""
+    array = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
+    return [Image.fromarray((a * 255).round().astype("uint8")) for a in array]
+
+
+def crop_region(mask: Image.Image, padding: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """The mask's bounding box plus padding, grown to the target aspect ratio."""
+    box = mask.getbbox() or (0, 0, mask.width, mask.height)
+    x1, y1, x2, y2 = box[0] - padding, box[1] - padding, box[2] + padding, box[3] + padding
+    target = width / height
+    w, h = x2 - x1, y2 - y1
+    if w / h < target:  # too narrow: widen
+        grow = target * h - w
+        x1, x2 = x1 - grow / 2, x2 + grow / 2
+    else:
+        grow = w / target - h
+        y1, y2 = y1 - grow / 2, y2 + grow / 2
+    x1, y1 = max(0, int(x1)), max(0, int(y1))
+    x2, y2 = min(mask.width, round(x2)), min(mask.height, round(y2))
+    return x1, y1, x2, y2
+
+
+def prepare_init(request: GenerationRequest, model, seeds: list[int]) -> PreparedInit:
+    width, height = int(request.width), int(request.height)
+    original = request.init_image.convert("RGB")
+    mask_full = None
+    if request.mask is not None:
+        mask_full = request.mask.convert("L").resize(original.size, Image.Resampling.LANCZOS)
+        if request.mask_blur > 0:
+            mask_full = mask_full.filter(ImageFilter.GaussianBlur(request.mask_blur))
+    region = None
+    source = original
+    mask = mask_full
+    if mask_full is not None and request.inpaint_full_res:
+        region = crop_region(mask_full, request.inpaint_full_res_padding, width, height)
+        source = original.crop(region)
+        mask = mask_full.crop(region)
+    source = source.resize((width, height), Image.Resampling.LANCZOS)
+
+    adapter, components = model.adapter, model.components
+    pixels = pil_to_tensor(source).to(model.device)
+    generator = torch.Generator("cpu").manual_seed(int(seeds[0]))
+    with torch.inference_mode():
+        latents = adapter.encode_image(components, pixels, generator).float()
+    latents = latents.repeat(len(seeds), 1, 1, 1)
+
+    latent_mask = None
+    if mask is not None:
+        mask_small = mask.resize((latents.shape[3], latents.shape[2]), Image.Resampling.BILINEAR)
+        m = torch.from_numpy(np.asarray(mask_small, dtype=np.float32) / 255.0)
+        latent_mask = m.reshape(1, 1, *m.shape).repeat(len(seeds), 1, 1, 1).to(model.device)
+    init = InitImage(latents=latents, strength=float(request.denoising_strength), mask=latent_mask)
+
+    def finish(images: list[Image.Image]) -> list[Image.Image]:
+        if mask_full is None:
+            return images
+        finished = []
+        for image in images:
+            if region is not None:
+                canvas = original.copy()
+                size = (region[2] - region[0], region[3] - region[1])
+                canvas.paste(image.resize(size, Image.Resampling.LANCZOS), region[:2])
+                image = canvas
+            else:
+                image = image.resize(original.size, Image.Resampling.LANCZOS)
+            # original pixels outside the mask, the generated ones inside
+            finished.append(Image.composite(image, original, mask_full))
+        return finished
+
+    return PreparedInit(init=init, finish=finish)

@@ -1,0 +1,189 @@
+"""The sampling loop: one for every family (the adapter supplies the model-specific steps).
+
+Per batch:
+  1. noise from one CPU generator per image (seed + index), as A1111 does, so a seed
+     gives the same image on CPU and GPU;
+  2. timesteps from the scheduler (cut by denoising strength for img2img);
+  3. every step: scale the input, ask ``denoiser_kwargs`` hooks for extra conditioning,
+     run the denoiser once on the batched [uncond, cond] input, combine with CFG, step
+     the scheduler, re-impose the unmasked area (inpainting), report (``on_step`` hook,
+     progress event with a cheap preview), check the cancel token.
+Decoding and saving are the engine's job.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core.families.base import Conditioning
+from core.results import CancelToken
+from plugin_api.types import GenerationContext, StepState
+
+
+class BatchSkipped(Exception):
+    """The user asked to skip the current batch (``CancelToken.skip``)."""
+
+
+class SamplingInterrupted(Exception):
+    """The user interrupted the generation (``CancelToken.interrupt``)."""
+
+
+@dataclass
+class InitImage:
+    """img2img/inpainting input, already in latent space."""
+
+    latents: torch.Tensor  # (B, C, h, w), scaled
+    strength: float
+    mask: torch.Tensor | None = None  # (B, 1, h, w) latent-size, 1 = repaint
+
+
+def make_generators(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
+
+
+def initial_noise(shape: tuple, generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
+    """One noise tensor per image from its own CPU generator (float32, then moved)."""
+    noise = [torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generators]
+    return torch.cat(noise).to(device)
+
+
+def _step_kwargs(scheduler: Any, generators: list[torch.Generator]) -> dict[str, Any]:
+    accepted = set(inspect.signature(scheduler.step).parameters)
+    kwargs: dict[str, Any] = {}
+    if "generator" in accepted:
+        kwargs["generator"] = generators
+    if "eta" in accepted:
+        kwargs["eta"] = 0.0
+    return kwargs
+
+
+def _strength_timesteps(scheduler: Any, steps: int, strength: float) -> torch.Tensor:
+    """The tail of the schedule img2img runs (diffusers' get_timesteps)."""
+    order = getattr(scheduler, "order", 1)
+    init_steps = min(int(steps * strength), steps)
+    start = max(steps - init_steps, 0)
+    timesteps = scheduler.timesteps[start * order :]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start * order)
+    return timesteps
+
+
+def _noised(
+    scheduler: Any, flow: bool, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    t = t.reshape(1).to(clean.device)
+    if flow:
+        return scheduler.scale_noise(clean, t, noise)
+    return scheduler.add_noise(clean, noise, t.repeat(clean.shape[0]))
+
+
+def denoise(
+    *,
+    model: Any,
+    scheduler: Any,
+    cond: Conditioning,
+    uncond: Conditioning | None,
+    cfg_scale: float,
+    steps: int,
+    seeds: list[int],
+    width: int,
+    height: int,
+    ctx: GenerationContext,
+    hooks: Any,
+    cancel: CancelToken | None = None,
+    on_step: Callable[[int, int, float, Any], None] | None = None,
+    init: InitImage | None = None,
+) -> torch.Tensor:
+    """Run the denoising loop for one batch and return the final latents.
+
+    ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based).
+    Raises ``SamplingInterrupted`` or ``BatchSkipped`` when the token says so.
+    """
+    adapter, components = model.adapter, model.components
+    device = model.device
+    denoiser = components[adapter.denoiser_name]
+    dtype = denoiser.dtype
+    batch = len(seeds)
+    generators = make_generators(seeds)
+    shape = adapter.latent_shape(components, batch, width, height)
+    noise = initial_noise(shape, generators, device)
+
+    adapter.set_timesteps(scheduler, steps, shape, device)
+    timesteps = scheduler.timesteps
+    if init is not None:
+        timesteps = _strength_timesteps(scheduler, steps, init.strength)
+        if len(timesteps) == 0:
+            return init.latents.to(device)
+        latents = _noised(
+            scheduler, adapter.flow, init.latents.to(device, torch.float32), noise, timesteps[:1]
+        )
+    else:
+        if hasattr(scheduler, "set_begin_index") and adapter.flow:
+            scheduler.set_begin_index(0)
+        latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)
+
+    use_cfg = uncond is not None
+    model_cond = uncond.concat(cond) if use_cfg else cond
+    step_kwargs = _step_kwargs(scheduler, generators)
+    total = len(timesteps)
+    ctx.total_steps = total
+    started = time.perf_counter()
+    scale_input = getattr(scheduler, "scale_model_input", None)
+
+    for index, t in enumerate(timesteps):
+        if cancel is not None:
+            if cancel.interrupted:
+                raise SamplingInterrupted()
+            if cancel.take_skip():
+                raise BatchSkipped()
+        model_input = torch.cat([latents, latents]) if use_cfg else latents
+        if scale_input is not None:
+            model_input = scale_input(model_input, t)
+        sigma = _current_sigma(scheduler)
+        state = StepState(
+            step=index,
+            total_steps=total,
+            timestep=float(t),
+            sigma=sigma,
+            latents=model_input,
+            elapsed_s=time.perf_counter() - started,
+        )
+        extra = hooks.denoiser_kwargs(ctx, state)
+        prediction = adapter.denoise(components, model_input.to(dtype), t, model_cond, extra)
+        if use_cfg:
+            negative_pred, positive_pred = prediction.chunk(2)
+            prediction = adapter.combine_cfg(negative_pred, positive_pred, cfg_scale)
+        output = scheduler.step(prediction.to(latents.dtype), t, latents, **step_kwargs, return_dict=True)
+        latents = output.prev_sample
+        denoised = getattr(output, "pred_original_sample", None)
+
+        if init is not None and init.mask is not None:
+            # keep the unmasked area on the original image's noise schedule
+            keep = init.latents.to(device, latents.dtype)
+            if index < total - 1:
+                keep = _noised(scheduler, adapter.flow, keep, noise, timesteps[index + 1])
+            latents = (1 - init.mask) * keep + init.mask * latents
+
+        preview_source = denoised if denoised is not None else latents
+        state.latents = latents
+        state.denoised = denoised
+        state.preview = adapter.preview(preview_source)
+        state.elapsed_s = time.perf_counter() - started
+        hooks.on_step(ctx, state)
+        if on_step is not None:
+            on_step(index + 1, total, state.elapsed_s, state.preview)
+    return latents
+
+
+def _current_sigma(scheduler: Any) -> float | None:
+    sigmas = getattr(scheduler, "sigmas", None)
+    index = getattr(scheduler, "step_index", None)
+    if sigmas is None or index is None or index >= len(sigmas):
+        return None
+    return float(sigmas[index])

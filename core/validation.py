@@ -1,0 +1,145 @@
+"""Validate a GenerationRequest and fill the family's defaults, before any model loads.
+
+Every error is a ``RequestError(field, message)`` naming the request field, so the CLI,
+the API and the WebUI can point at the exact input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from core.errors import ModelError, RequestError
+from core.families import FamilyAdapter, get_family
+from core.samplers import display_name, names_for, resolve_sampler
+from plugin_api.types import GenerationRequest, SamplerSpec
+
+MIN_SIZE, MAX_SIZE = 64, 2048
+MAX_STEPS = 150
+MAX_CFG = 30.0
+MAX_BATCH_SIZE = 8
+MAX_BATCH_COUNT = 100
+MAX_CLIP_SKIP = 12
+MAX_SEED = 2**32 - 1  # A1111's range; per-image seeds are seed + index
+OUTPUT_FORMATS = ("png", "jpeg", "jpg", "webp")
+
+
+@dataclasses.dataclass
+class ValidatedRequest:
+    request: GenerationRequest  # a copy with every default filled in
+    model_name: str
+    family: FamilyAdapter
+    sampler: SamplerSpec
+    sampler_name: str  # as shown to users and in infotext
+
+
+def _int(request: GenerationRequest, field: str, low: int, high: int) -> int:
+    value = getattr(request, field)
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise RequestError(field, f"must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise RequestError(field, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(request: GenerationRequest, field: str, low: float, high: float) -> float:
+    value = getattr(request, field)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(field, f"must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise RequestError(field, f"must be a finite number, got {value}")
+    if not low <= value <= high:
+        raise RequestError(field, f"must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def _size(request: GenerationRequest, field: str, multiple: int) -> int:
+    value = _int(request, field, MIN_SIZE, MAX_SIZE)
+    if value % multiple:
+        raise RequestError(field, f"must be a multiple of {multiple} for this model, got {value}")
+    return value
+
+
+def validate_request(request: Any, models: Any, samplers: Any) -> ValidatedRequest:
+    """Check every field of ``request`` and return a filled-in copy.
+
+    ``models`` is the ModelManager (listing only: nothing is loaded), ``samplers`` the
+    host's sampler registry.
+    """
+    if not isinstance(request, GenerationRequest):
+        raise RequestError("request", f"expected a GenerationRequest, got {type(request).__name__}")
+    req = dataclasses.replace(request, extension_args=dict(request.extension_args or {}))
+    for field in ("prompt", "negative_prompt"):
+        value = getattr(req, field)
+        if value is None:
+            setattr(req, field, "")
+        elif not isinstance(value, str):
+            raise RequestError(field, f"must be text, got {type(value).__name__}")
+
+    if req.model is not None and not isinstance(req.model, str):
+        raise RequestError("model", f"must be a model name, got {req.model!r}")
+    try:
+        name = req.model or models.default_name()
+        if not name:
+            raise RequestError("model", "no models found; put a checkpoint in models/Stable-diffusion")
+        info = models.info(name)
+    except ModelError as exc:
+        raise RequestError("model", str(exc)) from exc
+    req.model = info.name
+    family = get_family(info.family)
+    defaults = family.defaults
+
+    for field in ("width", "height", "steps", "cfg_scale", "sampler"):
+        if getattr(req, field) is None:
+            setattr(req, field, getattr(defaults, field))
+    req.width = _size(req, "width", defaults.size_multiple)
+    req.height = _size(req, "height", defaults.size_multiple)
+    req.steps = _int(req, "steps", 1, MAX_STEPS)
+    req.cfg_scale = _float(req, "cfg_scale", 0.0, MAX_CFG)
+    req.seed = _int(req, "seed", -1, MAX_SEED)
+    req.batch_size = _int(req, "batch_size", 1, MAX_BATCH_SIZE)
+    req.batch_count = _int(req, "batch_count", 1, MAX_BATCH_COUNT)
+    req.clip_skip = _int(req, "clip_skip", 1, MAX_CLIP_SKIP)
+
+    if not isinstance(req.sampler, str) or not req.sampler.strip():
+        raise RequestError("sampler", f"must be a sampler name, got {req.sampler!r}")
+    spec = resolve_sampler(samplers, req.sampler.strip(), family.flow)
+    if spec is None:
+        choices = ", ".join(names_for(samplers, family.flow))
+        raise RequestError(
+            "sampler", f"unknown sampler {req.sampler!r} for {family.label}; choose one of: {choices}"
+        )
+
+    fmt = req.output_format.lower() if isinstance(req.output_format, str) else req.output_format
+    if fmt not in OUTPUT_FORMATS:
+        raise RequestError(
+            "output_format", f"must be one of {', '.join(OUTPUT_FORMATS)}, got {req.output_format!r}"
+        )
+    req.output_format = "jpeg" if fmt == "jpg" else fmt
+
+    if req.init_image is not None:
+        _check_image(req.init_image, "init_image")
+        req.denoising_strength = _float(req, "denoising_strength", 0.0, 1.0)
+    if req.mask is not None:
+        if req.init_image is None:
+            raise RequestError("mask", "a mask needs an init_image (inpainting)")
+        _check_image(req.mask, "mask")
+        req.mask_blur = _int(req, "mask_blur", 0, 64)
+        req.inpaint_full_res_padding = _int(req, "inpaint_full_res_padding", 0, 256)
+    if not isinstance(req.extension_args, dict):
+        raise RequestError("extension_args", "must be a mapping of extension name to arguments")
+    return ValidatedRequest(req, info.name, family, spec, display_name(spec) if family.flow else spec.name)
+
+
+def _check_image(value: Any, field: str) -> None:
+    from PIL import Image
+
+    if not isinstance(value, Image.Image):
+        raise RequestError(field, f"must be an image, got {type(value).__name__}")
+    if value.width < 8 or value.height < 8:
+        raise RequestError(field, f"image is too small ({value.width}x{value.height})")

@@ -1,0 +1,126 @@
+"""Shared fixtures: tiny models (built once per session), a models folder, host and engine.
+
+tiny_sd15_dir / tiny_sdxl_dir / tiny_zimage_dir      diffusers folders
+tiny_sd15_file / tiny_sdxl_file / tiny_zimage_file   single-file checkpoints (original
+                                                     key layout) with a .config/ sidecar
+models_dir    an A1111 models folder: Stable-diffusion/ holds all of the above as
+              tiny-sd15, tiny-sd15-file, tiny-sdxl, tiny-sdxl-file, tiny-zimage, ...
+host, engine  session-wide, data in a tmp folder, models from models_dir
+make_host(**settings)  a fresh started Host on the same models (own data dir)
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests import tiny_models
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_dir(tiny_root) -> Path:
+    return tiny_models.make_tiny_sd15(tiny_root / "sd15" / "tiny-sd15")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_file(tiny_root, tiny_sd15_dir) -> Path:
+    components = tiny_models.tiny_sd15_components()
+    path = tiny_models.write_single_file(
+        tiny_root / "sd15" / "tiny-sd15-file.safetensors", tiny_models.sd15_to_ldm(components)
+    )
+    tiny_models.write_config_sidecar(tiny_sd15_dir, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tiny_root) -> Path:
+    return tiny_models.make_tiny_sdxl(tiny_root / "sdxl" / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_file(tiny_root, tiny_sdxl_dir) -> Path:
+    components = tiny_models.tiny_sdxl_components()
+    path = tiny_models.write_single_file(
+        tiny_root / "sdxl" / "tiny-sdxl-file.safetensors", tiny_models.sdxl_to_ldm(components)
+    )
+    tiny_models.write_config_sidecar(tiny_sdxl_dir, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage_dir(tiny_root) -> Path:
+    return tiny_models.make_tiny_zimage(tiny_root / "zimage" / "tiny-zimage")
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage_file(tiny_root, tiny_zimage_dir) -> Path:
+    components = tiny_models.tiny_zimage_components()
+    path = tiny_models.write_single_file(
+        tiny_root / "zimage" / "tiny-zimage-file.safetensors", tiny_models.zimage_to_single_file(components)
+    )
+    tiny_models.write_config_sidecar(tiny_zimage_dir, path, keep_weights=True)
+    return path
+
+
+MODEL_FIXTURES = ("tiny_sd15_dir", "tiny_sd15_file")
+
+
+def _link(target: Path, link: Path) -> None:
+    link.symlink_to(target.resolve(), target_is_directory=target.is_dir())
+    sidecar = target.with_name(target.stem + ".config")
+    if target.is_file() and sidecar.is_dir():
+        link.with_name(link.stem + ".config").symlink_to(sidecar.resolve(), target_is_directory=True)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, request) -> Path:
+    """An A1111 models folder whose Stable-diffusion/ links every tiny model."""
+    root = tmp_path_factory.mktemp("models")
+    checkpoints = root / "Stable-diffusion"
+    checkpoints.mkdir()
+    for fixture in MODEL_FIXTURES:
+        target = request.getfixturevalue(fixture)
+        _link(target, checkpoints / target.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_host(models_dir, tmp_path_factory):
+    from core.config import Settings
+    from core.host import Host
+
+    def make(**overrides) -> Host:
+        overrides.setdefault("data_dir", tmp_path_factory.mktemp("data"))
+        overrides.setdefault("models_dir", models_dir)
+        overrides.setdefault("safe_mode", True)  # bundled extensions are tested on their own
+        overrides.setdefault("device", "cpu")
+        return Host(Settings(**overrides)).start()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def host(make_host):
+    return make_host()
+
+
+@pytest.fixture(scope="session")
+def engine(host):
+    from core.engine import Engine
+
+    return Engine(host)
