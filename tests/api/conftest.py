@@ -91,9 +91,8 @@ def start_easel(
     from core.host import Host
     from core.jobs import JobService, SqliteJobQueue
 
-    settings = Settings.from_env(
-        data_dir=data_dir, models_dir=models_dir, safe_mode=True, **settings_overrides
-    )
+    settings_overrides.setdefault("safe_mode", True)  # bundled extensions only, unless asked
+    settings = Settings.from_env(data_dir=data_dir, models_dir=models_dir, **settings_overrides)
     host = Host(settings).start()
     engine = Engine(host)
     service = JobService.for_engine(
@@ -104,8 +103,10 @@ def start_easel(
     return RunningEasel(live.url, host, engine, service, settings), live
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path):
+    """One server for every API test module (a model load each would cost more than the
+    tests); tests leave it as they found it (no job running, default model restored)."""
     running, live = start_easel(tmp_path_factory.mktemp("data"), tiny_models_dir)
     try:
         yield running
