@@ -107,6 +107,13 @@ def start_easel(
 def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path):
     """One server for every API test module (a model load each would cost more than the
     tests); tests leave it as they found it (no job running, default model restored)."""
+    import torch
+
+    # One intra-op thread: on a shared 2-core box two torch threads fight the event loop
+    # and the other processes (measured here: 0.1 s per tiny job with one thread, 1-3 s
+    # with two). Restored afterwards for the other tests.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     running, live = start_easel(tmp_path_factory.mktemp("data"), tiny_models_dir)
     try:
         yield running
@@ -114,3 +121,4 @@ def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path):
         live.stop()
         running.service.stop()
         running.host.stop()
+        torch.set_num_threads(threads)

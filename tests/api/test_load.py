@@ -42,7 +42,7 @@ def test_fifty_concurrent_txt2img(easel):
                 response = await client.get(path)
                 samples.append(time.perf_counter() - started)
                 assert response.status_code == 200
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
 
     async def main() -> list[dict]:
         limits = httpx.Limits(max_connections=REQUESTS + 5)

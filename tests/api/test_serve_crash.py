@@ -23,7 +23,8 @@ LONG = {"prompt": "long one", "width": 192, "height": 192, "steps": 150, "model"
 
 
 def start_server(data_dir: Path, models_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # one torch thread: see the note in conftest.py's `easel` fixture
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "core", "serve", "--data-dir", str(data_dir), "--models-dir", str(models_dir),
         "--port", str(port), "--api-auth", ":".join(AUTH), "--safe-mode", "--no-ui",
