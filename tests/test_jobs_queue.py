@@ -65,6 +65,7 @@ def test_priority_then_arrival_order(db_path):
     queue = SqliteJobQueue(db_path)
     low = [queue.put("txt2img", {"prompt": f"low{i}"}) for i in range(3)]
     high = queue.put("txt2img", {"prompt": "high"}, priority=5)
+    assert [queue.queue_position(j.id) for j in (high, *low)] == [1, 2, 3, 4]
     order = [queue.claim("w", 30).id for _ in range(4)]
     assert order == [high.id, low[0].id, low[1].id, low[2].id]
     assert queue.claim("w", 30) is None

@@ -93,7 +93,7 @@ class JobView(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     progress: float
-    queue_position: int | None = None
+    queue_position: int | None = Field(None, description="1 = runs next; only for queued jobs")
     error: str | None = None
     request: dict[str, Any]
     result: dict[str, Any] | None = None

@@ -16,7 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.jobs.live import FINISHED, PROGRESS, QUEUED_EVENT, STARTED, EventHub, JobEvent, LiveProgress
+from core.jobs.live import (
+    FINISHED,
+    PROGRESS,
+    QUEUED_EVENT,
+    STARTED,
+    AsyncSubscription,
+    EventHub,
+    JobEvent,
+    LiveProgress,
+    Subscription,
+)
 from core.jobs.queue import JobNotFound, JobQueue, JobStateError
 from core.jobs.record import FINISHED_STATUSES, QUEUED, RUNNING, JobRecord
 from core.jobs.requests import request_from_json, request_to_json
@@ -122,8 +132,18 @@ class JobService:
         return self.queue.count((QUEUED, RUNNING))
 
     def queue_position(self, job_id: str) -> int | None:
+        """1 = this queued job runs next; None when it is not queued."""
         position = getattr(self.queue, "queue_position", None)
         return position(job_id) if position else None
+
+    def subscribe(self, job_id: str | None = None) -> Subscription:
+        """Events of one job (or of all, with None) for a thread: ``sub.get(timeout)``;
+        close it (or use ``with``) when done."""
+        return self.events.subscribe(job_id)
+
+    def subscribe_async(self, job_id: str | None = None) -> AsyncSubscription:
+        """The same for asyncio code (``await sub.aget(timeout)``); call it in the loop."""
+        return self.events.subscribe_async(job_id)
 
     def progress(self) -> LiveProgress | None:
         """The running job's live progress (None when idle)."""

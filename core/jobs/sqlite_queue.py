@@ -178,7 +178,7 @@ class SqliteJobQueue(JobQueue):
         )
 
     def queue_position(self, job_id: str) -> int | None:
-        """0-based place of a queued job in the run order (None if not queued)."""
+        """Place of a queued job in the run order, 1 = runs next (None if not queued)."""
         row = (
             self._conn()
             .execute("SELECT priority, seq FROM jobs WHERE id = ? AND status = ?", (job_id, QUEUED))

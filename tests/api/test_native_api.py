@@ -95,7 +95,7 @@ def test_cancel_a_queued_job_and_interrupt_the_running_one(easel):
     with easel.client() as client:
         running = client.post("/api/v1/jobs", json={"prompt": "long", **LONG}).json()["id"]
         queued = client.post("/api/v1/jobs", json={"prompt": "waits", **SMALL}).json()["id"]
-        assert client.get(f"/api/v1/jobs/{queued}").json()["queue_position"] == 0
+        assert client.get(f"/api/v1/jobs/{queued}").json()["queue_position"] == 1
         wait_until_sampling(client, running)
 
         cancelled = client.delete(f"/api/v1/jobs/{queued}")
@@ -141,8 +141,8 @@ def test_priority_runs_first(easel):
         blocker = client.post("/api/v1/jobs", json={"prompt": "blocker", **LONG}).json()["id"]
         low = client.post("/api/v1/jobs", json={"prompt": "low", **SMALL}).json()["id"]
         high = client.post("/api/v1/jobs", json={"prompt": "high", "priority": 10, **SMALL}).json()["id"]
-        assert client.get(f"/api/v1/jobs/{high}").json()["queue_position"] == 0
-        assert client.get(f"/api/v1/jobs/{low}").json()["queue_position"] == 1
+        assert client.get(f"/api/v1/jobs/{high}").json()["queue_position"] == 1
+        assert client.get(f"/api/v1/jobs/{low}").json()["queue_position"] == 2
         wait_until_sampling(client, blocker)
         client.delete(f"/api/v1/jobs/{blocker}")
         first = wait_for_status(client, high, {"done"})
