@@ -186,14 +186,11 @@ class SqliteJobQueue(JobQueue):
         )
         if row is None:
             return None
-        return (
-            self._conn()
-            .execute(
-                "SELECT COUNT(*) FROM jobs WHERE status = ? AND (priority > ? OR (priority = ? AND seq < ?))",
-                (QUEUED, row["priority"], row["priority"], row["seq"]),
-            )
-            .fetchone()[0]
+        ahead = self._conn().execute(
+            "SELECT COUNT(*) FROM jobs WHERE status = ? AND (priority > ? OR (priority = ? AND seq < ?))",
+            (QUEUED, row["priority"], row["priority"], row["seq"]),
         )
+        return ahead.fetchone()[0] + 1
 
     def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
         now = time.time()
