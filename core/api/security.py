@@ -12,7 +12,6 @@ import binascii
 import contextlib
 import json
 import secrets
-from pathlib import Path
 from typing import Any
 
 MAX_BODY_BYTES = 50 * 1024 * 1024
@@ -139,15 +138,3 @@ class BodyLimitMiddleware:
         await _send_json(
             send, 413, {"detail": f"request body too large (limit {self.max_bytes // (1024 * 1024)} MB)"}
         )
-
-
-def resolve_inside(root: Path, name: str, field: str) -> Path:
-    """``root / name`` if it stays inside ``root`` (no ``..``, no absolute path, no link
-    out); otherwise a ValueError naming the field."""
-    if not name or "\x00" in name:
-        raise ValueError(f"{field}: empty or invalid path")
-    root = root.resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"{field}: {name!r} lies outside {root.name}/")
-    return path
