@@ -240,6 +240,14 @@ def test_wait_async_does_not_need_a_thread_per_waiter(tmp_path, db_path):
         service.stop()
 
 
+def test_waiters_of_a_cancelled_job_wake_at_once(tmp_path, db_path):
+    service = make_service(tmp_path, db_path)  # no worker: the job stays queued
+    job_id = service.submit(GenerationRequest(prompt="never runs"))
+    threading.Timer(0.2, service.cancel, args=(job_id,)).start()
+    # wait() re-reads the database only every 5 s: returning within 3 s needs the event
+    assert service.wait(job_id, timeout=3).status == "cancelled"
+
+
 def test_validation_error_queues_nothing(tmp_path, db_path):
     def validate(request):
         raise ValueError("steps: must be positive")

@@ -160,7 +160,7 @@ class JobService:
         """Cancel a queued job, or interrupt it if it is running. Raises JobNotFound, or
         JobStateError for a job that already finished."""
         try:
-            return self.queue.cancel(job_id)
+            record = self.queue.cancel(job_id)
         except JobStateError:
             record = self.queue.get(job_id)
             if record is None:
@@ -169,6 +169,8 @@ class JobService:
                 raise
             self.interrupt(job_id)
             return record
+        self.events.publish(JobEvent(FINISHED, job_id, record=record))  # wake its waiters
+        return record
 
     def interrupt(self, job_id: str | None = None) -> bool:
         """Stop the running job (the given one, or whichever runs) within one step."""

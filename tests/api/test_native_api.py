@@ -136,6 +136,17 @@ def test_sdapi_interrupt_and_progress_while_running(easel):
         assert idle["current_task"] is None or idle["current_task"] != job_id
 
 
+def test_sdapi_skip_drops_the_current_batch_only(easel):
+    with easel.client() as client:
+        body = {"prompt": "two batches", "width": 64, "height": 64, "steps": 150, "batch_count": 2, "seed": 3}
+        job_id = client.post("/api/v1/jobs", json=body).json()["id"]
+        wait_until_sampling(client, job_id)
+        assert client.post("/sdapi/v1/skip").json() == {"skipped": True}
+        job = wait_for_status(client, job_id, {"done", "failed", "interrupted"})
+        assert job["status"] == "done", job
+        assert len(job["images"]) == 1 and job["result"]["seeds"] == [4]  # batch 0 (seed 3) skipped
+
+
 def test_priority_runs_first(easel):
     with easel.client() as client:
         blocker = client.post("/api/v1/jobs", json={"prompt": "blocker", **LONG}).json()["id"]
