@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -84,7 +85,11 @@ class Worker(threading.Thread):
                 self._wakeup.wait(self.idle_poll_s)
                 self._wakeup.clear()
                 continue
-            self._run_one(record)
+            try:
+                self._run_one(record)
+            except Exception:  # the worker thread must outlive any one job
+                log.exception("job %s: the worker could not complete it", record.id)
+                self._current = None
 
     def _run_one(self, record: JobRecord) -> None:
         cancel = CancelToken()
@@ -124,10 +129,23 @@ class Worker(threading.Thread):
         except Exception as exc:  # writing preview files etc. must not lose the job
             log.exception("job %s: could not store its result", record.id)
             status, error, stored = FAILED, f"could not store the result: {exc}", None
-        finished = self.queue.finish(record.id, self.worker_id, status, result=stored, error=error)
+        finished = self._finish(record.id, status, stored, error)
         self._current = None
         heartbeat.join(timeout=5)
         self.listener.job_recorded(finished or self.queue.get(record.id) or record)
+
+    def _finish(
+        self, job_id: str, status: str, result: dict[str, Any] | None, error: str | None
+    ) -> JobRecord | None:
+        """Record the outcome; a busy database gets a few more chances, so a finished
+        job is not left looking like one that died with its server."""
+        for attempt in range(5):
+            try:
+                return self.queue.finish(job_id, self.worker_id, status, result=result, error=error)
+            except Exception:
+                log.exception("job %s: could not record %s (attempt %d)", job_id, status, attempt + 1)
+                time.sleep(1.0 + attempt)
+        return None
 
     def _heartbeat(self, job_id: str, done: threading.Event) -> None:
         while not done.wait(self.heartbeat_s):
