@@ -240,6 +240,28 @@ def test_wait_async_does_not_need_a_thread_per_waiter(tmp_path, db_path):
         service.stop()
 
 
+def test_a_busy_database_when_recording_the_outcome_is_retried(tmp_path, db_path):
+    class FlakyQueue(SqliteJobQueue):
+        failures = 2
+
+        def finish(self, *args, **kwargs):
+            if self.failures:
+                self.failures -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return super().finish(*args, **kwargs)
+
+    service = JobService(FlakyQueue(db_path), StepRunner(), transient_dir=tmp_path / "t")
+    service.worker.finish_retry_s = 0.01
+    service.start()
+    try:
+        first = service.submit(GenerationRequest(prompt="one", steps=1))
+        assert service.wait(first, timeout=10).status == "done"
+        second = service.submit(GenerationRequest(prompt="two", steps=1))
+        assert service.wait(second, timeout=10).status == "done"  # the worker lived on
+    finally:
+        service.stop()
+
+
 def test_waiters_of_a_cancelled_job_wake_at_once(tmp_path, db_path):
     service = make_service(tmp_path, db_path)  # no worker: the job stays queued
     job_id = service.submit(GenerationRequest(prompt="never runs"))

@@ -55,6 +55,7 @@ class Worker(threading.Thread):
         self.lease_s = lease_s
         self.heartbeat_s = heartbeat_s
         self.idle_poll_s = idle_poll_s
+        self.finish_retry_s = 1.0
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._current: tuple[str, CancelToken] | None = None
@@ -144,7 +145,7 @@ class Worker(threading.Thread):
                 return self.queue.finish(job_id, self.worker_id, status, result=result, error=error)
             except Exception:
                 log.exception("job %s: could not record %s (attempt %d)", job_id, status, attempt + 1)
-                time.sleep(1.0 + attempt)
+                time.sleep(self.finish_retry_s * (attempt + 1))
         return None
 
     def _heartbeat(self, job_id: str, done: threading.Event) -> None:
