@@ -75,7 +75,9 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
         return await generate(body)
 
     @router.get("/progress", summary="Progress of the running job (A1111)")
-    def progress(skip_current_image: bool = Query(False)) -> dict[str, Any]:
+    async def progress(skip_current_image: bool = Query(False)) -> dict[str, Any]:
+        # In the event loop, like /health: it must answer while submissions fill the
+        # threadpool. The preview is small and encoded once per step for all pollers.
         live = service.progress()
         pending = service.pending_count()
         if live is None:

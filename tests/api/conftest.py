@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -122,3 +124,32 @@ def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path):
         running.service.stop()
         running.host.stop()
         torch.set_num_threads(threads)
+
+
+def start_server_process(
+    data_dir: Path, models_dir: Path, port: int, log: Path, auth: tuple[str, str] | None = None
+) -> subprocess.Popen:
+    """`python -m core serve` as its own process (API only, bundled extensions only)."""
+    # one torch thread: see the note in the `easel` fixture
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "core", "serve", "--data-dir", str(data_dir), "--models-dir", str(models_dir),
+        "--port", str(port), "--safe-mode", "--no-ui",
+    ]  # fmt: skip
+    if auth:
+        command += ["--api-auth", ":".join(auth)]
+    return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+
+
+def wait_healthy(client: httpx.Client, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if client.get("/api/v1/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"server not healthy:\n{log.read_text()[-3000:]}")

@@ -5,51 +5,23 @@ which this server is started with."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 from PIL import Image
 
-from tests.api.conftest import TINY_MODEL, free_port
+from tests.api.conftest import TINY_MODEL, free_port, start_server_process, wait_healthy
 
 AUTH = ("easel", "s3cret")
 LONG = {"prompt": "long one", "width": 192, "height": 192, "steps": 150, "model": TINY_MODEL}
 
 
-def start_server(data_dir: Path, models_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    # one torch thread: see the note in conftest.py's `easel` fixture
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "core", "serve", "--data-dir", str(data_dir), "--models-dir", str(models_dir),
-        "--port", str(port), "--api-auth", ":".join(AUTH), "--safe-mode", "--no-ui",
-    ]  # fmt: skip
-    return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
-
-
-def wait_healthy(client: httpx.Client, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if client.get("/api/v1/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server not healthy:\n{log.read_text()[-3000:]}")
-
-
 def test_sigkill_during_generation_then_restart(tmp_path, tiny_models_dir):
     data_dir, log, port = tmp_path / "data", tmp_path / "server.log", free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start_server(data_dir, tiny_models_dir, port, log)
+    process = start_server_process(data_dir, tiny_models_dir, port, log, auth=AUTH)
     try:
         with httpx.Client(base_url=url, timeout=60, auth=AUTH) as client:
             wait_healthy(client, process, log)
@@ -93,7 +65,7 @@ def test_sigkill_during_generation_then_restart(tmp_path, tiny_models_dir):
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        process = start_server(data_dir, tiny_models_dir, port, log)
+        process = start_server_process(data_dir, tiny_models_dir, port, log, auth=AUTH)
         with httpx.Client(base_url=url, timeout=60, auth=AUTH) as client:
             wait_healthy(client, process, log)
             lost = client.get(f"/api/v1/jobs/{running_id}").json()
