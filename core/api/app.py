@@ -34,6 +34,7 @@ def create_app(
     after a mount at "/" are shadowed). Auth comes from ``host.settings.api_auth``."""
     engine = engine if engine is not None else service.engine
     catalog = Catalog(host, engine)
+    service.default_model = catalog.default_model  # the WebUI's jobs follow it too
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -26,7 +26,7 @@ SSE_KEEPALIVE_S = 15.0
 IMAGE_MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
-def generation_request_from_job(body: JobRequest, catalog: Catalog) -> GenerationRequest:
+def generation_request_from_job(body: JobRequest) -> GenerationRequest:
     """The engine's request from the API body (decodes images: call off the event loop)."""
     values = body.model_dump(exclude={"priority", "init_image", "mask"})
     request = GenerationRequest(**values)
@@ -34,8 +34,6 @@ def generation_request_from_job(body: JobRequest, catalog: Catalog) -> Generatio
         request.init_image = decode_base64_image(body.init_image, "init_image")
     if body.mask is not None:
         request.mask = decode_base64_image(body.mask, "mask")
-    if request.model is None:
-        request.model = catalog.default_model()
     return request
 
 
@@ -86,7 +84,7 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
         answers at once with the job id; follow it at ``events``."""
 
         def submit() -> str:
-            return service.submit(generation_request_from_job(body, catalog), priority=body.priority)
+            return service.submit(generation_request_from_job(body), priority=body.priority)
 
         job_id = await run_in_threadpool(submit)
         return JobAccepted(

@@ -98,8 +98,6 @@ def request_from_sdapi(body: SdapiGenerationBase, catalog: Catalog) -> Generatio
             request.mask_blur = 4 if body.mask_blur is None else body.mask_blur
             request.inpaint_full_res = body.inpaint_full_res
             request.inpaint_full_res_padding = body.inpaint_full_res_padding
-    if request.model is None:
-        request.model = catalog.default_model()
     return request
 
 

@@ -71,6 +71,9 @@ class JobService:
         self._interrupt_requested: set[str] = set()
         self._last_progress_write = 0.0
         self.worker = Worker(queue, runner, request_from_json, self, worker_id=self.worker_id)
+        # Fills ``request.model`` when a front end leaves it empty, so a default chosen
+        # in one place (A1111's /sdapi/v1/options) holds for every front end.
+        self.default_model: Callable[[], str | None] | None = None
 
     @classmethod
     def for_engine(cls, engine: Any, queue: JobQueue, *, settings: Any) -> JobService:
@@ -109,6 +112,8 @@ class JobService:
 
     def submit(self, request: GenerationRequest, priority: int = 0, kind: str | None = None) -> str:
         """Validate (raises the engine's RequestError before anything is queued) and queue."""
+        if request.model is None and self.default_model is not None:
+            request.model = self.default_model()
         if self.validate is not None:
             request = self.validate(request)
         record = self.queue.put(kind or request.mode, request_to_json(request), priority)

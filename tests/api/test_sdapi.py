@@ -10,6 +10,7 @@ import json
 import pytest
 from PIL import Image
 
+from plugin_api.types import GenerationRequest
 from tests.api.conftest import SECOND_MODEL, TINY_MODEL
 
 
@@ -138,6 +139,9 @@ def test_options_switch_the_default_model(easel):
             "/sdapi/v1/txt2img", json={"prompt": "which model", "steps": 2, "width": 64, "height": 64}
         ).json()
         assert json.loads(body["info"])["sd_model_name"] == SECOND_MODEL
+        # the WebUI submits to the service directly: its jobs follow the switch too
+        job_id = easel.service.submit(GenerationRequest(prompt="webui job", steps=1, width=64, height=64))
+        assert easel.service.wait(job_id, timeout=120).result["parameters"]["model"] == SECOND_MODEL
         client.post("/sdapi/v1/options", json={"sd_model_checkpoint": TINY_MODEL})
 
 
