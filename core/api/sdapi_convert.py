@@ -149,8 +149,9 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
         "all_negative_prompts": [negative] * count,
         "seed": seeds[0] if seeds else asked.get("seed"),
         "all_seeds": seeds,
-        "subseed": -1 if not seeds else seeds[0] + 1,
-        "all_subseeds": [s + 1 for s in seeds],
+        # Easel has no variation seeds: say so rather than invent one
+        "subseed": -1,
+        "all_subseeds": [-1] * len(seeds),
         "subseed_strength": 0,
         "width": width,
         "height": height,
