@@ -6,6 +6,7 @@ import io
 import json
 import time
 
+import httpx
 from PIL import Image
 
 from tests.api.conftest import TINY_MODEL
@@ -176,3 +177,28 @@ def test_catalog_endpoints(easel):
         schema = docs["components"]["schemas"]["JobRequest"]["properties"]
         assert {"prompt", "steps", "sampler", "init_image", "priority"} <= set(schema)
         assert client.get("/docs").status_code == 200
+
+
+def test_cors_only_for_the_origins_named(easel):
+    from core.api.app import create_app
+    from tests.api.conftest import LiveServer
+
+    app = create_app(
+        easel.host, easel.service, engine=easel.engine, cors_allow_origins=["https://ok.example"]
+    )
+    live = LiveServer(app).start()
+    try:
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
+        allowed = httpx.options(
+            f"{live.url}/api/v1/jobs", headers={"Origin": "https://ok.example", **preflight}
+        )
+        assert allowed.headers.get("access-control-allow-origin") == "https://ok.example"
+        refused = httpx.options(
+            f"{live.url}/api/v1/jobs", headers={"Origin": "https://evil.example", **preflight}
+        )
+        assert "access-control-allow-origin" not in refused.headers
+    finally:
+        live.stop()

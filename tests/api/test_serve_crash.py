@@ -29,6 +29,12 @@ def test_sigkill_during_generation_then_restart(tmp_path, tiny_models_dir):
             assert httpx.get(f"{url}/api/v1/health").status_code == 401
             assert httpx.get(f"{url}/sdapi/v1/progress", auth=("easel", "wrong")).status_code == 401
             assert httpx.get(f"{url}/docs", auth=("x", "s3cret")).status_code == 401
+            for header in (
+                "Basic !!!",
+                "Bearer s3cret",
+                "Basic " + "ZWFzZWw=",
+            ):  # garbage, wrong scheme, no ":"
+                assert httpx.get(f"{url}/api/v1/health", headers={"Authorization": header}).status_code == 401
 
             done = client.post(
                 "/api/v1/jobs", json={"prompt": "finished first", "steps": 2, "width": 64, "height": 64}
