@@ -91,6 +91,24 @@ def test_concurrent_claims_never_share_a_job(db_path):
     assert sorted(claimed) == sorted(ids)  # every job exactly once
 
 
+def test_only_jobs_whose_lease_ran_out_are_reclaimed(db_path):
+    """What a multi-worker backend runs periodically: a worker that stopped heartbeating
+    loses its job; one that keeps its lease does not."""
+    queue = SqliteJobQueue(db_path)
+    for prompt in ("dead worker's", "live worker's"):
+        queue.put("txt2img", {"prompt": prompt})
+    dead = queue.claim("dead", lease_s=0.05)
+    alive = queue.claim("alive", lease_s=0.05)
+    time.sleep(0.1)
+    assert queue.heartbeat(alive.id, "alive", lease_s=60)
+    assert not queue.heartbeat(alive.id, "someone-else", lease_s=60)
+    assert queue.recover_running(only_expired=True, reason="lease expired") == [dead.id]
+    assert queue.get(dead.id).status == "interrupted"
+    assert queue.get(alive.id).status == "running"
+    # the dead worker's late answer is ignored: the job is no longer its own
+    assert queue.finish(dead.id, "dead", "done", result={}) is None
+
+
 def test_database_is_wal(db_path):
     SqliteJobQueue(db_path)
     with sqlite3.connect(db_path) as conn:
