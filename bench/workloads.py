@@ -91,7 +91,7 @@ def run_workload(
     host = Host(settings).start()
     engine = Engine(host)
     started = time.perf_counter()
-    model, _ = engine.models.get(workload.model)
+    model = engine.models.get(workload.model)
     load_s = time.perf_counter() - started
     dev = torch.device(model.device)
     pipe = _diffusers_pipeline(model, workload.sampler)

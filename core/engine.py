@@ -9,6 +9,10 @@ after a fresh load) -> ``before_sample`` -> encode prompts -> per batch: samplin
 (``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
 ``image_saved``.
 
+During sampling, ``ctx.state["easel.denoiser_inputs"]`` holds the denoiser's
+conditioning (``encoder_hidden_states``, ``added_cond_kwargs``, ``cfg_batch``) for hooks
+that run a model beside the denoiser (ControlNet in ``denoiser_kwargs``).
+
 Interrupts: ``CancelToken.interrupt()`` stops within one step; ``generate`` then RETURNS a
 result with ``interrupted=True`` holding the images of the batches that finished (the
 batch in progress is dropped). ``CancelToken.skip()`` drops the current batch and goes on
@@ -23,6 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,7 +41,7 @@ from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling.img2img import prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, SamplingInterrupted, denoise
-from core.sampling.memory import check_fits, decode_with_fallbacks
+from core.sampling.memory import check_fits, decode_with_fallbacks, sample_with_offload
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
 
@@ -44,8 +49,11 @@ log = logging.getLogger("easel.engine")
 
 
 class Engine:
-    def __init__(self, host: Any, models: ModelManager | None = None) -> None:
+    def __init__(
+        self, host: Any, models: ModelManager | None = None, outputs_dir: Path | None = None
+    ) -> None:
         self.host = host
+        self.outputs_dir = Path(outputs_dir) if outputs_dir else host.settings.outputs_dir
         if not getattr(host, "started", True):
             host.start()
         self.models = models or ModelManager(host.settings)
@@ -60,6 +68,14 @@ class Engine:
         from core.families import get_family
 
         return names_for(self.host.samplers, get_family(family).flow)
+
+    def load_model(self, name: str | None = None) -> LoadedModel:
+        """Load a model ahead of a request (``model_loaded`` hooks get ``ctx=None``)."""
+        with self._lock:
+            model, fresh = self.models.acquire(name)
+            if fresh:
+                self.host.generation_hooks.model_loaded(None, model)
+            return model
 
     def validate(self, request: GenerationRequest) -> GenerationRequest:
         """A copy of ``request`` with defaults filled; raises RequestError."""
@@ -112,7 +128,7 @@ class Engine:
             if not isinstance(getattr(req, field), str):
                 raise RequestError(field, "a transform_prompt hook left it as non-text")
 
-        model, fresh = self.models.get(checked.model_name)
+        model, fresh = self.models.acquire(checked.model_name)
         model.to(self.models.device)  # back from an OOM offload, if one happened
         ctx.model = model
         if fresh:
@@ -157,9 +173,7 @@ class Engine:
                 result.infotexts.append(infotext)
                 if req.save_images:
                     mode = "txt2img" if req.init_image is None else "img2img"
-                    path = save_image(
-                        image, self.host.settings.outputs_dir, mode, seed, infotext, req.output_format
-                    )
+                    path = save_image(image, self.outputs_dir, mode, seed, infotext, req.output_format)
                     result.paths.append(str(path))
                     hooks.image_saved(ctx, str(path))
         result.parameters = self._parameters(req, checked, base_seed)
@@ -191,24 +205,27 @@ class Engine:
             )
             on_progress(ProgressEvent(step, total, batch_index, req.batch_count, elapsed, eta, preview))
 
-        # a fresh scheduler per batch: schedulers keep per-run state
-        scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
-        latents = denoise(
-            model=model,
-            scheduler=scheduler,
-            cond=cond.repeat(batch),
-            uncond=uncond.repeat(batch) if uncond is not None else None,
-            cfg_scale=req.cfg_scale,
-            steps=req.steps,
-            seeds=seeds,
-            width=req.width,
-            height=req.height,
-            ctx=ctx,
-            hooks=self.host.generation_hooks,
-            cancel=cancel,
-            on_step=report,
-            init=prepared.init if prepared else None,
-        )
+        def sample() -> Any:
+            # a fresh scheduler per run: schedulers keep per-run state
+            scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
+            return denoise(
+                model=model,
+                scheduler=scheduler,
+                cond=cond.repeat(batch),
+                uncond=uncond.repeat(batch) if uncond is not None else None,
+                cfg_scale=req.cfg_scale,
+                steps=req.steps,
+                seeds=seeds,
+                width=req.width,
+                height=req.height,
+                ctx=ctx,
+                hooks=self.host.generation_hooks,
+                cancel=cancel,
+                on_step=report,
+                init=prepared.init if prepared else None,
+            )
+
+        latents = sample_with_offload(sample, model.components, model.adapter.denoiser_name, ctx.warnings)
         decoded = decode_with_fallbacks(
             lambda: model.adapter.decode(model.components, latents), model.components, ctx.warnings
         )

@@ -124,9 +124,11 @@ def tokenize_weighted(tokenizer, prompt: str, min_chunks: int = 1) -> list[Promp
 
     def next_chunk() -> None:
         nonlocal current, last_comma
+        # BOS, the tokens, EOS, then padding: A1111 pads with EOS and then replaces
+        # everything after the first EOS with the pad token (which is EOS for SD1.x)
         padding = CHUNK_TOKENS - len(current.tokens)
-        current.tokens = [bos, *current.tokens, *([pad] * padding), eos]
-        current.weights = [1.0, *current.weights, *([1.0] * padding), 1.0]
+        current.tokens = [bos, *current.tokens, eos, *([pad] * padding)]
+        current.weights = [1.0, *current.weights, 1.0, *([1.0] * padding)]
         chunks.append(current)
         current = PromptChunk()
         last_comma = -1

@@ -92,7 +92,7 @@ def validate_request(request: Any, models: Any, samplers: Any) -> ValidatedReque
         raise RequestError("model", str(exc)) from exc
     req.model = info.name
     family = get_family(info.family)
-    defaults = family.defaults
+    defaults = family.defaults_for(info.variant)
 
     for field in ("width", "height", "steps", "cfg_scale", "sampler"):
         if getattr(req, field) is None:
@@ -115,6 +115,9 @@ def validate_request(request: Any, models: Any, samplers: Any) -> ValidatedReque
             "sampler", f"unknown sampler {req.sampler!r} for {family.label}; choose one of: {choices}"
         )
 
+    sampler_name = display_name(spec) if family.flow else spec.name
+    req.sampler = sampler_name  # canonical: "k_euler_a" and "euler A" become "Euler a"
+
     fmt = req.output_format.lower() if isinstance(req.output_format, str) else req.output_format
     if fmt not in OUTPUT_FORMATS:
         raise RequestError(
@@ -133,7 +136,7 @@ def validate_request(request: Any, models: Any, samplers: Any) -> ValidatedReque
         req.inpaint_full_res_padding = _int(req, "inpaint_full_res_padding", 0, 256)
     if not isinstance(req.extension_args, dict):
         raise RequestError("extension_args", "must be a mapping of extension name to arguments")
-    return ValidatedRequest(req, info.name, family, spec, display_name(spec) if family.flow else spec.name)
+    return ValidatedRequest(req, info.name, family, spec, sampler_name)
 
 
 def _check_image(value: Any, field: str) -> None:

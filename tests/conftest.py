@@ -77,7 +77,14 @@ def tiny_zimage_file(tiny_root, tiny_zimage_dir) -> Path:
     return path
 
 
-MODEL_FIXTURES = ("tiny_sd15_dir", "tiny_sd15_file")
+MODEL_FIXTURES = (
+    "tiny_sd15_dir",
+    "tiny_sd15_file",
+    "tiny_sdxl_dir",
+    "tiny_sdxl_file",
+    "tiny_zimage_dir",
+    "tiny_zimage_file",
+)
 
 
 def _link(target: Path, link: Path) -> None:

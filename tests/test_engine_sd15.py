@@ -32,8 +32,8 @@ def test_folder_model_generates_and_writes_infotext(engine):
 def test_single_file_detected_and_weights_equal_folder(engine, tiny_sd15_file):
     info = engine.models.info("tiny-sd15-file")
     assert (info.family, info.format) == ("sd15", "safetensors")
-    from_file, _ = engine.models.get("tiny-sd15-file")
-    from_folder, _ = engine.models.get("tiny-sd15")
+    from_file = engine.models.get("tiny-sd15-file")
+    from_folder = engine.models.get("tiny-sd15")
     for name in ("unet", "vae", "text_encoder"):
         a = from_file.components[name].state_dict()
         b = from_folder.components[name].state_dict()
@@ -63,7 +63,7 @@ def test_same_seed_same_image_other_seed_differs(engine):
 def test_matches_diffusers_pipeline(engine, sampler, scheduler_class, options):
     import diffusers
 
-    model, _ = engine.models.get("tiny-sd15")
+    model = engine.models.get("tiny-sd15")
     c = model.components
     scheduler = getattr(diffusers, scheduler_class).from_config(c["scheduler"].config, **options)
     pipe = diffusers.StableDiffusionPipeline(
@@ -94,3 +94,21 @@ def test_matches_diffusers_pipeline(engine, sampler, scheduler_class, options):
     for index in range(2):
         got = np.asarray(ours.images[index], dtype=np.float32) / 255.0
         assert np.abs(got - expected[index]).max() <= 1.5 / 255.0
+
+
+def test_clip_skip_changes_the_image_and_is_recorded(engine):
+    plain = engine.generate(tiny_request(model="tiny-sd15", save_images=False))
+    skipped = engine.generate(tiny_request(model="tiny-sd15", clip_skip=2, save_images=False))
+    assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(skipped.images[0]))
+    assert "Clip skip: 2" in skipped.infotexts[0] and "Clip skip" not in plain.infotexts[0]
+
+
+def test_model_cache_is_lru_bounded(host):
+    from core.models.manager import ModelManager
+
+    manager = ModelManager(host.settings, cache_budget_bytes=1)  # room for one model only
+    first, fresh = manager.acquire("tiny-sd15")
+    assert fresh and manager.acquire("tiny-sd15") == (first, False)
+    manager.acquire("tiny-sd15-file")
+    assert manager.is_loaded("tiny-sd15-file") and not manager.is_loaded("tiny-sd15")
+    assert manager.load_count == 2

@@ -1,14 +1,45 @@
-"""``easel models``: list the models Easel can load (completed by [Engine])."""
+"""``easel models``: list the models Easel can load (name, family, format, size, hash)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser("models", help="list models", parents=[common])
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(run=run)
 
 
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("easel models: not implemented yet")
+    from core.cli.main import settings_from_args
+    from core.models.manager import ModelManager
+
+    manager = ModelManager(settings_from_args(args))
+    infos = manager.list()
+    if args.json:
+        print(json.dumps({"models": [i.as_dict() for i in infos], "problems": manager.problems}, indent=2))
+        return 0
+    rows = [("NAME", "FAMILY", "FORMAT", "SIZE", "HASH")]
+    rows += [(i.name, i.family, i.format, human_size(i.size), i.hash) for i in infos]
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    default = manager.default_name()
+    for index, row in enumerate(rows):
+        mark = " *" if index and row[0] == default else ""
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + mark)
+    if not infos:
+        print("(no models: put checkpoints in <models-dir>/Stable-diffusion)")
+    for name, problem in manager.problems.items():
+        print(f"skipped {name}: {problem}", file=sys.stderr)
+    return 0

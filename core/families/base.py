@@ -92,6 +92,10 @@ class FamilyAdapter(ABC):
         diffusers folder with configs and tokenizers only). ``state_dict`` is given when
         the weights were already read (pickle files opted in)."""
 
+    def defaults_for(self, variant: str) -> FamilyDefaults:
+        """Defaults for one variant (``variant`` is "" for diffusers folders)."""
+        return self.defaults
+
     def config_dir_for(self, variant: str) -> str:
         """Name of the shipped config folder in ``core/model_configs/`` for a variant."""
         return self.name

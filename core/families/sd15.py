@@ -19,6 +19,7 @@ UNET_PREFIX = "model.diffusion_model."
 SD1_TEXT_PREFIX = "cond_stage_model.transformer."
 SD2_TEXT_PREFIX = "cond_stage_model.model."
 PIPELINE_CLASSES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"}
+SD2_DEFAULTS = FamilyDefaults(width=768, height=768, steps=20, cfg_scale=7.0, sampler="Euler a")
 
 
 def load_pipeline_components(pipeline_cls: Any, path: Path, dtype: torch.dtype, **kwargs: Any) -> dict:
@@ -62,6 +63,10 @@ class SD15Family(FamilyAdapter):
 
     def detect_folder(self, model_index: dict[str, Any]) -> bool:
         return model_index.get("_class_name") in PIPELINE_CLASSES
+
+    def defaults_for(self, variant: str) -> FamilyDefaults:
+        # the shipped SD2 config is the 768 v-prediction model
+        return SD2_DEFAULTS if variant == "sd2" else self.defaults
 
     def config_dir_for(self, variant: str) -> str:
         return "sd2" if variant == "sd2" else "sd15"

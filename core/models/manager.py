@@ -22,10 +22,19 @@ from typing import Any
 
 import torch
 
+# Nothing may be downloaded at run time; huggingface_hub reads this when first imported
+# (diffusers/transformers are imported lazily, after this module).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 from core.config import MODEL_CONFIGS_DIR, SHIPPED_MODELS_DIR, Settings
 from core.errors import ModelError
 from core.families import FamilyAdapter, all_families, get_family
-from core.models.files import CHECKPOINT_SUFFIXES, HashCache, load_pickle_state_dict, tensor_shapes
+from core.models.files import (
+    CHECKPOINT_SUFFIXES,
+    HashCache,
+    folder_digest,
+    tensor_shapes,
+)
 
 log = logging.getLogger("easel.models")
 
@@ -132,12 +141,17 @@ class ModelManager:
     # --- listing -----------------------------------------------------------------------
 
     def checkpoint_dirs(self) -> list[Path]:
-        dirs = [Path(self.settings.models_dir) / CHECKPOINT_FOLDER, SHIPPED_MODELS_DIR / CHECKPOINT_FOLDER]
-        unique: list[Path] = []
-        for d in dirs:
-            if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
-                unique.append(d)
-        return unique
+        return self.folders(CHECKPOINT_FOLDER)
+
+    def folders(self, kind: str) -> list[Path]:
+        """Existing folders of one A1111 kind ("Lora", "ControlNet", "ESRGAN", "VAE",
+        "Stable-diffusion"): the user's models folder first, then the shipped one."""
+        found: list[Path] = []
+        for root in (Path(self.settings.models_dir), SHIPPED_MODELS_DIR):
+            folder = root / kind
+            if folder.is_dir() and folder.resolve() not in [f.resolve() for f in found]:
+                found.append(folder)
+        return found
 
     def refresh(self) -> list[ModelInfo]:
         """Scan the folders again (new files appear, removed ones go)."""
@@ -226,7 +240,11 @@ class ModelManager:
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
 
-    def get(self, name: str | None = None) -> tuple[LoadedModel, bool]:
+    def get(self, name: str | None = None) -> LoadedModel:
+        """The model, loaded now or taken from the cache (``None``: the default model)."""
+        return self.acquire(name)[0]
+
+    def acquire(self, name: str | None = None) -> tuple[LoadedModel, bool]:
         """The loaded model and whether this call loaded it (False: from the cache)."""
         with self._lock:
             info = self.info(name or self.default_name() or "")
@@ -247,9 +265,10 @@ class ModelManager:
             if info.format == "diffusers":
                 components = family.load_folder(info.path, self.dtype)
             else:
-                state_dict = load_pickle_state_dict(info.path) if info.format == "pickle" else None
+                # a pickle file was already read once with weights_only=True when it was
+                # listed; diffusers reads it again with weights_only=True
                 config_dir = self.config_dir_for(info, family)
-                components = family.load_single_file(info.path, config_dir, self.dtype, state_dict)
+                components = family.load_single_file(info.path, config_dir, self.dtype)
         except ModelError:
             raise
         except Exception as exc:
@@ -313,7 +332,9 @@ def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
     ]
     if not needs_vocab or not any((d / "tokenizer_config.json").exists() for d in needs_vocab):
         return shipped
-    target = cache_root / shipped.name
+    # the folder name carries a digest of the shipped files, so an upgrade never
+    # reuses a stale copy
+    target = cache_root / f"{shipped.name}-{folder_digest(shipped)[:12]}"
     if not (target / ".complete").exists():
         tmp = cache_root / f".{shipped.name}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,6 +25,9 @@ from core.families.base import Conditioning
 from core.results import CancelToken
 from plugin_api.types import GenerationContext, StepState
 
+# ctx.state key holding the denoiser's conditioning during sampling (see denoise())
+DENOISER_INPUTS_KEY = "easel.denoiser_inputs"
+
 
 class BatchSkipped(Exception):
     """The user asked to skip the current batch (``CancelToken.skip``)."""
@@ -130,6 +133,13 @@ def denoise(
 
     use_cfg = uncond is not None
     model_cond = uncond.concat(cond) if use_cfg else cond
+    # what the denoiser receives besides the latents, for extensions that run a model of
+    # their own beside it (a ControlNet needs the same text conditioning)
+    ctx.state[DENOISER_INPUTS_KEY] = {
+        "encoder_hidden_states": model_cond.embeds,
+        "added_cond_kwargs": dict(model_cond.extra),
+        "cfg_batch": use_cfg,  # True: the batch is [uncond..., cond...]
+    }
     step_kwargs = _step_kwargs(scheduler, generators)
     total = len(timesteps)
     ctx.total_steps = total

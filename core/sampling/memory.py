@@ -111,6 +111,44 @@ def decode_with_fallbacks(
         raise
 
 
+def sample_with_offload(
+    sample: Callable[[], torch.Tensor],
+    components: dict[str, Any],
+    denoiser_name: str,
+    warnings: list[str],
+    offload_device: torch.device = torch.device("cpu"),
+) -> torch.Tensor:
+    """Run the sampling loop; on out-of-memory move everything but the denoiser off the
+    device (text encoders and VAE are not needed while sampling) and run it once more.
+    The VAE comes back for the decode, whose own fallbacks then apply."""
+    try:
+        return sample()
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+    vae = components.get("vae")
+    home = next(vae.parameters()).device if isinstance(vae, torch.nn.Module) else None
+    moved = []
+    for name, module in components.items():
+        if name != denoiser_name and isinstance(module, torch.nn.Module):
+            module.to(offload_device)
+            moved.append(name)
+    _empty_cache()
+    warnings.append(
+        f"out of memory while sampling: moved {', '.join(moved)} to {offload_device} (model offload)"
+    )
+    log.warning(warnings[-1])
+    try:
+        latents = sample()
+    except Exception as exc:
+        if is_oom(exc):
+            raise OutOfMemory("out of memory while sampling, even with the other models offloaded") from exc
+        raise
+    if home is not None:
+        vae.to(home)
+    return latents
+
+
 def _empty_cache() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -1,0 +1,82 @@
+"""`easel generate` and `easel models`, run in-process through the real argument parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.cli.main import main as cli_main
+from core.outputs import parse_infotext, read_infotext
+
+
+def test_generate_prints_paths_and_progress(models_dir, tmp_path, capsys):
+    code = cli_main(
+        [
+            "generate",
+            "a yellow star",
+            "--model",
+            "tiny-sd15",
+            "--steps",
+            "2",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--seed",
+            "9",
+            "--batch",
+            "2",
+            "--sampler",
+            "DPM++ 2M",
+            "--models-dir",
+            str(models_dir),
+            "--data-dir",
+            str(tmp_path),
+            "--safe-mode",
+            "--out",
+            str(tmp_path / "pictures"),
+            "--device",
+            "cpu",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    paths = out.strip().splitlines()
+    assert len(paths) == 2
+    for path, seed in zip(paths, ("9", "10"), strict=True):
+        assert Path(path).is_file() and Path(path).is_relative_to(tmp_path / "pictures" / "txt2img-images")
+        params = parse_infotext(read_infotext(path))
+        assert params["Seed"] == seed and params["Sampler"] == "DPM++ 2M"
+    assert "step" in err  # the tqdm bar went to stderr
+
+
+def test_generate_bad_input_is_one_line_and_exit_2(models_dir, tmp_path, capsys):
+    code = cli_main(
+        [
+            "generate",
+            "x",
+            "--model",
+            "tiny-sd15",
+            "--width",
+            "65",
+            "--models-dir",
+            str(models_dir),
+            "--data-dir",
+            str(tmp_path),
+            "--safe-mode",
+            "--device",
+            "cpu",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "width" in err
+
+
+def test_models_lists_the_table(models_dir, tmp_path, capsys):
+    assert cli_main(["models", "--models-dir", str(models_dir), "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    header, *rows = out.strip().splitlines()
+    assert header.split() == ["NAME", "FAMILY", "FORMAT", "SIZE", "HASH"]
+    by_name = {row.split()[0]: row.split() for row in rows}
+    assert by_name["tiny-sdxl-file"][1:3] == ["sdxl", "safetensors"]
+    assert by_name["tiny-zimage"][1:3] == ["zimage", "diffusers"]

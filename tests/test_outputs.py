@@ -1,0 +1,100 @@
+"""Outputs: A1111 names and numbering, atomic writes, infotext round trips, png-info."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from PIL import Image
+
+from core.cli.main import main as cli_main
+from core.outputs import build_infotext, parse_infotext, read_infotext, save_image
+
+
+def test_infotext_matches_a1111_format():
+    text = build_infotext(
+        "a cat, sitting\non a sofa",
+        "blurry",
+        {
+            "Steps": 20,
+            "Sampler": "Euler a",
+            "CFG scale": 7.0,
+            "Seed": 1,
+            "Size": "512x768",
+            "Model": "my: model, v2",
+            "Skip": None,
+        },
+    )
+    assert text == (
+        "a cat, sitting\non a sofa\nNegative prompt: blurry\n"
+        'Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x768, Model: "my: model, v2"'
+    )
+    parsed = parse_infotext(text)
+    assert parsed["Prompt"] == "a cat, sitting\non a sofa"
+    assert parsed["Negative prompt"] == "blurry"
+    assert parsed["Model"] == "my: model, v2"
+    assert (parsed["Size-1"], parsed["Size-2"]) == ("512", "768")
+    assert parsed["CFG scale"] == "7"
+
+
+def test_infotext_without_negative_and_with_quotes():
+    text = build_infotext(
+        'say "hi"', "", {"Steps": 2, "Sampler": "DDIM", "Seed": 3, "Note": 'has "quotes", and commas'}
+    )
+    parsed = parse_infotext(text)
+    assert parsed["Prompt"] == 'say "hi"' and parsed["Negative prompt"] == ""
+    assert parsed["Note"] == 'has "quotes", and commas'
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_save_numbering_and_metadata(tmp_path, fmt):
+    image = Image.new("RGB", (16, 16), "red")
+    info = "a prompt\nSteps: 2, Sampler: Euler, Seed: 5"
+    first = save_image(image, tmp_path, "txt2img", 5, info, fmt)
+    second = save_image(image, tmp_path, "txt2img", 6, info, fmt)
+    assert first.name.startswith("00000-5.") and second.name.startswith("00001-6.")
+    assert first.parent.parent.name == "txt2img-images"
+    assert read_infotext(first) == info
+    assert not [p for p in first.parent.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_numbering_continues_and_is_thread_safe(tmp_path):
+    image = Image.new("RGB", (8, 8))
+    folder_path = save_image(image, tmp_path, "img2img", 1, "x\nSteps: 1, Seed: 1, Size: 8x8").parent
+    (folder_path / "00041-999.png").write_bytes(b"")  # left by an earlier run
+    paths = []
+    threads = [
+        threading.Thread(target=lambda: paths.append(save_image(image, tmp_path, "img2img", 2, "y")))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    numbers = sorted(int(p.name.split("-")[0]) for p in paths)
+    assert numbers == list(range(42, 50))
+    assert folder_path.parent.name == "img2img-images"
+
+
+def test_png_info_cli_round_trip(engine, capsys):
+    from plugin_api import GenerationRequest
+
+    result = engine.generate(
+        GenerationRequest(
+            prompt="a (blue:1.2) square, flat",
+            negative_prompt="noise",
+            seed=3,
+            steps=2,
+            width=64,
+            height=64,
+            model="tiny-sd15",
+        )
+    )
+    assert cli_main(["png-info", result.paths[0]]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == result.infotexts[0]
+    assert cli_main(["png-info", "--json", result.paths[0]]) == 0
+    parsed = json.loads(capsys.readouterr().out)
+    assert parsed["Prompt"] == "a (blue:1.2) square, flat" and parsed["Seed"] == "3"
+    assert parsed["Steps"] == "2" and parsed["Model"] == "tiny-sd15"

@@ -1,0 +1,85 @@
+"""A1111 prompt syntax: emphasis, escapes, BREAK, 75-token chunks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import CLIPTokenizer
+
+from core.config import MODEL_CONFIGS_DIR
+from core.families.clip_text import encode_chunks, tokenize_pair
+from core.prompt_parser import parse_prompt_attention, tokenize_weighted
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return CLIPTokenizer.from_pretrained(str(MODEL_CONFIGS_DIR / "clip_tokenizer"), model_max_length=77)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [  # A1111's own doctest cases
+        ("normal text", [("normal text", 1.0)]),
+        ("an (important) word", [("an ", 1.0), ("important", 1.1), (" word", 1.0)]),
+        ("(unbalanced", [("unbalanced", 1.1)]),
+        ("\\(literal\\]", [("(literal]", 1.0)]),
+        ("(unnecessary)(parens)", [("unnecessaryparens", 1.1)]),
+        (
+            "a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
+            [
+                ("a ", 1.0),
+                ("house", 1.5730000000000004),
+                (" ", 1.1),
+                ("on", 1.0),
+                (" a ", 1.1),
+                ("hill", 0.55),
+                (", sun, ", 1.1),
+                ("sky", 1.4641000000000006),
+                (".", 1.1),
+            ],
+        ),
+        ("a BREAK b", [("a", 1.0), ("BREAK", -1.0), ("b", 1.0)]),
+    ],
+)
+def test_parse_prompt_attention(text, expected):
+    got = parse_prompt_attention(text)
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    assert [w for _, w in got] == pytest.approx([w for _, w in expected])
+
+
+def test_chunks_are_bos_tokens_eos_padding(tokenizer):
+    (chunk,) = tokenize_weighted(tokenizer, "a (red:1.5) circle")
+    assert len(chunk.tokens) == len(chunk.weights) == 77
+    assert chunk.tokens[0] == tokenizer.bos_token_id
+    ids = tokenizer("a red circle", add_special_tokens=False)["input_ids"]
+    assert chunk.tokens[1 : 1 + len(ids)] == ids
+    assert chunk.tokens[1 + len(ids)] == tokenizer.eos_token_id
+    assert chunk.weights[1 : 1 + len(ids)] == [1.0, 1.5, 1.0]
+
+
+def test_long_prompts_and_break_make_more_chunks(tokenizer):
+    long_prompt = " ".join(["cat"] * 100)
+    assert len(tokenize_weighted(tokenizer, long_prompt)) == 2
+    assert len(tokenize_weighted(tokenizer, "a cat BREAK a dog")) == 2
+    positive, negative = tokenize_pair(tokenizer, long_prompt, "blurry")
+    assert len(positive) == len(negative) == 2
+    positive, negative = tokenize_pair(tokenizer, "cat", long_prompt)
+    assert len(positive) == len(negative) == 2
+
+
+def test_comma_moves_the_phrase_to_the_next_chunk(tokenizer):
+    prompt = " ".join(["cat"] * 70) + ", " + " ".join(["dog"] * 10)
+    first, second = tokenize_weighted(tokenizer, prompt)
+    dog = tokenizer.convert_tokens_to_ids("dog</w>")
+    assert dog not in first.tokens  # the whole phrase after the comma went on
+    assert second.tokens[1:11] == [dog] * 10
+
+
+def test_emphasis_restores_the_mean(engine):
+    model = engine.models.get("tiny-sd15")
+    tokenizer, encoder = model.components["tokenizer"], model.components["text_encoder"]
+    with torch.inference_mode():
+        plain = encode_chunks(encoder, tokenize_weighted(tokenizer, "red circle"), None, True).hidden
+        weighted = encode_chunks(encoder, tokenize_weighted(tokenizer, "(red:1.5) circle"), None, True).hidden
+    assert not torch.allclose(plain, weighted)
+    assert torch.allclose(plain.mean(), weighted.mean(), atol=1e-6)

@@ -1,0 +1,70 @@
+"""The shipped config folders describe the real models (checked on the meta device: no
+weights are allocated) and their tokenizers load offline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import CLIPTokenizer
+
+from core.config import MODEL_CONFIGS_DIR
+from core.models.manager import materialize_config_dir
+
+# parameter counts of the released models' components
+EXPECTED = {
+    ("sd15", "unet"): 859_520_964,
+    ("sd15", "vae"): 83_653_863,
+    ("sd15", "text_encoder"): 123_060_480,
+    ("sd2", "unet"): 865_910_724,
+    ("sdxl", "unet"): 2_567_463_684,
+    ("sdxl", "text_encoder_2"): 694_659_840,
+}
+
+
+def count_parameters(folder, component):
+    import diffusers
+    import transformers
+
+    config_dir = folder / component
+    with torch.device("meta"):
+        if component in ("unet", "vae", "transformer"):
+            cls = {
+                "unet": diffusers.UNet2DConditionModel,
+                "vae": diffusers.AutoencoderKL,
+                "transformer": diffusers.ZImageTransformer2DModel,
+            }[component]
+            model = cls.from_config(cls.load_config(str(config_dir)))
+        else:
+            config = transformers.AutoConfig.from_pretrained(str(config_dir))
+            arch = getattr(transformers, config.architectures[0])
+            model = arch(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("family", "component"), sorted(EXPECTED))
+def test_real_sizes(family, component, tmp_path):
+    folder = MODEL_CONFIGS_DIR / family
+    assert count_parameters(folder, component) == EXPECTED[(family, component)]
+
+
+def test_zimage_configs_are_the_6b_model():
+    folder = MODEL_CONFIGS_DIR / "zimage"
+    assert 5.5e9 < count_parameters(folder, "transformer") < 6.6e9
+    assert 3.5e9 < count_parameters(folder, "text_encoder") < 4.2e9
+
+
+@pytest.mark.parametrize(
+    ("family", "pads"),
+    [
+        ("sd15", {"tokenizer": 49407}),
+        ("sd2", {"tokenizer": 0}),
+        ("sdxl", {"tokenizer": 49407, "tokenizer_2": 0}),
+    ],
+)
+def test_tokenizers_materialize_offline(family, pads, tmp_path):
+    folder = materialize_config_dir(MODEL_CONFIGS_DIR / family, tmp_path)
+    assert folder != MODEL_CONFIGS_DIR / family
+    for name, pad_id in pads.items():
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder / name))
+        assert len(tokenizer) == 49408 and tokenizer.pad_token_id == pad_id
+    assert materialize_config_dir(MODEL_CONFIGS_DIR / family, tmp_path) == folder  # cached

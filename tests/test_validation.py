@@ -1,0 +1,71 @@
+"""Bad requests fail with the field named, before any model is loaded."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from core.engine import Engine
+from core.errors import RequestError
+from core.sampling.memory import check_fits
+from plugin_api import GenerationRequest
+
+
+@pytest.fixture
+def fresh_engine(host):
+    return Engine(host)  # its own model manager: nothing loaded yet
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"width": 0}, "width"),
+        ({"width": 100000}, "width"),
+        ({"height": 65}, "height"),
+        ({"steps": -1}, "steps"),
+        ({"steps": 151}, "steps"),
+        ({"cfg_scale": math.nan}, "cfg_scale"),
+        ({"cfg_scale": math.inf}, "cfg_scale"),
+        ({"cfg_scale": 31}, "cfg_scale"),
+        ({"seed": -2}, "seed"),
+        ({"seed": "12"}, "seed"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 9}, "batch_size"),
+        ({"batch_count": 101}, "batch_count"),
+        ({"clip_skip": 13}, "clip_skip"),
+        ({"sampler": "Not A Sampler"}, "sampler"),
+        ({"model": "no-such-model"}, "model"),
+        ({"output_format": "gif"}, "output_format"),
+        ({"steps": True}, "steps"),
+        ({"init_image": "not an image"}, "init_image"),
+        ({"model": "tiny-zimage", "width": 72}, "width"),  # Z-Image needs multiples of 16
+        ({"model": "tiny-zimage", "sampler": "DPM++ 2M"}, "sampler"),  # not a flow sampler
+    ],
+)
+def test_invalid_field_is_named_before_loading(fresh_engine, overrides, field):
+    values = {"prompt": "x", "model": "tiny-sd15", "width": 64, "height": 64, "steps": 2, **overrides}
+    with pytest.raises(RequestError) as error:
+        fresh_engine.generate(GenerationRequest(**values))
+    assert error.value.field == field
+    assert field in str(error.value)
+    assert fresh_engine.models.load_count == 0
+
+
+def test_unknown_sampler_lists_choices(fresh_engine):
+    with pytest.raises(RequestError, match="Euler a"):
+        fresh_engine.validate(GenerationRequest(model="tiny-sd15", sampler="eulr"))
+
+
+def test_sampler_names_are_case_insensitive_with_aliases(fresh_engine):
+    assert fresh_engine.validate(GenerationRequest(model="tiny-sd15", sampler="euler A")).sampler == "Euler a"
+    checked = fresh_engine._validate(GenerationRequest(model="tiny-sd15", sampler="k_dpmpp_2m"))
+    assert checked.sampler_name == "DPM++ 2M"
+
+
+def test_hopeless_request_is_refused_up_front():
+    with pytest.raises(RequestError) as error:
+        check_fits(2048, 2048, 8, torch.float32, torch.device("cuda"), True, available=2 * 1024**3)
+    assert error.value.field == "batch_size" and "GiB" in str(error.value)
+    check_fits(512, 512, 1, torch.float16, torch.device("cuda"), True, available=8 * 1024**3)
