@@ -64,16 +64,22 @@ class Catalog:
         return list(self.host.upscalers)
 
     def loras(self) -> list[dict[str, Any]]:
-        root = Path(self.host.settings.models_dir) / LORA_FOLDER
-        found = []
-        if root.is_dir():
+        """LoRA files in every Lora folder the engine knows (the user's, then the shipped
+        one); a name found twice is listed once, the user's copy winning."""
+        folders = self.engine.models.folders(LORA_FOLDER) if self.engine is not None else []
+        found: dict[str, dict[str, Any]] = {}
+        for root in folders:
             for dirpath, _dirs, files in os.walk(root):
                 for filename in sorted(files):
                     path = Path(dirpath) / filename
-                    if path.suffix.lower() in LORA_SUFFIXES:
-                        name = path.stem
-                        found.append({"name": name, "alias": name, "path": str(path), "metadata": {}})
-        return sorted(found, key=lambda item: item["name"].casefold())
+                    if path.suffix.lower() in LORA_SUFFIXES and path.stem not in found:
+                        found[path.stem] = {
+                            "name": path.stem,
+                            "alias": path.stem,
+                            "path": str(path),
+                            "metadata": {},
+                        }
+        return sorted(found.values(), key=lambda item: item["name"].casefold())
 
     def extension_names(self) -> dict[str, str]:
         """Loaded extensions by folded name (for alwayson_scripts look-ups)."""
