@@ -1,0 +1,140 @@
+"""Pydantic models of the native API (``/api/v1``), so ``/docs`` shows every field.
+
+Bounds here are the coarse ones every front end shares (types, NaN, sizes, lengths,
+NUL bytes); the engine's ``validate`` checks the rest (multiples of 8, known sampler
+and model) before anything is queued.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_PROMPT_CHARS = 20_000
+MAX_NAME_CHARS = 256
+MAX_SIDE = 4096
+MAX_SEED = 2**63 - 1
+
+
+def no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL bytes are not allowed")
+    return value
+
+
+def no_nul_anywhere(value: Any) -> Any:
+    """Extension arguments are free-form JSON: refuse NUL bytes at any depth."""
+    if isinstance(value, str):
+        no_nul(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(str(key))
+            no_nul_anywhere(item)
+    elif isinstance(value, list):
+        for item in value:
+            no_nul_anywhere(item)
+    return value
+
+
+PromptText = Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS), AfterValidator(no_nul)]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS), AfterValidator(no_nul)]
+ExtensionArgs = Annotated[dict[str, Any], AfterValidator(no_nul_anywhere)]
+
+
+class JobRequest(BaseModel):
+    """A generation job: GenerationRequest's fields; images as base64 (data URL allowed)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    prompt: PromptText = ""
+    negative_prompt: PromptText = ""
+    seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1 picks a random seed")
+    steps: int | None = Field(None, ge=1, le=500, description="None: the model family's default")
+    cfg_scale: float | None = Field(None, ge=0, le=100)
+    width: int | None = Field(None, ge=8, le=MAX_SIDE)
+    height: int | None = Field(None, ge=8, le=MAX_SIDE)
+    sampler: Name | None = Field(None, description="a name from /api/v1/samplers")
+    model: Name | None = Field(None, description="a name from /api/v1/models; None: the default")
+    batch_size: int = Field(1, ge=1, le=64)
+    batch_count: int = Field(1, ge=1, le=100)
+    clip_skip: int = Field(1, ge=1, le=12)
+    init_image: str | None = Field(None, description="base64 image: img2img / inpainting source")
+    denoising_strength: float = Field(0.75, ge=0, le=1)
+    mask: str | None = Field(None, description="base64 image: white = repaint")
+    mask_blur: int = Field(4, ge=0, le=256)
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = Field(32, ge=0, le=1024)
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    save_images: bool = True
+    extension_args: ExtensionArgs = Field(default_factory=dict, description="per-extension arguments")
+    priority: int = Field(0, ge=-100, le=100, description="higher runs first")
+
+
+class JobProgress(BaseModel):
+    step: int
+    total_steps: int
+    batch_index: int
+    batch_count: int
+    progress: float
+    elapsed_s: float
+    eta_s: float
+
+
+class JobView(BaseModel):
+    """A job as the API shows it (images as URLs, never inline)."""
+
+    id: str
+    kind: str
+    status: Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+    priority: int
+    attempts: int
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float
+    queue_position: int | None = Field(None, description="1 = runs next; only for queued jobs")
+    error: str | None = None
+    request: dict[str, Any]
+    result: dict[str, Any] | None = None
+    images: list[str] = Field(default_factory=list, description="URLs of the result images")
+    live: JobProgress | None = None
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: str
+    url: str
+    events: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    total: int
+
+
+class ModelView(BaseModel):
+    name: str
+    title: str
+    family: str
+    format: str
+    size: int
+    hash: str
+    path: str
+    default: bool
+
+
+class SamplerView(BaseModel):
+    name: str
+    aliases: list[str]
+    flow: bool
+    extension: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    queued: int
+    running: int
+    current_job: str | None
+    uptime_s: float

@@ -1,0 +1,317 @@
+"""The AUTOMATIC1111-compatible API under ``/sdapi/v1``, so existing clients work.
+
+Generations go through the same queue as everything else (submit, then wait without
+holding a thread); the answer has A1111's shape: ``images`` (base64 PNG), ``parameters``
+(the request) and ``info`` (a JSON string).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from core.api.catalog import Catalog
+from core.api.images import MAX_IMAGE_SIDE, decode_base64_image, encode_png_base64, file_base64
+from core.api.sdapi_convert import request_from_sdapi, sdapi_info_json
+from core.api.sdapi_models import (
+    SdapiExtraSingleImageRequest,
+    SdapiGenerationBase,
+    SdapiImg2ImgRequest,
+    SdapiPngInfoRequest,
+    SdapiTxt2ImgRequest,
+)
+from core.errors import RequestError
+from core.jobs import JobService
+from core.jobs.record import DONE, INTERRUPTED
+
+NONE_UPSCALER = "None"
+
+
+def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1", tags=["sdapi (AUTOMATIC1111-compatible)"])
+
+    async def generate(body: SdapiGenerationBase) -> dict[str, Any]:
+        def submit() -> str:
+            return service.submit(request_from_sdapi(body, catalog))
+
+        job_id = await run_in_threadpool(submit)
+        record = await service.wait_async(job_id)
+        if record.status not in (DONE, INTERRUPTED):
+            return JSONResponse(  # type: ignore[return-value]
+                status_code=500,
+                content={
+                    "error": "GenerationFailed",
+                    "detail": record.error or record.status,
+                    "job_id": job_id,
+                },
+            )
+
+        def encode() -> list[str]:
+            if not body.send_images:
+                return []
+            return [file_base64(path) for path in service.image_paths(job_id)]
+
+        images = await run_in_threadpool(encode)
+        parameters = body.model_dump(mode="json")
+        if isinstance(body, SdapiImg2ImgRequest):
+            # A1111 echoes the request without the (large) input images
+            parameters["init_images"] = None
+            parameters["mask"] = None
+        return {"images": images, "parameters": parameters, "info": sdapi_info_json(record, catalog)}
+
+    @router.post("/txt2img", summary="Text to image (A1111)")
+    async def txt2img(body: SdapiTxt2ImgRequest) -> dict[str, Any]:
+        return await generate(body)
+
+    @router.post("/img2img", summary="Image to image / inpainting (A1111)")
+    async def img2img(body: SdapiImg2ImgRequest) -> dict[str, Any]:
+        return await generate(body)
+
+    @router.get("/progress", summary="Progress of the running job (A1111)")
+    async def progress(skip_current_image: bool = Query(False)) -> dict[str, Any]:
+        # In the event loop, like /health: it must answer while submissions fill the
+        # threadpool. The preview is small and encoded once per step for all pollers.
+        live = service.progress()
+        pending = service.pending_count()
+        if live is None:
+            return {
+                "progress": 0.0,
+                "eta_relative": 0.0,
+                "state": {
+                    "skipped": False,
+                    "interrupted": False,
+                    "job": "",
+                    "job_count": pending,
+                    "job_timestamp": "0",
+                    "job_no": 0,
+                    "sampling_step": 0,
+                    "sampling_steps": 0,
+                },
+                "current_image": None,
+                "textinfo": None,
+                "current_task": None,
+            }
+        return {
+            "progress": round(live.fraction, 4),
+            "eta_relative": round(live.eta_s, 3),
+            "state": {
+                "skipped": live.skipped,
+                "interrupted": live.interrupted,
+                "job": f"job {live.job_id}",
+                "job_count": pending,
+                "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(live.started_at)),
+                "job_no": live.batch_index,
+                "sampling_step": live.step,
+                "sampling_steps": live.total_steps,
+            },
+            "current_image": None if skip_current_image else live.preview_base64("PNG"),
+            "textinfo": f"Step {live.step}/{live.total_steps}, batch {live.batch_index + 1}/{live.batch_count}",
+            "current_task": live.job_id,
+        }
+
+    @router.post("/interrupt", summary="Stop the running job (A1111)")
+    def interrupt() -> dict[str, Any]:
+        return {"interrupted": service.interrupt()}
+
+    @router.post("/skip", summary="Skip the current batch of the running job (A1111)")
+    def skip() -> dict[str, Any]:
+        return {"skipped": service.skip()}
+
+    @router.get("/sd-models", summary="Checkpoints (A1111)")
+    def sd_models() -> list[dict[str, Any]]:
+        return [
+            {
+                "title": catalog.model_title(m),
+                "model_name": m.name,
+                "hash": m.hash,
+                "sha256": getattr(m, "sha256", None),
+                "filename": str(m.path),
+                "config": None,
+            }
+            for m in catalog.models()
+        ]
+
+    @router.post("/refresh-checkpoints", summary="Scan the models folder again (A1111)")
+    def refresh_checkpoints() -> None:
+        if catalog.engine is not None and hasattr(catalog.engine.models, "refresh"):
+            catalog.engine.models.refresh()
+
+    @router.get("/samplers", summary="Samplers (A1111)")
+    def samplers() -> list[dict[str, Any]]:
+        return [{"name": s.name, "aliases": list(s.aliases), "options": {}} for s in catalog.samplers()]
+
+    @router.get("/schedulers", summary="Schedulers (A1111); Easel folds them into sampler names")
+    def schedulers() -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "automatic",
+                "label": "Automatic",
+                "aliases": None,
+                "default_rho": -1,
+                "need_inner_model": False,
+            }
+        ]
+
+    @router.get("/upscalers", summary="Upscalers (A1111)")
+    def upscalers() -> list[dict[str, Any]]:
+        entries = [
+            {"name": NONE_UPSCALER, "model_name": None, "model_path": None, "model_url": None, "scale": 1}
+        ]
+        for spec in catalog.upscalers():
+            entries.append(
+                {
+                    "name": spec.name,
+                    "model_name": None,
+                    "model_path": None,
+                    "model_url": None,
+                    "scale": spec.scale or 1,
+                }
+            )
+        return entries
+
+    @router.get("/loras", summary="LoRA files in models/Lora (A1111)")
+    def loras() -> list[dict[str, Any]]:
+        return catalog.loras()
+
+    @router.get("/scripts", summary="Scripts (A1111): Easel's extensions take alwayson_scripts args")
+    def scripts() -> dict[str, list[str]]:
+        names = sorted(name.casefold() for name in catalog.extension_names().values())
+        return {"txt2img": names, "img2img": names}
+
+    @router.get("/sd-vae", summary="VAEs (A1111); Easel uses each model's own")
+    def sd_vae() -> list[dict[str, Any]]:
+        return []
+
+    @router.get("/embeddings", summary="Textual inversions (A1111); none yet")
+    def embeddings() -> dict[str, Any]:
+        return {"loaded": {}, "skipped": {}}
+
+    @router.get("/options", summary="Options (A1111)")
+    def get_options() -> dict[str, Any]:
+        default = catalog.default_model()
+        title = default
+        if default:
+            try:
+                title = catalog.model_title(catalog.model_info(default))
+            except RequestError:
+                title = default
+        options: dict[str, Any] = {
+            "sd_model_checkpoint": title,
+            "sd_checkpoint_hash": None,
+            "sd_vae": "Automatic",
+            "CLIP_stop_at_last_layers": 1,
+            "samples_format": "png",
+            "samples_save": True,
+            "save_images_add_number": True,
+            "outdir_samples": "",
+            "outdir_txt2img_samples": str(host.settings.outputs_dir / "txt2img-images"),
+            "outdir_img2img_samples": str(host.settings.outputs_dir / "img2img-images"),
+            "enable_pnginfo": True,
+            "eta_noise_seed_delta": 0,
+            "live_previews_enable": True,
+            "show_progress_every_n_steps": 1,
+            "sd_checkpoint_cache": 1,
+        }
+        options.update(host.user_settings.all())
+        return options
+
+    @router.post("/options", summary="Set options (A1111): sd_model_checkpoint switches the default model")
+    def set_options(values: dict[str, Any] = Body(...)) -> None:
+        """Unknown keys are ignored, as in A1111; a bad model or setting value is a 422."""
+        if "sd_model_checkpoint" in values:
+            value = values["sd_model_checkpoint"]
+            if not isinstance(value, str):
+                raise RequestError("sd_model_checkpoint", "must be a model title or name")
+            catalog.set_default_model(value)
+        for key, value in values.items():
+            if key in host.setting_specs:
+                try:
+                    host.set_setting(key, value)
+                except (KeyError, ValueError) as exc:
+                    raise RequestError(key, str(exc)) from None
+
+    @router.get("/cmd-flags", summary="How the server was started (A1111)")
+    def cmd_flags() -> dict[str, Any]:
+        settings = host.settings
+        return {
+            "data_dir": str(settings.data_dir),
+            "models_dir": str(settings.models_dir),
+            "listen": settings.listens_publicly,
+            "host": settings.host,
+            "port": settings.port,
+            "api_auth": bool(settings.api_auth),
+            "device": settings.device,
+            "safe_mode": settings.safe_mode,
+            "allow_pickle": settings.allow_pickle,
+            "api": True,
+            "nowebui": False,
+        }
+
+    @router.get("/memory", summary="RAM and accelerator memory (A1111)")
+    def memory() -> dict[str, Any]:
+        page, pages = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_PHYS_PAGES")
+        available = os.sysconf("SC_AVPHYS_PAGES") * page
+        total = pages * page
+        ram = {"free": available, "used": total - available, "total": total}
+        torch = sys.modules.get("torch")
+        cuda: dict[str, Any] = {"error": "no CUDA device"}
+        if torch is not None and torch.cuda.is_available():
+            free, total_cuda = torch.cuda.mem_get_info()
+            cuda = {"system": {"free": free, "used": total_cuda - free, "total": total_cuda}}
+        return {"ram": ram, "cuda": cuda}
+
+    @router.post("/png-info", summary="Read the generation parameters in an image (A1111)")
+    async def png_info(body: SdapiPngInfoRequest) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            image = decode_base64_image(body.image, "image")
+            items = {k: v for k, v in image.info.items() if isinstance(v, str)}
+            info = items.pop("parameters", "")
+            parameters: dict[str, Any] = {}
+            if info:
+                try:
+                    from core.outputs.infotext import parse_infotext
+
+                    parameters = parse_infotext(info)
+                except ImportError:
+                    parameters = {}
+            return {"info": info, "items": items, "parameters": parameters}
+
+        return await run_in_threadpool(read)
+
+    @router.post("/extra-single-image", summary="Upscale one image (A1111 Extras)")
+    async def extra_single_image(body: SdapiExtraSingleImageRequest) -> dict[str, Any]:
+        def upscale() -> dict[str, Any]:
+            image = decode_base64_image(body.image, "image")
+            if body.resize_mode == 1:
+                target = (body.upscaling_resize_w, body.upscaling_resize_h)
+                scale = max(target[0] / image.width, target[1] / image.height)
+            else:
+                scale = body.upscaling_resize
+                target = (round(image.width * scale), round(image.height * scale))
+            if max(target) > MAX_IMAGE_SIDE or min(target) < 1:
+                raise RequestError(
+                    "upscaling_resize",
+                    f"result would be {target[0]}x{target[1]}; the limit is {MAX_IMAGE_SIDE}",
+                )
+            if body.upscaler_1.casefold() == NONE_UPSCALER.casefold():
+                result = image
+            else:
+                spec = host.upscalers.get(body.upscaler_1)
+                if spec is None:
+                    known = ", ".join([NONE_UPSCALER, *host.upscalers.names()])
+                    raise RequestError("upscaler_1", f"no upscaler named {body.upscaler_1!r}; known: {known}")
+                result = spec.upscale(image.convert("RGB"), scale)
+            if result.size != target and body.upscaler_1.casefold() != NONE_UPSCALER.casefold():
+                result = result.resize(target, Image.Resampling.LANCZOS)
+            return {"html_info": "", "image": encode_png_base64(result)}
+
+        return await run_in_threadpool(upscale)
+
+    return router

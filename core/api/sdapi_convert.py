@@ -1,0 +1,185 @@
+"""A1111 request bodies to Easel requests, and Easel results to A1111 response shapes."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from PIL import ImageOps
+
+from core.api.catalog import Catalog
+from core.api.images import decode_base64_image
+from core.api.sdapi_models import SdapiGenerationBase, SdapiImg2ImgRequest
+from core.errors import RequestError
+from plugin_api.types import GenerationRequest
+
+# override_settings keys Easel applies; the rest are accepted and ignored, as A1111
+# ignores options it does not know.
+CLIP_SKIP_OPTION = "CLIP_stop_at_last_layers"
+MODEL_OPTION = "sd_model_checkpoint"
+FORMAT_OPTION = "samples_format"
+
+
+def _sampler_name(body: SdapiGenerationBase, catalog: Catalog) -> str | None:
+    sampler = body.sampler_name or body.sampler_index
+    scheduler = (body.scheduler or "").strip()
+    if sampler and scheduler and scheduler.casefold() not in {"automatic", "auto"}:
+        # A1111 >= 1.9 splits "DPM++ 2M Karras" into sampler + scheduler
+        combined = f"{sampler} {scheduler}"
+        if combined in catalog.host.samplers:
+            return combined
+    return sampler
+
+
+def _apply_overrides(body: SdapiGenerationBase, request: GenerationRequest, catalog: Catalog) -> None:
+    overrides = body.override_settings or {}
+    if MODEL_OPTION in overrides:
+        value = overrides[MODEL_OPTION]
+        if not isinstance(value, str):
+            raise RequestError(f"override_settings.{MODEL_OPTION}", "must be a model title or name")
+        request.model = catalog.model_info(value, f"override_settings.{MODEL_OPTION}").name
+    if CLIP_SKIP_OPTION in overrides:
+        value = overrides[CLIP_SKIP_OPTION]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 12:
+            raise RequestError(f"override_settings.{CLIP_SKIP_OPTION}", "must be an integer from 1 to 12")
+        request.clip_skip = value
+    if FORMAT_OPTION in overrides:
+        value = str(overrides[FORMAT_OPTION]).lower()
+        if value not in {"png", "jpeg", "jpg", "webp"}:
+            raise RequestError(f"override_settings.{FORMAT_OPTION}", "must be png, jpeg or webp")
+        request.output_format = "jpeg" if value == "jpg" else value
+
+
+def _extension_args(body: SdapiGenerationBase, catalog: Catalog) -> dict[str, Any]:
+    """alwayson_scripts ``{"name": {"args": [...]}}`` to extension_args[name]. An unknown
+    script is a 422, as in A1111, so a typo is not silently ignored."""
+    if body.script_name:
+        raise RequestError("script_name", f"no script named {body.script_name!r}: Easel has no A1111 scripts")
+    known = catalog.extension_names()
+    args: dict[str, Any] = {}
+    for name, value in body.alwayson_scripts.items():
+        extension = known.get(name.casefold()) or known.get(name.casefold().replace(" ", "_"))
+        if extension is None:
+            loaded = ", ".join(sorted(known.values())) or "none"
+            raise RequestError(f"alwayson_scripts.{name}", f"no extension named {name!r}; loaded: {loaded}")
+        if not isinstance(value, dict):
+            raise RequestError(f"alwayson_scripts.{name}", 'expected an object like {"args": [...]}')
+        args[extension] = value
+    return args
+
+
+def request_from_sdapi(body: SdapiGenerationBase, catalog: Catalog) -> GenerationRequest:
+    """Build the request (decodes images: call it off the event loop)."""
+    request = GenerationRequest(
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        seed=body.seed,
+        steps=body.steps,
+        cfg_scale=body.cfg_scale,
+        width=body.width,
+        height=body.height,
+        sampler=_sampler_name(body, catalog),
+        batch_size=body.batch_size,
+        batch_count=body.n_iter,
+        save_images=body.save_images and not body.do_not_save_samples,
+        extension_args=_extension_args(body, catalog),
+    )
+    _apply_overrides(body, request, catalog)
+    if isinstance(body, SdapiImg2ImgRequest):
+        if not body.init_images:
+            raise RequestError("init_images", "img2img needs at least one base64 image")
+        request.init_image = decode_base64_image(body.init_images[0], "init_images.0")
+        if body.denoising_strength is not None:
+            request.denoising_strength = body.denoising_strength
+        if body.mask:
+            mask = decode_base64_image(body.mask, "mask").convert("L")
+            request.mask = ImageOps.invert(mask) if body.inpainting_mask_invert else mask
+            request.mask_blur = 4 if body.mask_blur is None else body.mask_blur
+            request.inpaint_full_res = body.inpaint_full_res
+            request.inpaint_full_res_padding = body.inpaint_full_res_padding
+    return request
+
+
+def _from_infotext(infotexts: list[str]) -> dict[str, Any]:
+    if not infotexts:
+        return {}
+    try:
+        from core.outputs.infotext import parse_infotext
+    except ImportError:
+        return {}
+    try:
+        return parse_infotext(infotexts[0])
+    except Exception:
+        return {}
+
+
+def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
+    """The ``info`` object A1111 returns (as a JSON string), from the finished job."""
+    result = record.result or {}
+    run = result.get("parameters") or {}
+    asked = record.request
+    parsed = _from_infotext(result.get("infotexts", []))
+    seeds = result.get("seeds") or []
+    size = str(parsed.get("Size", "")).split("x")
+
+    def pick(key: str, infotext_key: str, default: Any = None) -> Any:
+        for value in (run.get(key), asked.get(key), parsed.get(infotext_key)):
+            if value is not None:
+                return value
+        return default
+
+    width = pick("width", "", None) or (int(size[0]) if len(size) == 2 and size[0].isdigit() else None)
+    height = pick("height", "", None) or (int(size[1]) if len(size) == 2 and size[1].isdigit() else None)
+    model_name = pick("model", "Model")
+    model_hash = run.get("model_hash") or parsed.get("Model hash")
+    if model_name and not model_hash:
+        try:
+            model_hash = catalog.model_info(model_name).hash
+        except RequestError:
+            model_hash = None
+    prompt = result.get("prompt") or asked.get("prompt", "")
+    negative = result.get("negative_prompt") or asked.get("negative_prompt", "")
+    count = len(seeds) or 1
+    started = record.started_at or record.created_at
+    return {
+        "prompt": prompt,
+        "all_prompts": [prompt] * count,
+        "negative_prompt": negative,
+        "all_negative_prompts": [negative] * count,
+        "seed": seeds[0] if seeds else asked.get("seed"),
+        "all_seeds": seeds,
+        # Easel has no variation seeds: say so rather than invent one
+        "subseed": -1,
+        "all_subseeds": [-1] * len(seeds),
+        "subseed_strength": 0,
+        "width": width,
+        "height": height,
+        "sampler_name": pick("sampler", "Sampler"),
+        "cfg_scale": pick("cfg_scale", "CFG scale"),
+        "steps": pick("steps", "Steps"),
+        "batch_size": asked.get("batch_size", 1),
+        "restore_faces": False,
+        "face_restoration_model": None,
+        "sd_model_name": model_name,
+        "sd_model_hash": model_hash,
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": -1,
+        "seed_resize_from_h": -1,
+        "denoising_strength": asked.get("denoising_strength") if asked.get("init_image") else None,
+        "extra_generation_params": {},
+        "index_of_first_image": 0,
+        "infotexts": result.get("infotexts", []),
+        "styles": [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)),
+        "clip_skip": asked.get("clip_skip", 1),
+        "is_using_inpainting_conditioning": False,
+        "version": "easel",
+        "warnings": result.get("warnings", []),
+        "job_id": record.id,
+    }
+
+
+def sdapi_info_json(record: Any, catalog: Catalog) -> str:
+    return json.dumps(sdapi_info(record, catalog))

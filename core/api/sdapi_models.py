@@ -1,0 +1,87 @@
+"""Request bodies of the AUTOMATIC1111-compatible API, with A1111's field names.
+
+Unknown fields are ignored, as A1111 does, so clients written for it (and its many
+options Easel does not have) work unmodified. Fields Easel does not use are still
+declared where clients commonly send them, so ``/docs`` shows what is understood.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.api.schemas import MAX_SEED, MAX_SIDE, ExtensionArgs, Name, PromptText
+
+
+class SdapiGenerationBase(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    prompt: PromptText = ""
+    negative_prompt: PromptText = ""
+    styles: list[Name] = Field(default_factory=list, description="accepted, not applied")
+    seed: int = Field(-1, ge=-1, le=MAX_SEED)
+    subseed: int = Field(-1, ge=-1, le=MAX_SEED, description="accepted, not applied")
+    subseed_strength: float = Field(0.0, ge=0, le=1)
+    sampler_name: Name | None = None
+    sampler_index: Name | None = Field(None, description="older name of sampler_name")
+    scheduler: Name | None = None
+    batch_size: int = Field(1, ge=1, le=64)
+    n_iter: int = Field(1, ge=1, le=100)
+    steps: int | None = Field(None, ge=1, le=500, description="default: the model family's")
+    cfg_scale: float | None = Field(None, ge=0, le=100)
+    width: int | None = Field(None, ge=8, le=MAX_SIDE, description="default: the model family's")
+    height: int | None = Field(None, ge=8, le=MAX_SIDE)
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    eta: float | None = None
+    denoising_strength: float | None = Field(None, ge=0, le=1)
+    override_settings: dict[str, Any] | None = None
+    override_settings_restore_afterwards: bool = True
+    script_name: Name | None = None
+    script_args: list[Any] = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: ExtensionArgs = Field(default_factory=dict)
+    infotext: PromptText | None = None
+
+
+class SdapiTxt2ImgRequest(SdapiGenerationBase):
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: Name | None = None
+
+
+class SdapiImg2ImgRequest(SdapiGenerationBase):
+    init_images: list[str] = Field(default_factory=list, max_length=16, description="base64 images")
+    resize_mode: int = 0
+    image_cfg_scale: float | None = None
+    mask: str | None = Field(None, description="base64 image, white = repaint")
+    mask_blur: int | None = Field(None, ge=0, le=256)
+    mask_blur_x: int | None = None
+    mask_blur_y: int | None = None
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = Field(32, ge=0, le=1024)
+    inpainting_mask_invert: int = Field(0, ge=0, le=1)
+    include_init_images: bool = False
+
+
+class SdapiPngInfoRequest(BaseModel):
+    image: str
+
+
+class SdapiExtraSingleImageRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    image: str
+    resize_mode: int = Field(0, ge=0, le=1, description="0: by upscaling_resize, 1: to width x height")
+    upscaling_resize: float = Field(2.0, gt=0, le=8)
+    upscaling_resize_w: int = Field(512, ge=1, le=MAX_SIDE)
+    upscaling_resize_h: int = Field(512, ge=1, le=MAX_SIDE)
+    upscaler_1: Name = "None"
+    upscaler_2: Name = "None"
+    extras_upscaler_2_visibility: float = Field(0.0, ge=0, le=1)
+    show_extras_results: bool = True

@@ -1,0 +1,336 @@
+"""JobService: the queue plus the worker plus the live side (progress, events, wait).
+
+Every front end (WebUI, native API, /sdapi/v1, CLI) talks to this object only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.jobs.live import (
+    FINISHED,
+    PROGRESS,
+    QUEUED_EVENT,
+    STARTED,
+    AsyncSubscription,
+    EventHub,
+    JobEvent,
+    LiveProgress,
+    Subscription,
+)
+from core.jobs.queue import JobNotFound, JobQueue, JobStateError
+from core.jobs.record import FINISHED_STATUSES, QUEUED, RUNNING, JobRecord
+from core.jobs.requests import request_from_json, request_to_json
+from core.jobs.results import result_to_json, write_transient_images
+from core.jobs.worker import Runner, Worker
+from core.results import CancelToken, GenerationResult, ProgressEvent
+from plugin_api.types import GenerationRequest
+
+log = logging.getLogger("easel.jobs")
+
+PROGRESS_WRITE_INTERVAL_S = 1.0  # the DB copy of progress is for listings; keep writes rare
+TRANSIENT_TTL_S = 3600.0  # unsaved results (save_images=false) are kept this long
+
+
+class JobTimeout(TimeoutError):
+    """wait() ran out of time; the job goes on."""
+
+
+class JobService:
+    def __init__(
+        self,
+        queue: JobQueue,
+        runner: Runner,
+        *,
+        transient_dir: Path,
+        validate: Callable[[GenerationRequest], GenerationRequest] | None = None,
+        image_roots: tuple[Path, ...] = (),
+        worker_id: str | None = None,
+        engine: Any | None = None,
+    ) -> None:
+        self.queue = queue
+        self.runner = runner
+        self.validate = validate
+        self.engine = engine
+        self.transient_dir = Path(transient_dir)
+        self.image_roots = tuple(Path(p).resolve() for p in (*image_roots, self.transient_dir))
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.events = EventHub()
+        self._lock = threading.Lock()
+        self._live: LiveProgress | None = None
+        self._cancel: CancelToken | None = None
+        self._interrupt_requested: set[str] = set()
+        self._last_progress_write = 0.0
+        self.worker = Worker(queue, runner, request_from_json, self, worker_id=self.worker_id)
+        # Fills ``request.model`` when a front end leaves it empty, so a default chosen
+        # in one place (A1111's /sdapi/v1/options) holds for every front end.
+        self.default_model: Callable[[], str | None] | None = None
+
+    @classmethod
+    def for_engine(cls, engine: Any, queue: JobQueue, *, settings: Any) -> JobService:
+        """The usual wiring: the engine runs and validates, outputs and transient
+        results are the folders clients may read images from."""
+        return cls(
+            queue,
+            engine.generate,
+            validate=engine.validate,
+            transient_dir=settings.state_dir / "transient",
+            image_roots=(settings.outputs_dir,),
+            engine=engine,
+        )
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self, recover: bool = True) -> JobService:
+        """Start the worker. ``recover``: this process is the only worker of this queue,
+        so any job still marked running was lost when the last process died."""
+        if recover:
+            lost = self.queue.recover_running(only_expired=False, reason="interrupted: the server stopped")
+            for job_id in lost:
+                log.warning("job %s was running when the server stopped; marked interrupted", job_id)
+        self._remove_old_transient()
+        self.worker.start()
+        return self
+
+    def stop(self) -> None:
+        """Interrupt the running job (it is recorded as interrupted) and close the queue."""
+        if self.worker.is_alive():
+            self.worker.stop()
+            log.info("job worker stopped")
+        self.queue.close()
+
+    # --- submitting and reading -----------------------------------------------------
+
+    def submit(self, request: GenerationRequest, priority: int = 0, kind: str | None = None) -> str:
+        """Validate (raises the engine's RequestError before anything is queued) and queue."""
+        if request.model is None and self.default_model is not None:
+            request.model = self.default_model()
+        if self.validate is not None:
+            request = self.validate(request)
+        record = self.queue.put(kind or request.mode, request_to_json(request), priority)
+        self.events.publish(JobEvent(QUEUED_EVENT, record.id, record=record))
+        self.worker.notify()
+        return record.id
+
+    def get(self, job_id: str) -> JobRecord | None:
+        record = self.queue.get(job_id)
+        live = self._live
+        if record is not None and live is not None and live.job_id == job_id and record.status == RUNNING:
+            record.progress = live.fraction
+        return record
+
+    def list(
+        self, statuses: tuple[str, ...] | None = None, limit: int = 50, offset: int = 0
+    ) -> list[JobRecord]:
+        return self.queue.list(statuses, limit=limit, offset=offset)
+
+    def pending_count(self) -> int:
+        return self.queue.count((QUEUED, RUNNING))
+
+    def queue_position(self, job_id: str) -> int | None:
+        """1 = this queued job runs next; None when it is not queued."""
+        position = getattr(self.queue, "queue_position", None)
+        return position(job_id) if position else None
+
+    def subscribe(self, job_id: str | None = None) -> Subscription:
+        """Events of one job (or of all, with None) for a thread: ``sub.get(timeout)``;
+        close it (or use ``with``) when done."""
+        return self.events.subscribe(job_id)
+
+    def subscribe_async(self, job_id: str | None = None) -> AsyncSubscription:
+        """The same for asyncio code (``await sub.aget(timeout)``); call it in the loop."""
+        return self.events.subscribe_async(job_id)
+
+    def progress(self) -> LiveProgress | None:
+        """The running job's live progress (None when idle)."""
+        return self._live
+
+    @property
+    def current_job_id(self) -> str | None:
+        live = self._live
+        return live.job_id if live else None
+
+    # --- control --------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued job, or interrupt it if it is running. Raises JobNotFound, or
+        JobStateError for a job that already finished."""
+        try:
+            record = self.queue.cancel(job_id)
+        except JobStateError:
+            record = self.queue.get(job_id)
+            if record is None:
+                raise JobNotFound(job_id) from None
+            if record.status != RUNNING:
+                raise
+            self.interrupt(job_id)
+            return record
+        self.events.publish(JobEvent(FINISHED, job_id, record=record))  # wake its waiters
+        return record
+
+    def interrupt(self, job_id: str | None = None) -> bool:
+        """Stop the running job (the given one, or whichever runs) within one step."""
+        with self._lock:
+            live, cancel = self._live, self._cancel
+            if job_id is None:
+                if live is None or cancel is None:
+                    return False
+                job_id = live.job_id
+            if live is not None and cancel is not None and live.job_id == job_id:
+                live.interrupted = True
+                cancel.interrupt()
+                return True
+            # claimed but not started yet: the worker checks this set when it starts it
+            record = self.queue.get(job_id)
+            if record is not None and record.status == RUNNING:
+                self._interrupt_requested.add(job_id)
+                return True
+            return False
+
+    def skip(self) -> bool:
+        """Skip the current batch of the running job (A1111's Skip)."""
+        with self._lock:
+            if self._live is None or self._cancel is None:
+                return False
+            self._live.skipped = True
+            self._cancel.skip()
+            return True
+
+    def retry(self, job_id: str) -> JobRecord:
+        record = self.queue.retry(job_id)
+        self.events.publish(JobEvent(QUEUED_EVENT, record.id, record=record))
+        self.worker.notify()
+        return record
+
+    # --- waiting ---------------------------------------------------------------------
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """Block until the job finished; raises JobNotFound or JobTimeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.events.subscribe(job_id) as subscription:
+            while True:
+                record = self.queue.get(job_id)  # after subscribing: no event is missed
+                if record is None:
+                    raise JobNotFound(job_id)
+                if record.status in FINISHED_STATUSES:
+                    return record
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise JobTimeout(f"job {job_id} is still {record.status}")
+                # re-check now and then: another process may run this queue's jobs
+                subscription.get(timeout=min(remaining or 5.0, 5.0))
+
+    async def wait_async(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """The same for asyncio code, without tying up a thread while waiting."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        subscription = self.events.subscribe_async(job_id)
+        try:
+            while True:
+                record = await asyncio.to_thread(self.queue.get, job_id)
+                if record is None:
+                    raise JobNotFound(job_id)
+                if record.status in FINISHED_STATUSES:
+                    return record
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise JobTimeout(f"job {job_id} is still {record.status}")
+                while True:
+                    event = await subscription.aget(timeout=min(remaining or 5.0, 5.0))
+                    if event is None or event.final:
+                        break
+        finally:
+            subscription.close()
+
+    def image_paths(self, job_id: str) -> list[Path]:
+        """The files of a finished job's images, each checked to lie inside an image root."""
+        record = self.queue.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        paths = []
+        for name in (record.result or {}).get("paths", []):
+            path = Path(name).resolve()
+            if not any(path.is_relative_to(root) for root in self.image_roots):
+                raise PermissionError(f"job {job_id}: image path {name} lies outside the image folders")
+            paths.append(path)
+        return paths
+
+    # --- WorkerListener: called from the worker thread --------------------------------
+
+    def job_started(self, record: JobRecord, cancel: CancelToken) -> None:
+        live = LiveProgress(job_id=record.id)
+        with self._lock:
+            self._live, self._cancel = live, cancel
+            if record.id in self._interrupt_requested:
+                self._interrupt_requested.discard(record.id)
+                live.interrupted = True
+                cancel.interrupt()
+        self.events.publish(JobEvent(STARTED, record.id, progress=live, record=record))
+
+    def job_progress(self, job_id: str, event: ProgressEvent) -> None:
+        with self._lock:
+            old = self._live
+            if old is None or old.job_id != job_id:
+                return
+            live = LiveProgress(
+                job_id=job_id,
+                started_at=old.started_at,
+                step=event.step,
+                total_steps=event.total_steps,
+                batch_index=event.batch_index,
+                batch_count=event.batch_count,
+                fraction=event.fraction,
+                elapsed_s=event.elapsed_s,
+                eta_s=event.eta_s,
+                preview=event.preview if event.preview is not None else old.preview,
+                interrupted=old.interrupted,
+                skipped=old.skipped,
+            )
+            self._live = live  # replaced, never mutated: readers see a consistent state
+        self.events.publish(JobEvent(PROGRESS, job_id, progress=live))
+        now = time.monotonic()
+        if now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL_S:
+            self._last_progress_write = now
+            try:
+                self.queue.set_progress(job_id, live.fraction)
+            except Exception:
+                log.exception("job %s: could not store progress", job_id)
+
+    def job_finished(self, record: JobRecord, result: GenerationResult | None) -> dict[str, Any] | None:
+        if result is None:
+            return None
+        paths = list(result.paths)
+        if result.images and len(paths) != len(result.images):
+            # not saved (save_images=false): keep them where clients can still fetch them
+            paths = write_transient_images(self.transient_dir / record.id, result.images, result.infotexts)
+        return result_to_json(result, paths, saved=bool(result.paths))
+
+    def job_recorded(self, record: JobRecord) -> None:
+        with self._lock:
+            if self._live is not None and self._live.job_id == record.id:
+                self._live, self._cancel = None, None
+            self._interrupt_requested.discard(record.id)
+        self.events.publish(JobEvent(FINISHED, record.id, record=record))
+        self._remove_old_transient()
+
+    def _remove_old_transient(self) -> None:
+        """Unsaved results are only for the client that waits for them: drop old ones."""
+        if not self.transient_dir.is_dir():
+            return
+        cutoff = time.time() - TRANSIENT_TTL_S
+        for folder in self.transient_dir.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    for file in folder.iterdir():
+                        file.unlink()
+                    folder.rmdir()
+            except OSError:
+                continue

@@ -1,0 +1,145 @@
+"""A corpus of bad requests: each gets a 4xx that names what is wrong, nothing is queued,
+and the server stays up (health is checked after every one)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+
+def png_claiming_size(width: int, height: int) -> str:
+    """A decompression bomb: a tiny file whose header claims a huge image."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    rows = zlib.compress(b"\x00" * (width + 1) * 4, 9)  # a few rows of zeros
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+def small_png() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+OK = {"prompt": "x", "steps": 2, "width": 64, "height": 64}
+JSON = {"content-type": "application/json"}
+
+# (name, method, path, json body or raw bytes, expected status, text the answer must contain)
+CASES = [
+    ("negative width", "POST", "/sdapi/v1/txt2img", {**OK, "width": -64}, 422, "width"),
+    ("huge width", "POST", "/sdapi/v1/txt2img", {**OK, "width": 100_000}, 422, "width"),
+    ("huge size native", "POST", "/api/v1/jobs", {**OK, "height": 4096, "width": 4096}, 422, "width"),
+    ("width not a multiple of 8", "POST", "/api/v1/jobs", {**OK, "width": 65}, 422, "width"),
+    ("zero steps", "POST", "/sdapi/v1/txt2img", {**OK, "steps": 0}, 422, "steps"),
+    ("too many steps", "POST", "/api/v1/jobs", {**OK, "steps": 10_000}, 422, "steps"),
+    ("NaN body", "POST", "/sdapi/v1/txt2img", b"NaN", 422, "body"),
+    ("NaN cfg", "POST", "/sdapi/v1/txt2img", b'{"prompt": "x", "cfg_scale": NaN}', 422, "cfg_scale"),
+    ("Infinity cfg", "POST", "/api/v1/jobs", b'{"prompt": "x", "cfg_scale": Infinity}', 422, "cfg_scale"),
+    ("broken JSON", "POST", "/api/v1/jobs", b'{"prompt": ', 422, "json"),
+    ("list body", "POST", "/api/v1/jobs", b"[1, 2]", 422, "body"),
+    ("1 MB prompt", "POST", "/sdapi/v1/txt2img", {**OK, "prompt": "a" * 1_000_000}, 422, "prompt"),
+    ("NUL in prompt", "POST", "/sdapi/v1/txt2img", {**OK, "prompt": "cat\x00dog"}, 422, "prompt"),
+    ("NUL in negative", "POST", "/api/v1/jobs", {**OK, "negative_prompt": "\x00"}, 422, "negative_prompt"),
+    ("NUL in extension args", "POST", "/api/v1/jobs", {**OK, "extension_args": {"x": ["\x00"]}}, 422, "extension_args"),
+    ("../ model", "POST", "/api/v1/jobs", {**OK, "model": "../../etc/passwd"}, 422, "model"),
+    ("../ checkpoint", "POST", "/sdapi/v1/txt2img",
+     {**OK, "override_settings": {"sd_model_checkpoint": "../Stable-diffusion/x"}}, 422, "sd_model_checkpoint"),
+    ("../ sampler", "POST", "/sdapi/v1/txt2img", {**OK, "sampler_name": "../../etc/passwd"}, 422, "sampler"),
+    ("unknown sampler", "POST", "/api/v1/jobs", {**OK, "sampler": "Heun++ Quantum"}, 422, "sampler"),
+    ("unknown model", "POST", "/api/v1/jobs", {**OK, "model": "no-such-model"}, 422, "model"),
+    ("steps as text", "POST", "/sdapi/v1/txt2img", {**OK, "steps": "many"}, 422, "steps"),
+    ("seed as list", "POST", "/api/v1/jobs", {**OK, "seed": [1]}, 422, "seed"),
+    ("prompt as number", "POST", "/api/v1/jobs", {**OK, "prompt": 5}, 422, "prompt"),
+    ("unknown native field", "POST", "/api/v1/jobs", {**OK, "promt": "typo"}, 422, "promt"),
+    ("bad output format", "POST", "/api/v1/jobs", {**OK, "output_format": "gif"}, 422, "output_format"),
+    ("zero batch", "POST", "/sdapi/v1/txt2img", {**OK, "batch_size": 0}, 422, "batch_size"),
+    ("clip skip 99", "POST", "/sdapi/v1/txt2img",
+     {**OK, "override_settings": {"CLIP_stop_at_last_layers": 99}}, 422, "CLIP_stop_at_last_layers"),
+    ("invalid base64", "POST", "/sdapi/v1/img2img", {**OK, "init_images": ["!!not base64!!"]}, 422, "init_images"),
+    ("base64 of text", "POST", "/sdapi/v1/img2img",
+     {**OK, "init_images": [base64.b64encode(b"hello").decode()]}, 422, "init_images"),
+    ("no init image", "POST", "/sdapi/v1/img2img", {**OK, "init_images": []}, 422, "init_images"),
+    ("bomb in img2img", "POST", "/sdapi/v1/img2img", {**OK, "init_images": [png_claiming_size(60000, 60000)]}, 422,
+     "init_images"),
+    ("bomb under Pillow's limit", "POST", "/api/v1/jobs", {**OK, "init_image": png_claiming_size(5000, 5000)}, 422,
+     "init_image"),
+    ("bad mask", "POST", "/sdapi/v1/img2img", {**OK, "init_images": [small_png()], "mask": "@@"}, 422, "mask"),
+    ("mask without image", "POST", "/api/v1/jobs", {**OK, "mask": small_png()}, 422, "mask"),
+    ("unknown script", "POST", "/sdapi/v1/txt2img", {**OK, "alwayson_scripts": {"evil": {"args": []}}}, 422, "evil"),
+    ("script_name", "POST", "/sdapi/v1/txt2img", {**OK, "script_name": "x/y plot"}, 422, "script_name"),
+    ("png-info bomb", "POST", "/sdapi/v1/png-info", {"image": png_claiming_size(60000, 60000)}, 422, "image"),
+    ("png-info garbage", "POST", "/sdapi/v1/png-info", {"image": "%%%"}, 422, "image"),
+    ("upscale to a size", "POST", "/sdapi/v1/extra-single-image",
+     {"image": small_png(), "upscaler_1": "Lanczos", "resize_mode": 1,
+      "upscaling_resize_w": 128, "upscaling_resize_h": 96}, 200, ""),
+    ("upscale past the limit", "POST", "/sdapi/v1/extra-single-image",
+     {"image": png_claiming_size(1000, 1000), "upscaler_1": "Lanczos", "upscaling_resize": 8}, 422,
+     "upscaling_resize"),
+    ("unknown job", "GET", "/api/v1/jobs/nope", None, 404, "nope"),
+    ("unknown job image", "GET", "/api/v1/jobs/nope/images/0", None, 404, "nope"),
+    ("image index not a number", "GET", "/api/v1/jobs/nope/images/../../x", None, 404, ""),
+    ("cancel unknown job", "DELETE", "/api/v1/jobs/nope", None, 404, "nope"),
+    ("bad status filter", "GET", "/api/v1/jobs?status=exploded", None, 422, "status"),
+    ("bad option value", "POST", "/sdapi/v1/options", {"sd_model_checkpoint": 12}, 422, "sd_model_checkpoint"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "body", "status", "needle"), CASES, ids=[c[0] for c in CASES]
+)
+def test_bad_input_is_refused_clearly_and_the_server_stays_up(
+    easel, name, method, path, body, status, needle
+):
+    with easel.client() as client:
+        jobs_before = easel.service.queue.count()
+        if isinstance(body, bytes):
+            response = client.request(method, path, content=body, headers=JSON)
+        elif body is None:
+            response = client.request(method, path)
+        else:
+            response = client.request(method, path, json=body)
+        if status == 200:  # the largest allowed result still works (the bound is not off by one)
+            assert response.status_code == 200, response.text[:500]
+        else:
+            assert response.status_code == status, f"{name}: {response.status_code} {response.text[:500]}"
+            assert needle.lower() in response.text.lower(), response.text[:500]
+            assert len(response.content) < 10_000  # no echo of a huge input
+        assert easel.service.queue.count() == jobs_before  # nothing queued for it
+        assert client.get("/api/v1/health").json()["status"] == "ok"
+
+
+def test_body_past_the_limit_is_refused_before_it_is_read(easel):
+    with easel.client() as client:
+        response = client.post("/sdapi/v1/txt2img", content=b" " * (51 * 1024 * 1024), headers=JSON)
+        assert response.status_code == 413
+
+        def chunks():  # no Content-Length: counted while streaming
+            for _ in range(60):
+                yield b" " * (1024 * 1024)
+
+        response = client.post("/api/v1/jobs", content=chunks(), headers=JSON)
+        assert response.status_code == 413
+        assert client.get("/api/v1/health").json()["status"] == "ok"
+
+
+def test_unexpected_error_is_a_json_500_and_the_server_stays_up(easel, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the catalogue caught fire")
+
+    monkeypatch.setattr(easel.engine.models, "list", broken)
+    with easel.client() as client:
+        response = client.get("/api/v1/models")
+        assert response.status_code == 500
+        assert "caught fire" in response.json()["detail"]
+        monkeypatch.undo()
+        assert client.get("/api/v1/models").status_code == 200
+        assert client.get("/api/v1/health").json()["status"] == "ok"
