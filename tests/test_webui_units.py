@@ -180,3 +180,20 @@ def test_png_info_fields_from_a_saved_image(tmp_path):
         "model": "easel-demo",
     }
     assert read_parameters(None) == "" and parse("") == {}
+
+
+def test_progress_label_speaks_the_page_language():
+    from ui.i18n import language_of
+    from ui.job_client import JobSnapshot
+    from ui.progress_view import render_progress
+
+    assert language_of("zh-CN,zh;q=0.9,en;q=0.8") == "zh-CN"
+    assert language_of("en-US,en;q=0.9") == "en"
+    assert language_of("zh-TW") == "en"
+    assert language_of("en-US", setting="zh-CN") == "zh-CN"
+    running = JobSnapshot("j", "running", step=3, total_steps=12, fraction=0.25, elapsed_s=1.0, eta_s=3.0)
+    assert 'aria-valuenow="25"' in render_progress(running)
+    assert "step 3/12" in render_progress(running) and "ETA" in render_progress(running)
+    assert "步数 3/12" in render_progress(running, "zh-CN")
+    assert "已中止" in render_progress(JobSnapshot("j", "interrupted", error="interrupted"), "zh-CN")
+    assert 'aria-valuenow="100"' in render_progress(JobSnapshot("j", "done"))

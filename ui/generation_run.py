@@ -16,7 +16,9 @@ import gradio as gr
 from plugin_api.types import GenerationRequest
 from ui import choices
 from ui.generation_form import GenerationForm
+from ui.i18n import language_of
 from ui.job_client import JobClient
+from ui.language import chosen_language
 from ui.progress_view import render_progress
 from ui.results import wire_downloads
 
@@ -94,16 +96,18 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         batch_count: float,
         init_image: Any | None,
         denoising_strength: float | None,
+        request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
+        language = language_of(request.headers.get("accept-language"), chosen_language(host))
         if form.init_image is not None and init_image is None:
             raise gr.Error("img2img needs an input image.")
-        request = build_request(
+        generation = build_request(
             prompt, negative_prompt, model, sampler, steps, cfg_scale, width, height, seed,
             batch_size, batch_count, init_image, denoising_strength,
         )  # fmt: skip
         try:
-            job_id = client.submit(request)
+            job_id = client.submit(generation)
         except Exception as exc:  # invalid input: say which field, keep the form as it is
             raise gr.Error(str(exc)) from exc
         for snapshot in client.follow(job_id):
@@ -113,7 +117,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
                      snapshot.total_steps * snapshot.batch_count),
                     desc=f"{snapshot.step}/{snapshot.total_steps}",
                 )  # fmt: skip
-            updates: dict[Any, Any] = {form.progress: render_progress(snapshot), job_state: job_id}
+            updates: dict[Any, Any] = {form.progress: render_progress(snapshot, language), job_state: job_id}
             if snapshot.preview is not None:
                 updates[form.preview] = enlarge_preview(snapshot.preview)
             if not snapshot.finished:

@@ -51,6 +51,16 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.download_all": ("Download all (zip)", "全部下载 (zip)"),
     "gen.downloads": ("Download", "下载"),
     "gen.error": ("Error", "错误"),
+    # progress label (built on the server: see ``text`` and ``request_language``)
+    "progress.queued": ("queued", "排队中"),
+    "progress.starting": ("starting", "正在开始"),
+    "progress.step": ("step", "步数"),
+    "progress.batch": ("batch", "批次"),
+    "progress.eta": ("ETA", "剩余"),
+    "progress.done": ("done", "完成"),
+    "progress.failed": ("failed", "失败"),
+    "progress.cancelled": ("cancelled", "已取消"),
+    "progress.interrupted": ("interrupted", "已中止"),
     # queue tab
     "queue.jobs": ("Jobs", "任务"),
     "queue.refresh": ("Refresh", "刷新"),
@@ -114,3 +124,12 @@ def text(key: str, language: str = "en") -> str:
     """The plain translated string, for texts built on the server (messages, tables)."""
     english, chinese = TEXTS[key]
     return chinese if language == "zh-CN" else english
+
+
+def language_of(accept_language: str | None, setting: str = "auto") -> str:
+    """The language a server-built text should use: the ``ui.language`` setting, else
+    the browser's first choice (any Chinese but Traditional is Simplified here)."""
+    if setting in LANGUAGES:
+        return setting
+    first = (accept_language or "").split(",")[0].split(";")[0].strip().lower()
+    return "zh-CN" if first.startswith("zh") and first not in ("zh-tw", "zh-hk", "zh-hant") else "en"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 
+from ui.i18n import TEXTS, text
 from ui.job_client import JobSnapshot
 
 PROGRESS_CSS = """
@@ -23,28 +24,39 @@ def _seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 60 else f"{int(value // 60)} min {int(value % 60)} s"
 
 
-def render_progress(snapshot: JobSnapshot | None) -> str:
+def render_progress(snapshot: JobSnapshot | None, language: str = "en") -> str:
     """HTML for one moment of a job; an empty bar before any job ran."""
+
+    def tr(key: str) -> str:
+        return text(key, language)
+
     if snapshot is None:
         percent, label = 0, ""
     else:
         percent = round(100 * min(1.0, max(0.0, snapshot.fraction)))
         if snapshot.status == "queued":
             position = f" #{snapshot.queue_position}" if snapshot.queue_position else ""
-            label = f"queued{position}"
+            label = f"{tr('progress.queued')}{position}"
         elif snapshot.status == "running":
             batch = (
-                f" · batch {snapshot.batch_index + 1}/{snapshot.batch_count}"
+                f" · {tr('progress.batch')} {snapshot.batch_index + 1}/{snapshot.batch_count}"
                 if snapshot.batch_count > 1
                 else ""
             )
-            steps = f"step {snapshot.step}/{snapshot.total_steps}" if snapshot.total_steps else "starting"
-            label = f"{steps}{batch} · {_seconds(snapshot.elapsed_s)} · ETA {_seconds(snapshot.eta_s)}"
+            steps = (
+                f"{tr('progress.step')} {snapshot.step}/{snapshot.total_steps}"
+                if snapshot.total_steps
+                else tr("progress.starting")
+            )
+            timing = f"{_seconds(snapshot.elapsed_s)} · {tr('progress.eta')} {_seconds(snapshot.eta_s)}"
+            label = f"{steps}{batch} · {timing}"
         else:
             if snapshot.status == "done":
                 percent = 100
             detail = snapshot.error if snapshot.error and snapshot.error != snapshot.status else ""
-            label = snapshot.status + (f": {detail}" if detail else "")
+            status_key = f"progress.{snapshot.status}"
+            status_text = tr(status_key) if status_key in TEXTS else snapshot.status
+            label = status_text + (f": {detail}" if detail else "")
     status = snapshot.status if snapshot else "idle"
     return (
         f'<div class="easel-progress" data-status="{html.escape(status)}">'
