@@ -277,7 +277,8 @@ def test_send_to_img2img_and_generate(browser, server):
 
 
 def test_two_sessions_generate_at_once(browser, server):
-    sessions = [open_page(browser, server) for _ in range(2)]
+    # the second session is a Chinese browser: its server-built progress label is Chinese
+    sessions = [open_page(browser, server), open_page(browser, server, locale="zh-CN")]
     seeds = (1111, 2222)
     prompts = ("a green square", "a yellow triangle")
     for (_, page), prompt, seed in zip(sessions, prompts, seeds, strict=True):
@@ -288,6 +289,8 @@ def test_two_sessions_generate_at_once(browser, server):
         info = wait_for_result(page)
         assert f"Seed: {seed}" in info
         assert prompt in info
+        done_label = page.inner_text("#txt2img_progress .label")
+        assert done_label == ("done" if index == 0 else "完成"), done_label
         screenshot(page, f"webui-session-{index + 1}")
         context.close()
 
