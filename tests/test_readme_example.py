@@ -47,3 +47,30 @@ def test_readme_example_extension_transforms_prompts_and_adds_a_tab(tmp_path):
         tab.build()
     kinds = [type(block).__name__ for block in blocks.blocks.values()]
     assert "Markdown" in kinds and "JSON" in kinds
+
+
+def test_readme_example_changes_the_prompt_that_reaches_the_sampler(tmp_path, make_host):
+    import numpy as np
+
+    from core.config import BUNDLED_EXTENSION_NAMES
+    from core.engine import Engine
+
+    ext_dir = tmp_path / "exts"
+    ext_dir.mkdir()
+    (ext_dir / "kitty.py").write_text(readme_example(), "utf-8")
+    host = make_host(
+        extension_dirs=[ext_dir], safe_mode=False, disabled_extensions=set(BUNDLED_EXTENSION_NAMES)
+    )
+    assert [(ext, tab.title) for ext, tab in host.ui_tabs()] == [("kitty", "Kitty")]
+    engine = Engine(host)
+
+    def generate(prompt):
+        request = GenerationRequest(
+            prompt=prompt, seed=3, steps=2, width=64, height=64, model="tiny-sd15", save_images=False
+        )
+        return engine.generate(request)
+
+    through_extension = generate("a kitty")
+    assert through_extension.prompt == "a cat" and through_extension.original_prompt == "a kitty"
+    direct = generate("a cat")
+    assert np.array_equal(np.asarray(through_extension.images[0]), np.asarray(direct.images[0]))
