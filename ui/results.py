@@ -37,8 +37,11 @@ def build_results_panel(prefix: str, with_send_to_img2img: bool) -> ResultsPanel
     gallery = gr.Gallery(
         label=t("gen.gallery"),
         elem_id=f"{prefix}_gallery",
-        columns=4,
-        height=360,
+        # fixed columns: with fit_columns a single image is as wide as the panel and
+        # its square cell is cut off by the gallery's height
+        columns=2,
+        fit_columns=False,
+        height=420,
         object_fit="contain",
         interactive=False,
         preview=False,
