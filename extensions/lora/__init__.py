@@ -1,0 +1,140 @@
+"""LoRA for Easel: ``<lora:name:weight>`` prompt tags (A1111 syntax) and a structured
+``extension_args["lora"] = {"loras": [{"name", "weight"}]}`` field; LoRA files from
+``models/Lora`` hot-swapped onto the loaded model (see ``adapters``); A1111's
+``Lora hashes`` infotext field; a LoRA browser tab.
+
+Built only on ``plugin_api``: ``startup``/``shutdown`` (where the models folder is),
+``transform_prompt`` (tags out of the prompt), ``before_sample`` (adapters on, or all
+off for a request without LoRA) and ``ui_tabs``.
+
+A LoRA that cannot apply (unknown name, wrong family, keys that match nothing, corrupt
+or pickle file) does not fail the request: the image is made without it, a warning
+naming the file and the problem goes into ``result.warnings``, and the infotext does
+not claim it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from extensions.lora.adapters import LoraApplyError, PoolRegistry
+from extensions.lora.library import LORA_FOLDER, LoraFileError, LoraLibrary
+from extensions.lora.syntax import LoraUse, extract_tags, from_extension_args
+from plugin_api.hookspecs import hookimpl
+from plugin_api.types import GenerationContext, GenerationRequest, Tab
+
+log = logging.getLogger("easel.lora")
+
+NAME = "lora"
+SHIPPED_LORA_DIR = Path(__file__).resolve().parents[2] / "models" / LORA_FOLDER
+
+
+class _State:
+    """The LoRA library (folders from the last host that started) and the adapter pools
+    (per loaded model, so several hosts in one process share them safely)."""
+
+    def __init__(self) -> None:
+        self.host: Any = None
+        self.library = LoraLibrary([SHIPPED_LORA_DIR])
+        self.pools = PoolRegistry()
+
+
+STATE = _State()
+
+
+@hookimpl
+def startup(host: Any) -> None:
+    STATE.host = host
+    user = Path(host.settings.models_dir) / LORA_FOLDER
+    folders = [user] if user.resolve() == SHIPPED_LORA_DIR.resolve() else [user, SHIPPED_LORA_DIR]
+    STATE.library.folders = folders
+
+
+@hookimpl
+def shutdown(host: Any) -> None:
+    if STATE.host is host:
+        STATE.host = None
+
+
+@hookimpl
+def transform_prompt(request: GenerationRequest, ctx: GenerationContext) -> None:
+    prompt, uses, problems = extract_tags(request.prompt)
+    if prompt != request.prompt.strip() or uses or problems:
+        request.prompt = prompt
+    structured, more = from_extension_args(request.extension_args.get(NAME))
+    merged: dict[str, LoraUse] = {}
+    for use in [*uses, *structured]:
+        merged[use.name.lower()] = use  # the same LoRA twice: the last mention wins
+    ctx.state[NAME] = {"uses": list(merged.values())}
+    ctx.warnings.extend(f"LoRA: {p}" for p in [*problems, *more])
+
+
+@hookimpl
+def before_sample(ctx: GenerationContext) -> None:
+    if ctx.model is None:
+        return
+    uses = [u for u in ctx.state.get(NAME, {}).get("uses", []) if u.active]
+    with STATE.pools.lock:
+        if not uses:
+            pool = STATE.pools.existing(ctx.model)
+            if pool is not None:
+                pool.deactivate()  # a plain request after a LoRA one: base model exactly
+            return
+        try:
+            _apply(ctx, uses)
+        except BaseException as exc:
+            # the host logs the traceback; the user still learns that the LoRA was not applied
+            ctx.warnings.append(f"LoRA not applied: {type(exc).__name__}: {exc}")
+            ctx.extra_params.pop("Lora hashes", None)
+            pool = STATE.pools.existing(ctx.model)
+            if pool is not None:
+                pool.deactivate()
+            raise
+
+
+def _apply(ctx: GenerationContext, uses: list[LoraUse]) -> None:
+    try:
+        pool = STATE.pools.for_model(ctx.model)
+    except LoraApplyError as exc:
+        ctx.warnings.append(f"LoRA not applied: {exc}")
+        return
+    found = []
+    for use in uses:
+        try:
+            info = STATE.library.find(use.name)
+        except LoraFileError as exc:
+            ctx.warnings.append(f"LoRA {use.name!r} not applied: {exc}")
+            continue
+        if info.problem:
+            ctx.warnings.append(f"LoRA {use.name!r} not applied: {info.problem}")
+            continue
+        if info.family not in ("unknown", ctx.family):
+            ctx.warnings.append(
+                f"LoRA {use.name!r} not applied: {info.path} looks like a {info.family} LoRA, "
+                f"the model {ctx.model_name!r} is {ctx.family}"
+            )
+            continue
+        found.append((info, use))
+    keep = {pool.key(info) for info, _ in found}
+    chosen = []
+    for info, use in found:
+        try:
+            chosen.append((pool.ensure(info, STATE.library.read, keep), use))
+        except LoraApplyError as exc:
+            ctx.warnings.append(f"LoRA {use.name!r} not applied: {exc}")
+    pool.activate(chosen)
+    if chosen:
+        # A1111 writes the name as mentioned, without ':' and ',' (they would break the field)
+        ctx.extra_params["Lora hashes"] = ", ".join(
+            f"{use.name.replace(':', '').replace(',', '')}: {adapter.info.hash}" for adapter, use in chosen
+        )
+        ctx.state[NAME]["applied"] = [adapter.info.name for adapter, _ in chosen]
+
+
+@hookimpl
+def ui_tabs() -> list[Tab]:
+    from extensions.lora.tab import build_tab
+
+    return [Tab(title="LoRA", build=lambda: build_tab(STATE.library), elem_id="lora_tab")]
