@@ -51,10 +51,10 @@ def to_kohya(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     the same as the PEFT file's lora_alpha = r."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        for peft_part, kohya_part in ((".lora_A.weight", "lora_down"), (".lora_B.weight", "lora_up")):
-            if key.endswith(peft_part):
-                module = key[: -len(peft_part)]
-                break
+        if key.endswith(".lora_A.weight"):
+            module, kohya_part = key.removesuffix(".lora_A.weight"), "lora_down"
+        elif key.endswith(".lora_B.weight"):
+            module, kohya_part = key.removesuffix(".lora_B.weight"), "lora_up"
         else:
             raise ValueError(f"unexpected key {key}")
         component, _, path = module.partition(".")

@@ -197,7 +197,7 @@ def test_a_lora_that_cannot_apply_warns_and_leaves_the_model_untouched(engine, b
 def test_browser_tab_lists_loras_and_makes_tags(engine):
     import gradio as gr
 
-    from extensions.lora.tab import build_tab, table_rows, tag_for
+    from extensions.lora.tab import table_rows, tag_for
 
     rows = table_rows(STATE.library)
     names = [r[0] for r in rows]
@@ -205,7 +205,7 @@ def test_browser_tab_lists_loras_and_makes_tags(engine):
     assert rows[index][1:4] == ["sd15", 4, STATE.library.find("style_a").hash]
     assert tag_for(rows, index, 0.75) == "<lora:style_a:0.75>"
     assert rows[names.index("evil")][4].startswith("refused")
-    tabs = [t for t in engine.host.ui_tabs() if getattr(t, "title", None) == "LoRA"]
-    assert len(tabs) == 1
+    tabs = [tab for extension, tab in engine.host.ui_tabs() if extension == "lora"]
+    assert [t.title for t in tabs] == ["LoRA"]
     with gr.Blocks():
-        build_tab(STATE.library)
+        tabs[0].build()

@@ -61,7 +61,7 @@ def shutdown(host: Any) -> None:
 @hookimpl
 def transform_prompt(request: GenerationRequest, ctx: GenerationContext) -> None:
     prompt, uses, problems = extract_tags(request.prompt)
-    if prompt != request.prompt.strip() or uses or problems:
+    if uses or problems:  # a prompt without tags is left exactly as it was
         request.prompt = prompt
     structured, more = from_extension_args(request.extension_args.get(NAME))
     merged: dict[str, LoraUse] = {}
