@@ -96,7 +96,8 @@ def validate_request(request: Any, models: Any, samplers: Any) -> ValidatedReque
 
     for field in ("width", "height", "steps", "cfg_scale", "sampler"):
         if getattr(req, field) is None:
-            setattr(req, field, getattr(defaults, field))
+            native = info.native_size if field in ("width", "height") else None
+            setattr(req, field, native or getattr(defaults, field))
     req.width = _size(req, "width", defaults.size_multiple)
     req.height = _size(req, "height", defaults.size_multiple)
     req.steps = _int(req, "steps", 1, MAX_STEPS)

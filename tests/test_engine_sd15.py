@@ -112,3 +112,11 @@ def test_model_cache_is_lru_bounded(host):
     manager.acquire("tiny-sd15-file")
     assert manager.is_loaded("tiny-sd15-file") and not manager.is_loaded("tiny-sd15")
     assert manager.load_count == 2
+
+
+def test_a_folder_model_defaults_to_the_size_its_unet_was_made_for(engine):
+    # tiny-sd15's UNet has sample_size 8 and its VAE downsamples 8x: 64x64, not SD1.5's 512
+    assert engine.models.info("tiny-sd15").native_size == 64
+    checked = engine.validate(GenerationRequest(prompt="x", model="tiny-sd15"))
+    assert (checked.width, checked.height) == (64, 64)
+    assert engine.validate(GenerationRequest(prompt="x", model="tiny-sd15", width=128)).width == 128

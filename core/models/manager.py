@@ -55,6 +55,7 @@ class ModelInfo:
     hash: str  # A1111 short hash (10 hex)
     path: Path
     variant: str = ""  # "sd2" for an SD2 checkpoint of the sd15 family...
+    native_size: int | None = None  # the size a diffusers folder's denoiser was made for
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -194,7 +195,10 @@ class ModelManager:
             for family in all_families():
                 if family.detect_folder(index):
                     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-                    return ModelInfo(name, family.name, "diffusers", size, self.hashes.short_hash(path), path)
+                    return ModelInfo(
+                        name, family.name, "diffusers", size, self.hashes.short_hash(path), path,
+                        native_size=native_size(path),
+                    )  # fmt: skip
             raise ModelError(
                 f"{path}: unsupported diffusers pipeline {index.get('_class_name')!r} "
                 f"(Easel knows {', '.join(f.label for f in all_families())})"
@@ -346,3 +350,17 @@ def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     return target
+
+
+def native_size(folder: Path) -> int | None:
+    """The image size a diffusers folder's UNet was trained for (its latent ``sample_size``
+    times the VAE's downsampling), so a small model like the demo one defaults to its own
+    size rather than its family's 512 or 1024. None when the configs don't say."""
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text("utf-8"))
+        vae = json.loads((folder / "vae" / "config.json").read_text("utf-8"))
+        sample_size = unet["sample_size"]
+        factor = 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sample_size * factor if isinstance(sample_size, int) and sample_size > 0 else None
