@@ -85,6 +85,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--out", default=str(MODEL_DIR))
+    ap.add_argument("--vae", default=None,
+                    help="VAE folder whose decoder replaces the checkpoint's (same frozen encoder, "
+                         "e.g. from train_vae --decoder-only); the checkpoint's scaling_factor is kept")
     args = ap.parse_args()
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -93,6 +96,13 @@ def main() -> None:
     unet = UNet2DConditionModel.from_pretrained(ck / "unet", torch_dtype=torch.float32)
     text = CLIPTextModel.from_pretrained(ck / "text_encoder", torch_dtype=torch.float32)
     vae = AutoencoderKL.from_pretrained(ck / "vae", torch_dtype=torch.float32)
+    if args.vae:
+        dec = AutoencoderKL.from_pretrained(args.vae, torch_dtype=torch.float32)
+        for name in ("encoder", "quant_conv"):  # must be identical, else the latent space moved
+            for (k, a), b in zip(getattr(vae, name).state_dict().items(), getattr(dec, name).state_dict().values()):
+                assert torch.equal(a, b), f"{name}.{k} differs: not the same encoder"
+        vae.decoder.load_state_dict(dec.decoder.state_dict())
+        vae.post_quant_conv.load_state_dict(dec.post_quant_conv.state_dict())
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)

@@ -40,10 +40,10 @@ def build_cache(vae, tok, n: int, seed: int, log) -> dict:
     scene_list, caps = scenes.training_pairs(n, seed)
     lat = []
     vae.eval()
-    for i in range(0, n, 64):
-        x = images_to_tensor([scenes.render(s, IMAGE_SIZE) for s in scene_list[i : i + 64]])
+    for i in range(0, n, 32):
+        x = images_to_tensor([scenes.render(s, IMAGE_SIZE) for s in scene_list[i : i + 32]])
         lat.append(vae.encode(x).latent_dist.mean)
-        if i % 2048 == 0:
+        if i % 1024 == 0:
             log(f"encoded {i}/{n}")
     latents = torch.cat(lat)
     flat = [c for cs in caps for c in cs]
@@ -58,15 +58,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--n-scenes", type=int, default=24000)
+    ap.add_argument("--n-scenes", type=int, default=12000)
     ap.add_argument("--drop", type=float, default=0.1, help="caption dropout")
     ap.add_argument("--offset-noise", type=float, default=0.05)
-    ap.add_argument("--ema", type=float, default=0.998)
+    ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", default=None, help="training state .pt to resume from")
+    ap.add_argument("--t-power", type=float, default=1.0,
+                    help="t = 999 * u**p, u uniform: p < 1 samples more high-noise timesteps (where the "
+                         "layout and colours are decided)")
     args = ap.parse_args()
     setup_torch(args.seed)
     log = Logger(WORK_DIR / "train_unet.log")
@@ -108,7 +111,7 @@ def main() -> None:
         opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"]); start = st["step"]
         torch.set_rng_state(st["rng"])
         log(f"resumed from step {start}")
-    gen = torch.Generator().manual_seed(args.seed + 1)
+    gen = torch.Generator().manual_seed(args.seed + 1 + start)
     n = latents.shape[0]
     ncap = ids.shape[1]
     unet.train(); text.train()
@@ -124,7 +127,10 @@ def main() -> None:
         noise = torch.randn(x0.shape, generator=gen)
         if args.offset_noise:
             noise = noise + args.offset_noise * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=gen)
-        t = torch.randint(0, 1000, (args.batch,), generator=gen)
+        if args.t_power == 1.0:
+            t = torch.randint(0, 1000, (args.batch,), generator=gen)
+        else:
+            t = (999.0 * torch.rand(args.batch, generator=gen) ** args.t_power).round().long()
         xt = noise_sched.add_noise(x0, noise, t)
         cond = text(tok_ids).last_hidden_state
         pred = unet(xt, t, cond).sample
