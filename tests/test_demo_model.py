@@ -1,0 +1,136 @@
+"""Tests for the shipped demo model and its tooling (tools/demo_model)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # self-contained: works without pytest's pythonpath setting
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tools.demo_model import scenes  # noqa: E402
+from tools.demo_model.judge import judge  # noqa: E402
+
+MODEL_DIR = ROOT / "models" / "Stable-diffusion" / "easel-demo"
+
+
+def test_judge_is_correct_on_rendered_scenes():
+    rng = np.random.default_rng(2024)
+    n, hits = 200, dict.fromkeys(("color", "background", "shape", "position"), 0)
+    for _ in range(n):
+        scene = scenes.sample_scene(rng, "any", p_two=0.0)
+        s = scene.shapes[0]
+        j = judge(scenes.render(scene, 128))
+        hits["color"] += j.color == s.color
+        hits["background"] += j.background == scene.background
+        hits["shape"] += j.shape == s.kind
+        hits["position"] += j.position == s.position
+    for key, value in hits.items():
+        assert value / n >= 0.95, (key, value / n)
+
+
+def test_judge_on_held_out_ground_truth_and_path(tmp_path):
+    for p, scene in zip(scenes.held_out_prompts(), scenes.held_out_scenes()):
+        j = judge(scenes.render(scene))
+        assert (j.color, j.background, j.shape, j.position) == (p["color"], p["background"], p["shape"], p["position"])
+    path = tmp_path / "x.png"
+    scenes.render(scenes.held_out_scenes()[0]).save(path)
+    assert judge(path).shape == scenes.held_out_scenes()[0].shapes[0].kind
+
+
+def test_generator_is_deterministic():
+    def draw(seed):
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(20):
+            sc = scenes.sample_scene(rng)
+            out.append((sc, scenes.caption(sc, rng), scenes.render(sc, 64).tobytes()))
+        return out
+
+    assert draw(7) == draw(7)
+    assert draw(7) != draw(8)
+    assert scenes.training_pairs(50, 3) == scenes.training_pairs(50, 3)
+    assert scenes.held_out_prompts() == scenes.held_out_prompts()
+
+
+def test_scene_vocabulary_and_constraints():
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        sc = scenes.sample_scene(rng)
+        assert sc.background in scenes.COLOR_NAMES
+        for s in sc.shapes:
+            assert s.color != sc.background
+            assert s.kind in scenes.SHAPES and s.position in scenes.POSITIONS and s.size in scenes.SIZES
+    assert scenes.render(sc).size == (128, 128)
+
+
+def test_held_out_combos_never_in_training():
+    held = scenes.HELD_OUT_COMBOS
+    assert len(held) >= 20
+    assert ("red", "circle", "blue") not in held
+    train_scenes, caps = scenes.training_pairs(5000, 0)
+    for sc in train_scenes:
+        for s in sc.shapes:
+            assert (s.color, s.kind, sc.background) not in held
+    prompts = scenes.held_out_prompts()
+    assert len(prompts) == 48 and len({p["seed"] for p in prompts}) == 48
+    assert all((p["color"], p["shape"], p["background"]) in held for p in prompts)
+    train_captions = {c for cs in caps for c in cs}
+    assert not train_captions & {p["prompt"] for p in prompts}
+
+
+def _model_size_mb() -> float:
+    return sum(p.stat().st_size for p in MODEL_DIR.rglob("*") if p.is_file()) / 1e6
+
+
+def test_model_folder_is_small_and_complete():
+    assert (MODEL_DIR / "model_index.json").is_file()
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        assert (MODEL_DIR / sub).is_dir(), sub
+    assert _model_size_mb() <= 25.0
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(MODEL_DIR / "tokenizer"))
+    assert len(tok) == 49408
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    p = StableDiffusionPipeline.from_pretrained(
+        str(MODEL_DIR), local_files_only=True, safety_checker=None, feature_extractor=None,
+        torch_dtype=torch.float32,
+    )
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_model_generates_red_circle_on_blue(pipe):
+    import torch
+
+    from tools.demo_model.common import DEFAULT_CFG
+
+    img = pipe("a red circle on a blue background", generator=torch.Generator().manual_seed(1),
+               num_inference_steps=20, guidance_scale=DEFAULT_CFG, height=128, width=128).images[0]
+    assert img.size == (128, 128)
+    j = judge(img)
+    assert (j.color, j.shape, j.background) == ("red", "circle", "blue"), j
+
+
+def test_held_out_accuracy(pipe):
+    from tools.demo_model.evaluate import evaluate, pipeline_batch_fn
+
+    res = evaluate(generate_batch_fn=pipeline_batch_fn(pipe))
+    assert res["color"] >= 0.85, res
+    assert res["background"] >= 0.85, res
+    assert res["shape"] >= 0.70, res
+    assert res["position"] >= 0.70, res

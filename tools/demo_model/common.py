@@ -1,0 +1,114 @@
+"""Shared configuration and helpers for the demo-model training scripts."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKENIZER_DIR = REPO_ROOT / "core" / "model_configs" / "clip_tokenizer"
+MODEL_DIR = REPO_ROOT / "models" / "Stable-diffusion" / "easel-demo"
+WORK_DIR = Path(os.environ.get("EASEL_DEMO_WORK", "/tmp/easel-demo-work"))  # caches, checkpoints
+
+IMAGE_SIZE = 128
+LATENT_SIZE = IMAGE_SIZE // 8
+
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(32, 32, 64, 64),
+    layers_per_block=1,
+    latent_channels=4,
+    # few groups on purpose: a GroupNorm with ~1 channel per group maps a flat colour field
+    # to zero, and these scenes are mostly flat colour
+    norm_num_groups=4,
+    sample_size=IMAGE_SIZE,
+    mid_block_add_attention=False,
+)
+
+TEXT_CONFIG = dict(
+    vocab_size=49408,
+    hidden_size=64,
+    intermediate_size=256,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    max_position_embeddings=77,
+    projection_dim=64,
+    bos_token_id=49406,
+    eos_token_id=49407,
+    pad_token_id=49407,
+    hidden_act="quick_gelu",
+)
+
+UNET_CONFIG = dict(
+    sample_size=LATENT_SIZE,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=1,
+    block_out_channels=(32, 64, 128),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=TEXT_CONFIG["hidden_size"],
+    attention_head_dim=32,
+    norm_num_groups=8,  # >= 4 channels per group (see VAE_CONFIG)
+)
+
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="epsilon",
+    timestep_spacing="leading",
+    steps_offset=1,
+)
+
+DEFAULT_CFG = 6.0
+DEFAULT_STEPS = 20
+
+
+def setup_torch(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.set_flush_denormal(True)
+    np.random.seed(seed % (2**32))
+    torch.set_num_threads(int(os.environ.get("EASEL_DEMO_THREADS", "2")))
+
+
+def load_tokenizer(path: Path | str = TOKENIZER_DIR):
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(path), model_max_length=77)
+    assert len(tok) == 49408, len(tok)
+    return tok
+
+
+def images_to_tensor(images) -> torch.Tensor:
+    """List of PIL images -> float tensor (N, 3, H, W) in [-1, 1]."""
+    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def tensor_to_images(x: torch.Tensor):
+    from PIL import Image
+
+    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
+class Logger:
+    def __init__(self, path: Path | None = None):
+        self.t0 = time.time()
+        self.path = path
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.time() - self.t0:7.1f}s] {msg}"
+        print(line, flush=True)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")

@@ -1,0 +1,168 @@
+"""Stage 2: train the UNet and the CLIP text encoder jointly on cached VAE latents.
+
+    python -m tools.demo_model.train_unet --seed 0 --steps 3000
+
+First run encodes ``--n-scenes`` training scenes (never a held-out combo) with the stage-1
+VAE (WORK_DIR/vae) into WORK_DIR/latents_*.pt; later runs reuse the cache.  Epsilon loss with
+min-SNR-5 weighting, 10% empty captions (for classifier-free guidance), a little offset
+noise, AdamW with warmup + cosine decay, EMA of UNet and text-encoder weights.  Every
+``--ckpt-every`` steps the EMA weights are written as a full fp32 pipeline folder to
+WORK_DIR/ckpt/step_N (and WORK_DIR/ckpt/latest) which evaluate.py can load directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import shutil
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from . import scenes
+from .common import (
+    IMAGE_SIZE, SCHEDULER_CONFIG, TEXT_CONFIG, UNET_CONFIG, WORK_DIR, Logger, images_to_tensor,
+    load_tokenizer, setup_torch,
+)
+from .export import save_components
+
+
+@torch.no_grad()
+def build_cache(vae, tok, n: int, seed: int, log) -> dict:
+    path = WORK_DIR / f"latents_seed{seed}_n{n}.pt"
+    if path.exists():
+        return torch.load(path)
+    scene_list, caps = scenes.training_pairs(n, seed)
+    lat = []
+    vae.eval()
+    for i in range(0, n, 32):
+        x = images_to_tensor([scenes.render(s, IMAGE_SIZE) for s in scene_list[i : i + 32]])
+        lat.append(vae.encode(x).latent_dist.mean)
+        if i % 1024 == 0:
+            log(f"encoded {i}/{n}")
+    latents = torch.cat(lat)
+    flat = [c for cs in caps for c in cs]
+    ids = tok(flat, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    ids = ids.view(n, -1, 77).to(torch.int32)
+    cache = {"latents": latents, "ids": ids, "captions": caps}
+    torch.save(cache, path)
+    return cache
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=8e-4)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--n-scenes", type=int, default=12000)
+    ap.add_argument("--drop", type=float, default=0.1, help="caption dropout")
+    ap.add_argument("--offset-noise", type=float, default=0.05)
+    ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--resume", default=None, help="training state .pt to resume from")
+    ap.add_argument("--t-power", type=float, default=1.0,
+                    help="t = 999 * u**p, u uniform: p < 1 samples more high-noise timesteps (where the "
+                         "layout and colours are decided)")
+    args = ap.parse_args()
+    setup_torch(args.seed)
+    log = Logger(WORK_DIR / "train_unet.log")
+    tok = load_tokenizer()
+    vae = AutoencoderKL.from_pretrained(WORK_DIR / "vae")
+    cache = build_cache(vae, tok, args.n_scenes, args.seed, log)
+    latents, ids = cache["latents"], cache["ids"].long()
+    std = latents.std().item()
+    scaling = 1.0 / std
+    vae.register_to_config(scaling_factor=round(scaling, 5))
+    log(f"latents {tuple(latents.shape)} mean {latents.mean():.3f} std {std:.3f} -> scaling_factor {scaling:.5f}")
+    latents = latents * scaling
+    empty_ids = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+
+    text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    log(f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.3f}M "
+        f"text {sum(p.numel() for p in text.parameters()) / 1e6:.3f}M "
+        f"vae {sum(p.numel() for p in vae.parameters()) / 1e6:.3f}M")
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+
+    def lr_at(step):
+        w = min(1.0, step / args.warmup)
+        return w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, args.steps) / args.steps)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    noise_sched = DDPMScheduler(**SCHEDULER_CONFIG)
+    alphas = noise_sched.alphas_cumprod
+    snr = alphas / (1 - alphas)
+    ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text).eval()
+    for p in list(ema_unet.parameters()) + list(ema_text.parameters()):
+        p.requires_grad_(False)
+    start = 0
+    if args.resume:
+        st = torch.load(args.resume)
+        unet.load_state_dict(st["unet"]); text.load_state_dict(st["text"])
+        ema_unet.load_state_dict(st["ema_unet"]); ema_text.load_state_dict(st["ema_text"])
+        opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"]); start = st["step"]
+        torch.set_rng_state(st["rng"])
+        log(f"resumed from step {start}")
+    gen = torch.Generator().manual_seed(args.seed + 1 + start)
+    n = latents.shape[0]
+    ncap = ids.shape[1]
+    unet.train(); text.train()
+    ema_loss = None
+    ckdir = WORK_DIR / "ckpt"
+    for step in range(start + 1, args.steps + 1):
+        idx = torch.randint(0, n, (args.batch,), generator=gen)
+        cap = torch.randint(0, ncap, (args.batch,), generator=gen)
+        x0 = latents[idx]
+        tok_ids = ids[idx, cap]
+        drop = torch.rand(args.batch, generator=gen) < args.drop
+        tok_ids = torch.where(drop[:, None], empty_ids.expand(args.batch, -1), tok_ids)
+        noise = torch.randn(x0.shape, generator=gen)
+        if args.offset_noise:
+            noise = noise + args.offset_noise * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=gen)
+        if args.t_power == 1.0:
+            t = torch.randint(0, 1000, (args.batch,), generator=gen)
+        else:
+            t = (999.0 * torch.rand(args.batch, generator=gen) ** args.t_power).round().long()
+        xt = noise_sched.add_noise(x0, noise, t)
+        cond = text(tok_ids).last_hidden_state
+        pred = unet(xt, t, cond).sample
+        w = torch.clamp(snr[t], max=5.0) / snr[t]
+        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for src, dst in ((unet, ema_unet), (text, ema_text)):
+                for ps, pd in zip(src.parameters(), dst.parameters()):
+                    pd.lerp_(ps, 1 - decay)
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % 25 == 0 or step == start + 1:
+            log(f"step {step} loss {ema_loss:.4f} gn {gn:.2f} lr {sched.get_last_lr()[0]:.2e}")
+        if step % args.ckpt_every == 0 or step == args.steps:
+            out = ckdir / f"step_{step}"
+            save_components(out, ema_unet, ema_text, vae, fp16=False)
+            torch.save({"unet": unet.state_dict(), "text": text.state_dict(), "ema_unet": ema_unet.state_dict(),
+                        "ema_text": ema_text.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "step": step, "rng": torch.get_rng_state()}, ckdir / "state.pt")
+            latest = ckdir / "latest"
+            if latest.exists():
+                shutil.rmtree(latest)
+            shutil.copytree(out, latest)
+            (ckdir / "latest_step.json").write_text(json.dumps({"step": step}))
+            log(f"checkpoint {out}")
+    log("done")
+
+
+if __name__ == "__main__":
+    main()
