@@ -30,8 +30,13 @@ from .scenes import held_out_prompts
 KEYS = ("color", "background", "shape", "position")
 
 
-def evaluate(generate_fn: Callable | None = None, generate_batch_fn: Callable | None = None,
-             batch_size: int = 8, save_dir: str | Path | None = None, prompts: list[dict] | None = None) -> dict:
+def evaluate(
+    generate_fn: Callable | None = None,
+    generate_batch_fn: Callable | None = None,
+    batch_size: int = 8,
+    save_dir: str | Path | None = None,
+    prompts: list[dict] | None = None,
+) -> dict:
     prompts = held_out_prompts() if prompts is None else prompts
     images = []
     if generate_batch_fn is not None:
@@ -42,7 +47,7 @@ def evaluate(generate_fn: Callable | None = None, generate_batch_fn: Callable | 
         images = [generate_fn(p["prompt"], p["seed"]) for p in prompts]
     correct = dict.fromkeys(KEYS, 0)
     rows = []
-    for k, (p, img) in enumerate(zip(prompts, images)):
+    for k, (p, img) in enumerate(zip(prompts, images, strict=False)):
         j = judge(img)
         got = {"color": j.color, "background": j.background, "shape": j.shape, "position": j.position}
         for key in KEYS:
@@ -59,7 +64,10 @@ def load_pipeline(model_dir: str | Path = MODEL_DIR):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(model_dir), local_files_only=True, safety_checker=None, feature_extractor=None,
+        str(model_dir),
+        local_files_only=True,
+        safety_checker=None,
+        feature_extractor=None,
         torch_dtype=torch.float32,
     )
     pipe.set_progress_bar_config(disable=True)
@@ -69,8 +77,15 @@ def load_pipeline(model_dir: str | Path = MODEL_DIR):
 def pipeline_batch_fn(pipe, cfg: float = DEFAULT_CFG, steps: int = DEFAULT_STEPS):
     def gen(prompts, seeds):
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        return pipe(list(prompts), generator=gens, num_inference_steps=steps, guidance_scale=cfg,
-                    height=IMAGE_SIZE, width=IMAGE_SIZE).images
+        return pipe(
+            list(prompts),
+            generator=gens,
+            num_inference_steps=steps,
+            guidance_scale=cfg,
+            height=IMAGE_SIZE,
+            width=IMAGE_SIZE,
+        ).images
+
     return gen
 
 
@@ -101,8 +116,17 @@ def main() -> None:
             t = time.time()
             gen(prompts, [1, 2, 3, 4])
             times.append(time.time() - t)
-        print(json.dumps({"batch": 4, "size": IMAGE_SIZE, "steps": args.steps, "seconds": [round(x, 3) for x in times],
-                          "threads": torch.get_num_threads()}))
+        print(
+            json.dumps(
+                {
+                    "batch": 4,
+                    "size": IMAGE_SIZE,
+                    "steps": args.steps,
+                    "seconds": [round(x, 3) for x in times],
+                    "threads": torch.get_num_threads(),
+                }
+            )
+        )
         return
     t = time.time()
     res = evaluate(generate_batch_fn=gen, save_dir=args.save_dir)

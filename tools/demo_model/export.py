@@ -85,9 +85,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--out", default=str(MODEL_DIR))
-    ap.add_argument("--vae", default=None,
-                    help="VAE folder whose decoder replaces the checkpoint's (same frozen encoder, "
-                         "e.g. from train_vae --decoder-only); the checkpoint's scaling_factor is kept")
+    ap.add_argument(
+        "--vae",
+        default=None,
+        help="VAE folder whose decoder replaces the checkpoint's (same frozen encoder, "
+        "e.g. from train_vae --decoder-only); the checkpoint's scaling_factor is kept",
+    )
     args = ap.parse_args()
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -99,7 +102,11 @@ def main() -> None:
     if args.vae:
         dec = AutoencoderKL.from_pretrained(args.vae, torch_dtype=torch.float32)
         for name in ("encoder", "quant_conv"):  # must be identical, else the latent space moved
-            for (k, a), b in zip(getattr(vae, name).state_dict().items(), getattr(dec, name).state_dict().values()):
+            for (k, a), b in zip(
+                getattr(vae, name).state_dict().items(),
+                getattr(dec, name).state_dict().values(),
+                strict=False,
+            ):
                 assert torch.equal(a, b), f"{name}.{k} differs: not the same encoder"
         vae.decoder.load_state_dict(dec.decoder.state_dict())
         vae.post_quant_conv.load_state_dict(dec.post_quant_conv.state_dict())

@@ -55,7 +55,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray | None:
     seen = np.zeros_like(mask, dtype=bool)
     best: list[tuple[int, int]] = []
     ys, xs = np.nonzero(mask)
-    for y0, x0 in zip(ys.tolist(), xs.tolist()):
+    for y0, x0 in zip(ys.tolist(), xs.tolist(), strict=False):
         if seen[y0, x0]:
             continue
         comp = []
@@ -157,8 +157,15 @@ def judge(image) -> Judgement:
     cx = (xs.mean() + 0.5) / w
     cy = (ys.mean() + 0.5) / h
     return Judgement(
-        background, color, classify_shape(extent, solidity), classify_position(cx, cy),
-        area / float(h * w), round(extent, 4), round(solidity, 4), round(float(cx), 4), round(float(cy), 4),
+        background,
+        color,
+        classify_shape(extent, solidity),
+        classify_position(cx, cy),
+        area / float(h * w),
+        round(extent, 4),
+        round(solidity, 4),
+        round(float(cx), 4),
+        round(float(cy), 4),
     )
 
 

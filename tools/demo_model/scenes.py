@@ -90,7 +90,9 @@ def is_held_out(scene: Scene) -> bool:
     return any((s.color, s.kind, scene.background) in HELD_OUT_COMBOS for s in scene.shapes)
 
 
-def make_shape(kind: str, color: str, position: str, size: str, rng: np.random.Generator | None = None) -> Shape:
+def make_shape(
+    kind: str, color: str, position: str, size: str, rng: np.random.Generator | None = None
+) -> Shape:
     cx, cy = POSITIONS[position]
     radius = SIZE_RADIUS[size]
     if rng is not None:
@@ -162,7 +164,9 @@ def shape_polygon(kind: str, cx: float, cy: float, r: float) -> list[tuple[float
         return [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]
     if kind == "triangle":
         R = r * 1.15  # circumradius; centroid at (cx, cy); pointing up
-        return [(cx + R * math.cos(a), cy + R * math.sin(a)) for a in (math.radians(d) for d in (-90, 30, 150))]
+        return [
+            (cx + R * math.cos(a), cy + R * math.sin(a)) for a in (math.radians(d) for d in (-90, 30, 150))
+        ]
     if kind == "star":
         R = r * 1.2
         inner = R * 0.45
@@ -191,7 +195,7 @@ def render(scene: Scene, size: int = 128, supersample: int = 4, style: str = "so
             draw.polygon(shape_polygon(s.kind, cx, cy, r), **kw)
         else:
             pts = shape_polygon(s.kind, cx, cy, r)
-            draw.line(pts + [pts[0]], fill=col, width=kw["width"], joint="curve")
+            draw.line([*pts, pts[0]], fill=col, width=kw["width"], joint="curve")
     if supersample > 1:
         img = img.resize((size, size), Image.Resampling.BOX)
     return img
@@ -225,8 +229,13 @@ def _obj(s: Shape, with_size: bool, with_pos: bool, phrase_idx: int = 0) -> str:
     return text
 
 
-def caption(scene: Scene, rng: np.random.Generator | None = None, template: int | None = None,
-            with_size: bool | None = None, with_pos: bool | None = None) -> str:
+def caption(
+    scene: Scene,
+    rng: np.random.Generator | None = None,
+    template: int | None = None,
+    with_size: bool | None = None,
+    with_pos: bool | None = None,
+) -> str:
     """English caption for a scene.  Random phrasing from ``rng`` unless ``template``,
     ``with_size`` and ``with_pos`` are given (then deterministic)."""
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -279,10 +288,20 @@ def held_out_prompts() -> list[dict]:
     out = []
     for k, scene in enumerate(held_out_scenes()):
         s = scene.shapes[0]
-        prompt = caption(scene, template=(0, 1)[k % 2], with_size=True, with_pos=True,
-                         rng=np.random.default_rng(k))
-        out.append({"prompt": prompt, "seed": 1000 + k, "color": s.color, "shape": s.kind,
-                    "background": scene.background, "position": s.position, "size": s.size})
+        prompt = caption(
+            scene, template=(0, 1)[k % 2], with_size=True, with_pos=True, rng=np.random.default_rng(k)
+        )
+        out.append(
+            {
+                "prompt": prompt,
+                "seed": 1000 + k,
+                "color": s.color,
+                "shape": s.kind,
+                "background": scene.background,
+                "position": s.position,
+                "size": s.size,
+            }
+        )
     return out
 
 
@@ -298,7 +317,24 @@ def training_pairs(n: int, seed: int, captions_per_scene: int = 4) -> tuple[list
 
 
 __all__ = [
-    "COLORS", "COLOR_NAMES", "SHAPES", "SIZES", "POSITIONS", "POSITION_NAMES", "SIZE_RADIUS",
-    "Shape", "Scene", "HELD_OUT_COMBOS", "is_held_out", "make_shape", "sample_scene", "render",
-    "caption", "held_out_scenes", "held_out_prompts", "training_pairs", "shape_polygon", "replace",
+    "COLORS",
+    "COLOR_NAMES",
+    "HELD_OUT_COMBOS",
+    "POSITIONS",
+    "POSITION_NAMES",
+    "SHAPES",
+    "SIZES",
+    "SIZE_RADIUS",
+    "Scene",
+    "Shape",
+    "caption",
+    "held_out_prompts",
+    "held_out_scenes",
+    "is_held_out",
+    "make_shape",
+    "render",
+    "replace",
+    "sample_scene",
+    "shape_polygon",
+    "training_pairs",
 ]

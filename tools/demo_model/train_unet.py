@@ -18,7 +18,6 @@ import json
 import math
 import shutil
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -26,8 +25,15 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from . import scenes
 from .common import (
-    IMAGE_SIZE, SCHEDULER_CONFIG, TEXT_CONFIG, UNET_CONFIG, WORK_DIR, Logger, images_to_tensor,
-    load_tokenizer, setup_torch,
+    IMAGE_SIZE,
+    SCHEDULER_CONFIG,
+    TEXT_CONFIG,
+    UNET_CONFIG,
+    WORK_DIR,
+    Logger,
+    images_to_tensor,
+    load_tokenizer,
+    setup_torch,
 )
 from .export import save_components
 
@@ -67,9 +73,13 @@ def main() -> None:
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", default=None, help="training state .pt to resume from")
-    ap.add_argument("--t-power", type=float, default=1.0,
-                    help="t = 999 * u**p, u uniform: p < 1 samples more high-noise timesteps (where the "
-                         "layout and colours are decided)")
+    ap.add_argument(
+        "--t-power",
+        type=float,
+        default=1.0,
+        help="t = 999 * u**p, u uniform: p < 1 samples more high-noise timesteps (where the "
+        "layout and colours are decided)",
+    )
     args = ap.parse_args()
     setup_torch(args.seed)
     log = Logger(WORK_DIR / "train_unet.log")
@@ -80,15 +90,19 @@ def main() -> None:
     std = latents.std().item()
     scaling = 1.0 / std
     vae.register_to_config(scaling_factor=round(scaling, 5))
-    log(f"latents {tuple(latents.shape)} mean {latents.mean():.3f} std {std:.3f} -> scaling_factor {scaling:.5f}")
+    log(
+        f"latents {tuple(latents.shape)} mean {latents.mean():.3f} std {std:.3f} -> scaling_factor {scaling:.5f}"
+    )
     latents = latents * scaling
     empty_ids = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     unet = UNet2DConditionModel(**UNET_CONFIG)
-    log(f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.3f}M "
+    log(
+        f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.3f}M "
         f"text {sum(p.numel() for p in text.parameters()) / 1e6:.3f}M "
-        f"vae {sum(p.numel() for p in vae.parameters()) / 1e6:.3f}M")
+        f"vae {sum(p.numel() for p in vae.parameters()) / 1e6:.3f}M"
+    )
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
 
@@ -106,15 +120,20 @@ def main() -> None:
     start = 0
     if args.resume:
         st = torch.load(args.resume)
-        unet.load_state_dict(st["unet"]); text.load_state_dict(st["text"])
-        ema_unet.load_state_dict(st["ema_unet"]); ema_text.load_state_dict(st["ema_text"])
-        opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"]); start = st["step"]
+        unet.load_state_dict(st["unet"])
+        text.load_state_dict(st["text"])
+        ema_unet.load_state_dict(st["ema_unet"])
+        ema_text.load_state_dict(st["ema_text"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        start = st["step"]
         torch.set_rng_state(st["rng"])
         log(f"resumed from step {start}")
     gen = torch.Generator().manual_seed(args.seed + 1 + start)
     n = latents.shape[0]
     ncap = ids.shape[1]
-    unet.train(); text.train()
+    unet.train()
+    text.train()
     ema_loss = None
     ckdir = WORK_DIR / "ckpt"
     for step in range(start + 1, args.steps + 1):
@@ -144,7 +163,7 @@ def main() -> None:
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for src, dst in ((unet, ema_unet), (text, ema_text)):
-                for ps, pd in zip(src.parameters(), dst.parameters()):
+                for ps, pd in zip(src.parameters(), dst.parameters(), strict=False):
                     pd.lerp_(ps, 1 - decay)
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         if step % 25 == 0 or step == start + 1:
@@ -152,9 +171,19 @@ def main() -> None:
         if step % args.ckpt_every == 0 or step == args.steps:
             out = ckdir / f"step_{step}"
             save_components(out, ema_unet, ema_text, vae, fp16=False)
-            torch.save({"unet": unet.state_dict(), "text": text.state_dict(), "ema_unet": ema_unet.state_dict(),
-                        "ema_text": ema_text.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "step": step, "rng": torch.get_rng_state()}, ckdir / "state.pt")
+            torch.save(
+                {
+                    "unet": unet.state_dict(),
+                    "text": text.state_dict(),
+                    "ema_unet": ema_unet.state_dict(),
+                    "ema_text": ema_text.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "step": step,
+                    "rng": torch.get_rng_state(),
+                },
+                ckdir / "state.pt",
+            )
             latest = ckdir / "latest"
             if latest.exists():
                 shutil.rmtree(latest)

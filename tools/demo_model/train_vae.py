@@ -29,8 +29,11 @@ def main() -> None:
     ap.add_argument("--kl", type=float, default=1e-6)
     ap.add_argument("--out", default=str(WORK_DIR / "vae"))
     ap.add_argument("--init", default=None, help="start from this VAE folder")
-    ap.add_argument("--decoder-only", action="store_true",
-                    help="freeze the encoder (latent space unchanged) and fine-tune the decoder on z = mean")
+    ap.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="freeze the encoder (latent space unchanged) and fine-tune the decoder on z = mean",
+    )
     ap.add_argument("--save-every", type=int, default=100)
     args = ap.parse_args()
     setup_torch(args.seed)
@@ -43,7 +46,11 @@ def main() -> None:
     log(f"vae params {sum(p.numel() for p in vae.parameters()) / 1e6:.3f}M")
     opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 100) * (0.5 * (1 + np.cos(np.pi * min(s, args.steps) / args.steps)) * 0.9 + 0.1)
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / 100)
+            * (0.5 * (1 + np.cos(np.pi * min(s, args.steps) / args.steps)) * 0.9 + 0.1)
+        ),
     )
     vae.train()
     ema = None
