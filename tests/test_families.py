@@ -101,9 +101,14 @@ def test_zimage_single_file_equals_folder_and_writes_metadata(engine):
 def test_family_defaults_fill_the_request(engine):
     zimage = engine.validate(GenerationRequest(prompt="x", model="tiny-zimage"))
     assert (zimage.steps, zimage.cfg_scale, zimage.sampler, zimage.width) == (8, 1.0, "Euler", 1024)
+    # folders with a UNet default to the size it was made for (tiny: 64), not the family's
     sdxl = engine.validate(GenerationRequest(prompt="x", model="tiny-sdxl"))
-    assert (sdxl.width, sdxl.height) == (1024, 1024)
+    assert (sdxl.width, sdxl.height) == (64, 64) == (engine.models.info("tiny-sdxl").native_size,) * 2
+    assert (sdxl.steps, sdxl.cfg_scale, sdxl.sampler) == (25, 6.0, "DPM++ 2M Karras")
     sd15 = engine.validate(GenerationRequest(prompt="x", model="tiny-sd15"))
-    assert (sd15.width, sd15.steps, sd15.sampler) == (512, 20, "Euler a")
+    assert (sd15.width, sd15.steps, sd15.sampler) == (64, 20, "Euler a")
+    # single files carry no UNet config: the family's real size
+    sd15_file = engine.validate(GenerationRequest(prompt="x", model="tiny-sd15-file"))
+    assert (sd15_file.width, sd15_file.height) == (512, 512)
     assert "Euler" in engine.sampler_names("zimage") and "DPM++ 2M" not in engine.sampler_names("zimage")
     assert "DPM++ 2M" in engine.sampler_names("sd15")
