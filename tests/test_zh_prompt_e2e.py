@@ -62,9 +62,8 @@ def test_cli_draws_a_red_circle_on_blue_with_the_demo_model(tmp_path):
         importlib.util.find_spec("tools.demo_model.judge") is None
     ):
         pytest.skip("tools.demo_model.judge (the demo image analyser) is not there yet")
-    from tools.demo_model.judge import judge
-
     from core.outputs import parse_infotext, read_infotext
+    from tools.demo_model.judge import judge
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
