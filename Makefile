@@ -3,8 +3,9 @@
 #   make test    set everything up, then run lint, the architecture contracts and the tests
 PYTHON ?= python3
 VENV ?= .venv
-# torch 2.13.0: the CPU wheel where the machine offers one locally, PyPI's build elsewhere.
-TORCH_SPEC ?= torch==2.13.0
+# torch + torchvision as a matching pair (PyPI's torchvision does not import beside a torch
+# from another build); this machine's pip takes both from its local wheel folder.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -16,7 +17,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
