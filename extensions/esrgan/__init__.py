@@ -43,8 +43,9 @@ class _State:
         self.descriptions: dict[tuple[str, float], dict[str, Any]] = {}
         self.lock = threading.Lock()
 
-    def settings(self) -> dict[str, Any]:
-        host = self.host
+    def settings(self, host: Any = None) -> dict[str, Any]:
+        """What the upscalers need from ``host`` (default: the last one started)."""
+        host = host if host is not None else self.host
         tile, overlap = 0, DEFAULT_OVERLAP
         if host is not None:
             try:
@@ -83,7 +84,8 @@ def register_upscalers(register: Any, host: Any) -> None:
         register(
             UpscalerSpec(
                 name=file.name,
-                upscale=file_upscaler(file, STATE.cache, STATE.settings),
+                # bound to this host: its pickle opt-in and device, even if another starts later
+                upscale=file_upscaler(file, STATE.cache, lambda host=host: STATE.settings(host)),
                 scale=scale_from_name(file.name),
             )
         )

@@ -95,7 +95,10 @@ def build_tab(state: Any) -> dict[str, Any]:
         vis: float,
         progress: Any = gr.Progress(),
     ) -> tuple[list[Any], str]:
-        images = [image] if image is not None else open_images(files)
+        try:
+            images = [image] if image is not None else open_images(files)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
         if not images:
             raise gr.Error("Add an image (Single image) or some files (Batch) first.")
         options = ExtrasOptions(

@@ -1,19 +1,28 @@
-"""Train the demo 2x upscaler: a tiny RRDB (ESRGAN) network on the demo model's scenes.
+"""Train the demo 2x upscaler: a small RRDB (ESRGAN) network on the demo model's scenes.
 
     nice -n 10 env OMP_NUM_THREADS=1 python -m tools.demo_upscaler.train \
         --out models/ESRGAN/easel-demo-2x.safetensors
 
-High-resolution targets are scenes from ``tools.demo_model.scenes`` rendered at 128x128; the
-low-resolution inputs are the same images box-filtered to 64x64 (the area average is what the
-renderer's supersampling does, so the inputs look like a scene rendered at the lower size).
-The network is spandrel's own old-architecture ``RRDBNet``, so the saved state dict has the
-original ESRGAN key layout (``model.0.weight``, ``model.1.sub.0.RDB1.conv1.0.weight``, ...,
-``model.3.weight`` for the upconv, ``model.6/8.weight`` for the HR convs) and spandrel
-detects architecture and scale from it like from any downloaded ESRGAN file.
+Data: scenes from ``tools.demo_model.scenes`` rendered at 128x128 are the targets; the
+inputs are the same images box-filtered to 64x64 (an area average, which is what the
+renderer's supersampling does, so an input looks like the scene rendered at the lower size).
 
-Evaluation (``evaluate``) compares PSNR against bicubic on held-out scenes: the 48 held-out
-combinations of ``scenes.held_out_scenes()`` (never produced for training) plus random
-scenes from a seed the training data never uses.
+Network: spandrel's own old-architecture ``RRDBNet`` (32 filters, 1 RRDB block, 2x), so the
+saved state dict has the original ESRGAN key layout (``model.0.weight``,
+``model.1.sub.0.RDB1.conv1.0.weight``, ..., ``model.1.sub.1.weight`` for the trunk's last
+conv, ``model.3`` the upconv, ``model.5`` the HR conv, ``model.7`` the last conv) and
+spandrel detects architecture and scale from it like from any downloaded ESRGAN file.
+
+Training, in two phases so it fits in minutes on one shared CPU core:
+1. closed form: the first conv hands every pixel its 3x3 RGB neighbourhood, the trunk adds
+   nothing yet, the HR convs are identities, and the last conv is solved by least squares
+   on the image interiors: the best linear read-out of that neighbourhood;
+2. end to end: Adam on the MSE (which is what PSNR measures) over the whole network, with
+   random crops (often on an edge, often on the image border), rotations and flips.
+
+Evaluation compares PSNR against bicubic on scenes never seen in training: the 48
+held-out (colour, shape, background) combinations of ``scenes.held_out_scenes()`` (the
+training split never produces them) plus random scenes from a seed training never uses.
 """
 
 from __future__ import annotations
@@ -66,30 +75,24 @@ def build_model(num_filters: int, num_blocks: int) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def init_as_smooth_upsampler(model: torch.nn.Module, smooth_upconv: bool = False) -> None:
-    """Start from a working upscaler instead of noise: channels 0-2 carry the RGB image
-    through every convolution unchanged (the trunk's last conv writes nothing into them,
-    so its shortcut passes them on; LeakyReLU is the identity on colours >= 0), and the
-    upconv smooths the nearest-neighbour upsampling with a [1 2 1]x[1 2 1]/16 kernel, so
-    the untrained network is a bilinear-like upscaler. Training then only has to learn
-    the correction (sharp edges), which one CPU core manages in minutes; from random
-    weights it first spends thousands of steps learning to reproduce flat colours."""
-    convs = [m for m in model.model if isinstance(m, torch.nn.Conv2d)]
+def init_neighbourhood_features(model: torch.nn.Module) -> None:
+    """Make the first conv hand every pixel its whole 3x3 RGB neighbourhood: channel
+    ``9 * colour + tap`` copies one colour at one of the 9 offsets (27 channels; the rest
+    keep their random start), and zero the trunk's last conv so the shortcut passes these
+    on unchanged. The last conv then reads a 4x4 low-resolution neighbourhood per output
+    pixel (bicubic's footprint), and phase 1's least squares picks the best linear filter
+    of that form for these images."""
+    first = model.model[0]
+    if first.weight.shape[0] < 27:
+        raise SystemExit("--filters must be at least 27 (one channel per colour and 3x3 offset)")
+    first.weight[:27] = 0.0
+    first.bias[:27] = 0.0
+    for colour in range(3):
+        for tap in range(9):
+            first.weight[9 * colour + tap, colour, tap // 3, tap % 3] = 1.0
     trunk_out = model.model[1].sub[-1]
-    smooth = torch.tensor([1.0, 2.0, 1.0])
-    smooth = torch.outer(smooth, smooth) / 16
-    identity = torch.zeros(3, 3)
-    identity[1, 1] = 1.0
-    for layer in [*convs, trunk_out]:
-        kernel = smooth if smooth_upconv and layer is model.model[3] else identity
-        out_channels = min(3, layer.weight.shape[0])
-        # tiny, not zero: gradients reach the other channels from the first step
-        layer.weight[:out_channels] = torch.randn_like(layer.weight[:out_channels]) * 1e-3
-        layer.bias[:out_channels] = 0.0
-        if layer is trunk_out:
-            continue  # adds nothing to the RGB channels: the shortcut carries them
-        for c in range(out_channels):
-            layer.weight[c, c] = kernel
+    trunk_out.weight.zero_()  # zero-initialised residual: phase 2 learns what to add
+    trunk_out.bias.zero_()
 
 
 @torch.no_grad()
@@ -119,6 +122,8 @@ def random_batch(lr_all: torch.Tensor, hr_all: torch.Tensor, rng: np.random.Gene
     for i in idx:
         for _attempt in range(4):  # prefer crops with an edge in them: flat ones teach little
             y, x = (int(v) for v in rng.integers(0, lr_all.shape[-1] - crop + 1, size=2))
+            if rng.random() < 0.3:  # and often one on the image border, where zero padding bites
+                y = int(rng.choice([0, lr_all.shape[-1] - crop]))
             lr = lr_all[i, :, y : y + crop, x : x + crop]
             if float(lr.std()) > 0.01:
                 break
@@ -142,19 +147,73 @@ def save_weights(model: torch.nn.Module, out: Path, metadata: dict[str, str]) ->
     tmp.replace(out)  # atomic: a half-written file never replaces a good one
 
 
+@torch.no_grad()
+def fit_head_least_squares(
+    model: torch.nn.Module,
+    lr_all: torch.Tensor,
+    hr_all: torch.Tensor,
+    images: int,
+    ridge: float = 1e-4,
+    border: int = 6,
+) -> None:
+    """Phase 1, in closed form: make the upconv and HR conv identities on all channels
+    (with a bias that keeps every value positive, so their LeakyReLUs are the identity
+    too), and solve the last conv by ridge regression, so the network is the best linear
+    read-out of the (random) RRDB features of a 3x3 neighbourhood. Seconds of CPU, and a
+    far better start than nearest neighbour for the end-to-end phase."""
+    up, hr_conv, last = model.model[3], model.model[5], model.model[7]
+    channels = up.weight.shape[0]
+    eye = torch.zeros_like(up.weight)
+    for c in range(channels):
+        eye[c, c, 1, 1] = 1.0
+    body = list(model.model)[:3]  # conv0, trunk (shortcut), nearest upsample
+    x = lr_all[:images]
+    for layer in body:
+        x = layer(x)
+    offset = float(max(0.0, -x.min().item()) + 0.1)
+    up.weight.copy_(eye)
+    up.bias.fill_(offset)
+    hr_conv.weight.copy_(eye)
+    hr_conv.bias.zero_()
+    features = hr_conv(model.model[4](up(x)))  # = x + offset, through the real layers
+    gram = torch.zeros(channels * 9 + 1, channels * 9 + 1, dtype=torch.float64)
+    cross = torch.zeros(channels * 9 + 1, 3, dtype=torch.float64)
+    # fit the interior only: near the border the zero padding hides half the
+    # neighbourhood, and fitting those pixels too would bend the filter everywhere
+    side = features.shape[-1]
+    inside = torch.zeros(side, side, dtype=torch.bool)
+    inside[border:-border, border:-border] = True
+    inside = inside.reshape(-1)
+    for i in range(images):
+        cols = torch.nn.functional.unfold(features[i : i + 1], 3, padding=1)[0].T.double()  # (HW, C*9)
+        cols = torch.cat([cols, torch.ones(cols.shape[0], 1, dtype=torch.float64)], dim=1)[inside]
+        target = hr_all[i].reshape(3, -1).T.double()[inside]
+        gram += cols.T @ cols
+        cross += cols.T @ target
+    gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=torch.float64)
+    solution = torch.linalg.solve(gram, cross)  # (C*9 + 1, 3)
+    last.weight.copy_(solution[:-1].T.reshape(last.weight.shape).float())
+    last.bias.copy_(solution[-1].float())
+
+
+def cosine(base: float, step: int, total: int) -> float:
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total))))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("models/ESRGAN/easel-demo-2x.safetensors"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scenes", type=int, default=1500)
-    parser.add_argument("--filters", type=int, default=16)
+    parser.add_argument("--scenes", type=int, default=600)
+    parser.add_argument("--filters", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=1)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--crop", type=int, default=24, help="low-resolution crop side")
-    parser.add_argument("--minutes", type=float, default=12.0, help="training time budget")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--crop", type=int, default=16, help="low-resolution crop side")
+    parser.add_argument("--ls-images", type=int, default=200, help="phase 1: images for the least squares")
+    parser.add_argument("--steps", type=int, default=1500, help="phase 2: the whole network end to end")
+    parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--loss", choices=("l1", "mse"), default="mse", help="mse optimises PSNR directly")
+    parser.add_argument("--resume", type=Path, default=None, help="weights of an earlier run: phase 2 only")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -166,48 +225,54 @@ def main(argv: list[str] | None = None) -> None:
     lr_all = to_tensor([p[0] for p in pairs])
     hr_all = to_tensor([p[1] for p in pairs])
     eval_scenes = held_out_eval_scenes()
-    print(f"rendered {len(pairs)} training pairs in {time.time() - t0:.1f}s", flush=True)
+    log = lambda msg: print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)  # noqa: E731
+    log(f"rendered {len(pairs)} training pairs")
 
     model = build_model(args.filters, args.blocks)
-    init_as_smooth_upsampler(model)
-    print(
-        "untrained (smooth upsampler):",
-        json.dumps(evaluate(model_upscaler(model), eval_scenes[:24])),
-        flush=True,
-    )
+    init_neighbourhood_features(model)
     n_params = sum(p.numel() for p in model.parameters())
+    loss_fn = torch.nn.functional.mse_loss  # optimises PSNR directly
+
+    if args.resume is not None:  # go on from a saved run: phase 2 only
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(args.resume)))
+        log(f"resumed from {args.resume}")
+    else:
+        # phase 1: the read-out in closed form (see fit_head_least_squares)
+        fit_head_least_squares(model, lr_all, hr_all, args.ls_images)
+        log(f"after phase 1 (least squares): {json.dumps(evaluate(model_upscaler(model), eval_scenes[:24]))}")
+
+    # phase 2: everything end to end, with rotations and flips
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    loss_fn = torch.nn.functional.mse_loss if args.loss == "mse" else torch.nn.functional.l1_loss
-    budget_s = args.minutes * 60
-    step, t_train = 0, time.time()
-    while time.time() - t_train < budget_s:
-        frac = (time.time() - t_train) / budget_s
-        for group in opt.param_groups:  # cosine decay over the time budget
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+    for step in range(args.steps):
+        for group in opt.param_groups:
+            group["lr"] = cosine(args.lr, step, args.steps)
         lr_b, hr_b = random_batch(lr_all, hr_all, rng, args.batch, args.crop)
         loss = loss_fn(model(lr_b), hr_b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        step += 1
-        if step % 100 == 0:
-            print(f"step {step} loss {loss.item():.6f} {time.time() - t_train:.0f}s", flush=True)
+        if (step + 1) % 100 == 0:
+            log(f"step {step + 1} loss {loss.item():.6f}")
 
     model.eval()
     result = evaluate(model_upscaler(model), eval_scenes)
     wall = time.time() - t0
     report = {
         **result,
-        "steps": step,
+        "ls_images": args.ls_images,
+        "resumed_from": str(args.resume) if args.resume else "",
+        "steps": args.steps,
         "params": n_params,
         "filters": args.filters,
         "blocks": args.blocks,
         "seed": args.seed,
         "wall_s": round(wall, 1),
     }
-    print(json.dumps(report), flush=True)
+    log(json.dumps(report))
     save_weights(model, args.out, {k: str(v) for k, v in report.items()})
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)", flush=True)
+    log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":
