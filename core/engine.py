@@ -230,14 +230,17 @@ class Engine:
                 cancel=cancel,
                 on_step=report,
                 init=prepared.init if prepared else None,
+                preview_every=self._preview_every(),
             )
 
+        started = time.perf_counter()
         latents = sample_with_offload(sample, model.components, model.adapter.denoiser_name, ctx.warnings)
         if hires is not None:
             first_steps = ctx.total_steps
 
             def report_hires(step: int, total: int, elapsed: float, preview: Any) -> None:
-                report(first_steps + step, first_steps, elapsed, preview)
+                # one bar and one clock over both passes
+                report(first_steps + step, first_steps, time.perf_counter() - started, preview)
 
             latents = self._hires_pass(
                 checked, model, ctx, cond, uncond, seeds, latents, report_hires, cancel
@@ -296,9 +299,16 @@ class Engine:
                 cancel=cancel,
                 on_step=on_step,
                 init=init,
+                preview_every=self._preview_every(),
             )
 
         return sample_with_offload(sample, components, adapter.denoiser_name, ctx.warnings)
+
+    def _preview_every(self) -> int:
+        every = self.host.settings.preview_every
+        if every > 0:
+            return every
+        return 1 if self.models.device.type == "cpu" else 5
 
     # --- metadata ------------------------------------------------------------------------
 
