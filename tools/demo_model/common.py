@@ -86,7 +86,7 @@ SCHEDULER_CONFIG = dict(
     trained_betas=demo_betas(),
     prediction_type="epsilon",
     timestep_spacing="trailing",
-    steps_offset=0,
+    steps_offset=1,  # unused with "trailing"; 1 keeps diffusers from warning
 )
 
 DEFAULT_CFG = 6.0
