@@ -66,8 +66,14 @@ UNET_CONFIG = dict(
 # so the model learned to put it wherever the initial noise happened to suggest one and
 # ignored the position words (same seed, "left"/"right"/"top"/"bottom": identical
 # images). Sampling starts at t=999 ("trailing" spacing) for the same reason.
+#
+# The model predicts v (= sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0), not the noise: near
+# t=999 an epsilon model can lower its loss only by alpha_bar (1e-4) by getting the image
+# right, so it never learns the layout from the text; a v model must predict the image
+# itself there. (Steps 1-5500 were trained as epsilon on SD1.5's schedule, see README.)
 TAIL_START = 800
 TAIL_BETA_END = 0.05
+PREDICTION = "v_prediction"
 
 
 def demo_betas() -> list[float]:
@@ -84,7 +90,7 @@ SCHEDULER_CONFIG = dict(
     beta_end=0.012,
     beta_schedule="scaled_linear",
     trained_betas=demo_betas(),
-    prediction_type="epsilon",
+    prediction_type=PREDICTION,
     timestep_spacing="trailing",
     steps_offset=1,  # unused with "trailing"; 1 keeps diffusers from warning
 )

@@ -4,7 +4,7 @@
 
 First run encodes ``--n-scenes`` training scenes (never a held-out combo) with the stage-1
 VAE (WORK_DIR/vae) into WORK_DIR/latents_*.pt; later runs reuse the cache.  Epsilon loss with
-min-SNR-5 weighting, 10% empty captions (for classifier-free guidance), a little offset
+min-SNR-5 weighting (v loss, unweighted, when the schedule predicts v), 10% empty captions (for classifier-free guidance), a little offset
 noise, AdamW with warmup + cosine decay, EMA of UNet and text-encoder weights.  Every
 ``--ckpt-every`` steps the EMA weights are written as a full fp32 pipeline folder to
 WORK_DIR/ckpt/step_N (and WORK_DIR/ckpt/latest) which evaluate.py can load directly.
@@ -26,6 +26,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from . import scenes
 from .common import (
     IMAGE_SIZE,
+    PREDICTION,
     SCHEDULER_CONFIG,
     TEXT_CONFIG,
     UNET_CONFIG,
@@ -153,8 +154,13 @@ def main() -> None:
         xt = noise_sched.add_noise(x0, noise, t)
         cond = text(tok_ids).last_hidden_state
         pred = unet(xt, t, cond).sample
-        w = torch.clamp(snr[t], max=5.0) / snr[t]
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+        if PREDICTION == "v_prediction":
+            # plain v loss: at high noise it is the x0 loss at full weight, which is where
+            # the layout has to come from the text
+            target, w = noise_sched.get_velocity(x0, noise, t), torch.ones_like(snr[t])
+        else:
+            target, w = noise, torch.clamp(snr[t], max=5.0) / snr[t]
+        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
