@@ -59,24 +59,20 @@ UNET_CONFIG = dict(
     norm_num_groups=8,  # >= 4 channels per group (see VAE_CONFIG)
 )
 
-# Noise schedule: SD1.5's scaled-linear betas up to t=800, then a linear ramp to 0.05, so
-# that at t=999 only 1% of the image's amplitude is left (alpha_bar 9.4e-5, sigma 103)
-# instead of SD1.5's 6.8% (sigma 14.6). These scenes are flat, high-contrast shapes on a
-# 16x16 latent: with SD1.5's schedule a shape is still visible through the noise at t=999,
-# so the model learned to put it wherever the initial noise happened to suggest one and
-# ignored the position words (same seed, "left"/"right"/"top"/"bottom": identical
-# images). Sampling starts at t=999 ("trailing" spacing) for the same reason.
+# The shipped model uses SD1.5's noise schedule and predicts epsilon (SCHEDULER_CONFIG).
 #
-# The model predicts v (= sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0), not the noise: near
-# t=999 an epsilon model can lower its loss only by alpha_bar (1e-4) by getting the image
-# right, so it never learns the layout from the text; a v model must predict the image
-# itself there. (Steps 1-5500 were trained as epsilon on SD1.5's schedule, see README.)
+# An experiment (train_unet --schedule tail --prediction v_prediction, see README): with
+# SD1.5's schedule a flat high-contrast shape on a 16x16 latent is still visible through the
+# noise at t=999, so the model puts it wherever the initial noise suggests and ignores the
+# position words (same seed with "left"/"right"/"top"/"bottom": identical images). The
+# "tail" schedule ramps the betas to 0.05 after t=800 (alpha_bar(999) 9.4e-5 instead of
+# 4.7e-3; sampling starts at t=999), and v-prediction makes the model predict the image
+# itself at high noise, where an epsilon model gains only alpha_bar by getting it right.
 TAIL_START = 800
 TAIL_BETA_END = 0.05
-PREDICTION = "v_prediction"
 
 
-def demo_betas() -> list[float]:
+def tail_betas() -> list[float]:
     import numpy as np
 
     betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
@@ -84,16 +80,24 @@ def demo_betas() -> list[float]:
     return [round(float(b), 8) for b in betas]
 
 
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    trained_betas=demo_betas(),
-    prediction_type=PREDICTION,
-    timestep_spacing="trailing",
-    steps_offset=1,  # unused with "trailing"; 1 keeps diffusers from warning
-)
+def scheduler_config(schedule: str = "sd15", prediction: str = "epsilon") -> dict:
+    config = dict(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type=prediction,
+        timestep_spacing="leading",
+        steps_offset=1,
+    )
+    if schedule == "tail":
+        config.update(trained_betas=tail_betas(), timestep_spacing="trailing")
+    elif schedule != "sd15":
+        raise ValueError(f"unknown schedule {schedule!r}")
+    return config
+
+
+SCHEDULER_CONFIG = scheduler_config()
 
 DEFAULT_CFG = 6.0
 DEFAULT_STEPS = 20
