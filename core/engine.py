@@ -4,7 +4,7 @@
     result = engine.generate(GenerationRequest(prompt="a red circle"), on_progress=print)
 
 Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
-validate (no model loads) -> ``transform_prompt`` chain -> load the model (``model_loaded``
+validate (no model loads; extensions' ``validate_request``) -> ``transform_prompt`` chain -> load the model (``model_loaded``
 after a fresh load) -> ``before_sample`` -> encode prompts -> per batch: sampling loop
 (``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
 ``image_saved``.
@@ -84,6 +84,7 @@ class Engine:
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
         checked = validate_request(request, self.models, self.host.samplers)
         req = checked.request
+        self.host.generation_hooks.validate_request(req, checked.family.name)
         check_fits(
             req.width, req.height, req.batch_size, self.models.dtype, self.models.device, req.cfg_scale != 1.0
         )

@@ -102,6 +102,22 @@ def register_settings(register: Callable[[SettingSpec], None]) -> None:
 
 
 @hookspec
+def validate_request(request: GenerationRequest, family: str) -> None:
+    """Check this extension's part of a request (``request.extension_args``) before it is
+    queued and again before it runs; no model is loaded yet.
+
+    Raise ``plugin_api.InvalidRequest(field, message)`` to refuse the request: it
+    becomes the host's ``RequestError`` (HTTP 422 in the APIs, before anything is queued).
+    Any other exception is reported and ignored. Do not edit the request here.
+
+    :param request: the request with the core's defaults filled in.
+    :param family: the model family that will run it (``"sd15"``, ``"sdxl"``...).
+
+    Called in load order. Return value ignored.
+    """
+
+
+@hookspec
 def transform_prompt(request: GenerationRequest, ctx: GenerationContext) -> None:
     """Rewrite the prompt before it is encoded (translation, LoRA tags, wildcards...).
 
@@ -135,7 +151,9 @@ def before_sample(ctx: GenerationContext) -> None:
     """The model is ready and sampling is about to start (apply adapters, prepare control
     images...). ``ctx.model``, ``ctx.seeds`` and ``ctx.total_steps`` are set.
 
-    Called in load order. Return value ignored.
+    Called in load order. Return value ignored. Raising ``plugin_api.InvalidRequest``
+    stops the generation with a ``RequestError`` (e.g. an add-on model that does not fit
+    the loaded model).
     """
 
 
@@ -144,7 +162,11 @@ def denoiser_kwargs(ctx: GenerationContext, step: StepState) -> dict[str, Any] |
     """Extra keyword arguments for the denoiser call at this step (ControlNet residuals).
 
     Called every step, in load order, before the denoiser runs; ``step.latents`` holds
-    the model input (CFG batch included). Return a dict or ``None``. The dicts of all
+    the model input (CFG batch included), ``step.timestep`` the denoiser's timestep, and
+    ``ctx.state["easel.denoiser_inputs"]`` the denoiser's other inputs for this batch:
+    ``encoder_hidden_states`` (same batch order as the latents), ``added_cond_kwargs``
+    (SDXL's ``text_embeds``/``time_ids``; empty for SD1.x) and ``cfg_batch`` (True: the
+    batch is ``[uncond..., cond...]``, two halves of the images' size). Return a dict or ``None``. The dicts of all
     extensions are merged: where two give the same key, tensors (or lists/tuples of
     tensors, element-wise) are added, so two ControlNet-like extensions combine.
     """
