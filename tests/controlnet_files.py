@@ -41,3 +41,25 @@ def save_single_file(controlnet, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()}, str(path))
     return path
+
+
+def build_models_folder(root: Path, sd15_dir: Path, sdxl_dir: Path | None = None) -> Path:
+    """An A1111 models folder: the tiny models linked, and in ControlNet/ two SD1.5
+    ControlNets (folder + the same as a single file, and a second one), an SDXL one, a
+    truncated file, a pickle file and an empty annotators folder."""
+    (root / "Stable-diffusion").mkdir(parents=True)
+    for target in (sd15_dir, sdxl_dir):
+        if target is not None:
+            (root / "Stable-diffusion" / target.name).symlink_to(target, target_is_directory=True)
+    folder = root / "ControlNet"
+    sd15 = make_controlnet(sd15_dir, seed=1)
+    save_folder(sd15, folder / "tiny-sd15-cn")
+    save_single_file(sd15, folder / "tiny-sd15-cn-file.safetensors")
+    save_folder(make_controlnet(sd15_dir, seed=2), folder / "tiny-sd15-cn-b")
+    if sdxl_dir is not None:
+        save_folder(make_controlnet(sdxl_dir, seed=3), folder / "tiny-sdxl-cn")
+    raw = (folder / "tiny-sd15-cn-file.safetensors").read_bytes()
+    (folder / "broken.safetensors").write_bytes(raw[: len(raw) // 3])
+    torch.save({"x": torch.ones(1)}, folder / "evil.pth")
+    (folder / "annotators").mkdir()
+    return root

@@ -24,26 +24,12 @@ from extensions.controlnet import STATE
 from extensions.controlnet.preprocessors import BUILTIN
 from extensions.controlnet.units import fit_image, parse_units
 from plugin_api.types import GenerationRequest
-from tests.controlnet_files import make_controlnet, save_folder, save_single_file
+from tests.controlnet_files import build_models_folder
 
 
 @pytest.fixture(scope="module")
 def cn_models(tmp_path_factory, tiny_sd15_dir, tiny_sdxl_dir):
-    root = tmp_path_factory.mktemp("cn-models")
-    (root / "Stable-diffusion").mkdir()
-    for target in (tiny_sd15_dir, tiny_sdxl_dir):
-        (root / "Stable-diffusion" / target.name).symlink_to(target, target_is_directory=True)
-    folder = root / "ControlNet"
-    sd15 = make_controlnet(tiny_sd15_dir, seed=1)
-    save_folder(sd15, folder / "tiny-sd15-cn")
-    save_single_file(sd15, folder / "tiny-sd15-cn-file.safetensors")
-    save_folder(make_controlnet(tiny_sd15_dir, seed=2), folder / "tiny-sd15-cn-b")
-    save_folder(make_controlnet(tiny_sdxl_dir, seed=3), folder / "tiny-sdxl-cn")
-    raw = (folder / "tiny-sd15-cn-file.safetensors").read_bytes()
-    (folder / "broken.safetensors").write_bytes(raw[: len(raw) // 3])
-    torch.save({"x": torch.ones(1)}, folder / "evil.pth")
-    (folder / "annotators").mkdir()
-    return root
+    return build_models_folder(tmp_path_factory.mktemp("cn-models"), tiny_sd15_dir, tiny_sdxl_dir)
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +296,36 @@ def test_other_extensions_add_preprocessors_and_refuse_requests(make_host, cn_mo
     with pytest.raises(RequestError) as error:
         engine.validate(GenerationRequest(prompt="forbidden fruit", model="tiny-sd15"))
     assert error.value.field == "prompt" and "poster_ext" in str(error.value)
+
+
+def test_tab_builds_previews_and_generates_with_its_units(engine, base):
+    import gradio as gr
+
+    from extensions.controlnet import ui_tabs
+    from extensions.controlnet.tab import FIELDS_PER_UNIT, preview, request_from_form
+    from ui.extension_tabs import build_extension_tab
+
+    (tab,) = ui_tabs()
+    requests = []
+
+    def run_job(request):  # what the WebUI's job runner does, minus the queue
+        requests.append(request)
+        result = engine.generate(request)
+        return {"images": result.images, "infotexts": result.infotexts, "error": None}
+
+    with gr.Blocks(), gr.Tabs():
+        built = build_extension_tab("controlnet", tab, 0, run_job)
+    assert built.error is None
+    shown, message = preview(STATE, circle_image(), "canny")
+    assert shown is not None and np.asarray(shown).max() == 255 and "canny" in message
+    missing, message = preview(STATE, circle_image(), "depth_midas")
+    assert missing is None and "dpt_hybrid-midas-501f0c75.pt" in message
+    values = [True, circle_image(), "canny", "tiny-sd15-cn", 1.0, 0.0, 1.0, "Crop and Resize"]
+    values += [False, None, "none", "", 1.0, 0.0, 1.0, "Just Resize"]
+    assert len(values) == 2 * FIELDS_PER_UNIT
+    request = request_from_form("a yellow circle", "", 11, 2, 64, 64, values)
+    request.model, request.save_images = "tiny-sd15", False
+    outcome = run_job(request)
+    assert "ControlNet 0" in outcome["infotexts"][0]
+    direct, _ = generate(engine, [unit(resize_mode="Crop and Resize")])
+    assert np.array_equal(np.asarray(outcome["images"][0]), direct)

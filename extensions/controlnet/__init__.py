@@ -213,4 +213,7 @@ def register_api_routes(router: Any) -> None:
 def ui_tabs() -> list[Tab]:
     from extensions.controlnet.tab import build_tab
 
-    return [Tab(title="ControlNet", build=lambda: build_tab(STATE), elem_id="controlnet_tab")]
+    def build(generate: Any = None) -> None:  # the host passes its job runner (see Tab)
+        build_tab(STATE, generate)
+
+    return [Tab(title="ControlNet", build=build, elem_id="controlnet_tab")]

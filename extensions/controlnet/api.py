@@ -77,12 +77,20 @@ def detect(state: Any, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_routes(router: Any, state: Any) -> None:
-    from fastapi import Body, HTTPException
+    from fastapi import Body
+    from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    def refused(exc: InvalidRequest) -> HTTPException:
-        return HTTPException(
-            status_code=422, detail={"error": "RequestError", "field": exc.field, "detail": exc.message}
+    def refused(exc: InvalidRequest) -> JSONResponse:
+        # the host's 422 shape: FastAPI's "detail" list plus A1111's one-line "errors"
+        loc = ["body", *[part for part in exc.field.split(".") if part]]
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": "RequestError",
+                "detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}],
+                "errors": f"{exc.field}: {exc.message}",
+            },
         )
 
     @router.get("/controlnet/version", summary="ControlNet API version (sd-webui-controlnet)")
@@ -106,7 +114,7 @@ def add_routes(router: Any, state: Any) -> None:
         try:
             return await run_in_threadpool(detect, state, body)
         except InvalidRequest as exc:
-            raise refused(exc) from exc
+            return refused(exc)  # type: ignore[return-value]
 
     # the annotator list is static; expose it for clients that want to fetch weights
     @router.get("/controlnet/annotators", summary="Weight files each annotator needs")
