@@ -60,6 +60,10 @@ def register_preprocessors(register: Callable[[PreprocessorSpec], None]) -> None
     """Add control-image preprocessors (canny, depth, ...).
 
     :param register: call ``register(PreprocessorSpec(...))`` once per preprocessor.
+        ``process(image, **options)`` takes and returns a PIL image; the ControlNet
+        extension passes ``threshold_a``, ``threshold_b`` (``None`` = your default) and
+        ``resolution``, so accept ``**options``. ``needs_weights`` names files that must
+        be in ``models/ControlNet/annotators`` (a request is refused while one is missing).
 
     Return value ignored.
     """
@@ -81,7 +85,8 @@ def ui_tabs() -> list[tuple[str, Callable[[], Any]] | Tab]:
     """Contribute WebUI tabs.
 
     Return a list of tabs, each a ``(title, build)`` pair or a ``Tab``; ``build()`` is
-    called inside a ``gradio.Tab`` and creates the tab's components. Results of all
+    called inside a ``gradio.Tab`` and creates the tab's components (a ``build`` that takes
+    one argument gets ``generate(request)``, which queues a generation: see ``Tab``). Results of all
     extensions are concatenated in load order. A tab whose ``build`` raises is replaced
     by an error panel naming the extension.
     """

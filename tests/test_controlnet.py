@@ -90,6 +90,7 @@ def test_listing_names_families_formats_and_problems(engine):
     assert {"tiny-sd15-cn", "tiny-sd15-cn-file", "tiny-sdxl-cn", "broken", "evil"} <= set(infos)
     assert (infos["tiny-sd15-cn"].family, infos["tiny-sd15-cn"].format) == ("sd15", "diffusers")
     assert (infos["tiny-sd15-cn-file"].family, infos["tiny-sd15-cn-file"].format) == ("sd15", "single-file")
+    assert (infos["tiny-sd15-cn-ldm"].family, infos["tiny-sd15-cn-ldm"].format) == ("sd15", "single-file")
     assert infos["tiny-sdxl-cn"].family == "sdxl"
     assert "broken.safetensors" in infos["broken"].problem
     assert "pickle" in infos["evil"].problem and infos["evil"].format == "pickle"
@@ -106,10 +107,11 @@ def test_control_changes_the_image_and_weight_zero_is_exact(engine, base):
     assert np.array_equal(zero, base) and "ControlNet 0" not in result.infotexts[0]
     disabled, _ = generate(engine, [unit(enabled=False)])
     assert np.array_equal(disabled, base)
-    # the single file holds the same weights: the same image
-    single, result = generate(engine, [unit(model="tiny-sd15-cn-file")])
-    assert result.warnings == []
-    assert np.array_equal(single, image)
+    # the single files (diffusers' and the original key layout) hold the same weights
+    for name in ("tiny-sd15-cn-file", "tiny-sd15-cn-ldm"):
+        single, result = generate(engine, [unit(model=name)])
+        assert result.warnings == []
+        assert np.array_equal(single, image), name
 
 
 def test_two_units_run_together(engine, base):
