@@ -1,7 +1,7 @@
 """Train the demo canny ControlNet for the demo model and ship it.
 
     nice -n 10 env OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 \
-        python -m tools.demo_controlnet.train --seed 0 --steps 700
+        python -m tools.demo_controlnet.train --seed 0 --steps 200
 
 The base model (``models/Stable-diffusion/easel-demo``: UNet and text encoder) stays
 frozen; ``ControlNetModel.from_unet`` copies its encoder half, and only that copy (with
@@ -119,10 +119,29 @@ def build_cache(vae, text, tok, n: int, seed: int, log) -> dict:
     return cache
 
 
-def make_controlnet(unet):
+def make_controlnet(unet, hint_gain: float, seed: int):
+    """The ControlNet with its output convolutions at zero (it starts as a no-op) and a
+    hint embedding that passes the edge map on at a useful strength.
+
+    diffusers' default (small uniform init, the last convolution at zero) attenuates a
+    sparse 1-pixel edge map to almost nothing over its 8 convolutions: measured here, the
+    edge map changed the residuals by 1e-4 of their size, and two runs (600 and 100
+    steps) learned nothing about it. So: He-normal convolutions without bias (the output
+    is the edge signal alone), the last one scaled by ``hint_gain`` (30 brings the hint to
+    about 2/3 of ``conv_in``'s features for a circle's edge map).
+    """
     from diffusers import ControlNetModel
 
-    return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONDITIONING_CHANNELS)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONDITIONING_CHANNELS)
+    embedding = controlnet.controlnet_cond_embedding
+    generator = torch.Generator().manual_seed(seed)
+    convs = [embedding.conv_in, *embedding.blocks, embedding.conv_out]
+    with torch.no_grad():
+        for conv in convs:
+            std = (2.0 / conv.weight[0].numel()) ** 0.5 * (hint_gain if conv is embedding.conv_out else 1.0)
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * std)
+            conv.bias.zero_()
+    return controlnet
 
 
 def save_controlnet(controlnet, out: Path) -> float:
@@ -148,7 +167,7 @@ def train(args, log) -> object:
     cache = build_cache(vae, text, tok, args.n_scenes, args.seed, log)
     latents, edges, embeds, empty = cache["latents"], cache["edges"], cache["embeds"], cache["empty"]
     noise_sched = DDPMScheduler.from_pretrained(MODEL_DIR / "scheduler")
-    controlnet = make_controlnet(unet)
+    controlnet = make_controlnet(unet, args.hint_gain, args.seed)
     controlnet.train()
     log(f"controlnet params {sum(p.numel() for p in controlnet.parameters()) / 1e6:.3f}M")
     params = [p for p in controlnet.parameters() if p.requires_grad]
@@ -180,6 +199,11 @@ def train(args, log) -> object:
         ema_loss = loss.item() if ema_loss is None else 0.95 * ema_loss + 0.05 * loss.item()
         if step % 20 == 0 or step == 1:
             log(f"step {step} loss {ema_loss:.4f} ({(time.time() - started) / step:.2f} s/step)")
+        if args.save_every and step % args.save_every == 0 and step < args.steps:
+            controlnet.eval()
+            save_controlnet(controlnet, args.out)  # a usable snapshot while training goes on
+            controlnet.train()
+            log(f"snapshot at step {step} -> {args.out}")
     controlnet.eval()
     return controlnet
 
@@ -187,12 +211,16 @@ def train(args, log) -> object:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=700)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--n-scenes", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--n-scenes", type=int, default=2000)
     ap.add_argument("--drop", type=float, default=0.1, help="empty-caption rate (for CFG)")
     ap.add_argument("--t-power", type=float, default=0.5, help="t = 999 u^p; p < 1 favours high noise")
+    ap.add_argument("--hint-gain", type=float, default=30.0, help="scale of the hint embedding's last conv")
+    ap.add_argument(
+        "--save-every", type=int, default=100, help="write a snapshot every N steps (0: only at the end)"
+    )
     ap.add_argument("--out", type=Path, default=OUT_DIR)
     ap.add_argument("--eval-seeds", type=int, default=3, help="seeds per position in the evaluation")
     args = ap.parse_args()
