@@ -4,7 +4,7 @@
     result = engine.generate(GenerationRequest(prompt="a red circle"), on_progress=print)
 
 Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
-validate (no model loads) -> ``transform_prompt`` chain -> load the model (``model_loaded``
+validate (no model loads; extensions' ``validate_request``) -> ``transform_prompt`` chain -> load the model (``model_loaded``
 after a fresh load) -> ``before_sample`` -> encode prompts -> per batch: sampling loop
 (``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
 ``image_saved``.
@@ -86,6 +86,7 @@ class Engine:
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
         checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
         req = checked.request
+        self.host.generation_hooks.validate_request(req, checked.family.name)
         width, height = (
             (checked.hires.width, checked.hires.height) if checked.hires else (req.width, req.height)
         )

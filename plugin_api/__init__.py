@@ -10,6 +10,7 @@ Everything an extension may rely on is re-exported here; ``API_VERSION`` follows
 semantic versioning (a minor bump adds hooks or fields, a major bump breaks them).
 """
 
+from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from plugin_api.types import (
     GenerationContext,
@@ -23,13 +24,14 @@ from plugin_api.types import (
     UpscalerSpec,
 )
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 __all__ = [
     "API_VERSION",
     "PROJECT_NAME",
     "GenerationContext",
     "GenerationRequest",
+    "InvalidRequest",
     "PreprocessorSpec",
     "PromptTransform",
     "SamplerSpec",

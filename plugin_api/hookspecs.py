@@ -64,6 +64,10 @@ def register_preprocessors(register: Callable[[PreprocessorSpec], None]) -> None
     """Add control-image preprocessors (canny, depth, ...).
 
     :param register: call ``register(PreprocessorSpec(...))`` once per preprocessor.
+        ``process(image, **options)`` takes and returns a PIL image; the ControlNet
+        extension passes ``threshold_a``, ``threshold_b`` (``None`` = your default) and
+        ``resolution``, so accept ``**options``. ``needs_weights`` names files that must
+        be in ``models/ControlNet/annotators`` (a request is refused while one is missing).
 
     Return value ignored.
     """
@@ -85,7 +89,8 @@ def ui_tabs() -> list[tuple[str, Callable[[], Any]] | Tab]:
     """Contribute WebUI tabs.
 
     Return a list of tabs, each a ``(title, build)`` pair or a ``Tab``; ``build()`` is
-    called inside a ``gradio.Tab`` and creates the tab's components. Results of all
+    called inside a ``gradio.Tab`` and creates the tab's components (a ``build`` that takes
+    one argument gets ``generate(request)``, which queues a generation: see ``Tab``). Results of all
     extensions are concatenated in load order. A tab whose ``build`` raises is replaced
     by an error panel naming the extension.
     """
@@ -103,6 +108,22 @@ def register_settings(register: Callable[[SettingSpec], None]) -> None:
 
 
 # --- per generation, in this order ------------------------------------------------------
+
+
+@hookspec
+def validate_request(request: GenerationRequest, family: str) -> None:
+    """Check this extension's part of a request (``request.extension_args``) before it is
+    queued and again before it runs; no model is loaded yet.
+
+    Raise ``plugin_api.InvalidRequest(field, message)`` to refuse the request: it
+    becomes the host's ``RequestError`` (HTTP 422 in the APIs, before anything is queued).
+    Any other exception is reported and ignored. Do not edit the request here.
+
+    :param request: the request with the core's defaults filled in.
+    :param family: the model family that will run it (``"sd15"``, ``"sdxl"``...).
+
+    Called in load order. Return value ignored.
+    """
 
 
 @hookspec
@@ -139,7 +160,9 @@ def before_sample(ctx: GenerationContext) -> None:
     """The model is ready and sampling is about to start (apply adapters, prepare control
     images...). ``ctx.model``, ``ctx.seeds`` and ``ctx.total_steps`` are set.
 
-    Called in load order. Return value ignored.
+    Called in load order. Return value ignored. Raising ``plugin_api.InvalidRequest``
+    stops the generation with a ``RequestError`` (e.g. an add-on model that does not fit
+    the loaded model).
     """
 
 
@@ -148,7 +171,11 @@ def denoiser_kwargs(ctx: GenerationContext, step: StepState) -> dict[str, Any] |
     """Extra keyword arguments for the denoiser call at this step (ControlNet residuals).
 
     Called every step, in load order, before the denoiser runs; ``step.latents`` holds
-    the model input (CFG batch included). Return a dict or ``None``. The dicts of all
+    the model input (CFG batch included), ``step.timestep`` the denoiser's timestep, and
+    ``ctx.state["easel.denoiser_inputs"]`` the denoiser's other inputs for this batch:
+    ``encoder_hidden_states`` (same batch order as the latents), ``added_cond_kwargs``
+    (SDXL's ``text_embeds``/``time_ids``; empty for SD1.x) and ``cfg_batch`` (True: the
+    batch is ``[uncond..., cond...]``, two halves of the images' size). Return a dict or ``None``. The dicts of all
     extensions are merged: where two give the same key, tensors (or lists/tuples of
     tensors, element-wise) are added, so two ControlNet-like extensions combine.
     """

@@ -178,8 +178,14 @@ class SettingSpec:
 
 @dataclass
 class Tab:
-    """A WebUI tab from ui_tabs: ``build()`` creates Gradio components inside the tab."""
+    """A WebUI tab from ui_tabs: ``build()`` creates Gradio components inside the tab.
+
+    A ``build`` that takes one argument receives ``generate(request) -> {"images": [PIL
+    images], "infotexts": [str], "error": str | None}``: it queues a ``GenerationRequest``
+    as a job (the same queue as txt2img) and waits for it, so a tab can offer its own
+    Generate button (the ControlNet tab does).
+    """
 
     title: str
-    build: Callable[[], Any]
+    build: Callable[..., Any]
     elem_id: str | None = None

@@ -48,7 +48,7 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
                 build_extensions_tab(host)
             with gr.Tab(t("tab.settings"), id="settings", elem_id="tab_settings") as settings_tab:
                 build_settings_tab(host)
-            build_extension_tabs(host)
+            build_extension_tabs(host, client)
         wire_send_txt2img_to_img2img(txt2img, img2img, tabs)
         wire_png_info_sends(png_info, txt2img, img2img, tabs)
         # The queue table polls only while its tab is shown.

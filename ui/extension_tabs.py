@@ -8,9 +8,11 @@ event listeners), so the rest of the WebUI works as if the tab were empty.
 from __future__ import annotations
 
 import html
+import inspect
 import logging
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +48,45 @@ def _remove_partial(container: gr.Column, blocks_before: set[int], fns_before: s
     container.children.clear()
 
 
-def build_extension_tab(extension: str, tab: Any, index: int) -> BuiltTab:
-    """One extension tab; must be called inside a ``gr.Tabs``."""
+def job_runner(client: Any) -> Callable[[Any], dict[str, Any]]:
+    """``generate(request)`` for extension tabs: queue the request as a job like the
+    txt2img tab does, wait for it, and return ``{"images": [PIL], "infotexts": [str],
+    "error": str | None}`` (bad input is an error string, never an exception)."""
+    from core.errors import EaselError
+
+    def generate(request: Any) -> dict[str, Any]:
+        try:
+            job_id = client.submit(request)
+        except EaselError as exc:
+            return {"images": [], "infotexts": [], "error": str(exc)}
+        last = None
+        for snapshot in client.follow(job_id):
+            last = snapshot  # the final snapshot holds the result
+        if last is None or last.status != "done":
+            status = last.status if last is not None else "unknown"
+            return {"images": [], "infotexts": [], "error": (last.error if last else None) or status}
+        paths = client.result_paths(last.result)
+        return {
+            "images": client.load_images(paths),
+            "infotexts": client.result_infotexts(last.result),
+            "error": None,
+        }
+
+    return generate
+
+
+def _wants_generate(build: Callable[..., Any]) -> bool:
+    try:
+        return len(inspect.signature(build).parameters) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
+def build_extension_tab(
+    extension: str, tab: Any, index: int, generate: Callable[[Any], dict[str, Any]] | None = None
+) -> BuiltTab:
+    """One extension tab; must be called inside a ``gr.Tabs``. A ``build`` that takes an
+    argument receives ``generate`` (see ``job_runner``)."""
     title = str(getattr(tab, "title", "") or extension)
     elem_id = getattr(tab, "elem_id", None) or f"ext_{_slug(extension)}_{index}"
     built = BuiltTab(extension=extension, title=title, elem_id=elem_id)
@@ -58,7 +97,10 @@ def build_extension_tab(extension: str, tab: Any, index: int) -> BuiltTab:
         container = gr.Column(elem_id=f"{elem_id}_content")
         try:
             with container:
-                tab.build()
+                if generate is not None and _wants_generate(tab.build):
+                    tab.build(generate)
+                else:
+                    tab.build()
         except Exception as exc:
             built.error = f"{type(exc).__name__}: {exc}"
             log.error(
@@ -79,11 +121,15 @@ def build_extension_tab(extension: str, tab: Any, index: int) -> BuiltTab:
     return built
 
 
-def build_extension_tabs(host: Any) -> list[BuiltTab]:
-    """Every extension tab, in the host's load order (stable from run to run)."""
+def build_extension_tabs(host: Any, client: Any | None = None) -> list[BuiltTab]:
+    """Every extension tab, in the host's load order (stable from run to run); with a
+    ``JobClient``, tabs whose ``build`` takes an argument can queue generations."""
     try:
         tabs = host.ui_tabs()
     except Exception:  # the host isolates hooks already; a bug here must not stop the UI
         log.exception("could not collect extension tabs")
         return []
-    return [build_extension_tab(extension, tab, index) for index, (extension, tab) in enumerate(tabs)]
+    generate = job_runner(client) if client is not None else None
+    return [
+        build_extension_tab(extension, tab, index, generate) for index, (extension, tab) in enumerate(tabs)
+    ]

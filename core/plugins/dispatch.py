@@ -8,6 +8,7 @@ call goes on with the next implementation.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -16,11 +17,16 @@ from typing import Any
 
 import pluggy
 
+from plugin_api.errors import InvalidRequest
+
 log = logging.getLogger("easel.hooks")
 
 # A per-step hook slower than this is reported: it makes every generation slower.
 SLOW_STEP_HOOK_S = 1.0
 PER_STEP_HOOKS = frozenset({"on_step", "denoiser_kwargs"})
+# Hooks whose InvalidRequest refuses the request (passed on to the caller) instead of
+# counting as the extension's failure.
+REFUSING_HOOKS = frozenset({"validate_request", "transform_prompt", "before_sample"})
 
 
 @dataclass
@@ -77,19 +83,29 @@ class HookDispatcher:
         started = time.perf_counter()
         try:
             result = impl.function(*(kwargs[arg] for arg in impl.argnames))
-        except Exception as exc:  # an extension's bug must not escape into the host
-            failure = HookFailure(
-                extension=name,
-                hook=hook,
-                error=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(),
-            )
-            log.error("extension %r failed in %s: %s", name, hook, failure.error)
-            self._on_failure(failure)
-            return False, None
+        except InvalidRequest:
+            if hook not in REFUSING_HOOKS:
+                return self._failed(name, hook)
+            log.info("extension %r refused the request in %s", name, hook)
+            raise
+        except Exception:  # an extension's bug must not escape into the host
+            return self._failed(name, hook)
         elapsed = time.perf_counter() - started
         if self._trace:
             log.info("hook %s -> %s (%.2f ms)", hook, name, elapsed * 1000)
         if hook in PER_STEP_HOOKS and elapsed > SLOW_STEP_HOOK_S:
             log.warning("extension %r is slow in %s: %.2f s per call", name, hook, elapsed)
         return True, result
+
+    def _failed(self, name: str, hook: str) -> tuple[bool, None]:
+        """Report the exception being handled as ``name``'s failure in ``hook``."""
+        exc = sys.exc_info()[1]
+        failure = HookFailure(
+            extension=name,
+            hook=hook,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
+        log.error("extension %r failed in %s: %s", name, hook, failure.error)
+        self._on_failure(failure)
+        return False, None

@@ -6,9 +6,13 @@ loop documents (see ``plugin_api.hookspecs``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from core.errors import RequestError
 from core.plugins.dispatch import HookDispatcher
+from plugin_api.errors import InvalidRequest
 from plugin_api.types import GenerationContext, GenerationRequest, PromptTransform, StepState
 
 # ctx.state key where the host remembers which per-step hooks failed in this generation
@@ -29,15 +33,30 @@ def merge_denoiser_kwargs(base: dict[str, Any], extra: dict[str, Any]) -> dict[s
     return merged
 
 
+@contextmanager
+def _refusals_as_request_errors() -> Iterator[None]:
+    """An extension's InvalidRequest becomes the host's RequestError (same field)."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        raise RequestError(exc.field, exc.message) from exc
+
+
 class GenerationHooks:
     def __init__(self, dispatcher: HookDispatcher) -> None:
         self._hooks = dispatcher
+
+    def validate_request(self, request: GenerationRequest, family: str) -> None:
+        """Let extensions refuse a request before it is queued (raises RequestError)."""
+        with _refusals_as_request_errors():
+            self._hooks.call("validate_request", request=request, family=family)
 
     def transform_prompt(self, request: GenerationRequest, ctx: GenerationContext) -> None:
         """Run the chain, recording every link that changed a prompt."""
         for impl in self._hooks.implementations("transform_prompt"):
             before = (request.prompt, request.negative_prompt)
-            ok, _ = self._hooks.call_one("transform_prompt", impl, {"request": request, "ctx": ctx})
+            with _refusals_as_request_errors():
+                ok, _ = self._hooks.call_one("transform_prompt", impl, {"request": request, "ctx": ctx})
             if not ok:
                 # a half-done edit must not leak into the next link
                 request.prompt, request.negative_prompt = before
@@ -57,7 +76,8 @@ class GenerationHooks:
         self._hooks.call("model_loaded", ctx=ctx, model=model)
 
     def before_sample(self, ctx: GenerationContext) -> None:
-        self._hooks.call("before_sample", ctx=ctx)
+        with _refusals_as_request_errors():
+            self._hooks.call("before_sample", ctx=ctx)
 
     def _step_call(self, hook: str, ctx: GenerationContext, step: StepState) -> list[Any]:
         failed: set[str] = ctx.state.setdefault(_FAILED_STEP_HOOKS, set())

@@ -1,0 +1,219 @@
+"""ControlNet for Easel: one or more control units per request (multi-ControlNet), each
+with a control image, a preprocessor, a model from ``models/ControlNet``, a weight, a
+start/end fraction of the sampling steps and a resize mode.
+
+Built only on ``plugin_api``:
+
+- ``register_preprocessors``: canny, binary, invert, scribble, shuffle, tile, blur (no
+  weights) and controlnet-aux annotators (need files in ``models/ControlNet/annotators``);
+  other extensions add more through the same hook, and units can use them;
+- ``validate_request``: malformed units, unknown models or preprocessors, a ControlNet
+  of another family, missing annotator weights and unreadable images are refused before
+  the request is queued (the host's ``RequestError``: HTTP 422);
+- ``before_sample``: load the ControlNets (shaped for and checked against the loaded
+  UNet), fit and preprocess the control images;
+- ``denoiser_kwargs``: every step, the residuals of the units whose [start, end] contains
+  the step's fraction, weighted and summed; the core adds them to the UNet's skip
+  connections. A unit with weight 0 is skipped, so the image equals the one without it;
+- ``register_api_routes``: ``GET /controlnet/model_list``, ``/controlnet/module_list``,
+  ``/controlnet/version``, ``POST /controlnet/detect`` (sd-webui-controlnet's shapes);
+- ``ui_tabs``: a ControlNet tab (upload, preprocessor preview, unit settings).
+
+Families: SD1.x/SD2.x and SDXL (diffusers' ``ControlNetModel``). Z-Image ControlNets
+(diffusers' ``ZImageControlNetModel``) are listed but refused with a clear error: their
+control path goes through the transformer's ``controlnet_block_samples`` and VAE-encoded
+control latents, which this extension does not wire yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from extensions.controlnet.control import PreparedUnit, image_to_control, residuals
+from extensions.controlnet.library import CONTROLNET_FOLDER, ControlNetFileError, ControlNetLibrary
+from extensions.controlnet.preprocessors import (
+    ANNOTATORS_FOLDER,
+    AnnotatorPool,
+    PreprocessorWeightsMissing,
+    builtin_specs,
+    canonical_name,
+)
+from extensions.controlnet.units import ControlUnit, fit_image, parse_units
+from plugin_api.errors import InvalidRequest
+from plugin_api.hookspecs import hookimpl
+from plugin_api.types import GenerationContext, GenerationRequest, PreprocessorSpec, StepState, Tab
+
+log = logging.getLogger("easel.controlnet")
+
+NAME = "controlnet"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / CONTROLNET_FOLDER
+DENOISER_INPUTS_KEY = "easel.denoiser_inputs"
+SUPPORTED_FAMILIES = ("sd15", "sdxl")
+
+
+class _State:
+    """The ControlNet library and annotator folder of the last host that started."""
+
+    def __init__(self) -> None:
+        self.host: Any = None
+        self.library = ControlNetLibrary([SHIPPED_DIR])
+        self.annotators = AnnotatorPool(SHIPPED_DIR / ANNOTATORS_FOLDER)
+
+    def preprocessors(self) -> dict[str, PreprocessorSpec]:
+        registered = getattr(self.host, "preprocessors", None)
+        if registered is not None and len(registered):
+            return {spec.name: spec for spec in registered}  # a host Registry iterates specs
+        return {spec.name: spec for spec in builtin_specs(self.annotators)}
+
+
+STATE = _State()
+
+
+@hookimpl
+def startup(host: Any) -> None:
+    STATE.host = host
+    user = Path(host.settings.models_dir) / CONTROLNET_FOLDER
+    same = user.resolve() == SHIPPED_DIR.resolve()
+    STATE.library.folders = [user] if same else [user, SHIPPED_DIR]
+    STATE.annotators.folder = user / ANNOTATORS_FOLDER
+
+
+@hookimpl
+def shutdown(host: Any) -> None:
+    if STATE.host is host:
+        STATE.host = None
+
+
+@hookimpl
+def register_preprocessors(register: Any) -> None:
+    for spec in builtin_specs(STATE.annotators):
+        register(spec)
+
+
+# --- per generation ----------------------------------------------------------------------
+
+
+def find_preprocessor(unit: ControlUnit) -> PreprocessorSpec:
+    specs = STATE.preprocessors()
+    spec = specs.get(unit.preprocessor) or specs.get(canonical_name(unit.preprocessor))
+    if spec is None:
+        raise InvalidRequest(
+            f"{unit.field}.module",
+            f"unknown preprocessor {unit.preprocessor!r}; known: {', '.join(sorted(specs))}",
+        )
+    return spec
+
+
+def check_unit(unit: ControlUnit, family: str) -> None:
+    """Everything about a unit that can be checked without loading a model."""
+    info = STATE.library.find(unit.model)
+    if info is None:
+        names = ", ".join(i.name for i in STATE.library.scan()) or "none"
+        raise InvalidRequest(
+            f"{unit.field}.model",
+            f"no ControlNet named {unit.model!r} in models/ControlNet; available: {names}",
+        )
+    if info.problem:
+        raise InvalidRequest(f"{unit.field}.model", info.problem)
+    if info.family != family:
+        raise InvalidRequest(
+            f"{unit.field}.model",
+            f"ControlNet {info.name!r} ({info.path.name}) is a {info.family} ControlNet; "
+            f"the model used for this request is {family}: choose a {family} ControlNet",
+        )
+    if family not in SUPPORTED_FAMILIES:
+        raise InvalidRequest(
+            f"{unit.field}.model",
+            f"{family} ControlNets are not supported by the controlnet extension yet "
+            f"(supported: {', '.join(SUPPORTED_FAMILIES)})",
+        )
+    spec = find_preprocessor(unit)
+    if spec.needs_weights:
+        try:
+            STATE.annotators.require(spec.name, tuple(spec.needs_weights))
+        except PreprocessorWeightsMissing as exc:
+            raise InvalidRequest(f"{unit.field}.module", str(exc)) from exc
+
+
+@hookimpl
+def validate_request(request: GenerationRequest, family: str) -> None:
+    units = [u for u in parse_units(request.extension_args.get(NAME)) if u.active]
+    for unit in units:
+        check_unit(unit, family)
+
+
+def preprocess(unit: ControlUnit, width: int, height: int) -> Any:
+    """The unit's control map at the generation size (fit first, then preprocess)."""
+    spec = find_preprocessor(unit)
+    fitted = fit_image(unit.image, width, height, unit.resize_mode)
+    try:
+        out = spec.process(
+            fitted, threshold_a=unit.threshold_a, threshold_b=unit.threshold_b, resolution=unit.processor_res
+        )
+    except PreprocessorWeightsMissing as exc:
+        raise InvalidRequest(f"{unit.field}.module", str(exc)) from exc
+    out = out.convert("RGB")
+    return out if out.size == (width, height) else out.resize((width, height))
+
+
+@hookimpl
+def before_sample(ctx: GenerationContext) -> None:
+    ctx.state[NAME] = {"prepared": []}
+    units = [u for u in parse_units(ctx.request.extension_args.get(NAME)) if u.active]
+    if not units or ctx.model is None:
+        return
+    denoiser = ctx.model.components.get("unet")
+    if denoiser is None:
+        raise InvalidRequest(
+            f"{units[0].field}.model", f"{ctx.family} models are not supported by ControlNet"
+        )
+    prepared = []
+    req = ctx.request
+    for unit in units:
+        check_unit(unit, ctx.family or "")
+        info = STATE.library.find(unit.model)
+        try:
+            model = STATE.library.load(info, denoiser, ctx.model.device, denoiser.dtype)
+        except ControlNetFileError as exc:
+            raise InvalidRequest(f"{unit.field}.model", str(exc)) from exc
+        if unit.control_mode.strip().lower() not in ("balanced", "0"):
+            ctx.warnings.append(
+                f"ControlNet unit {unit.index}: control_mode {unit.control_mode!r} is not "
+                "supported; Balanced was used"
+            )
+        image = preprocess(unit, req.width, req.height)
+        control = image_to_control(image, ctx.model.device, denoiser.dtype)
+        prepared.append(PreparedUnit(unit, model, control, image))
+        ctx.extra_params[f"ControlNet {unit.index}"] = unit.infotext()
+    ctx.state[NAME]["prepared"] = prepared
+
+
+@hookimpl
+def denoiser_kwargs(ctx: GenerationContext, step: StepState) -> dict[str, Any] | None:
+    prepared = (ctx.state.get(NAME) or {}).get("prepared")
+    if not prepared:
+        return None
+    inputs = ctx.state[DENOISER_INPUTS_KEY]
+    return residuals(prepared, step.fraction, step.latents, step.timestep, inputs)
+
+
+# --- API and WebUI -----------------------------------------------------------------------
+
+
+@hookimpl
+def register_api_routes(router: Any) -> None:
+    from extensions.controlnet.api import add_routes
+
+    add_routes(router, STATE)
+
+
+@hookimpl
+def ui_tabs() -> list[Tab]:
+    from extensions.controlnet.tab import build_tab
+
+    def build(generate: Any = None) -> None:  # the host passes its job runner (see Tab)
+        build_tab(STATE, generate)
+
+    return [Tab(title="ControlNet", build=build, elem_id="controlnet_tab")]
