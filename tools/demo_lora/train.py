@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-scenes", type=int, default=1000)
     ap.add_argument("--drop", type=float, default=0.1, help="fraction of empty captions")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--save-every", type=int, default=0, help="also write OUT.stepN.safetensors every N steps"
+    )
     args = ap.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         if (step + 1) % 50 == 0 or step == 0:
             log(f"step {step + 1}/{args.steps} loss {ema_loss:.4f} lr {sched.get_last_lr()[0]:.2e}")
+        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
+            save_lora(lora_state(unet), args.out.with_suffix(f".step{step + 1}.safetensors"), {})
 
     state = lora_state(unet)
     wall = time.time() - started
