@@ -28,9 +28,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tools.demo_model.judge import _largest_component
+
 OUTLINE_THRESHOLD = 0.15
 MASK_FRACTION = 0.3  # of the contrast: a generated outline is uneven, so lower than judge.py's 0.5
 CLOSING_PIXELS = 2
+CENTRE_CLOSING = 3
+CENTRE_DISK = 0.25  # disk radius as a fraction of the object's half size
+CENTRE_FILL_THRESHOLD = 0.5
 MIN_CONTRAST = 60.0  # below this nothing stands out from the background (as judge.py)
 MIN_OBJECT_PIXELS = 12
 
@@ -40,6 +45,7 @@ class StyleReading:
     style: str  # "outline" | "filled" | "none"
     hole_fraction: float  # enclosed background / (object + enclosed background)
     object_fraction: float  # object + holes, as a fraction of the image
+    centre_fill: float  # foreground share of a disk at the main object's centre
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,7 +100,7 @@ def analyze(image: Image.Image | str | Path | np.ndarray) -> StyleReading:
     img = np.asarray(image, dtype=np.float32)
     mask = foreground_mask(img)
     if mask is None or int(mask.sum()) < MIN_OBJECT_PIXELS:
-        return StyleReading("none", 0.0, 0.0)
+        return StyleReading("none", 0.0, 0.0, 0.0)
     closed = mask
     for _ in range(CLOSING_PIXELS):
         closed = _dilate(closed)
@@ -106,8 +112,37 @@ def analyze(image: Image.Image | str | Path | np.ndarray) -> StyleReading:
     holes = ~mask & ~outside
     region = int((~outside).sum())
     hole_fraction = float(holes.sum()) / region if region else 0.0
-    style = "outline" if hole_fraction >= OUTLINE_THRESHOLD else "filled"
-    return StyleReading(style, round(hole_fraction, 4), round(region / mask.size, 4))
+    fill = centre_fill(mask)
+    outlined = hole_fraction >= OUTLINE_THRESHOLD or (fill is not None and fill < CENTRE_FILL_THRESHOLD)
+    return StyleReading(
+        "outline" if outlined else "filled",
+        round(hole_fraction, 4),
+        round(region / mask.size, 4),
+        round(1.0 if fill is None else fill, 4),
+    )
+
+
+def centre_fill(mask: np.ndarray) -> float | None:
+    """Foreground share of a disk around the centre of the main object: ~1 for every filled
+    shape (circle, square, triangle and star are all solid around their middle), ~0 for an
+    outline, even a broken one that encloses nothing. The main object is the largest
+    region of the mask after a closing of ``CENTRE_CLOSING`` pixels (so the pieces of a
+    broken outline count as one); None when it is too small to tell."""
+    closed = mask
+    for _ in range(CENTRE_CLOSING):
+        closed = _dilate(closed)
+    region = _largest_component(closed)
+    if region is None:
+        return None
+    ys, xs = region[:, 0], region[:, 1]
+    half = (min(ys.max() - ys.min(), xs.max() - xs.min()) + 1) / 2 - CENTRE_CLOSING
+    radius = CENTRE_DISK * half
+    if radius < 1.5:
+        return None
+    cy, cx = (ys.max() + ys.min()) / 2, (xs.max() + xs.min()) / 2
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    return float(mask[disk].mean())
 
 
 def outline_rate(images: list) -> float:

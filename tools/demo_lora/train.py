@@ -36,7 +36,8 @@ from tools.demo_model import scenes
 from tools.demo_model.common import IMAGE_SIZE, MODEL_DIR, REPO_ROOT, Logger, images_to_tensor
 
 WORK_DIR = Path(os.environ.get("EASEL_LORA_WORK", "/tmp/easel-lora-work"))
-DEFAULT_OUT = REPO_ROOT / "models" / "Lora" / "easel-outline.safetensors"
+LORA_NAME = "easel-outline"
+DEFAULT_OUT = REPO_ROOT / "models" / "Lora" / f"{LORA_NAME}.safetensors"
 # every Linear/Conv2d of the UNet whose name ends like this gets an adapter
 TARGET_MODULES = [
     "to_q",
@@ -204,13 +205,13 @@ def main(argv: list[str] | None = None) -> None:
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(args.rank),
         "ss_network_alpha": str(args.rank),
-        "ss_output_name": args.out.stem,
+        "ss_output_name": LORA_NAME,
         "ss_training_comment": "outlined shapes on the Easel demo model (tools/demo_lora/train.py)",
         "easel_family": "sd15",
         "easel_base_model": args.base.name,
         "easel_base_hash": base_hash(args.base),
         "easel_training": json.dumps(
-            {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out",)}
+            {k: v for k, v in vars(args).items() if k not in ("out", "base", "save_every")}
             | {"wall_s": round(wall)}
         ),
     }
