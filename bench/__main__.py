@@ -1,11 +1,15 @@
 """``python -m bench WORKLOAD [--device cpu|cuda]``: time Easel against diffusers.
 
-``python -m bench lora-switch`` instead times LoRA hot-swapping (see ``bench/lora_switch.py``).
+Workloads: ``demo`` (the shipped model, batch of 4 at 128x128), ``sd15``, ``sdxl`` and
+``zimage`` (on a GPU: the real architectures with random weights, batch 1, at 512/1024/1024;
+on the CPU: the same code on tiny configs), ``tiny-sd15``. Both sides run in this process on
+the same weights: Easel through its model manager (with the accelerated path its settings
+choose: ``EASEL_COMPILE`` & co.), diffusers' own pipeline loaded separately from the same
+folder, with the same sampler, seeds and settings. The images are compared, then each side
+is timed over ``--repeat`` alternating runs after one warm-up run (reported as
+``warmup_s``: it includes compilation). The last line printed is one JSON object.
 
-Both run in this process on the same components (Easel's model manager loads them; the
-diffusers pipeline is assembled from the very same modules), with the same sampler,
-seeds and settings. The images are compared, then each side is timed over ``--repeat``
-alternating runs after one warm-up. The last line printed is one JSON object.
+``python -m bench lora-switch`` instead times LoRA hot-swapping (see ``bench/lora_switch.py``).
 """
 
 from __future__ import annotations

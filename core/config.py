@@ -47,6 +47,14 @@ class Settings:
     port: int = 7860
     api_auth: str | None = None  # "user:password" enables HTTP Basic auth
     allow_remote_install: bool = False  # installing extensions while listening publicly
+    # the accelerated path (core/models/acceleration.py); "auto" = on where it pays off
+    compile: str = "auto"  # auto | off | regional | full
+    channels_last: str = "auto"  # auto | on | off
+    fuse_qkv: bool = False  # ignores LoRAs on q/k/v: opt-in
+    cuda_graphs: bool = False  # torch.compile mode "reduce-overhead"
+    # live preview every N steps (0 = auto: every step on the CPU, where a step is slow
+    # and the preview free; every 5th on a GPU, where making one waits for the GPU)
+    preview_every: int = 0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -65,6 +73,11 @@ class Settings:
         settings.host = os.environ.get("EASEL_HOST", settings.host)
         settings.port = int(os.environ.get("EASEL_PORT", settings.port))
         settings.api_auth = os.environ.get("EASEL_API_AUTH") or None
+        settings.compile = os.environ.get("EASEL_COMPILE", settings.compile).strip().lower()
+        settings.channels_last = os.environ.get("EASEL_CHANNELS_LAST", settings.channels_last).strip().lower()
+        settings.fuse_qkv = env_flag("EASEL_FUSE_QKV")
+        settings.cuda_graphs = env_flag("EASEL_CUDA_GRAPHS")
+        settings.preview_every = int(os.environ.get("EASEL_PREVIEW_EVERY", settings.preview_every))
         disabled = os.environ.get("EASEL_DISABLE", "")
         settings.disabled_extensions = {n.strip() for n in disabled.split(",") if n.strip()}
         for key, value in overrides.items():

@@ -223,6 +223,7 @@ class Engine:
                 cancel=cancel,
                 on_step=report,
                 init=prepared.init if prepared else None,
+                preview_every=self._preview_every(),
             )
 
         latents = sample_with_offload(sample, model.components, model.adapter.denoiser_name, ctx.warnings)
@@ -231,6 +232,12 @@ class Engine:
         )
         images = tensor_to_pil(decoded)
         return prepared.finish(images) if prepared else images
+
+    def _preview_every(self) -> int:
+        every = self.host.settings.preview_every
+        if every > 0:
+            return every
+        return 1 if self.models.device.type == "cpu" else 5
 
     # --- metadata ------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.config import MODEL_CONFIGS_DIR, SHIPPED_MODELS_DIR, Settings
 from core.errors import ModelError
+from core.models.acceleration import AccelerationOptions, accelerate
 from core.families import FamilyAdapter, all_families, get_family
 from core.models.files import (
     CHECKPOINT_SUFFIXES,
@@ -80,6 +81,7 @@ class LoadedModel:
     components: dict[str, Any] = field(repr=False)
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
+    acceleration: list[str] = field(default_factory=list)  # what the accelerated path applied
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
@@ -87,13 +89,26 @@ class LoadedModel:
     def to(self, device: torch.device | str) -> LoadedModel:
         device = torch.device(device)
         for module in self.modules().values():
-            module.to(device)
+            # moving a module walks all its tensors: only the ones that are elsewhere
+            # (the engine calls this before every generation, to undo an OOM offload)
+            first = next(module.parameters(), None)
+            if first is None or not _same_device(first.device, device):
+                module.to(device)
         self.device = device
         return self
 
     @property
     def nbytes(self) -> int:
         return sum(p.numel() * p.element_size() for m in self.modules().values() for p in m.parameters())
+
+
+def _same_device(actual: torch.device, wanted: torch.device) -> bool:
+    """``cuda:0`` is where ``cuda`` puts things (on the current device)."""
+    if actual.type != wanted.type:
+        return False
+    if wanted.index is None and actual.type == "cuda":
+        return actual.index == torch.cuda.current_device()
+    return wanted.index is None or actual.index == wanted.index
 
 
 def pick_device(setting: str) -> torch.device:
@@ -131,6 +146,13 @@ class ModelManager:
         self.settings = settings
         self.device = pick_device(settings.device)
         self.dtype = pick_dtype(self.device)
+        self.acceleration = AccelerationOptions(
+            compile=settings.compile,
+            channels_last=settings.channels_last,
+            fuse_qkv=settings.fuse_qkv,
+            cuda_graphs=settings.cuda_graphs,
+            cache_dir=settings.state_dir / "inductor",
+        )
         self.cache_budget_bytes = cache_budget_bytes or memory_budget(self.device)
         self.hashes = HashCache(settings.state_dir / "model_hashes.json")
         self.problems: dict[str, str] = {}  # name -> why it cannot be used
@@ -280,7 +302,9 @@ class ModelManager:
         model = LoadedModel(info.name, info.family, info.path, info, family, components, dtype=self.dtype)
         for module in model.modules().values():
             module.eval().requires_grad_(False)
-        return model.to(self.device)
+        model.to(self.device)
+        model.acceleration = accelerate(components, family.denoiser_name, self.device, self.acceleration)
+        return model
 
     def config_dir_for(self, info: ModelInfo, family: FamilyAdapter) -> Path:
         sidecar = info.path.with_name(info.path.stem + CONFIG_SIDECAR_SUFFIX)

@@ -7,8 +7,14 @@ Per batch:
   3. every step: scale the input, ask ``denoiser_kwargs`` hooks for extra conditioning,
      run the denoiser once on the batched [uncond, cond] input, combine with CFG, step
      the scheduler, re-impose the unmasked area (inpainting), report (``on_step`` hook,
-     progress event with a cheap preview), check the cancel token.
+     progress event with a cheap preview every ``preview_every`` steps), check the
+     cancel token.
 Decoding and saving are the engine's job.
+
+No host-device synchronisation inside the loop on a GPU: the timestep and sigma values
+the hooks see are read from CPU copies made once before it, and the preview (which
+copies latents to the CPU) is made only every ``preview_every`` steps, so the CPU can
+queue the next step's kernels while the GPU still runs this one.
 """
 
 from __future__ import annotations
@@ -102,6 +108,7 @@ def denoise(
     cancel: CancelToken | None = None,
     on_step: Callable[[int, int, float, Any], None] | None = None,
     init: InitImage | None = None,
+    preview_every: int = 1,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
 
@@ -141,6 +148,10 @@ def denoise(
         "cfg_batch": use_cfg,  # True: the batch is [uncond..., cond...]
     }
     step_kwargs = _step_kwargs(scheduler, generators)
+    # CPU copies, taken once (reading a CUDA tensor's value inside the loop would sync)
+    timestep_values = [float(v) for v in timesteps.detach().cpu()]
+    sigmas = getattr(scheduler, "sigmas", None)
+    sigma_values = [float(v) for v in sigmas.detach().cpu()] if isinstance(sigmas, torch.Tensor) else None
     total = len(timesteps)
     ctx.total_steps = total
     started = time.perf_counter()
@@ -155,11 +166,11 @@ def denoise(
         model_input = torch.cat([latents, latents]) if use_cfg else latents
         if scale_input is not None:
             model_input = scale_input(model_input, t)
-        sigma = _current_sigma(scheduler)
+        sigma = _current_sigma(scheduler, sigma_values)
         state = StepState(
             step=index,
             total_steps=total,
-            timestep=float(t),
+            timestep=timestep_values[index],
             sigma=sigma,
             latents=model_input,
             elapsed_s=time.perf_counter() - started,
@@ -180,10 +191,10 @@ def denoise(
                 keep = _noised(scheduler, adapter.flow, keep, noise, timesteps[index + 1])
             latents = (1 - init.mask) * keep + init.mask * latents
 
-        preview_source = denoised if denoised is not None else latents
         state.latents = latents
         state.denoised = denoised
-        state.preview = adapter.preview(preview_source)
+        if preview_every > 0 and ((index + 1) % preview_every == 0 or index == 0):
+            state.preview = adapter.preview(denoised if denoised is not None else latents)
         state.elapsed_s = time.perf_counter() - started
         hooks.on_step(ctx, state)
         if on_step is not None:
@@ -191,9 +202,8 @@ def denoise(
     return latents
 
 
-def _current_sigma(scheduler: Any) -> float | None:
-    sigmas = getattr(scheduler, "sigmas", None)
+def _current_sigma(scheduler: Any, sigma_values: list[float] | None) -> float | None:
     index = getattr(scheduler, "step_index", None)
-    if sigmas is None or index is None or index >= len(sigmas):
+    if sigma_values is None or index is None or index >= len(sigma_values):
         return None
-    return float(sigmas[index])
+    return sigma_values[index]
