@@ -61,7 +61,10 @@ def demo_engine(tmp_path_factory):
 def test_outline_style_appears_with_the_lora_and_switches_off_exactly(demo_engine):
     report = evaluate.evaluate(demo_engine, identity_checks=2)
     assert report["n"] == 8
-    assert report["outline_rate_lora"] >= 6 / 8, report["rows"]
+    # measured (1 thread): 6/8 with the LoRA, 1/8 without; a little slack for other thread
+    # counts, whose float rounding can tip a borderline image
+    assert report["outline_rate_lora"] >= 5 / 8, report["rows"]
     assert report["outline_rate_base"] <= 2 / 8, report["rows"]
+    assert report["outline_rate_lora"] - report["outline_rate_base"] >= 4 / 8, report["rows"]
     assert all(row["lora_hashes"] for row in report["rows"])
     assert report["weight0_identical"] and report["off_identical"], report["rows"]
