@@ -59,15 +59,45 @@ UNET_CONFIG = dict(
     norm_num_groups=8,  # >= 4 channels per group (see VAE_CONFIG)
 )
 
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    prediction_type="epsilon",
-    timestep_spacing="leading",
-    steps_offset=1,
-)
+# The shipped model uses SD1.5's noise schedule and predicts epsilon (SCHEDULER_CONFIG).
+#
+# An experiment (train_unet --schedule tail --prediction v_prediction, see README): with
+# SD1.5's schedule a flat high-contrast shape on a 16x16 latent is still visible through the
+# noise at t=999, so the model puts it wherever the initial noise suggests and ignores the
+# position words (same seed with "left"/"right"/"top"/"bottom": identical images). The
+# "tail" schedule ramps the betas to 0.05 after t=800 (alpha_bar(999) 9.4e-5 instead of
+# 4.7e-3; sampling starts at t=999), and v-prediction makes the model predict the image
+# itself at high noise, where an epsilon model gains only alpha_bar by getting it right.
+TAIL_START = 800
+TAIL_BETA_END = 0.05
+
+
+def tail_betas() -> list[float]:
+    import numpy as np
+
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
+    betas[TAIL_START:] = np.linspace(betas[TAIL_START], TAIL_BETA_END, 1000 - TAIL_START)
+    return [round(float(b), 8) for b in betas]
+
+
+def scheduler_config(schedule: str = "sd15", prediction: str = "epsilon") -> dict:
+    config = dict(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type=prediction,
+        timestep_spacing="leading",
+        steps_offset=1,
+    )
+    if schedule == "tail":
+        config.update(trained_betas=tail_betas(), timestep_spacing="trailing")
+    elif schedule != "sd15":
+        raise ValueError(f"unknown schedule {schedule!r}")
+    return config
+
+
+SCHEDULER_CONFIG = scheduler_config()
 
 DEFAULT_CFG = 6.0
 DEFAULT_STEPS = 20

@@ -50,7 +50,7 @@ MODEL_INDEX = {
 }
 
 
-def write_static_parts(out: Path) -> None:
+def write_static_parts(out: Path, scheduler_config: dict | None = None) -> None:
     """tokenizer/, scheduler/ and model_index.json."""
     tok = out / "tokenizer"
     tok.mkdir(parents=True, exist_ok=True)
@@ -60,11 +60,13 @@ def write_static_parts(out: Path) -> None:
     (tok / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS_MAP, indent=2) + "\n")
     from diffusers import EulerDiscreteScheduler
 
-    EulerDiscreteScheduler(**SCHEDULER_CONFIG).save_pretrained(out / "scheduler")
+    EulerDiscreteScheduler(**(scheduler_config or SCHEDULER_CONFIG)).save_pretrained(out / "scheduler")
     (out / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
 
 
-def save_components(out: Path, unet, text_encoder, vae, fp16: bool) -> None:
+def save_components(
+    out: Path, unet, text_encoder, vae, fp16: bool, scheduler_config: dict | None = None
+) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, model in (("unet", unet), ("text_encoder", text_encoder), ("vae", vae)):
@@ -74,7 +76,7 @@ def save_components(out: Path, unet, text_encoder, vae, fp16: bool) -> None:
 
             m = copy.deepcopy(model).half()
         m.save_pretrained(out / name, safe_serialization=True)
-    write_static_parts(out)
+    write_static_parts(out, scheduler_config)
 
 
 def folder_size_mb(path: Path) -> float:
@@ -110,10 +112,17 @@ def main() -> None:
                 assert torch.equal(a, b), f"{name}.{k} differs: not the same encoder"
         vae.decoder.load_state_dict(dec.decoder.state_dict())
         vae.post_quant_conv.load_state_dict(dec.post_quant_conv.state_dict())
+    # the schedule the checkpoint was trained with (train_unet writes it)
+    from diffusers import EulerDiscreteScheduler
+
+    scheduler = (
+        EulerDiscreteScheduler.load_config(str(ck / "scheduler")) if (ck / "scheduler").is_dir() else None
+    )
+    scheduler = {k: v for k, v in scheduler.items() if not k.startswith("_")} if scheduler else None
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
-    save_components(out, unet, text, vae, fp16=True)
+    save_components(out, unet, text, vae, fp16=True, scheduler_config=scheduler)
     print(f"exported {out} ({folder_size_mb(out):.2f} MB)")
 
 

@@ -4,7 +4,7 @@
 
 First run encodes ``--n-scenes`` training scenes (never a held-out combo) with the stage-1
 VAE (WORK_DIR/vae) into WORK_DIR/latents_*.pt; later runs reuse the cache.  Epsilon loss with
-min-SNR-5 weighting, 10% empty captions (for classifier-free guidance), a little offset
+min-SNR-5 weighting (v loss, unweighted, when the schedule predicts v), 10% empty captions (for classifier-free guidance), a little offset
 noise, AdamW with warmup + cosine decay, EMA of UNet and text-encoder weights.  Every
 ``--ckpt-every`` steps the EMA weights are written as a full fp32 pipeline folder to
 WORK_DIR/ckpt/step_N (and WORK_DIR/ckpt/latest) which evaluate.py can load directly.
@@ -26,13 +26,13 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from . import scenes
 from .common import (
     IMAGE_SIZE,
-    SCHEDULER_CONFIG,
     TEXT_CONFIG,
     UNET_CONFIG,
     WORK_DIR,
     Logger,
     images_to_tensor,
     load_tokenizer,
+    scheduler_config,
     setup_torch,
 )
 from .export import save_components
@@ -80,7 +80,10 @@ def main() -> None:
         help="t = 999 * u**p, u uniform: p < 1 samples more high-noise timesteps (where the "
         "layout and colours are decided)",
     )
+    ap.add_argument("--schedule", choices=("sd15", "tail"), default="sd15", help="noise schedule (common.py)")
+    ap.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="epsilon")
     args = ap.parse_args()
+    sched_config = scheduler_config(args.schedule, args.prediction)
     setup_torch(args.seed)
     log = Logger(WORK_DIR / "train_unet.log")
     tok = load_tokenizer()
@@ -111,7 +114,7 @@ def main() -> None:
         return w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, args.steps) / args.steps)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    noise_sched = DDPMScheduler(**SCHEDULER_CONFIG)
+    noise_sched = DDPMScheduler(**sched_config)
     alphas = noise_sched.alphas_cumprod
     snr = alphas / (1 - alphas)
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text).eval()
@@ -153,8 +156,13 @@ def main() -> None:
         xt = noise_sched.add_noise(x0, noise, t)
         cond = text(tok_ids).last_hidden_state
         pred = unet(xt, t, cond).sample
-        w = torch.clamp(snr[t], max=5.0) / snr[t]
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+        if args.prediction == "v_prediction":
+            # plain v loss: at high noise it is the x0 loss at full weight, which is where
+            # the layout has to come from the text
+            target, w = noise_sched.get_velocity(x0, noise, t), torch.ones_like(snr[t])
+        else:
+            target, w = noise, torch.clamp(snr[t], max=5.0) / snr[t]
+        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -170,7 +178,7 @@ def main() -> None:
             log(f"step {step} loss {ema_loss:.4f} gn {gn:.2f} lr {sched.get_last_lr()[0]:.2e}")
         if step % args.ckpt_every == 0 or step == args.steps:
             out = ckdir / f"step_{step}"
-            save_components(out, ema_unet, ema_text, vae, fp16=False)
+            save_components(out, ema_unet, ema_text, vae, fp16=False, scheduler_config=sched_config)
             torch.save(
                 {
                     "unet": unet.state_dict(),
