@@ -10,7 +10,7 @@ stays frozen; VAE latents and text-encoder outputs of the training set are compu
 and cached in ``$EASEL_LORA_WORK`` (default ``/tmp/easel-lora-work``), keyed by the base
 weights' hash, so a retrained base gets a fresh cache.
 
-Loss: epsilon MSE with min-SNR-5 weights, 10% empty captions (classifier-free guidance
+Loss: the base's own objective (epsilon, or v for a v-prediction base) with min-SNR-5 weights, 10% empty captions (classifier-free guidance
 also sees the style), AdamW with warmup and cosine decay. One CPU thread by default.
 
 The result is written in the diffusers/PEFT key layout (``unet.<module>.lora_A.weight``,
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     noise_sched = DDPMScheduler.from_pretrained(args.base / "scheduler")
     snr = noise_sched.alphas_cumprod / (1 - noise_sched.alphas_cumprod)
+    v_prediction = noise_sched.config.prediction_type == "v_prediction"
+    log(f"base objective: {noise_sched.config.prediction_type}")
     gen = torch.Generator().manual_seed(args.seed + 1)
     n, n_caps = embeds.shape[0], embeds.shape[1]
     unet.train()
@@ -185,8 +187,14 @@ def main(argv: list[str] | None = None) -> None:
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (args.batch,), generator=gen)
         pred = unet(noise_sched.add_noise(x0, noise, t), t, cond).sample
-        weight = torch.clamp(snr[t], max=5.0) / snr[t]
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+        if v_prediction:  # the base's own objective (a retrained base may use v)
+            target, weight = (
+                noise_sched.get_velocity(x0, noise, t),
+                torch.clamp(snr[t], max=5.0) / (snr[t] + 1),
+            )
+        else:
+            target, weight = noise, torch.clamp(snr[t], max=5.0) / snr[t]
+        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
