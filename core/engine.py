@@ -39,8 +39,10 @@ from core.outputs.infotext import build_infotext
 from core.outputs.writer import save_image
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
-from core.sampling.img2img import prepare_init, tensor_to_pil
-from core.sampling.loop import BatchSkipped, SamplingInterrupted, denoise
+from core.sampling.hires import schedule_length, upscale_latents
+from core.sampling.hires import upscale_images as upscale_hires_images
+from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
+from core.sampling.loop import BatchSkipped, InitImage, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits, decode_with_fallbacks, sample_with_offload
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
@@ -82,11 +84,12 @@ class Engine:
         return self._validate(request).request
 
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
-        checked = validate_request(request, self.models, self.host.samplers)
+        checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
         req = checked.request
-        check_fits(
-            req.width, req.height, req.batch_size, self.models.dtype, self.models.device, req.cfg_scale != 1.0
+        width, height = (
+            (checked.hires.width, checked.hires.height) if checked.hires else (req.width, req.height)
         )
+        check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, req.cfg_scale != 1.0)
         return checked
 
     # --- generation --------------------------------------------------------------------
@@ -197,9 +200,13 @@ class Engine:
         batch = len(seeds)
         prepared = prepare_init(req, model, seeds) if req.init_image is not None else None
 
+        hires = checked.hires
+        hires_steps = hires.steps if hires is not None else 0
+
         def report(step: int, total: int, elapsed: float, preview: Any) -> None:
             if on_progress is None:
                 return
+            total += hires_steps  # the hires pass follows the first one in the same bar
             eta = (
                 elapsed / step * (total - step) + elapsed * (req.batch_count - batch_index - 1) * total / step
             )
@@ -226,12 +233,76 @@ class Engine:
                 preview_every=self._preview_every(),
             )
 
+        started = time.perf_counter()
         latents = sample_with_offload(sample, model.components, model.adapter.denoiser_name, ctx.warnings)
+        if hires is not None:
+            first_steps = ctx.total_steps
+
+            def report_hires(step: int, total: int, elapsed: float, preview: Any) -> None:
+                # one bar and one clock over both passes
+                report(first_steps + step, first_steps, time.perf_counter() - started, preview)
+
+            latents = self._hires_pass(
+                checked, model, ctx, cond, uncond, seeds, latents, report_hires, cancel
+            )
         decoded = decode_with_fallbacks(
             lambda: model.adapter.decode(model.components, latents), model.components, ctx.warnings
         )
         images = tensor_to_pil(decoded)
         return prepared.finish(images) if prepared else images
+
+    def _hires_pass(
+        self,
+        checked: ValidatedRequest,
+        model: LoadedModel,
+        ctx: GenerationContext,
+        cond: Any,
+        uncond: Any,
+        seeds: list[int],
+        latents: torch.Tensor,
+        on_step: Callable[[int, int, float, Any], None],
+        cancel: CancelToken,
+    ) -> torch.Tensor:
+        """Upscale the first pass (in latent space or through an upscaler), then denoise
+        again at the hires size (see ``core.sampling.hires``)."""
+        req, plan = checked.request, checked.hires
+        adapter, components = model.adapter, model.components
+        batch = len(seeds)
+        shape = adapter.latent_shape(components, batch, plan.width, plan.height)
+        if plan.latent_mode is not None:
+            upscaled = upscale_latents(latents, tuple(shape[-2:]), plan.latent_mode)
+        else:
+            decoded = decode_with_fallbacks(
+                lambda: adapter.decode(components, latents), components, ctx.warnings
+            )
+            images = upscale_hires_images(tensor_to_pil(decoded), plan)
+            pixels = torch.cat([pil_to_tensor(image) for image in images]).to(model.device)
+            generator = torch.Generator("cpu").manual_seed(int(seeds[0]))
+            upscaled = adapter.encode_image(components, pixels, generator).float()
+        strength = float(req.denoising_strength)
+        init = InitImage(latents=upscaled, strength=strength)
+
+        def sample() -> Any:
+            scheduler = checked.sampler.make_scheduler(dict(components["scheduler"].config))
+            return denoise(
+                model=model,
+                scheduler=scheduler,
+                cond=cond.repeat(batch),
+                uncond=uncond.repeat(batch) if uncond is not None else None,
+                cfg_scale=req.cfg_scale,
+                steps=schedule_length(plan.steps, strength),
+                seeds=seeds,
+                width=plan.width,
+                height=plan.height,
+                ctx=ctx,
+                hooks=self.host.generation_hooks,
+                cancel=cancel,
+                on_step=on_step,
+                init=init,
+                preview_every=self._preview_every(),
+            )
+
+        return sample_with_offload(sample, components, adapter.denoiser_name, ctx.warnings)
 
     def _preview_every(self) -> int:
         every = self.host.settings.preview_every
@@ -259,6 +330,8 @@ class Engine:
             params["Batch pos"] = position
         if req.init_image is not None:
             params["Denoising strength"] = req.denoising_strength
+        if checked.hires is not None:
+            params.update(checked.hires.infotext_params(req.denoising_strength))
         if req.mask is not None:
             params["Mask blur"] = req.mask_blur
             if req.inpaint_full_res:
@@ -292,5 +365,17 @@ class Engine:
             "batch_count": req.batch_count,
             "clip_skip": req.clip_skip,
             "mode": req.mode,
-            "denoising_strength": req.denoising_strength if req.init_image is not None else None,
+            "denoising_strength": (
+                req.denoising_strength if req.init_image is not None or checked.hires else None
+            ),
+            "hires": (
+                {
+                    "width": checked.hires.width,
+                    "height": checked.hires.height,
+                    "steps": checked.hires.steps,
+                    "upscaler": checked.hires.upscaler,
+                }
+                if checked.hires
+                else None
+            ),
         }

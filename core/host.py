@@ -52,7 +52,8 @@ class Host:
     def _collect(self, hook: str, registry: Registry) -> None:
         for impl in self.extensions.hooks.implementations(hook):
             register = registry.register_for(impl.plugin_name)
-            self.extensions.hooks.call_one(hook, impl, {"register": register})
+            # every register_* hook may name ``host`` if its spec declares it
+            self.extensions.hooks.call_one(hook, impl, {"register": register, "host": self})
 
     def get_setting(self, key: str) -> Any:
         return self.user_settings.get(key)

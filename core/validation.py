@@ -13,6 +13,7 @@ from typing import Any
 from core.errors import ModelError, RequestError
 from core.families import FamilyAdapter, get_family
 from core.samplers import display_name, names_for, resolve_sampler
+from core.sampling.hires import HiresPlan, plan_hires
 from plugin_api.types import GenerationRequest, SamplerSpec
 
 MIN_SIZE, MAX_SIZE = 64, 2048
@@ -32,6 +33,7 @@ class ValidatedRequest:
     family: FamilyAdapter
     sampler: SamplerSpec
     sampler_name: str  # as shown to users and in infotext
+    hires: HiresPlan | None = None  # hires fix, when the request asks for it
 
 
 def _int(request: GenerationRequest, field: str, low: int, high: int) -> int:
@@ -65,11 +67,11 @@ def _size(request: GenerationRequest, field: str, multiple: int) -> int:
     return value
 
 
-def validate_request(request: Any, models: Any, samplers: Any) -> ValidatedRequest:
+def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = None) -> ValidatedRequest:
     """Check every field of ``request`` and return a filled-in copy.
 
     ``models`` is the ModelManager (listing only: nothing is loaded), ``samplers`` the
-    host's sampler registry.
+    host's sampler registry, ``upscalers`` its upscaler registry (for hires fix).
     """
     if not isinstance(request, GenerationRequest):
         raise RequestError("request", f"expected a GenerationRequest, got {type(request).__name__}")
@@ -137,7 +139,10 @@ def validate_request(request: Any, models: Any, samplers: Any) -> ValidatedReque
         req.inpaint_full_res_padding = _int(req, "inpaint_full_res_padding", 0, 256)
     if not isinstance(req.extension_args, dict):
         raise RequestError("extension_args", "must be a mapping of extension name to arguments")
-    return ValidatedRequest(req, info.name, family, spec, sampler_name)
+    hires = plan_hires(req, upscalers, defaults.size_multiple, MAX_SIZE)
+    if hires is not None:
+        req.denoising_strength = _float(req, "denoising_strength", 0.0, 1.0)
+    return ValidatedRequest(req, info.name, family, spec, sampler_name, hires)
 
 
 def _check_image(value: Any, field: str) -> None:

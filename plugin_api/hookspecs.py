@@ -46,10 +46,14 @@ def register_samplers(register: Callable[[SamplerSpec], None]) -> None:
 
 
 @hookspec
-def register_upscalers(register: Callable[[UpscalerSpec], None]) -> None:
+def register_upscalers(register: Callable[[UpscalerSpec], None], host: Any) -> None:
     """Add upscalers (used by hires fix, the Extras tab and ``/sdapi/v1/extra-*``).
 
     :param register: call ``register(UpscalerSpec(...))`` once per upscaler.
+    :param host: the host being started: ``host.settings`` says where the models are
+        (``models_dir``) and whether pickle files may be loaded (``allow_pickle``), so
+        an extension can register one upscaler per model file. Optional: an
+        implementation that does not name it does not get it.
 
     Return value ignored.
     """

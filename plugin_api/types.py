@@ -41,6 +41,16 @@ class GenerationRequest:
     mask_blur: int = 4
     inpaint_full_res: bool = False  # A1111's "only masked"
     inpaint_full_res_padding: int = 32
+    # hires fix (txt2img only, A1111's names): sample at width x height, upscale by
+    # ``hr_scale`` (or to hr_resize_x x hr_resize_y), then an img2img pass at that size
+    # with ``hr_second_pass_steps`` steps (0: ``steps``) and ``denoising_strength``.
+    # ``hr_upscaler``: "Latent" (default), "Latent (nearest)"... or any registered upscaler.
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
     output_format: str = "png"  # png | jpeg | webp
     save_images: bool = True
     # per-extension arguments, keyed by extension name (A1111's alwayson_scripts)

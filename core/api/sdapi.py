@@ -14,13 +14,14 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from core.api.catalog import Catalog
-from core.api.images import MAX_IMAGE_SIDE, decode_base64_image, encode_png_base64, file_base64
+from core.api.extras import NONE_UPSCALER, html_info, upscale_one
+from core.api.images import decode_base64_image, encode_png_base64, file_base64
 from core.api.sdapi_convert import request_from_sdapi, sdapi_info_json
 from core.api.sdapi_models import (
+    SdapiExtraBatchImagesRequest,
     SdapiExtraSingleImageRequest,
     SdapiGenerationBase,
     SdapiImg2ImgRequest,
@@ -30,8 +31,6 @@ from core.api.sdapi_models import (
 from core.errors import RequestError
 from core.jobs import JobService
 from core.jobs.record import DONE, INTERRUPTED
-
-NONE_UPSCALER = "None"
 
 
 def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIRouter:
@@ -289,28 +288,19 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
     async def extra_single_image(body: SdapiExtraSingleImageRequest) -> dict[str, Any]:
         def upscale() -> dict[str, Any]:
             image = decode_base64_image(body.image, "image")
-            if body.resize_mode == 1:
-                target = (body.upscaling_resize_w, body.upscaling_resize_h)
-                scale = max(target[0] / image.width, target[1] / image.height)
-            else:
-                scale = body.upscaling_resize
-                target = (round(image.width * scale), round(image.height * scale))
-            if max(target) > MAX_IMAGE_SIDE or min(target) < 1:
-                raise RequestError(
-                    "upscaling_resize",
-                    f"result would be {target[0]}x{target[1]}; the limit is {MAX_IMAGE_SIDE}",
-                )
-            if body.upscaler_1.casefold() == NONE_UPSCALER.casefold():
-                result = image
-            else:
-                spec = host.upscalers.get(body.upscaler_1)
-                if spec is None:
-                    known = ", ".join([NONE_UPSCALER, *host.upscalers.names()])
-                    raise RequestError("upscaler_1", f"no upscaler named {body.upscaler_1!r}; known: {known}")
-                result = spec.upscale(image.convert("RGB"), scale)
-            if result.size != target and body.upscaler_1.casefold() != NONE_UPSCALER.casefold():
-                result = result.resize(target, Image.Resampling.LANCZOS)
-            return {"html_info": "", "image": encode_png_base64(result)}
+            result = upscale_one(host.upscalers, image, body)
+            return {"html_info": html_info([result], body), "image": encode_png_base64(result)}
+
+        return await run_in_threadpool(upscale)
+
+    @router.post("/extra-batch-images", summary="Upscale several images (A1111 Extras, batch)")
+    async def extra_batch_images(body: SdapiExtraBatchImagesRequest) -> dict[str, Any]:
+        def upscale() -> dict[str, Any]:
+            results = []
+            for index, item in enumerate(body.imageList):
+                image = decode_base64_image(item.data, f"imageList.{index}.data")
+                results.append(upscale_one(host.upscalers, image, body))
+            return {"html_info": html_info(results, body), "images": [encode_png_base64(r) for r in results]}
 
         return await run_in_threadpool(upscale)
 

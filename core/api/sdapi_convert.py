@@ -10,7 +10,7 @@ from PIL import ImageOps
 
 from core.api.catalog import Catalog
 from core.api.images import decode_base64_image
-from core.api.sdapi_models import SdapiGenerationBase, SdapiImg2ImgRequest
+from core.api.sdapi_models import SdapiGenerationBase, SdapiImg2ImgRequest, SdapiTxt2ImgRequest
 from core.errors import RequestError
 from plugin_api.types import GenerationRequest
 
@@ -86,6 +86,14 @@ def request_from_sdapi(body: SdapiGenerationBase, catalog: Catalog) -> Generatio
         extension_args=_extension_args(body, catalog),
     )
     _apply_overrides(body, request, catalog)
+    if isinstance(body, SdapiTxt2ImgRequest) and body.enable_hr:
+        request.enable_hr = True
+        request.hr_scale = body.hr_scale
+        request.hr_upscaler = body.hr_upscaler
+        request.hr_second_pass_steps = body.hr_second_pass_steps
+        request.hr_resize_x, request.hr_resize_y = body.hr_resize_x, body.hr_resize_y
+        # A1111's hires default strength is 0.7 (its UI's value)
+        request.denoising_strength = 0.7 if body.denoising_strength is None else body.denoising_strength
     if isinstance(body, SdapiImg2ImgRequest):
         if not body.init_images:
             raise RequestError("init_images", "img2img needs at least one base64 image")
@@ -167,7 +175,9 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
         "sd_vae_hash": None,
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
-        "denoising_strength": asked.get("denoising_strength") if asked.get("init_image") else None,
+        "denoising_strength": (
+            asked.get("denoising_strength") if asked.get("init_image") or asked.get("enable_hr") else None
+        ),
         "extra_generation_params": {},
         "index_of_first_image": 0,
         "infotexts": result.get("infotexts", []),

@@ -50,8 +50,15 @@ class SdapiGenerationBase(BaseModel):
 
 class SdapiTxt2ImgRequest(SdapiGenerationBase):
     enable_hr: bool = False
-    hr_scale: float = 2.0
-    hr_upscaler: Name | None = None
+    hr_scale: float = Field(2.0, ge=1, le=4)
+    hr_upscaler: Name | None = Field(
+        None, description='"Latent" (default), "Latent (nearest)"... or an upscaler'
+    )
+    hr_second_pass_steps: int = Field(0, ge=0, le=150, description="0: the same as steps")
+    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE, description="0: from hr_scale")
+    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
+    firstphase_width: int = Field(0, description="accepted, not applied (older A1111)")
+    firstphase_height: int = Field(0, description="accepted, not applied (older A1111)")
 
 
 class SdapiImg2ImgRequest(SdapiGenerationBase):
@@ -73,10 +80,9 @@ class SdapiPngInfoRequest(BaseModel):
     image: str
 
 
-class SdapiExtraSingleImageRequest(BaseModel):
+class SdapiExtrasBase(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
-    image: str
     resize_mode: int = Field(0, ge=0, le=1, description="0: by upscaling_resize, 1: to width x height")
     upscaling_resize: float = Field(2.0, gt=0, le=8)
     upscaling_resize_w: int = Field(512, ge=1, le=MAX_SIDE)
@@ -84,4 +90,22 @@ class SdapiExtraSingleImageRequest(BaseModel):
     upscaler_1: Name = "None"
     upscaler_2: Name = "None"
     extras_upscaler_2_visibility: float = Field(0.0, ge=0, le=1)
+    upscaling_crop: bool = Field(True, description="resize_mode 1: fill the size, crop the rest")
+    upscale_first: bool = False
     show_extras_results: bool = True
+    gfpgan_visibility: float = Field(0.0, description="accepted, not applied (no face restoration)")
+    codeformer_visibility: float = Field(0.0, description="accepted, not applied")
+    codeformer_weight: float = Field(0.0, description="accepted, not applied")
+
+
+class SdapiExtraSingleImageRequest(SdapiExtrasBase):
+    image: str
+
+
+class SdapiFileData(BaseModel):
+    data: str = Field(description="base64 image")
+    name: Name = ""
+
+
+class SdapiExtraBatchImagesRequest(SdapiExtrasBase):
+    imageList: list[SdapiFileData] = Field(default_factory=list, max_length=64)

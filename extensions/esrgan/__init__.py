@@ -1,0 +1,208 @@
+"""ESRGAN-family upscalers for Easel, through spandrel.
+
+Every ``.safetensors`` file (and, with ``--allow-pickle``, ``.pth``) in ``models/ESRGAN``
+and its neighbours (``RealESRGAN``, ``SwinIR``, ``DAT``, ``HAT``...) becomes an upscaler
+named after the file; spandrel detects the architecture and scale from the weights on
+first use. The Extras API, hires fix and the Extras tab use them through the host's
+upscaler registry, like the core's Lanczos and Nearest.
+
+Built only on ``plugin_api``: ``register_upscalers`` (one per file), ``register_settings``
+(tile size and overlap), ``startup``/``shutdown``, ``after_sample`` (post-sample upscaling
+asked for with ``extension_args["esrgan"] = {"upscaler": name, "scale": 2}``),
+``register_api_routes`` (``GET /esrgan/upscalers``: the files with their detected
+architecture, or why they cannot be used) and ``ui_tabs`` (Extras).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from extensions.esrgan.loading import UpscalerFile, UpscalerFileError, find_upscaler_files, load_upscaler
+from extensions.esrgan.tiling import DEFAULT_OVERLAP
+from extensions.esrgan.upscaling import ModelCache, UpscalerInputError, file_upscaler, resolve_device
+from plugin_api.hookspecs import hookimpl
+from plugin_api.types import GenerationContext, SettingSpec, Tab, UpscalerSpec
+
+log = logging.getLogger("easel.esrgan")
+
+NAME = "esrgan"
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+TILE_SETTING, OVERLAP_SETTING = "esrgan.tile_size", "esrgan.tile_overlap"
+TILE_CHOICES = (0, 64, 128, 192, 256, 384, 512, 768, 1024)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.host: Any = None
+        self.files: list[UpscalerFile] = []
+        self.cache = ModelCache()
+        self.descriptions: dict[tuple[str, float], dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def settings(self, host: Any = None) -> dict[str, Any]:
+        """What the upscalers need from ``host`` (default: the last one started)."""
+        host = host if host is not None else self.host
+        tile, overlap = 0, DEFAULT_OVERLAP
+        if host is not None:
+            try:
+                tile = int(host.get_setting(TILE_SETTING) or 0)
+                overlap = int(host.get_setting(OVERLAP_SETTING))
+            except (KeyError, TypeError, ValueError):
+                pass
+        return {
+            "allow_pickle": bool(host is not None and host.settings.allow_pickle),
+            "device": resolve_device(host.settings.device if host is not None else "auto"),
+            "tile": tile,
+            "overlap": overlap,
+        }
+
+
+STATE = _State()
+
+
+def models_dirs(host: Any) -> list[Path]:
+    """The user's models folder, then the shipped one (for the demo upscaler)."""
+    user = Path(host.settings.models_dir)
+    return [user] if user.resolve() == SHIPPED_MODELS_DIR.resolve() else [user, SHIPPED_MODELS_DIR]
+
+
+def scale_from_name(name: str) -> int | None:
+    """The scale in a file name ("4x-UltraSharp", "RealESRGAN_x4plus"), as A1111 guesses."""
+    match = re.search(r"(?:^|[^a-z0-9])(\d)x|x(\d)(?:[^0-9]|$)", name.casefold())
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+@hookimpl
+def register_upscalers(register: Any, host: Any) -> None:
+    STATE.host = host
+    STATE.files = find_upscaler_files(models_dirs(host))
+    for file in STATE.files:
+        register(
+            UpscalerSpec(
+                name=file.name,
+                # bound to this host: its pickle opt-in and device, even if another starts later
+                upscale=file_upscaler(file, STATE.cache, lambda host=host: STATE.settings(host)),
+                scale=scale_from_name(file.name),
+            )
+        )
+
+
+@hookimpl
+def register_settings(register: Any) -> None:
+    register(
+        SettingSpec(
+            key=TILE_SETTING,
+            default=0,
+            label="Upscaler tile size (0: from free memory)",
+            choices=TILE_CHOICES,
+            description="Input pixels per tile side for neural upscalers.",
+        )
+    )
+    register(
+        SettingSpec(
+            key=OVERLAP_SETTING,
+            default=DEFAULT_OVERLAP,
+            label="Upscaler tile overlap",
+            choices=(0, 8, 16, 32, 48, 64),
+            description="Input pixels shared by neighbouring tiles, blended to hide seams.",
+        )
+    )
+
+
+@hookimpl
+def startup(host: Any) -> None:
+    STATE.host = host
+
+
+@hookimpl
+def shutdown(host: Any) -> None:
+    if STATE.host is host:
+        STATE.cache.clear()
+
+
+def describe(file: UpscalerFile) -> dict[str, Any]:
+    """What ``GET /esrgan/upscalers`` says about one file (memoised per modification)."""
+    entry: dict[str, Any] = {"name": file.name, "path": str(file.path), "format": file.format}
+    try:
+        key = (str(file.path), file.path.stat().st_mtime)
+    except OSError:
+        return {**entry, "error": f"{file.path}: no such file"}
+    with STATE.lock:
+        if key not in STATE.descriptions:
+            try:
+                loaded = load_upscaler(file.path, STATE.settings()["allow_pickle"], name=file.name)
+                STATE.descriptions[key] = {**loaded.describe(), "error": None}
+            except UpscalerFileError as exc:
+                STATE.descriptions[key] = {"error": str(exc)}
+        return {**entry, **STATE.descriptions[key]}
+
+
+@hookimpl
+def register_api_routes(router: Any) -> None:
+    from starlette.concurrency import run_in_threadpool
+
+    @router.get(
+        "/esrgan/upscalers", tags=["esrgan"], summary="Upscaler files and their detected architecture"
+    )
+    async def list_upscalers() -> list[dict[str, Any]]:
+        return await run_in_threadpool(lambda: [describe(f) for f in STATE.files])
+
+
+def post_sample_request(ctx: GenerationContext) -> tuple[str, float] | None:
+    """``extension_args["esrgan"]``: ``{"upscaler": name, "scale": 2}`` (scale default 2),
+    or A1111's alwayson_scripts form ``{"args": [name, scale]}``."""
+    args = ctx.request.extension_args.get(NAME)
+    if not args:
+        return None
+    if isinstance(args, dict) and isinstance(args.get("args"), list):
+        listed = args["args"]
+        if listed and isinstance(listed[0], dict):
+            args = listed[0]
+        else:
+            args = dict(zip(("upscaler", "scale"), listed, strict=False))
+        if not args:
+            return None
+    if not isinstance(args, dict) or not isinstance(args.get("upscaler"), str):
+        raise UpscalerInputError("extension_args.esrgan", 'expected {"upscaler": name, "scale": number}')
+    scale = args.get("scale", 2)
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 1 <= scale <= 8:
+        raise UpscalerInputError(
+            "extension_args.esrgan.scale", f"must be a number from 1 to 8, got {scale!r}"
+        )
+    return args["upscaler"], float(scale)
+
+
+@hookimpl
+def after_sample(ctx: GenerationContext, images: list[Any]) -> list[Any] | None:
+    try:
+        wanted = post_sample_request(ctx)
+    except UpscalerInputError as exc:
+        ctx.warnings.append(f"ESRGAN: post-sample upscaling skipped: {exc}")
+        return None
+    if wanted is None or STATE.host is None:
+        return None
+    name, scale = wanted
+    spec = STATE.host.upscalers.get(name)
+    if spec is None:
+        known = ", ".join(STATE.host.upscalers.names())
+        ctx.warnings.append(f"ESRGAN: post-sample upscaling skipped: no upscaler {name!r} (known: {known})")
+        return None
+    try:
+        upscaled = [spec.upscale(image, scale) for image in images]
+    except (UpscalerFileError, UpscalerInputError) as exc:
+        ctx.warnings.append(f"ESRGAN: post-sample upscaling skipped: {exc}")
+        return None
+    ctx.extra_params["Postprocess upscaler"] = spec.name
+    ctx.extra_params["Postprocess upscale by"] = f"{scale:g}"
+    return upscaled
+
+
+@hookimpl
+def ui_tabs() -> list[Tab]:
+    from extensions.esrgan.tab import build_tab
+
+    return [Tab(title="Extras", build=lambda: build_tab(STATE), elem_id="extras_tab")]

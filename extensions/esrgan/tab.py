@@ -1,0 +1,126 @@
+"""The Extras tab: upscale one image or a batch with any registered upscaler (the core's
+Lanczos/Nearest and every neural upscaler file), optionally blending a second one.
+
+Gradio is imported inside ``build_tab`` so that the extension loads without it (CLI, API).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extensions.esrgan.extras import NONE_UPSCALER, ExtrasOptions, run_extras
+from extensions.esrgan.loading import UpscalerFileError
+from extensions.esrgan.upscaling import UpscalerInputError
+
+
+def upscaler_choices(state: Any) -> list[str]:
+    host = state.host
+    names = list(host.upscalers.names()) if host is not None else []
+    return [NONE_UPSCALER, *names]
+
+
+def upscale_images(state: Any, images: list[Any], options: ExtrasOptions, progress: Any = None) -> list[Any]:
+    """Run the Extras operation on each image; errors become ``ValueError`` naming the cause."""
+    host = state.host
+    if host is None:
+        raise ValueError("the host has not started")
+    results = []
+    for index, image in enumerate(images):
+
+        def report(done: int, total: int, index: int = index) -> None:
+            if progress is not None:
+                progress((index + done / total) / len(images), desc=f"image {index + 1}/{len(images)}")
+
+        try:
+            results.append(run_extras(host.upscalers.get, image, options, report))
+        except (UpscalerFileError, UpscalerInputError) as exc:
+            raise ValueError(str(exc)) from None
+    return results
+
+
+def open_images(paths: list[Any]) -> list[Any]:
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for item in paths or []:
+        path = getattr(item, "name", item)
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image)
+        except (UnidentifiedImageError, OSError):
+            raise ValueError(f"{path}: not an image Pillow can read (PNG, JPEG, WebP...)") from None
+    return images
+
+
+def build_tab(state: Any) -> dict[str, Any]:
+    import gradio as gr
+
+    choices = upscaler_choices(state)
+    default = next((c for c in choices if c not in (NONE_UPSCALER, "Lanczos", "Nearest")), "Lanczos")
+    gr.Markdown("Upscale images with the core's Lanczos/Nearest or a neural upscaler from `models/ESRGAN`.")
+    with gr.Row():
+        with gr.Column():
+            with gr.Tabs():
+                with gr.Tab("Single image", elem_id="extras_single_tab"):
+                    single = gr.Image(type="pil", image_mode=None, label="Image", elem_id="extras_image")
+                with gr.Tab("Batch", elem_id="extras_batch_tab"):
+                    batch = gr.File(file_count="multiple", file_types=["image"], label="Images")
+            with gr.Row():
+                mode = gr.Radio(["Scale by", "Scale to"], value="Scale by", type="index", label="Resize")
+                factor = gr.Slider(1.0, 8.0, value=2.0, step=0.05, label="Scale by", elem_id="extras_scale")
+            with gr.Row():
+                width = gr.Number(512, precision=0, label="Width")
+                height = gr.Number(512, precision=0, label="Height")
+                crop = gr.Checkbox(True, label="Crop to fit")
+            upscaler_1 = gr.Dropdown(choices, value=default, label="Upscaler 1", elem_id="extras_upscaler_1")
+            with gr.Row():
+                upscaler_2 = gr.Dropdown(choices, value=NONE_UPSCALER, label="Upscaler 2")
+                visibility = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Upscaler 2 visibility")
+            run = gr.Button("Upscale", variant="primary", elem_id="extras_run")
+        with gr.Column():
+            gallery = gr.Gallery(label="Result", format="png", elem_id="extras_result")
+            info = gr.Markdown(elem_id="extras_info")
+
+    def on_run(
+        image: Any,
+        files: Any,
+        mode: int,
+        factor: float,
+        w: float,
+        h: float,
+        crop: bool,
+        up1: str,
+        up2: str,
+        vis: float,
+        progress: Any = gr.Progress(),
+    ) -> tuple[list[Any], str]:
+        try:
+            images = [image] if image is not None else open_images(files)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        if not images:
+            raise gr.Error("Add an image (Single image) or some files (Batch) first.")
+        options = ExtrasOptions(
+            resize_mode=int(mode or 0),
+            upscaling_resize=float(factor),
+            width=int(w or 0),
+            height=int(h or 0),
+            crop=bool(crop),
+            upscaler_1=up1 or NONE_UPSCALER,
+            upscaler_2=up2 or NONE_UPSCALER,
+            upscaler_2_visibility=float(vis or 0),
+        )
+        try:
+            results = upscale_images(state, images, options, progress)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        sizes = ", ".join(f"{r.width}x{r.height}" for r in results)
+        return results, f"{len(results)} image(s) upscaled with {options.upscaler_1}: {sizes}"
+
+    run.click(
+        on_run,
+        inputs=[single, batch, mode, factor, width, height, crop, upscaler_1, upscaler_2, visibility],
+        outputs=[gallery, info],
+    )
+    return {"run": run, "upscaler_1": upscaler_1, "gallery": gallery, "handler": on_run}
