@@ -8,6 +8,8 @@ choose: ``EASEL_COMPILE`` & co.), diffusers' own pipeline loaded separately from
 folder, with the same sampler, seeds and settings. The images are compared, then each side
 is timed over ``--repeat`` alternating runs after one warm-up run (reported as
 ``warmup_s``: it includes compilation). The last line printed is one JSON object.
+
+``python -m bench lora-switch`` instead times LoRA hot-swapping (see ``bench/lora_switch.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bench.workloads import WORKLOADS, run_workload
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("workload", choices=[*sorted(WORKLOADS), "lora-switch"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side")
     parser.add_argument("--steps", type=int, help="override the workload's steps")
@@ -33,9 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="easel-bench-") as scratch:
-        report = run_workload(
-            WORKLOADS[args.workload], args.device, args.repeat, scratch, steps=args.steps, batch=args.batch
-        )
+        if args.workload == "lora-switch":
+            from bench.lora_switch import run_lora_switch
+
+            report = run_lora_switch(args.device, scratch, steps=args.steps)
+        else:
+            report = run_workload(
+                WORKLOADS[args.workload],
+                args.device,
+                args.repeat,
+                scratch,
+                steps=args.steps,
+                batch=args.batch,
+            )
     line = json.dumps(report)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:

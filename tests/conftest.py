@@ -24,7 +24,9 @@ import torch
 
 from tests import tiny_models
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# at most 2 threads; fewer if OMP_NUM_THREADS says so (on a shared, loaded machine two
+# threads at low priority wait on each other at every parallel region, many times slower)
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1, int(os.environ.get("OMP_NUM_THREADS") or 2))))
 
 
 @pytest.fixture(scope="session")

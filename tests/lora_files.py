@@ -64,3 +64,25 @@ def to_kohya(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if kohya_part == "lora_down":
             out[f"{kohya}.alpha"] = torch.tensor(float(value.shape[0]))
     return out
+
+
+def make_component_lora(
+    parts: list[tuple[torch.nn.Module, str, list[str]]],
+    path: Path,
+    seed: int,
+    rank: int = 4,
+    scale: float = 0.5,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """A PEFT-layout LoRA over several components: ``(module, key prefix, targets)`` each,
+    e.g. ``(transformer, "transformer", ["to_q", "to_k"])``. The modules get the adapter
+    added (pass fresh copies)."""
+    state = {}
+    for index, (module, prefix, targets) in enumerate(parts):
+        for key, value in _adapter_state(module, targets, rank, seed + index, scale).items():
+            if prefix.startswith("text_encoder") and not key.startswith("text_model."):
+                key = f"text_model.{key}"  # the saved layout of CLIP text encoders
+            state[f"{prefix}.{key}"] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+    return path

@@ -24,3 +24,29 @@ def test_bench_prints_the_comparison_json(workload):
     assert report["denoiser_gflops_per_image"] > 0
     # same weights, sampler and seeds: the images must agree
     assert report["max_pixel_diff_vs_diffusers"] <= 2
+
+
+def test_bench_lora_switch_prints_switch_costs():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "lora-switch", "--steps", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    demo = report["demo"]
+    assert demo["model"] == "easel-demo" and demo["switch_ms"] > 0
+    assert demo["base_model_loads_during_switching"] == 0
+    assert demo["lora_file_reads"] == 2  # each LoRA read once, then only switched
+    for key in ("request_s_switching", "request_s_same_lora", "request_s_no_lora", "all_off_ms"):
+        assert demo[key] > 0
+    assert report["sdxl"].startswith("skipped") or report["sdxl"]["switch_ms"] > 0
+
+
+def test_sdxl_switch_harness_runs_on_a_tiny_sdxl_unet(tiny_sdxl_dir):
+    from diffusers import UNet2DConditionModel
+
+    from bench.lora_switch import sdxl_switch
+
+    report = sdxl_switch("cpu", dict(UNet2DConditionModel.load_config(tiny_sdxl_dir / "unet")), rank=4)
+    assert report["switch_ms"] > 0 and len(report["first_load_ms"]) == 2
+    assert report["lora_params"] > 0 and report["unet_step_ms_cfg_batch2"] > 0

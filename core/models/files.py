@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ModelError
+from plugin_api import files as plugin_files
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+MAX_HEADER_BYTES = plugin_files.MAX_HEADER_BYTES
 PICKLE_OPT_IN = (
     "pickle checkpoints can run arbitrary code when loaded, so they are refused by default; "
     "to load it anyway (with torch.load(weights_only=True)), start Easel with --allow-pickle "
@@ -47,46 +48,11 @@ def sniff_format(path: Path) -> str:
 def read_safetensors_header(path: Path) -> dict[str, Any]:
     """The tensor table of a safetensors file: ``{key: {"dtype", "shape", "data_offsets"}}``
     (``__metadata__`` removed). Checks that the file is complete, so a truncated
-    download is reported here and never half-loaded."""
+    download is reported here and never half-loaded (``plugin_api.files`` does the work)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw_length = f.read(8)
-            if len(raw_length) < 8:
-                raise ModelError(f"{path}: not a safetensors file (only {size} bytes)")
-            (length,) = struct.unpack("<Q", raw_length)
-            if length == 0 or length > MAX_HEADER_BYTES or length > size - 8:
-                raise ModelError(
-                    f"{path}: not a valid safetensors file (header length {length} does not fit "
-                    f"in a {size}-byte file); it may be truncated or another format"
-                )
-            raw = f.read(length)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read: {exc}") from exc
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ModelError(f"{path}: corrupt safetensors header ({exc})") from exc
-    if not isinstance(header, dict):
-        raise ModelError(f"{path}: corrupt safetensors header (not a JSON object)")
-    header.pop("__metadata__", None)
-    data_size = size - 8 - length
-    end = 0
-    for key, entry in header.items():
-        try:
-            start, stop = entry["data_offsets"]
-            entry["shape"] = [int(d) for d in entry["shape"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{path}: corrupt safetensors header entry {key!r}") from exc
-        end = max(end, int(stop))
-        if start > stop:
-            raise ModelError(f"{path}: corrupt safetensors header entry {key!r}")
-    if end != data_size:
-        raise ModelError(
-            f"{path}: truncated or corrupt safetensors file: the header describes {end} bytes "
-            f"of tensors but the file holds {data_size}"
-        )
-    return header
+        return plugin_files.read_safetensors_header(path).tensors
+    except plugin_files.SafetensorsHeaderError as exc:
+        raise ModelError(str(exc)) from exc
 
 
 def tensor_shapes(path: Path, allow_pickle: bool) -> tuple[str, dict[str, list[int]]]:

@@ -8,18 +8,17 @@ only the safetensors header; the weights are read when a LoRA is first used.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plugin_api.files import SafetensorsHeader, SafetensorsHeaderError, read_safetensors_header
+
 LORA_FOLDER = "Lora"
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth")
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 PICKLE_REFUSED = (
     "pickle LoRA files can run arbitrary code when loaded, so they are refused; convert it to .safetensors"
 )
@@ -55,37 +54,13 @@ class LoraInfo:
         }
 
 
-def read_header(path: Path) -> tuple[dict[str, Any], int]:
-    """The tensor table of a safetensors file and the header length; checks that every
-    tensor's data lies inside the file (a truncated download is caught here)."""
+def read_header(path: Path) -> SafetensorsHeader:
+    """The tensor table, header length and metadata of a safetensors file; the whole file
+    is checked against the header (a truncated download is caught here)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw_length = f.read(8)
-            if len(raw_length) < 8:
-                raise LoraFileError(f"{path}: not a safetensors file (only {size} bytes)")
-            (length,) = struct.unpack("<Q", raw_length)
-            if length == 0 or length > MAX_HEADER_BYTES or length > size - 8:
-                raise LoraFileError(
-                    f"{path}: not a valid safetensors file (header length {length} does not fit "
-                    f"in a {size}-byte file); it may be truncated or another format"
-                )
-            raw = f.read(length)
-    except OSError as exc:
-        raise LoraFileError(f"{path}: cannot read: {exc}") from exc
-    try:
-        header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("not a JSON object")
-        header.pop("__metadata__", None)
-        data_size = size - 8 - length
-        for key, entry in header.items():
-            start, stop = entry["data_offsets"]
-            if not 0 <= start <= stop <= data_size:
-                raise ValueError(f"tensor {key!r} lies outside the file (truncated?)")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise LoraFileError(f"{path}: corrupt safetensors file ({exc})") from exc
-    return header, length
+        return read_safetensors_header(path)
+    except SafetensorsHeaderError as exc:
+        raise LoraFileError(str(exc)) from exc
 
 
 def addnet_hash(path: Path, header_length: int) -> str:
@@ -102,9 +77,35 @@ _SDXL_MARKERS = ("text_encoder_2", "lora_te2_", "input_blocks_", "input_blocks."
 _CROSS_ATTN_KEY = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down|lora_linear_layer\.down)")
 
 
-def guess_family(shapes: dict[str, list[int]]) -> str:
-    """sd15 / sdxl / zimage / unknown, from key names first, then the cross-attention
-    width (768/1024 -> SD1.x/2.x, 2048 -> SDXL) for a denoiser-only file."""
+# what kohya (ss_base_model_version), the SAI model spec (modelspec.architecture) and Easel's
+# own trainer (easel_family) write into a LoRA file's metadata
+_METADATA_FAMILIES = (
+    ("easel_family", {"sd15": "sd15", "sdxl": "sdxl", "zimage": "zimage"}),
+    ("ss_base_model_version", {"sdxl": "sdxl", "sd_v1": "sd15"}),
+    (
+        "modelspec.architecture",
+        {"stable-diffusion-xl": "sdxl", "stable-diffusion-v1": "sd15", "z-image": "zimage"},
+    ),
+)
+
+
+def family_from_metadata(metadata: dict[str, str]) -> str | None:
+    """The family a LoRA file says it is for, if its metadata says so."""
+    for field_name, prefixes in _METADATA_FAMILIES:
+        value = metadata.get(field_name, "").lower()
+        for prefix, family in prefixes.items():
+            if value.startswith(prefix):
+                return family
+    return None
+
+
+def guess_family(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None) -> str:
+    """sd15 / sdxl / zimage / unknown: from the file's metadata if it names the base model,
+    else from key names, then the cross-attention width (768/1024 -> SD1.x/2.x, 2048 ->
+    SDXL) for a denoiser-only file."""
+    declared = family_from_metadata(metadata or {})
+    if declared is not None:
+        return declared
     keys = list(shapes)
     if any(m in k for k in keys for m in _ZIMAGE_MARKERS):
         return "zimage"
@@ -172,10 +173,10 @@ class LoraLibrary:
             info.problem = f"{path}: {PICKLE_REFUSED}"
         else:
             try:
-                header, length = read_header(path)
-                shapes = {k: list(v.get("shape", [])) for k, v in header.items()}
-                info.family, info.rank = guess_family(shapes), guess_rank(shapes)
-                info.hash = addnet_hash(path, length)[:SHORT_HASH_LENGTH]
+                header = read_header(path)
+                shapes = header.shapes()
+                info.family, info.rank = guess_family(shapes, header.metadata), guess_rank(shapes)
+                info.hash = addnet_hash(path, header.header_length)[:SHORT_HASH_LENGTH]
             except (LoraFileError, OSError) as exc:
                 info.problem = str(exc)
         with self._lock:
