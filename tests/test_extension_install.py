@@ -40,7 +40,7 @@ def test_install_pinning_an_old_torch_is_refused_and_nothing_changes(tmp_path):
     proc = easel("extensions", "install", str(source), tmp_path=tmp_path)
     assert proc.returncode != 0
     assert "torch==1.13.1" in proc.stderr
-    assert f"torch {torch.__version__}" in proc.stderr
+    assert f"torch {torch.__version__.split('+')[0]}" in proc.stderr  # without the local "+cu130"
     assert "may not downgrade" in proc.stderr
     assert not (tmp_path / "installed" / "old_torch_ext").exists()
     assert pip_freeze() == before

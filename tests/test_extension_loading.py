@@ -6,7 +6,7 @@ import pytest
 
 from core.config import Settings
 from core.host import Host
-from plugin_api import GenerationContext, GenerationRequest
+from plugin_api import API_VERSION, GenerationContext, GenerationRequest
 
 
 def write(folder, relpath, source):
@@ -97,7 +97,7 @@ def test_extension_needing_a_newer_api_is_refused(tmp_path, ext_dir):
     host = start_host(tmp_path, ext_dir)
     record = host.extensions.records["future"]
     assert record.state == "refused"
-    assert ">=2.0" in record.error and "1.0" in record.error
+    assert ">=2.0" in record.error and API_VERSION in record.error
 
 
 def test_broken_manifest_is_reported_with_the_file(tmp_path, ext_dir):
