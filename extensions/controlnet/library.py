@@ -16,18 +16,18 @@ run code. Nothing here downloads anything.
 from __future__ import annotations
 
 import json
-import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plugin_api.files import SafetensorsHeaderError, read_safetensors_header
+
 CONTROLNET_FOLDER = "ControlNet"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
 LDM_PREFIX = "control_model."
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 # ControlNet config keys that must equal the UNet's for the residuals to fit
 SHAPE_KEYS = (
     "block_out_channels",
@@ -65,29 +65,9 @@ class ControlNetInfo:
 def read_safetensors_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor name -> shape from a safetensors header (no weights read)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                raise ControlNetFileError(f"{path}: not a safetensors file ({size} bytes)")
-            (length,) = struct.unpack("<Q", raw)
-            if length == 0 or length > MAX_HEADER_BYTES or length > size - 8:
-                raise ControlNetFileError(
-                    f"{path}: not a valid safetensors file (truncated or another format)"
-                )
-            header = json.loads(f.read(length).decode("utf-8"))
-    except OSError as exc:
-        raise ControlNetFileError(f"{path}: cannot read: {exc}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ControlNetFileError(f"{path}: not a valid safetensors file (bad header)") from exc
-    header.pop("__metadata__", None)
-    tensors = {k: v for k, v in header.items() if isinstance(v, dict)}
-    data_end = max((int(v.get("data_offsets", [0, 0])[1]) for v in tensors.values()), default=0)
-    if 8 + length + data_end > size:
-        raise ControlNetFileError(
-            f"{path}: truncated ({size} bytes, its header describes {8 + length + data_end}); download it again"
-        )
-    return {k: list(v.get("shape", [])) for k, v in tensors.items()}
+        return read_safetensors_header(path).shapes()
+    except SafetensorsHeaderError as exc:  # names the file already
+        raise ControlNetFileError(str(exc)) from exc
 
 
 def family_from_config(config: dict[str, Any]) -> str:
