@@ -35,8 +35,6 @@ import torch
 from core import __version__
 from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
-from core.outputs.infotext import build_infotext
-from core.outputs.writer import save_image
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling.hires import schedule_length, upscale_latents
@@ -44,6 +42,8 @@ from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, InitImage, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits, decode_with_fallbacks, sample_with_offload
+from core.saving.infotext import build_infotext
+from core.saving.writer import save_image
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
 
@@ -198,7 +198,6 @@ class Engine:
         cancel: CancelToken,
     ) -> list[Any]:
         req = checked.request
-        batch = len(seeds)
         prepared = prepare_init(req, model, seeds) if req.init_image is not None else None
 
         hires = checked.hires
@@ -213,29 +212,12 @@ class Engine:
             )
             on_progress(ProgressEvent(step, total, batch_index, req.batch_count, elapsed, eta, preview))
 
-        def sample() -> Any:
-            # a fresh scheduler per run: schedulers keep per-run state
-            scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
-            return denoise(
-                model=model,
-                scheduler=scheduler,
-                cond=cond.repeat(batch),
-                uncond=uncond.repeat(batch) if uncond is not None else None,
-                cfg_scale=req.cfg_scale,
-                steps=req.steps,
-                seeds=seeds,
-                width=req.width,
-                height=req.height,
-                ctx=ctx,
-                hooks=self.host.generation_hooks,
-                cancel=cancel,
-                on_step=report,
-                init=prepared.init if prepared else None,
-                preview_every=self._preview_every(),
-            )
-
         started = time.perf_counter()
-        latents = sample_with_offload(sample, model.components, model.adapter.denoiser_name, ctx.warnings)
+        latents = self._sample_pass(
+            checked, model, ctx, cond, uncond, seeds, cancel,
+            steps=req.steps, width=req.width, height=req.height, on_step=report,
+            init=prepared.init if prepared else None,
+        )  # fmt: skip
         if hires is not None:
             first_steps = ctx.total_steps
 
@@ -283,18 +265,45 @@ class Engine:
         strength = float(req.denoising_strength)
         init = InitImage(latents=upscaled, strength=strength)
 
+        return self._sample_pass(
+            checked, model, ctx, cond, uncond, seeds, cancel,
+            steps=schedule_length(plan.steps, strength), width=plan.width, height=plan.height,
+            on_step=on_step, init=init,
+        )  # fmt: skip
+
+    def _sample_pass(
+        self,
+        checked: ValidatedRequest,
+        model: LoadedModel,
+        ctx: GenerationContext,
+        cond: Any,
+        uncond: Any,
+        seeds: list[int],
+        cancel: CancelToken,
+        *,
+        steps: int,
+        width: int,
+        height: int,
+        on_step: Callable[[int, int, float, Any], None],
+        init: InitImage | None,
+    ) -> torch.Tensor:
+        """One run of the sampling loop (the first pass or the hires pass), retried with
+        the other models offloaded when it runs out of memory."""
+        batch = len(seeds)
+
         def sample() -> Any:
-            scheduler = checked.sampler.make_scheduler(dict(components["scheduler"].config))
+            # a fresh scheduler per run: schedulers keep per-run state
+            scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
             return denoise(
                 model=model,
                 scheduler=scheduler,
                 cond=cond.repeat(batch),
                 uncond=uncond.repeat(batch) if uncond is not None else None,
-                cfg_scale=req.cfg_scale,
-                steps=schedule_length(plan.steps, strength),
+                cfg_scale=checked.request.cfg_scale,
+                steps=steps,
                 seeds=seeds,
-                width=plan.width,
-                height=plan.height,
+                width=width,
+                height=height,
                 ctx=ctx,
                 hooks=self.host.generation_hooks,
                 cancel=cancel,
@@ -303,7 +312,7 @@ class Engine:
                 preview_every=self._preview_every(),
             )
 
-        return sample_with_offload(sample, components, adapter.denoiser_name, ctx.warnings)
+        return sample_with_offload(sample, model.components, model.adapter.denoiser_name, ctx.warnings)
 
     def _preview_every(self) -> int:
         every = self.host.settings.preview_every
