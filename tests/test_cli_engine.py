@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.cli.main import main as cli_main
-from core.outputs import parse_infotext, read_infotext
+from core.saving import parse_infotext, read_infotext
 
 
 def test_generate_prints_paths_and_progress(models_dir, tmp_path, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.outputs import parse_infotext, read_infotext
+from core.saving import parse_infotext, read_infotext
 from plugin_api import GenerationRequest
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from core.config import BUNDLED_EXTENSION_NAMES
 from core.engine import Engine
-from core.outputs import parse_infotext, read_infotext
 from core.results import CancelToken
+from core.saving import parse_infotext, read_infotext
 from plugin_api import GenerationRequest
 
 RECORDER = """

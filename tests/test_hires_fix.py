@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from core.errors import RequestError
-from core.outputs import parse_infotext, read_infotext
 from core.sampling.hires import schedule_length
+from core.saving import parse_infotext, read_infotext
 from plugin_api import GenerationRequest
 
 

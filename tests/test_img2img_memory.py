@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from core.engine import Engine
-from core.outputs import parse_infotext, read_infotext
+from core.saving import parse_infotext, read_infotext
 from plugin_api import GenerationRequest
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.outputs.infotext import parse_infotext
+from core.saving.infotext import parse_infotext
 from extensions.lora import STATE
 from extensions.lora.syntax import extract_tags, from_extension_args
 from plugin_api.types import GenerationRequest

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from core.cli.main import main as cli_main
-from core.outputs import build_infotext, parse_infotext, read_infotext, save_image
+from core.saving import build_infotext, parse_infotext, read_infotext, save_image
 
 
 def test_infotext_matches_a1111_format():

@@ -26,7 +26,7 @@ PROMPT = "蓝色背景上的红色圆形"
 
 def test_engine_writes_both_prompts_into_the_png(make_host):
     from core.engine import Engine
-    from core.outputs import parse_infotext, read_infotext
+    from core.saving import parse_infotext, read_infotext
     from plugin_api import GenerationRequest
 
     host = make_host(safe_mode=True)  # bundled extensions only: zh_prompt among them
@@ -62,7 +62,7 @@ def test_cli_draws_a_red_circle_on_blue_with_the_demo_model(tmp_path):
         importlib.util.find_spec("tools.demo_model.judge") is None
     ):
         pytest.skip("tools.demo_model.judge (the demo image analyser) is not there yet")
-    from core.outputs import parse_infotext, read_infotext
+    from core.saving import parse_infotext, read_infotext
     from tools.demo_model.judge import judge
 
     root = Path(__file__).resolve().parents[1]

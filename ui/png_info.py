@@ -67,7 +67,7 @@ def read_parameters(image: Any) -> str:
 
 def parse(text: str) -> dict[str, Any]:
     """Fields of an A1111 infotext, by the project's parser."""
-    from core.outputs.infotext import parse_infotext  # the one parser the engine also uses
+    from core.saving.infotext import parse_infotext  # the one parser the engine also uses
 
     return dict(parse_infotext(text)) if text.strip() else {}
 

@@ -275,7 +275,7 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
             parameters: dict[str, Any] = {}
             if info:
                 try:
-                    from core.outputs.infotext import parse_infotext
+                    from core.saving.infotext import parse_infotext
 
                     parameters = parse_infotext(info)
                 except ImportError:

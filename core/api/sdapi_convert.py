@@ -113,7 +113,7 @@ def _from_infotext(infotexts: list[str]) -> dict[str, Any]:
     if not infotexts:
         return {}
     try:
-        from core.outputs.infotext import parse_infotext
+        from core.saving.infotext import parse_infotext
     except ImportError:
         return {}
     try:

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 def run(args: argparse.Namespace) -> int:
     from PIL import UnidentifiedImageError
 
-    from core.outputs import parse_infotext, read_infotext
+    from core.saving import parse_infotext, read_infotext
 
     try:
         text = read_infotext(args.file)

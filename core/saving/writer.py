@@ -21,7 +21,12 @@ from PIL import Image, PngImagePlugin
 EXIF_IFD = 0x8769
 USER_COMMENT = 0x9286
 UNICODE_PREFIX = b"UNICODE\x00"
-FORMATS = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
+FORMATS = {
+    "png": ("PNG", ".png"),
+    "jpeg": ("JPEG", ".jpg"),
+    "jpg": ("JPEG", ".jpg"),
+    "webp": ("WEBP", ".webp"),
+}
 _NUMBERED = re.compile(r"^(\d{5,})-")
 _folder_locks: dict[str, threading.Lock] = {}
 _folder_locks_guard = threading.Lock()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.outputs import parse_infotext
+from core.saving import parse_infotext
 
 DEMO = "easel-demo-2x"
 
