@@ -108,18 +108,11 @@ def test_model_folder_is_small_and_complete():
 @pytest.fixture(scope="module")
 def pipe():
     import torch
-    from diffusers import StableDiffusionPipeline
+
+    from tools.demo_model.evaluate import load_pipeline
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    p = StableDiffusionPipeline.from_pretrained(
-        str(MODEL_DIR),
-        local_files_only=True,
-        safety_checker=None,
-        feature_extractor=None,
-        torch_dtype=torch.float32,
-    )
-    p.set_progress_bar_config(disable=True)
-    return p
+    return load_pipeline(MODEL_DIR)
 
 
 def test_model_generates_red_circle_on_blue(pipe):
