@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,14 @@ def start_easel(
 def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path):
     """One server for every API test module (a model load each would cost more than the
     tests); tests leave it as they found it (no job running, default model restored)."""
+    with serving(tmp_path_factory.mktemp("data"), tiny_models_dir) as running:
+        yield running
+
+
+@contextmanager
+def serving(data_dir: Path, models_dir: Path) -> Iterator[RunningEasel]:
+    """A started Easel on a real uvicorn server, stopped (and torch's threads restored)
+    afterwards."""
     import torch
 
     # One intra-op thread: on a shared 2-core box two torch threads fight the event loop
@@ -116,7 +126,7 @@ def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path):
     # with two). Restored afterwards for the other tests.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    running, live = start_easel(tmp_path_factory.mktemp("data"), tiny_models_dir)
+    running, live = start_easel(data_dir, models_dir)
     try:
         yield running
     finally:

@@ -11,26 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.api.conftest import start_easel
+from tests.api.conftest import serving
 from tests.api.test_native_api import wait_for_status
 from tests.controlnet_files import build_models_folder
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_sd15_dir, tiny_sdxl_dir):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     models = build_models_folder(tmp_path_factory.mktemp("cn-api-models"), tiny_sd15_dir, tiny_sdxl_dir)
-    running, live = start_easel(tmp_path_factory.mktemp("cn-api-data"), models)
-    try:
+    with serving(tmp_path_factory.mktemp("cn-api-data"), models) as running:
         yield running
-    finally:
-        live.stop()
-        running.service.stop()
-        running.host.stop()
-        torch.set_num_threads(threads)
 
 
 def b64_circle(size: int = 64) -> str:
