@@ -9,7 +9,8 @@ folder, with the same sampler, seeds and settings. The images are compared, then
 is timed over ``--repeat`` alternating runs after one warm-up run (reported as
 ``warmup_s``: it includes compilation). The last line printed is one JSON object.
 
-``python -m bench lora-switch`` instead times LoRA hot-swapping (see ``bench/lora_switch.py``).
+``python -m bench lora-switch`` instead times LoRA hot-swapping (see ``bench/lora_switch.py``),
+``python -m bench memory-modes --workload sdxl`` every memory mode (``bench/memory_modes.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from bench.workloads import WORKLOADS, run_workload
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("workload", choices=[*sorted(WORKLOADS), "lora-switch"])
+    parser.add_argument("workload", choices=[*sorted(WORKLOADS), "lora-switch", "memory-modes"])
+    parser.add_argument(
+        "--workload",
+        dest="workload_name",
+        default="sd15",
+        help="memory-modes: the workload to run in every mode",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side")
     parser.add_argument("--steps", type=int, help="override the workload's steps")
@@ -39,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.lora_switch import run_lora_switch
 
             report = run_lora_switch(args.device, scratch, steps=args.steps)
+        elif args.workload == "memory-modes":
+            from bench.memory_modes import run_memory_modes
+
+            report = run_memory_modes(args.workload_name, args.device, scratch, args.repeat, args.steps)
         else:
             report = run_workload(
                 WORKLOADS[args.workload],

@@ -71,6 +71,12 @@ def _models_dir(
     return root, folder.name
 
 
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -207,9 +213,7 @@ def run_workload(
     flops_per_image = flops_per_call * steps / batch if flops_per_call else None
     return {
         "workload": workload.name,
-        "device": torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_name(dev),
         "dtype": str(dtype).replace("torch.", ""),
         "model": model_name,
         "weights": "shipped"

@@ -17,6 +17,8 @@ SHIPPED_MODELS_DIR = PROJECT_ROOT / "models"
 # the extensions package.)
 BUNDLED_EXTENSION_NAMES = ("zh_prompt", "lora", "controlnet", "esrgan")
 MODEL_CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
+# core/models/memory_modes.py explains them; here so that the CLI can list them without torch
+MEMORY_MODE_CHOICES = ("auto", "full", "tiled-vae", "model-offload", "sequential-offload")
 
 
 def env_flag(name: str, default: bool = False) -> bool:
@@ -52,9 +54,13 @@ class Settings:
     channels_last: str = "auto"  # auto | on | off
     fuse_qkv: bool = False  # ignores LoRAs on q/k/v: opt-in
     cuda_graphs: bool = False  # torch.compile mode "reduce-overhead"
+    fp8: bool = False  # FP8 linear layers in the denoiser: lossy, for Ada/Hopper GPUs
     # live preview every N steps (0 = auto: every step on the CPU, where a step is slow
     # and the preview free; every 5th on a GPU, where making one waits for the GPU)
     preview_every: int = 0
+    # auto (from free device memory) | full | tiled-vae | model-offload | sequential-offload
+    # (core/models/memory_modes.py)
+    memory_mode: str = "auto"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -77,7 +83,9 @@ class Settings:
         settings.channels_last = os.environ.get("EASEL_CHANNELS_LAST", settings.channels_last).strip().lower()
         settings.fuse_qkv = env_flag("EASEL_FUSE_QKV")
         settings.cuda_graphs = env_flag("EASEL_CUDA_GRAPHS")
+        settings.fp8 = env_flag("EASEL_FP8")
         settings.preview_every = int(os.environ.get("EASEL_PREVIEW_EVERY", settings.preview_every))
+        settings.memory_mode = os.environ.get("EASEL_MEMORY_MODE", settings.memory_mode).strip().lower()
         disabled = os.environ.get("EASEL_DISABLE", "")
         settings.disabled_extensions = {n.strip() for n in disabled.split(",") if n.strip()}
         for key, value in overrides.items():

@@ -5,9 +5,11 @@
 
 Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
 validate (no model loads; extensions' ``validate_request``) -> ``transform_prompt`` chain -> load the model (``model_loaded``
-after a fresh load) -> ``before_sample`` -> encode prompts -> per batch: sampling loop
+after a fresh load) -> ``before_sample`` -> arrange the weights for the memory mode
+(``core.models.offload``) -> encode prompts -> per batch: sampling loop
 (``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
-``image_saved``.
+``image_saved``. Each phase that runs out of device memory is retried in the next memory
+mode, with a warning in the result.
 
 During sampling, ``ctx.state["easel.denoiser_inputs"]`` holds the denoiser's
 conditioning (``encoder_hidden_states``, ``added_cond_kwargs``, ``cfg_batch``) for hooks
@@ -35,13 +37,15 @@ import torch
 from core import __version__
 from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
+from core.models.memory_modes import plan_memory_mode
+from core.models.offload import Placement
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling.hires import schedule_length, upscale_latents
 from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, InitImage, SamplingInterrupted, denoise
-from core.sampling.memory import check_fits, decode_with_fallbacks, sample_with_offload
+from core.sampling.memory import check_fits
 from core.saving.infotext import build_infotext
 from core.saving.writer import save_image
 from core.validation import ValidatedRequest, validate_request
@@ -133,7 +137,6 @@ class Engine:
                 raise RequestError(field, "a transform_prompt hook left it as non-text")
 
         model, fresh = self.models.acquire(checked.model_name)
-        model.to(self.models.device)  # back from an OOM offload, if one happened
         ctx.model = model
         if fresh:
             hooks.model_loaded(ctx, model)
@@ -144,9 +147,40 @@ class Engine:
         ctx.total_steps = req.steps
         hooks.before_sample(ctx)
 
+        # after before_sample: the placement must see the LoRA layers it added
+        mode, why = self._memory_mode(checked, model)
+        log.info("memory mode %s (%s)", mode, why)
+        with Placement(model, mode, self.models.device) as placement:
+            result = self._generate_batches(checked, model, ctx, placement, on_progress, cancel)
+        result.parameters = self._parameters(req, checked, base_seed)
+        result.parameters["memory_mode"] = placement.mode
+        result.warnings = list(ctx.warnings)
+        result.elapsed_s = time.perf_counter() - started
+        return result
+
+    def _generate_batches(
+        self,
+        checked: ValidatedRequest,
+        model: LoadedModel,
+        ctx: GenerationContext,
+        placement: Placement,
+        on_progress: Callable[[ProgressEvent], None] | None,
+        cancel: CancelToken,
+    ) -> GenerationResult:
+        req, family, hooks = checked.request, checked.family, self.host.generation_hooks
         use_cfg = req.cfg_scale != 1.0
-        cond, uncond = family.encode_prompt_pair(
-            model.components, req.prompt, req.negative_prompt, req.clip_skip, req.width, req.height, use_cfg
+        cond, uncond = placement.run(
+            "text",
+            lambda: family.encode_prompt_pair(
+                model.components,
+                req.prompt,
+                req.negative_prompt,
+                req.clip_skip,
+                req.width,
+                req.height,
+                use_cfg,
+            ),
+            ctx.warnings,
         )
         result = GenerationResult(
             images=[],
@@ -161,7 +195,7 @@ class Engine:
             seeds = ctx.seeds[batch_index * req.batch_size : (batch_index + 1) * req.batch_size]
             try:
                 images = self._run_batch(
-                    checked, model, ctx, cond, uncond, seeds, batch_index, on_progress, cancel
+                    checked, model, placement, ctx, cond, uncond, seeds, batch_index, on_progress, cancel
                 )
             except BatchSkipped:
                 log.info("batch %d skipped", batch_index)
@@ -180,15 +214,23 @@ class Engine:
                     path = save_image(image, self.outputs_dir, mode, seed, infotext, req.output_format)
                     result.paths.append(str(path))
                     hooks.image_saved(ctx, str(path))
-        result.parameters = self._parameters(req, checked, base_seed)
-        result.warnings = list(ctx.warnings)
-        result.elapsed_s = time.perf_counter() - started
         return result
+
+    def _memory_mode(self, checked: ValidatedRequest, model: LoadedModel) -> tuple[str, str]:
+        req = checked.request
+        width, height = (
+            (checked.hires.width, checked.hires.height) if checked.hires else (req.width, req.height)
+        )
+        return plan_memory_mode(
+            self.models.memory_mode, model, self.models.device,
+            width=width, height=height, batch_size=req.batch_size, cfg=req.cfg_scale != 1.0,
+        )  # fmt: skip
 
     def _run_batch(
         self,
         checked: ValidatedRequest,
         model: LoadedModel,
+        placement: Placement,
         ctx: GenerationContext,
         cond: Any,
         uncond: Any,
@@ -198,7 +240,11 @@ class Engine:
         cancel: CancelToken,
     ) -> list[Any]:
         req = checked.request
-        prepared = prepare_init(req, model, seeds) if req.init_image is not None else None
+        prepared = (
+            placement.run("vae", lambda: prepare_init(req, model, seeds), ctx.warnings)
+            if req.init_image is not None
+            else None
+        )
 
         hires = checked.hires
         hires_steps = hires.steps if hires is not None else 0
@@ -214,7 +260,7 @@ class Engine:
 
         started = time.perf_counter()
         latents = self._sample_pass(
-            checked, model, ctx, cond, uncond, seeds, cancel,
+            checked, model, placement, ctx, cond, uncond, seeds, cancel,
             steps=req.steps, width=req.width, height=req.height, on_step=report,
             init=prepared.init if prepared else None,
         )  # fmt: skip
@@ -226,11 +272,9 @@ class Engine:
                 report(first_steps + step, first_steps, time.perf_counter() - started, preview)
 
             latents = self._hires_pass(
-                checked, model, ctx, cond, uncond, seeds, latents, report_hires, cancel
+                checked, model, placement, ctx, cond, uncond, seeds, latents, report_hires, cancel
             )
-        decoded = decode_with_fallbacks(
-            lambda: model.adapter.decode(model.components, latents), model.components, ctx.warnings
-        )
+        decoded = placement.run("vae", lambda: model.adapter.decode(model.components, latents), ctx.warnings)
         images = tensor_to_pil(decoded)
         return prepared.finish(images) if prepared else images
 
@@ -238,6 +282,7 @@ class Engine:
         self,
         checked: ValidatedRequest,
         model: LoadedModel,
+        placement: Placement,
         ctx: GenerationContext,
         cond: Any,
         uncond: Any,
@@ -255,18 +300,18 @@ class Engine:
         if plan.latent_mode is not None:
             upscaled = upscale_latents(latents, tuple(shape[-2:]), plan.latent_mode)
         else:
-            decoded = decode_with_fallbacks(
-                lambda: adapter.decode(components, latents), components, ctx.warnings
-            )
+            decoded = placement.run("vae", lambda: adapter.decode(components, latents), ctx.warnings)
             images = upscale_hires_images(tensor_to_pil(decoded), plan)
             pixels = torch.cat([pil_to_tensor(image) for image in images]).to(model.device)
             generator = torch.Generator("cpu").manual_seed(int(seeds[0]))
-            upscaled = adapter.encode_image(components, pixels, generator).float()
+            upscaled = placement.run(
+                "vae", lambda: adapter.encode_image(components, pixels, generator), ctx.warnings
+            ).float()
         strength = float(req.denoising_strength)
         init = InitImage(latents=upscaled, strength=strength)
 
         return self._sample_pass(
-            checked, model, ctx, cond, uncond, seeds, cancel,
+            checked, model, placement, ctx, cond, uncond, seeds, cancel,
             steps=schedule_length(plan.steps, strength), width=plan.width, height=plan.height,
             on_step=on_step, init=init,
         )  # fmt: skip
@@ -275,6 +320,7 @@ class Engine:
         self,
         checked: ValidatedRequest,
         model: LoadedModel,
+        placement: Placement,
         ctx: GenerationContext,
         cond: Any,
         uncond: Any,
@@ -287,8 +333,8 @@ class Engine:
         on_step: Callable[[int, int, float, Any], None],
         init: InitImage | None,
     ) -> torch.Tensor:
-        """One run of the sampling loop (the first pass or the hires pass), retried with
-        the other models offloaded when it runs out of memory."""
+        """One run of the sampling loop (the first pass or the hires pass), retried in the
+        next memory mode when it runs out of memory."""
         batch = len(seeds)
 
         def sample() -> Any:
@@ -312,7 +358,7 @@ class Engine:
                 preview_every=self._preview_every(),
             )
 
-        return sample_with_offload(sample, model.components, model.adapter.denoiser_name, ctx.warnings)
+        return placement.run("denoiser", sample, ctx.warnings)
 
     def _preview_every(self) -> int:
         every = self.host.settings.preview_every

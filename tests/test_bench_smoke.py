@@ -50,3 +50,18 @@ def test_sdxl_switch_harness_runs_on_a_tiny_sdxl_unet(tiny_sdxl_dir):
     report = sdxl_switch("cpu", dict(UNet2DConditionModel.load_config(tiny_sdxl_dir / "unet")), rank=4)
     assert report["switch_ms"] > 0 and len(report["first_load_ms"]) == 2
     assert report["lora_params"] > 0 and report["unet_step_ms_cfg_batch2"] > 0
+
+
+def test_bench_memory_modes_runs_every_mode():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "memory-modes", "--workload", "sd15", "--steps", "2", "--repeat", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    modes = report["modes"]
+    assert list(modes) == ["auto", "full", "tiled-vae", "model-offload", "sequential-offload"]
+    assert modes["auto"]["mode_used"] == "full"  # the CPU
+    for mode, row in modes.items():
+        assert row["s_per_image"] > 0 and row["max_pixel_diff_vs_auto"] == 0, mode
+        assert mode == "auto" or row["mode_used"] == mode

@@ -1,4 +1,4 @@
-"""img2img, inpainting, and the out-of-memory fallbacks of the decode."""
+"""img2img and inpainting (out-of-memory fallbacks: tests/test_memory_modes.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from core.engine import Engine
 from core.saving import parse_infotext, read_infotext
 from plugin_api import GenerationRequest
 
@@ -65,30 +64,6 @@ def test_inpainting_keeps_unmasked_pixels(engine, only_masked):
     assert not np.array_equal(out[~keep], np.asarray(original)[~keep])
 
 
-def test_decode_out_of_memory_falls_back(host):
-    engine = Engine(host)  # its own model instance: the wrapped decode stays local
-    model = engine.models.get("tiny-sd15")
-    vae = model.components["vae"]
-    real_decode = vae.decode
-    failures = {"left": 2}
-
-    def decode(*args, **kwargs):
-        if failures["left"] > 0:
-            failures["left"] -= 1
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-        return real_decode(*args, **kwargs)
-
-    vae.decode = decode
-    request = GenerationRequest(
-        prompt="x", seed=4, steps=2, width=64, height=64, model="tiny-sd15", save_images=False
-    )
-    result = engine.generate(request)
-    assert result.images
-    assert any("tiled VAE decode" in w for w in result.warnings)
-    assert any("model offload" in w for w in result.warnings)
-    assert vae.use_tiling
-
-
 def test_zimage_img2img_uses_the_flow_schedule(engine):
     totals = []
     result = engine.generate(
@@ -130,26 +105,3 @@ def test_zimage_img2img_uses_the_flow_schedule(engine):
         expected = tensor_to_pil(model.adapter.decode(model.components, latents))[0]
     assert np.array_equal(np.asarray(kept.images[0]), np.asarray(expected))
     assert not np.array_equal(np.asarray(kept.images[0]), np.asarray(result.images[0]))
-
-
-def test_sampling_out_of_memory_offloads_and_retries(host):
-    engine = Engine(host)
-    model = engine.models.get("tiny-sd15")
-    unet = model.components["unet"]
-    real_forward = unet.forward
-    failures = {"left": 1}
-
-    def forward(*args, **kwargs):
-        if failures["left"] > 0:
-            failures["left"] -= 1
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-        return real_forward(*args, **kwargs)
-
-    unet.forward = forward
-    request = GenerationRequest(
-        prompt="x", seed=4, steps=2, width=64, height=64, model="tiny-sd15", save_images=False
-    )
-    result = engine.generate(request)
-    reference = Engine(host).generate(request)  # another model instance, no failure
-    assert any("while sampling" in w and "text_encoder" in w for w in result.warnings)
-    assert np.array_equal(np.asarray(result.images[0]), np.asarray(reference.images[0]))

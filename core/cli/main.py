@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from core import __version__
-from core.config import Settings
+from core.config import MEMORY_MODE_CHOICES, Settings
 
 SUBCOMMANDS = ("serve", "generate", "models", "extensions", "png_info")
 
@@ -43,6 +43,11 @@ def common_options() -> argparse.ArgumentParser:
         help="allow pickle checkpoints (.ckpt/.pt/.bin), loaded with weights_only=True (EASEL_ALLOW_PICKLE)",
     )
     group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (EASEL_DEVICE)")
+    group.add_argument(
+        "--memory-mode",
+        choices=MEMORY_MODE_CHOICES,
+        help="where the weights live while generating: auto picks from free device memory (EASEL_MEMORY_MODE)",
+    )
     group.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return common
 
@@ -56,6 +61,7 @@ def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
         disabled_extensions=getattr(args, "disable", None),
         allow_pickle=getattr(args, "allow_pickle", None),
         device=getattr(args, "device", None),
+        memory_mode=getattr(args, "memory_mode", None),
         **extra,
     )
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core.families.devices import execution_device
 from core.prompt_parser import PromptChunk, tokenize_weighted
 
 
@@ -46,7 +47,7 @@ def encode_chunks(
     ``hidden_states`` (``-2`` = penultimate), optionally followed by the final layer norm
     (A1111's clip skip for SD1.x).
     """
-    device = text_encoder.device
+    device = execution_device(text_encoder)
     hidden_parts = []
     pooled = None
     for index, chunk in enumerate(chunks):
@@ -62,7 +63,7 @@ def encode_chunks(
             pooled = output[0] if output[0].ndim == 2 else getattr(output, "text_embeds", None)
         if any(w != 1.0 for w in chunk.weights):
             # A1111 "Original" emphasis: weight the tokens, then restore the mean
-            weights = torch.tensor(chunk.weights, device=device, dtype=z.dtype)
+            weights = torch.tensor(chunk.weights, device=z.device, dtype=z.dtype)
             original_mean = z.mean()
             z = z * weights.reshape(1, -1, 1)
             z = z * (original_mean / z.mean())

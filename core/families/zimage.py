@@ -22,6 +22,7 @@ import torch
 
 from core.errors import ModelError
 from core.families.base import Conditioning, FamilyAdapter, FamilyDefaults
+from core.families.devices import execution_device
 
 DETECTION_KEY = "layers.0.adaLN_modulation.0.weight"
 SINGLE_FILE_PREFIX = "model.diffusion_model."
@@ -118,8 +119,9 @@ class ZImageFamily(FamilyAdapter):
                 truncation=True,
                 return_tensors="pt",
             )
-            ids = inputs.input_ids.to(encoder.device)
-            mask = inputs.attention_mask.to(encoder.device).bool()
+            device = execution_device(encoder)
+            ids = inputs.input_ids.to(device)
+            mask = inputs.attention_mask.to(device).bool()
             hidden = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
             return Conditioning([hidden[0][mask[0]]])
 

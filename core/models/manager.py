@@ -10,6 +10,7 @@ config for the detected family in ``core/model_configs/<family>/``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from core.config import MODEL_CONFIGS_DIR, SHIPPED_MODELS_DIR, Settings
 from core.errors import ModelError
 from core.models.acceleration import AccelerationOptions, accelerate
+from core.models.memory_modes import HEADROOM_BYTES, validate_mode
 from core.families import FamilyAdapter, all_families, get_family
 from core.models.files import (
     CHECKPOINT_SUFFIXES,
@@ -151,8 +153,10 @@ class ModelManager:
             channels_last=settings.channels_last,
             fuse_qkv=settings.fuse_qkv,
             cuda_graphs=settings.cuda_graphs,
+            fp8=settings.fp8,
             cache_dir=settings.state_dir / "inductor",
         )
+        self.memory_mode = validate_mode(settings.memory_mode)  # core.models.memory_modes
         self.cache_budget_bytes = cache_budget_bytes or memory_budget(self.device)
         self.hashes = HashCache(settings.state_dir / "model_hashes.json")
         self.problems: dict[str, str] = {}  # name -> why it cannot be used
@@ -302,9 +306,27 @@ class ModelManager:
         model = LoadedModel(info.name, info.family, info.path, info, family, components, dtype=self.dtype)
         for module in model.modules().values():
             module.eval().requires_grad_(False)
-        model.to(self.device)
-        model.acceleration = accelerate(components, family.denoiser_name, self.device, self.acceleration)
+        if self._fits_on_device(model.nbytes):
+            model.to(self.device)
+            model.acceleration = accelerate(components, family.denoiser_name, self.device, self.acceleration)
+        else:
+            # it waits in CPU memory and an offload memory mode streams it to the device
+            # (core.models.offload); compiled blocks would only recompile around the swaps
+            log.info("model %r stays in CPU memory (memory mode %s)", info.name, self.memory_mode)
+            options = dataclasses.replace(self.acceleration, compile="off")
+            model.acceleration = accelerate(components, family.denoiser_name, self.device, options)
+        model.device = self.device  # where it computes, wherever its weights wait
         return model
+
+    def _fits_on_device(self, nbytes: int) -> bool:
+        """Load straight onto the device unless an offload mode is set, or (auto) the
+        weights alone would not fit in the free device memory."""
+        if self.memory_mode in ("model-offload", "sequential-offload"):
+            return False
+        if self.memory_mode == "auto" and self.device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.device)
+            return nbytes + HEADROOM_BYTES < free
+        return True
 
     def config_dir_for(self, info: ModelInfo, family: FamilyAdapter) -> Path:
         sidecar = info.path.with_name(info.path.stem + CONFIG_SIDECAR_SUFFIX)

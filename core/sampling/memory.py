@@ -1,22 +1,15 @@
-"""Memory: refuse impossible requests up front, fall back on out-of-memory.
+"""Refuse impossible requests up front.
 
-On a GPU that runs out of memory while decoding, the decode is retried with a tiled VAE,
-then with every other component moved to the CPU (model offload); each fallback is
-reported in ``result.warnings``. A request whose estimated need is far beyond the device
-is refused before anything runs.
+A request whose estimated need is far beyond the device is refused before anything runs.
+What fits is arranged by a memory mode, and an out-of-memory error retries in the next
+one (``core.models.memory_modes``, ``core.models.offload``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import Any
-
 import torch
 
-from core.errors import OutOfMemory, RequestError
-
-log = logging.getLogger("easel.memory")
+from core.errors import RequestError
 
 # Rough activation bytes per latent pixel per image, fp32, for the largest of the
 # UNet/transformer pass and the VAE decode at full resolution. Deliberately generous:
@@ -62,93 +55,3 @@ def check_fits(
             f"{width}x{height} with batch size {batch_size} needs about {need / 1024**3:.0f} GiB "
             f"on {device.type}, which has {have / 1024**3:.0f} GiB; lower the size or batch size",
         )
-
-
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def decode_with_fallbacks(
-    decode: Callable[[], torch.Tensor],
-    components: dict[str, Any],
-    warnings: list[str],
-    offload_device: torch.device = torch.device("cpu"),
-) -> torch.Tensor:
-    """Run ``decode``; on out-of-memory retry with VAE tiling, then with model offload."""
-    try:
-        return decode()
-    except Exception as exc:
-        if not is_oom(exc):
-            raise
-    _empty_cache()
-    vae = components.get("vae")
-    if vae is not None and hasattr(vae, "enable_tiling"):
-        vae.enable_tiling()
-        warnings.append("out of memory while decoding: retried with tiled VAE decode")
-        log.warning(warnings[-1])
-        try:
-            return decode()
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-    moved = []
-    for name, module in components.items():
-        if name != "vae" and isinstance(module, torch.nn.Module):
-            module.to(offload_device)
-            moved.append(name)
-    _empty_cache()
-    warnings.append(
-        f"out of memory while decoding: moved {', '.join(moved)} to {offload_device} (model offload)"
-    )
-    log.warning(warnings[-1])
-    try:
-        return decode()
-    except Exception as exc:
-        if is_oom(exc):
-            raise OutOfMemory(
-                "out of memory while decoding, even with tiled decode and model offload"
-            ) from exc
-        raise
-
-
-def sample_with_offload(
-    sample: Callable[[], torch.Tensor],
-    components: dict[str, Any],
-    denoiser_name: str,
-    warnings: list[str],
-    offload_device: torch.device = torch.device("cpu"),
-) -> torch.Tensor:
-    """Run the sampling loop; on out-of-memory move everything but the denoiser off the
-    device (text encoders and VAE are not needed while sampling) and run it once more.
-    The VAE comes back for the decode, whose own fallbacks then apply."""
-    try:
-        return sample()
-    except Exception as exc:
-        if not is_oom(exc):
-            raise
-    vae = components.get("vae")
-    home = next(vae.parameters()).device if isinstance(vae, torch.nn.Module) else None
-    moved = []
-    for name, module in components.items():
-        if name != denoiser_name and isinstance(module, torch.nn.Module):
-            module.to(offload_device)
-            moved.append(name)
-    _empty_cache()
-    warnings.append(
-        f"out of memory while sampling: moved {', '.join(moved)} to {offload_device} (model offload)"
-    )
-    log.warning(warnings[-1])
-    try:
-        latents = sample()
-    except Exception as exc:
-        if is_oom(exc):
-            raise OutOfMemory("out of memory while sampling, even with the other models offloaded") from exc
-        raise
-    if home is not None:
-        vae.to(home)
-    return latents
-
-
-def _empty_cache() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
