@@ -12,9 +12,12 @@ Per batch:
 Decoding and saving are the engine's job.
 
 No host-device synchronisation inside the loop on a GPU: the timestep and sigma values
-the hooks see are read from CPU copies made once before it, and the preview (which
-copies latents to the CPU) is made only every ``preview_every`` steps, so the CPU can
-queue the next step's kernels while the GPU still runs this one.
+the hooks see are read from CPU copies made once before it, the scheduler starts from a
+given index (not one it searches for with ``nonzero``), and the preview (which copies
+latents to the CPU) is made only every ``preview_every`` steps, so the CPU can queue the
+next step's kernels while the GPU still runs this one. (diffusers' schedulers compare
+their sigmas in ``step``; they keep those on the CPU for this reason.)
+tests/test_sampling_syncs.py checks it with the profiler.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from plugin_api.types import GenerationContext, StepState
 
 # ctx.state key holding the denoiser's conditioning during sampling (see denoise())
 DENOISER_INPUTS_KEY = "easel.denoiser_inputs"
+STEP_RANGE = "easel.sampling_step"  # profiler range around each step
+SCHEDULER_RANGE = "easel.scheduler_step"  # ... and around the diffusers scheduler's step in it
 
 
 class BatchSkipped(Exception):
@@ -134,7 +139,8 @@ def denoise(
             scheduler, adapter.flow, init.latents.to(device, torch.float32), noise, timesteps[:1]
         )
     else:
-        if hasattr(scheduler, "set_begin_index") and adapter.flow:
+        if hasattr(scheduler, "set_begin_index"):
+            # else the scheduler finds its first index with nonzero().item(): a host sync
             scheduler.set_begin_index(0)
         latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)
 
@@ -158,47 +164,52 @@ def denoise(
     scale_input = getattr(scheduler, "scale_model_input", None)
 
     for index, t in enumerate(timesteps):
-        if cancel is not None:
-            if cancel.interrupted:
-                raise SamplingInterrupted()
-            if cancel.take_skip():
-                raise BatchSkipped()
-        model_input = torch.cat([latents, latents]) if use_cfg else latents
-        if scale_input is not None:
-            model_input = scale_input(model_input, t)
-        sigma = _current_sigma(scheduler, sigma_values)
-        state = StepState(
-            step=index,
-            total_steps=total,
-            timestep=timestep_values[index],
-            sigma=sigma,
-            latents=model_input,
-            elapsed_s=time.perf_counter() - started,
-        )
-        extra = hooks.denoiser_kwargs(ctx, state)
-        prediction = adapter.denoise(components, model_input.to(dtype), t, model_cond, extra)
-        if use_cfg:
-            negative_pred, positive_pred = prediction.chunk(2)
-            prediction = adapter.combine_cfg(negative_pred, positive_pred, cfg_scale)
-        output = scheduler.step(prediction.to(latents.dtype), t, latents, **step_kwargs, return_dict=True)
-        latents = output.prev_sample
-        denoised = getattr(output, "pred_original_sample", None)
+        # a named range for profilers (tests/test_sampling_syncs.py looks inside it)
+        with torch.profiler.record_function(STEP_RANGE):
+            if cancel is not None:
+                if cancel.interrupted:
+                    raise SamplingInterrupted()
+                if cancel.take_skip():
+                    raise BatchSkipped()
+            model_input = torch.cat([latents, latents]) if use_cfg else latents
+            if scale_input is not None:
+                model_input = scale_input(model_input, t)
+            sigma = _current_sigma(scheduler, sigma_values)
+            state = StepState(
+                step=index,
+                total_steps=total,
+                timestep=timestep_values[index],
+                sigma=sigma,
+                latents=model_input,
+                elapsed_s=time.perf_counter() - started,
+            )
+            extra = hooks.denoiser_kwargs(ctx, state)
+            prediction = adapter.denoise(components, model_input.to(dtype), t, model_cond, extra)
+            if use_cfg:
+                negative_pred, positive_pred = prediction.chunk(2)
+                prediction = adapter.combine_cfg(negative_pred, positive_pred, cfg_scale)
+            with torch.profiler.record_function(SCHEDULER_RANGE):
+                output = scheduler.step(
+                    prediction.to(latents.dtype), t, latents, **step_kwargs, return_dict=True
+                )
+            latents = output.prev_sample
+            denoised = getattr(output, "pred_original_sample", None)
 
-        if init is not None and init.mask is not None:
-            # keep the unmasked area on the original image's noise schedule
-            keep = init.latents.to(device, latents.dtype)
-            if index < total - 1:
-                keep = _noised(scheduler, adapter.flow, keep, noise, timesteps[index + 1])
-            latents = (1 - init.mask) * keep + init.mask * latents
+            if init is not None and init.mask is not None:
+                # keep the unmasked area on the original image's noise schedule
+                keep = init.latents.to(device, latents.dtype)
+                if index < total - 1:
+                    keep = _noised(scheduler, adapter.flow, keep, noise, timesteps[index + 1])
+                latents = (1 - init.mask) * keep + init.mask * latents
 
-        state.latents = latents
-        state.denoised = denoised
-        if preview_every > 0 and ((index + 1) % preview_every == 0 or index == 0):
-            state.preview = adapter.preview(denoised if denoised is not None else latents)
-        state.elapsed_s = time.perf_counter() - started
-        hooks.on_step(ctx, state)
-        if on_step is not None:
-            on_step(index + 1, total, state.elapsed_s, state.preview)
+            state.latents = latents
+            state.denoised = denoised
+            if preview_every > 0 and ((index + 1) % preview_every == 0 or index == 0):
+                state.preview = adapter.preview(denoised if denoised is not None else latents)
+            state.elapsed_s = time.perf_counter() - started
+            hooks.on_step(ctx, state)
+            if on_step is not None:
+                on_step(index + 1, total, state.elapsed_s, state.preview)
     return latents
 
 
