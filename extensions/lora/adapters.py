@@ -7,6 +7,11 @@ request then only switches which adapters are active and at what weight
 (``set_weights_and_activate_adapters``); a request without LoRA disables every adapter
 layer, so each wrapped layer runs exactly its base layer again (bit-identical output).
 At most ``capacity`` adapters stay per model (least recently used ones are deleted).
+
+A denoiser that ``torch.compile`` compiled is the exception: its LoRAs are kept as
+tensors and written into one fixed adapter slot per request (``compiled.CompiledSlot``), so
+that switching LoRAs never recompiles it. Text encoders are not compiled and keep the
+adapters above.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import torch
 
+from extensions.lora.compiled import CompiledSlot, LayerDelta, SlotError, layer_deltas
 from extensions.lora.library import LoraFileError, LoraInfo
 from extensions.lora.syntax import LoraUse
 
@@ -64,6 +70,8 @@ class LoadedAdapter:
     adapter_name: str  # the PEFT adapter name inside the modules
     info: LoraInfo
     components: list[str]  # component names that hold this adapter
+    # compiled denoiser: the LoRA's layers as tensors, for the slot (None otherwise)
+    denoiser_deltas: dict[str, LayerDelta] | None = None
 
 
 def _mixin(layout: FamilyLayout) -> Any:
@@ -167,6 +175,12 @@ class AdapterPool:
     capacity: int = DEFAULT_CAPACITY
     adapters: OrderedDict[tuple[str, float, int], LoadedAdapter] = field(default_factory=OrderedDict)
     _names: Any = field(default_factory=lambda: itertools.count())
+    slot: CompiledSlot | None = None  # set when the denoiser is compiled
+
+    @property
+    def compiled(self) -> bool:
+        model = self.model_ref()
+        return any(step.startswith("compile:") for step in getattr(model, "acceleration", []) or [])
 
     @property
     def components(self) -> dict[str, Any]:
@@ -205,7 +219,9 @@ class AdapterPool:
                     if not any(k.startswith(f"{prefix}.") for k in state):
                         continue
                     module = self.components[component]
-                    if component == self.layout.denoiser:
+                    if component == self.layout.denoiser and self.compiled:
+                        adapter.denoiser_deltas = self._deltas_for_slot(module, state, alphas, prefix)
+                    elif component == self.layout.denoiser:
                         module.load_lora_adapter(
                             state, prefix=prefix, network_alphas=alphas, adapter_name=adapter.adapter_name
                         )
@@ -221,6 +237,37 @@ class AdapterPool:
         self._evict(keep | {key})
         self.deactivate()  # loading may leave the new adapter active
         return adapter
+
+    @staticmethod
+    def _deltas_for_slot(
+        denoiser: torch.nn.Module, state: dict[str, torch.Tensor], alphas: Any, prefix: str
+    ) -> dict[str, LayerDelta]:
+        from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
+
+        part = {k.removeprefix(f"{prefix}."): v for k, v in state.items() if k.startswith(f"{prefix}.")}
+        if "lora_A" not in next(iter(part)):
+            part = convert_unet_state_dict_to_peft(part)
+        first = next(denoiser.parameters())
+        try:
+            deltas = layer_deltas(part, alphas, prefix)
+        except SlotError as exc:
+            raise LoraApplyError(f"cannot go onto the compiled denoiser: {exc}") from exc
+        return {
+            name: LayerDelta(
+                d.down.to(first.device, first.dtype), d.up.to(first.device, first.dtype), d.scale
+            )
+            for name, d in deltas.items()
+        }
+
+    def _write_slot(self, chosen: list[tuple[LoadedAdapter, LoraUse]]) -> None:
+        denoiser = self.components[self.layout.denoiser]
+        if self.slot is None or self.slot.denoiser is not denoiser:
+            self.slot = CompiledSlot(denoiser)
+        try:
+            self.slot.write([(a.denoiser_deltas, u.unet) for a, u in chosen if a.denoiser_deltas])
+        except SlotError as exc:
+            self.slot.write([])
+            raise LoraApplyError(f"cannot go onto the compiled denoiser: {exc}") from exc
 
     def _delete(self, adapter: LoadedAdapter) -> None:
         from diffusers.utils.peft_utils import delete_adapter_layers
@@ -257,6 +304,9 @@ class AdapterPool:
             module = self.components.get(component)
             if module is None:
                 continue
+            if component == self.layout.denoiser and self.compiled:
+                self._write_slot(chosen)
+                continue
             here = [(a, u) for a, u in chosen if component in a.components]
             if not here:
                 set_adapter_layers(module, enabled=False)
@@ -273,8 +323,13 @@ class AdapterPool:
 
         for component, _ in self._modules():
             module = self.components.get(component)
-            if module is not None:
-                set_adapter_layers(module, enabled=False)
+            if module is None:
+                continue
+            if component == self.layout.denoiser and self.compiled:
+                if self.slot is not None:
+                    self.slot.write([])  # zeros: the base model exactly, same graphs
+                continue
+            set_adapter_layers(module, enabled=False)
 
 
 class PoolRegistry:
@@ -296,6 +351,10 @@ class PoolRegistry:
         layout = LAYOUTS.get(family)
         if layout is None:
             raise LoraApplyError(f"LoRA is not supported for the {family!r} model family")
+        if any(step.startswith("fp8(") for step in getattr(model, "acceleration", []) or []):
+            raise LoraApplyError(
+                "the model's denoiser runs FP8 linear layers (EASEL_FP8=1), which LoRA layers cannot wrap"
+            )
         denoiser = model.components.get(layout.denoiser)
         if denoiser is None:
             raise LoraApplyError(f"model {getattr(model, 'name', '?')!r} has no {layout.denoiser}")
