@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from core.models.fp8 import convert_to_fp8, fp8_support
+
 log = logging.getLogger("easel.acceleration")
 
 COMPILE_MODES = ("auto", "off", "regional", "full")
@@ -49,6 +51,7 @@ class AccelerationOptions:
     channels_last: str = "auto"  # auto | on | off
     fuse_qkv: bool = False
     cuda_graphs: bool = False
+    fp8: bool = False  # lossy: core/models/fp8.py
     cache_dir: Path | None = None  # Inductor's on-disk cache
 
     def __post_init__(self) -> None:
@@ -121,6 +124,14 @@ def accelerate(components: dict[str, Any], denoiser_name: str, device: torch.dev
             applied.append("fuse_qkv")
         except (AttributeError, ValueError) as exc:  # no such method / added KV projections
             applied.append(f"fuse_qkv:unsupported ({exc})")
+    if options.fp8 and denoiser is not None:
+        # before compiling, so that the compiled graphs hold the FP8 matmuls
+        reason = fp8_support(device)
+        if reason is None:
+            applied.append(f"fp8({convert_to_fp8(denoiser)} linear layers)")
+        else:
+            applied.append(f"fp8:unsupported ({reason})")
+            log.warning("EASEL_FP8 left off: %s", reason)
     mode = options.compile_mode(device)
     if mode != "off" and denoiser is not None:
         setup_compile_cache(options.cache_dir)
