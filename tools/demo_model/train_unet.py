@@ -18,6 +18,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -60,6 +61,21 @@ def build_cache(vae, tok, n: int, seed: int, log) -> dict:
     return cache
 
 
+def positional_caption_ids(tok, n: int, seed: int, p_position: float) -> torch.Tensor:
+    """New captions for the cached scenes (the same ``training_pairs(n, seed)``), naming
+    the position of a single shape with probability ``p_position`` instead of 0.75: at
+    pure noise the caption is all the model has to place the shape with."""
+    scene_list, _ = scenes.training_pairs(n, seed)
+    rng = np.random.default_rng(seed + 7)
+    flat = [
+        scenes.caption(scene, rng, with_pos=bool(rng.random() < p_position))
+        for scene in scene_list
+        for _ in range(4)
+    ]
+    ids = tok(flat, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    return ids.view(n, 4, 77)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0)
@@ -74,6 +90,11 @@ def main() -> None:
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", default=None, help="training state .pt to resume from")
     ap.add_argument(
+        "--fresh-optimizer",
+        action="store_true",
+        help="with --resume: keep the weights, start AdamW and the lr schedule anew (--lr, --warmup)",
+    )
+    ap.add_argument(
         "--t-power",
         type=float,
         default=1.0,
@@ -82,6 +103,12 @@ def main() -> None:
     )
     ap.add_argument("--schedule", choices=("sd15", "tail"), default="sd15", help="noise schedule (common.py)")
     ap.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="epsilon")
+    ap.add_argument(
+        "--position-captions",
+        type=float,
+        default=None,
+        help="re-caption the cached scenes, naming a single shape's position with this probability",
+    )
     args = ap.parse_args()
     sched_config = scheduler_config(args.schedule, args.prediction)
     setup_torch(args.seed)
@@ -90,6 +117,9 @@ def main() -> None:
     vae = AutoencoderKL.from_pretrained(WORK_DIR / "vae")
     cache = build_cache(vae, tok, args.n_scenes, args.seed, log)
     latents, ids = cache["latents"], cache["ids"].long()
+    if args.position_captions is not None:
+        ids = positional_caption_ids(tok, args.n_scenes, args.seed, args.position_captions)
+        log(f"re-captioned: position named with probability {args.position_captions}")
     std = latents.std().item()
     scaling = 1.0 / std
     vae.register_to_config(scaling_factor=round(scaling, 5))
@@ -127,8 +157,11 @@ def main() -> None:
         text.load_state_dict(st["text"])
         ema_unet.load_state_dict(st["ema_unet"])
         ema_text.load_state_dict(st["ema_text"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
+        if not args.fresh_optimizer:
+            # (a fresh AdamW re-learns its per-weight step sizes: weights that had tiny
+            # gradients so far, like unused words, get full-size steps again)
+            opt.load_state_dict(st["opt"])
+            sched.load_state_dict(st["sched"])
         start = st["step"]
         torch.set_rng_state(st["rng"])
         log(f"resumed from step {start}")
