@@ -167,6 +167,8 @@ def train(args, log) -> object:
     cache = build_cache(vae, text, tok, args.n_scenes, args.seed, log)
     latents, edges, embeds, empty = cache["latents"], cache["edges"], cache["embeds"], cache["empty"]
     noise_sched = DDPMScheduler.from_pretrained(MODEL_DIR / "scheduler")
+    v_prediction = noise_sched.config.prediction_type == "v_prediction"
+    log(f"base objective: {noise_sched.config.prediction_type}")
     controlnet = make_controlnet(unet, args.hint_gain, args.seed)
     controlnet.train()
     log(f"controlnet params {sum(p.numel() for p in controlnet.parameters()) / 1e6:.3f}M")
@@ -191,7 +193,8 @@ def train(args, log) -> object:
         pred = unet(
             xt, t, cond, down_block_additional_residuals=down, mid_block_additional_residual=mid
         ).sample
-        loss = F.mse_loss(pred, noise)
+        # the base's own objective (a retrained base may predict v)
+        loss = F.mse_loss(pred, noise_sched.get_velocity(x0, noise, t) if v_prediction else noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -59,15 +59,15 @@ UNET_CONFIG = dict(
     norm_num_groups=8,  # >= 4 channels per group (see VAE_CONFIG)
 )
 
-# The shipped model uses SD1.5's noise schedule and predicts epsilon (SCHEDULER_CONFIG).
+# The shipped model (session 3 on) uses the "tail" schedule and predicts v (SCHEDULER_CONFIG).
 #
-# An experiment (train_unet --schedule tail --prediction v_prediction, see README): with
-# SD1.5's schedule a flat high-contrast shape on a 16x16 latent is still visible through the
-# noise at t=999, so the model puts it wherever the initial noise suggests and ignores the
-# position words (same seed with "left"/"right"/"top"/"bottom": identical images). The
-# "tail" schedule ramps the betas to 0.05 after t=800 (alpha_bar(999) 9.4e-5 instead of
-# 4.7e-3; sampling starts at t=999), and v-prediction makes the model predict the image
-# itself at high noise, where an epsilon model gains only alpha_bar by getting it right.
+# Why: with SD1.5's schedule a flat high-contrast shape on a 16x16 latent is still visible
+# through the noise at t=999, so the first model put it wherever the initial noise
+# suggested and ignored the position words (same seed with "left"/"right"/"top"/"bottom":
+# identical images). The "tail" schedule ramps the betas to 0.05 after t=800
+# (alpha_bar(999) 9.4e-5 instead of 4.7e-3; sampling starts at t=999), and v-prediction
+# makes the model predict the image itself at high noise, where an epsilon model gains
+# only alpha_bar by getting it right. README.md tells how it was trained.
 TAIL_START = 800
 TAIL_BETA_END = 0.05
 
@@ -97,7 +97,7 @@ def scheduler_config(schedule: str = "sd15", prediction: str = "epsilon") -> dic
     return config
 
 
-SCHEDULER_CONFIG = scheduler_config()
+SCHEDULER_CONFIG = scheduler_config("tail", "v_prediction")
 
 DEFAULT_CFG = 6.0
 DEFAULT_STEPS = 20
