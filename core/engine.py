@@ -91,9 +91,7 @@ class Engine:
         checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
         req = checked.request
         self.host.generation_hooks.validate_request(req, checked.family.name)
-        width, height = (
-            (checked.hires.width, checked.hires.height) if checked.hires else (req.width, req.height)
-        )
+        width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, req.cfg_scale != 1.0)
         return checked
 
@@ -218,9 +216,7 @@ class Engine:
 
     def _memory_mode(self, checked: ValidatedRequest, model: LoadedModel) -> tuple[str, str]:
         req = checked.request
-        width, height = (
-            (checked.hires.width, checked.hires.height) if checked.hires else (req.width, req.height)
-        )
+        width, height = checked.largest_size
         return plan_memory_mode(
             self.models.memory_mode, model, self.models.device,
             width=width, height=height, batch_size=req.batch_size, cfg=req.cfg_scale != 1.0,

@@ -35,6 +35,13 @@ class ValidatedRequest:
     sampler_name: str  # as shown to users and in infotext
     hires: HiresPlan | None = None  # hires fix, when the request asks for it
 
+    @property
+    def largest_size(self) -> tuple[int, int]:
+        """(width, height) of the largest pass: the hires pass when there is one."""
+        if self.hires is not None:
+            return self.hires.width, self.hires.height
+        return self.request.width, self.request.height
+
 
 def _int(request: GenerationRequest, field: str, low: int, high: int) -> int:
     value = getattr(request, field)

@@ -92,6 +92,15 @@ class MemoryNeeds:
         return max(self.sample, self.decode_tiled) + max(self.weights.values(), default=0) // 16
 
 
+def sample_activation_bytes(
+    width: int, height: int, batch_size: int, cfg: bool, element_size: int, latent_factor: int = 8
+) -> int:
+    """Activations of one denoiser call over the whole (CFG) batch."""
+    latent_pixels = (width // latent_factor) * (height // latent_factor)
+    cfg_batch = batch_size * (2 if cfg else 1)
+    return int(latent_pixels * cfg_batch * SAMPLE_BYTES_PER_LATENT_PIXEL * element_size / 2)
+
+
 def estimate_needs(
     weights: dict[str, int],
     denoiser: str,
@@ -104,13 +113,11 @@ def estimate_needs(
     latent_factor: int = 8,
 ) -> MemoryNeeds:
     scale = element_size / 2
-    latent_pixels = (width // latent_factor) * (height // latent_factor)
-    cfg_batch = batch_size * (2 if cfg else 1)
     pixels = width * height
     return MemoryNeeds(
         weights=dict(weights),
         denoiser=denoiser,
-        sample=int(latent_pixels * cfg_batch * SAMPLE_BYTES_PER_LATENT_PIXEL * scale),
+        sample=sample_activation_bytes(width, height, batch_size, cfg, element_size, latent_factor),
         decode=int(pixels * batch_size * DECODE_BYTES_PER_PIXEL * scale),
         decode_tiled=int(min(pixels, TILE_PIXELS) * batch_size * DECODE_BYTES_PER_PIXEL * scale),
     )

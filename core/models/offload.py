@@ -106,15 +106,12 @@ class Placement:
     def __exit__(self, *exc: object) -> None:
         self._release()
 
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        return {k: v for k, v in self.model.components.items() if isinstance(v, torch.nn.Module)}
-
     def _arrange(self) -> None:
         self._set_vae_tiling(self.mode != "full")
         if self.mode in ("full", "tiled-vae"):
             self.model.to(self.device)
             return
-        for name, module in self._modules().items():
+        for name, module in self.model.modules().items():
             # every layer's weights go home to CPU memory and wait as meta placeholders
             self._weights[name] = [
                 _Weights(m, self.storage)
@@ -141,7 +138,7 @@ class Placement:
         for name, group in self._weights.items():
             for weights in group:
                 weights.restore()
-            for m in self._modules()[name].modules():
+            for m in self.model.modules()[name].modules():
                 if hasattr(m, EXECUTION_DEVICE_ATTR):
                     delattr(m, EXECUTION_DEVICE_ATTR)
         self._weights.clear()
@@ -175,7 +172,7 @@ class Placement:
 
     def _phase_components(self, phase: str) -> set[str]:
         denoiser = self.model.adapter.denoiser_name
-        names = set(self._modules())
+        names = set(self.model.modules())
         if phase == "denoiser":
             return {denoiser}
         if phase == "vae":
@@ -189,11 +186,13 @@ class Placement:
             raise ValueError(f"unknown phase {phase!r}")
         if self.mode == "model-offload":
             wanted = self._phase_components(phase)
-            for name in sorted(self._present - wanted):
+            leaving = sorted(self._present - wanted)
+            for name in leaving:
                 for weights in self._weights[name]:
                     weights.away()
                 self._present.discard(name)
-            empty_cache()
+            if leaving:
+                empty_cache()
             for name in sorted(wanted - self._present):
                 for weights in self._weights[name]:
                     weights.present(self.device)

@@ -10,11 +10,8 @@ from __future__ import annotations
 import torch
 
 from core.errors import RequestError
+from core.models.memory_modes import sample_activation_bytes
 
-# Rough activation bytes per latent pixel per image, fp32, for the largest of the
-# UNet/transformer pass and the VAE decode at full resolution. Deliberately generous:
-# it only refuses requests that are hopeless.
-ACTIVATION_BYTES_PER_LATENT_PIXEL = 64 * 1024
 HOPELESS_FACTOR = 8.0  # refuse only when the estimate is this many times the device
 
 
@@ -29,12 +26,6 @@ def device_memory(device: torch.device) -> int:
         return 16 * 1024**3
 
 
-def estimate_request_bytes(width: int, height: int, batch_size: int, element_size: int, cfg: bool) -> int:
-    latent_pixels = (width // 8) * (height // 8)
-    images = batch_size * (2 if cfg else 1)
-    return int(latent_pixels * images * ACTIVATION_BYTES_PER_LATENT_PIXEL * element_size / 4)
-
-
 def check_fits(
     width: int,
     height: int,
@@ -45,8 +36,10 @@ def check_fits(
     available: int | None = None,
 ) -> None:
     """Raise RequestError when the request cannot possibly fit, even with fallbacks."""
-    need = estimate_request_bytes(
-        width, height, batch_size, torch.tensor([], dtype=dtype).element_size(), cfg
+    # the memory modes' estimate of one denoiser call (deliberately generous: this only
+    # refuses requests that are hopeless)
+    need = sample_activation_bytes(
+        width, height, batch_size, cfg, torch.tensor([], dtype=dtype).element_size()
     )
     have = available if available is not None else device_memory(device)
     if need > have * HOPELESS_FACTOR:
