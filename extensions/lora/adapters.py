@@ -110,17 +110,33 @@ def _check_keys(module: torch.nn.Module, peft_state: dict[str, torch.Tensor], pr
     return bad
 
 
-def split_for_model(
-    layout: FamilyLayout, components: dict[str, Any], tensors: dict[str, torch.Tensor], path: Any
-) -> tuple[dict[str, torch.Tensor], Any]:
-    """Convert a LoRA file's tensors to diffusers keys and check every key against the
-    model. Raises ``LoraApplyError`` naming the file and unmatched keys."""
+def peft_part(
+    state: dict[str, torch.Tensor], prefix: str, module: torch.nn.Module, is_denoiser: bool
+) -> dict[str, torch.Tensor]:
+    """The keys of ``state`` under ``prefix``, without it, in PEFT's layout for ``module``
+    (``<layer>.lora_A.weight``...); empty when the LoRA has none for it."""
     from diffusers.utils.state_dict_utils import (
         convert_state_dict_to_diffusers,
         convert_state_dict_to_peft,
         convert_unet_state_dict_to_peft,
     )
 
+    part = {k.removeprefix(f"{prefix}."): v for k, v in state.items() if k.startswith(f"{prefix}.")}
+    if not part:
+        return part
+    if is_denoiser:
+        return part if "lora_A" in next(iter(part)) else convert_unet_state_dict_to_peft(part)
+    part = convert_state_dict_to_peft(convert_state_dict_to_diffusers(part))
+    if not hasattr(module, "text_model"):
+        part = {k.removeprefix("text_model."): v for k, v in part.items()}
+    return part
+
+
+def split_for_model(
+    layout: FamilyLayout, components: dict[str, Any], tensors: dict[str, torch.Tensor], path: Any
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """Convert a LoRA file's tensors to diffusers keys and check every key against the
+    model. Raises ``LoraApplyError`` naming the file and unmatched keys."""
     kwargs: dict[str, Any] = {}
     if layout.mixin == "StableDiffusionXLLoraLoaderMixin":
         kwargs["unet_config"] = components[layout.denoiser].config
@@ -137,20 +153,11 @@ def split_for_model(
     prefixes = [(layout.denoiser, layout.denoiser_prefix), *layout.text_encoders]
     unmatched = [k for k in state if not any(k.startswith(f"{p}.") for _, p in prefixes)]
     for component, prefix in prefixes:
-        part = {k.removeprefix(f"{prefix}."): v for k, v in state.items() if k.startswith(f"{prefix}.")}
-        if not part:
-            continue
         module = components.get(component)
         if module is None:
-            unmatched += [f"{prefix}.{k}" for k in part]
+            unmatched += [k for k in state if k.startswith(f"{prefix}.")]
             continue
-        if component == layout.denoiser:
-            if "lora_A" not in next(iter(part)):
-                part = convert_unet_state_dict_to_peft(part)
-        else:
-            part = convert_state_dict_to_peft(convert_state_dict_to_diffusers(part))
-            if not hasattr(module, "text_model"):
-                part = {k.removeprefix("text_model."): v for k, v in part.items()}
+        part = peft_part(state, prefix, module, is_denoiser=component == layout.denoiser)
         unmatched += _check_keys(module, part, prefix)
     if unmatched:
         shown = ", ".join(unmatched[:SHOWN_UNMATCHED_KEYS])
@@ -242,11 +249,7 @@ class AdapterPool:
     def _deltas_for_slot(
         denoiser: torch.nn.Module, state: dict[str, torch.Tensor], alphas: Any, prefix: str
     ) -> dict[str, LayerDelta]:
-        from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
-
-        part = {k.removeprefix(f"{prefix}."): v for k, v in state.items() if k.startswith(f"{prefix}.")}
-        if "lora_A" not in next(iter(part)):
-            part = convert_unet_state_dict_to_peft(part)
+        part = peft_part(state, prefix, denoiser, is_denoiser=True)
         first = next(denoiser.parameters())
         try:
             deltas = layer_deltas(part, alphas, prefix)

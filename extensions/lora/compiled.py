@@ -83,6 +83,7 @@ class CompiledSlot:
     def __init__(self, denoiser: torch.nn.Module) -> None:
         self.denoiser = denoiser
         self.targets: frozenset[str] = frozenset()
+        self.layers: dict[str, torch.nn.Module] = {}  # the targets' PEFT layers, found once per build
         self.rank = 0
         self.rebuilds = 0
 
@@ -94,7 +95,7 @@ class CompiledSlot:
             self._rebuild(self.targets | wanted, need)
         if not self.targets:
             return
-        layers = dict(self.denoiser.named_modules())
+        layers = self.layers
         with torch.no_grad():
             for name in self.targets:
                 layers[name].lora_A[SLOT].weight.zero_()
@@ -134,6 +135,7 @@ class CompiledSlot:
                 if isinstance(holder, torch.nn.ModuleDict) and SLOT in holder:
                     holder[SLOT].to(first.dtype)
         self.targets, self.rank = targets, rank
+        self.layers = {name: m for name, m in self.denoiser.named_modules() if name in targets}
         self.rebuilds += 1
         if self.rebuilds > 1:
             log.warning(
