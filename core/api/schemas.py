@@ -42,7 +42,20 @@ Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS), AfterValidat
 ExtensionArgs = Annotated[dict[str, Any], AfterValidator(no_nul_anywhere)]
 
 
-class JobRequest(BaseModel):
+class HiresFixFields(BaseModel):
+    """A1111's hires-fix fields, the same in the native API and in /sdapi/v1/txt2img."""
+
+    enable_hr: bool = Field(False, description="hires fix: upscale, then an img2img pass (txt2img)")
+    hr_scale: float = Field(2.0, ge=1, le=4)
+    hr_upscaler: Name | None = Field(
+        None, description='"Latent" (default), "Latent (nearest)"... or an upscaler'
+    )
+    hr_second_pass_steps: int = Field(0, ge=0, le=150, description="0: the same as steps")
+    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE, description="0: from hr_scale")
+    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
+
+
+class JobRequest(HiresFixFields):
     """A generation job: GenerationRequest's fields; images as base64 (data URL allowed)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -65,14 +78,6 @@ class JobRequest(BaseModel):
     mask_blur: int = Field(4, ge=0, le=256)
     inpaint_full_res: bool = False
     inpaint_full_res_padding: int = Field(32, ge=0, le=1024)
-    enable_hr: bool = Field(False, description="hires fix: upscale, then an img2img pass (txt2img)")
-    hr_scale: float = Field(2.0, ge=1, le=4)
-    hr_upscaler: Name | None = Field(
-        None, description='"Latent" (default), "Latent (nearest)"... or an upscaler'
-    )
-    hr_second_pass_steps: int = Field(0, ge=0, le=150, description="0: the same as steps")
-    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE, description="0: from hr_scale")
-    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
     output_format: Literal["png", "jpeg", "webp"] = "png"
     save_images: bool = True
     extension_args: ExtensionArgs = Field(default_factory=dict, description="per-extension arguments")

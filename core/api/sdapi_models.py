@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.api.schemas import MAX_SEED, MAX_SIDE, ExtensionArgs, Name, PromptText
+from core.api.schemas import MAX_SEED, MAX_SIDE, ExtensionArgs, HiresFixFields, Name, PromptText
 
 
 class SdapiGenerationBase(BaseModel):
@@ -48,15 +48,7 @@ class SdapiGenerationBase(BaseModel):
     infotext: PromptText | None = None
 
 
-class SdapiTxt2ImgRequest(SdapiGenerationBase):
-    enable_hr: bool = False
-    hr_scale: float = Field(2.0, ge=1, le=4)
-    hr_upscaler: Name | None = Field(
-        None, description='"Latent" (default), "Latent (nearest)"... or an upscaler'
-    )
-    hr_second_pass_steps: int = Field(0, ge=0, le=150, description="0: the same as steps")
-    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE, description="0: from hr_scale")
-    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
+class SdapiTxt2ImgRequest(SdapiGenerationBase, HiresFixFields):
     firstphase_width: int = Field(0, description="accepted, not applied (older A1111)")
     firstphase_height: int = Field(0, description="accepted, not applied (older A1111)")
 

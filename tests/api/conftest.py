@@ -3,6 +3,8 @@ real SQLite queue, uvicorn on a free loopback port, spoken to over HTTP with htt
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 import socket
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -163,3 +166,14 @@ def wait_healthy(client: httpx.Client, process: subprocess.Popen, log: Path, tim
             pass
         time.sleep(0.2)
     raise AssertionError(f"server not healthy:\n{log.read_text()[-3000:]}")
+
+
+# base64 images, as the A1111 API sends and returns them
+def b64_png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode(data: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(data)))

@@ -5,7 +5,6 @@ endpoints (also through the unmodified ``webuiapi`` client), post-sample upscali
 from __future__ import annotations
 
 import base64
-import io
 import json
 
 import numpy as np
@@ -13,18 +12,9 @@ import pytest
 from PIL import Image
 
 from core.saving import parse_infotext
+from tests.api.conftest import b64_png, decode
 
 DEMO = "easel-demo-2x"
-
-
-def b64_png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def decode(data: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(data)))
 
 
 def scene(size: int = 24, mode: str = "RGB") -> Image.Image:

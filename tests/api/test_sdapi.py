@@ -3,25 +3,13 @@ documentation, against the real engine on a tiny model."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 
 import pytest
 from PIL import Image
 
 from plugin_api.types import GenerationRequest
-from tests.api.conftest import SECOND_MODEL, TINY_MODEL
-
-
-def b64_png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def decode(data: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(data)))
+from tests.api.conftest import SECOND_MODEL, TINY_MODEL, b64_png, decode
 
 
 def test_documented_txt2img_example_reports_the_seed_used(easel):
