@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.workloads import WORKLOADS, _models_dir, _sync, device_name
+from bench.workloads import WORKLOADS, _models_dir, _sync, device_name, easel_request
 from core.config import Settings
 from core.models.memory_modes import MODES
 
@@ -28,7 +28,6 @@ def run_memory_modes(
     from core.engine import Engine
     from core.host import Host
     from core.models.manager import pick_device, pick_dtype
-    from plugin_api import GenerationRequest
 
     workload = WORKLOADS[workload_name]
     dev = pick_device(device)
@@ -36,11 +35,7 @@ def run_memory_modes(
     size = workload.size(dev)
     steps = steps or size.steps
     models_dir, model_name = _models_dir(workload, dev, dtype, scratch)
-    request = GenerationRequest(
-        prompt=workload.prompt, negative_prompt=workload.negative_prompt, seed=1, steps=steps,
-        cfg_scale=workload.cfg, width=size.width, height=size.height, batch_size=size.batch,
-        sampler=workload.sampler, model=model_name, save_images=False,
-    )  # fmt: skip
+    request = easel_request(workload, size, model_name, steps, size.batch)
     modes: dict[str, Any] = {}
     reference = None
     for mode in ("auto", *MODES):

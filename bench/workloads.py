@@ -77,6 +77,19 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def easel_request(
+    workload: Workload, size: Size, model_name: str, steps: int, batch: int, seed: int = 1
+) -> Any:
+    """The request Easel runs for a workload (diffusers gets the same settings)."""
+    from plugin_api import GenerationRequest
+
+    return GenerationRequest(
+        prompt=workload.prompt, negative_prompt=workload.negative_prompt, seed=seed, steps=steps,
+        cfg_scale=workload.cfg, width=size.width, height=size.height, batch_size=batch,
+        sampler=workload.sampler, model=model_name, save_images=False,
+    )  # fmt: skip
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -144,7 +157,6 @@ def run_workload(
     from core.engine import Engine
     from core.host import Host
     from core.models.manager import pick_device, pick_dtype
-    from plugin_api import GenerationRequest
 
     dev = pick_device(device)
     dtype = pick_dtype(dev)
@@ -164,12 +176,7 @@ def run_workload(
     seed = 1
 
     def easel_run(run_steps: int = steps) -> list[Any]:
-        request = GenerationRequest(
-            prompt=workload.prompt, negative_prompt=workload.negative_prompt, seed=seed, steps=run_steps, cfg_scale=workload.cfg,
-            width=size.width, height=size.height, batch_size=batch,
-            sampler=workload.sampler, model=model_name, save_images=False,
-        )  # fmt: skip
-        return engine.generate(request).images
+        return engine.generate(easel_request(workload, size, model_name, run_steps, batch, seed)).images
 
     def diffusers_run(run_steps: int = steps) -> list[Any]:
         generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)]
