@@ -16,6 +16,11 @@ class RequestError(EaselError, ValueError):
         self.message = message
 
 
+class SettingError(EaselError, ValueError):
+    """A setting (a flag or an ``EASEL_*`` variable) has a value Easel cannot use; the
+    message names the setting. The CLI prints it as one line and exits with status 2."""
+
+
 class ModelError(EaselError):
     """A model file or folder cannot be listed or loaded (names the path)."""
 

@@ -214,3 +214,18 @@ def test_out_of_memory_in_every_mode_is_a_clear_error(host):
     with pytest.raises(OutOfMemory, match="denoiser phase even in sequential-offload mode"):
         engine.generate(request("tiny-sd15"))
     assert parameter_devices(unet) == {"cpu"}  # put back, usable again
+
+
+def test_a_bad_mode_in_the_environment_is_one_clear_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EASEL_MEMORY_MODE": "lowvram", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", "generate", "a red circle", "--data-dir", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("easel: error: EASEL_MEMORY_MODE")
+    assert "Traceback" not in proc.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core import __version__
 from core.config import MEMORY_MODE_CHOICES, Settings
+from core.errors import SettingError
 
 SUBCOMMANDS = ("serve", "generate", "models", "extensions", "png_info")
 
@@ -94,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except SettingError as exc:  # a bad flag or EASEL_* value: one line, like argparse's errors
+        print(f"easel: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from core.errors import SettingError
 from core.models.fp8 import convert_to_fp8, fp8_support
 
 log = logging.getLogger("easel.acceleration")
@@ -56,9 +57,9 @@ class AccelerationOptions:
 
     def __post_init__(self) -> None:
         if self.compile not in COMPILE_MODES:
-            raise ValueError(f"EASEL_COMPILE: expected one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+            raise SettingError(f"EASEL_COMPILE: expected one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.channels_last not in ("auto", "on", "off"):
-            raise ValueError(f"EASEL_CHANNELS_LAST: expected auto, on or off, got {self.channels_last!r}")
+            raise SettingError(f"EASEL_CHANNELS_LAST: expected auto, on or off, got {self.channels_last!r}")
 
     def compile_mode(self, device: torch.device) -> str:
         if self.compile == "auto":

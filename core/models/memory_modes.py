@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from core.config import MEMORY_MODE_CHOICES as MODE_CHOICES
+from core.errors import SettingError
 
 MODES: tuple[str, ...] = MODE_CHOICES[1:]  # from most device memory to least
 
@@ -49,7 +50,7 @@ HEADROOM_FRACTION = 0.05
 def validate_mode(value: str) -> str:
     mode = value.strip().lower().replace("_", "-")
     if mode not in MODE_CHOICES:
-        raise ValueError(f"EASEL_MEMORY_MODE / --memory-mode must be one of {', '.join(MODE_CHOICES)}, not {value!r}")
+        raise SettingError(f"EASEL_MEMORY_MODE / --memory-mode must be one of {', '.join(MODE_CHOICES)}, not {value!r}")
     return mode
 
 
