@@ -44,7 +44,7 @@ from core.samplers import names_for
 from core.sampling.hires import schedule_length, upscale_latents
 from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
-from core.sampling.loop import BatchSkipped, InitImage, SamplingInterrupted, denoise
+from core.sampling.loop import BatchSkipped, InitImage, LateCfg, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits
 from core.saving.infotext import build_infotext
 from core.saving.writer import save_image
@@ -92,7 +92,7 @@ class Engine:
         req = checked.request
         self.host.generation_hooks.validate_request(req, checked.family.name)
         width, height = checked.largest_size
-        check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, req.cfg_scale != 1.0)
+        check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
         return checked
 
     # --- generation --------------------------------------------------------------------
@@ -166,7 +166,7 @@ class Engine:
         cancel: CancelToken,
     ) -> GenerationResult:
         req, family, hooks = checked.request, checked.family, self.host.generation_hooks
-        use_cfg = req.cfg_scale != 1.0
+        use_cfg = checked.uses_cfg
         cond, uncond = placement.run(
             "text",
             lambda: family.encode_prompt_pair(
@@ -219,7 +219,7 @@ class Engine:
         width, height = checked.largest_size
         return plan_memory_mode(
             self.models.memory_mode, model, self.models.device,
-            width=width, height=height, batch_size=req.batch_size, cfg=req.cfg_scale != 1.0,
+            width=width, height=height, batch_size=req.batch_size, cfg=checked.uses_cfg,
         )  # fmt: skip
 
     def _run_batch(
@@ -342,6 +342,7 @@ class Engine:
                 cond=cond.repeat(batch),
                 uncond=uncond.repeat(batch) if uncond is not None else None,
                 cfg_scale=checked.request.cfg_scale,
+                late_cfg=LateCfg.from_request(checked.request),
                 steps=steps,
                 seeds=seeds,
                 width=width,
@@ -377,6 +378,9 @@ class Engine:
             "Model hash": model.info.hash,
             "Model": model.name,
         }
+        if req.late_cfg_scale is not None:
+            params["Late CFG scale"] = req.late_cfg_scale
+            params["Late CFG start"] = req.late_cfg_start
         if req.batch_size > 1:
             params["Batch size"] = req.batch_size
             params["Batch pos"] = position
@@ -408,6 +412,8 @@ class Engine:
             "seed": seed,
             "steps": req.steps,
             "cfg_scale": req.cfg_scale,
+            "late_cfg_scale": req.late_cfg_scale,
+            "late_cfg_start": req.late_cfg_start,
             "width": req.width,
             "height": req.height,
             "sampler": checked.sampler_name,

@@ -24,6 +24,7 @@ MAX_BATCH_COUNT = 100
 MAX_CLIP_SKIP = 12
 MAX_SEED = 2**32 - 1  # A1111's range; per-image seeds are seed + index
 OUTPUT_FORMATS = ("png", "jpeg", "jpg", "webp")
+DEFAULT_LATE_CFG_START = 0.5  # late_cfg_scale without a start: the second half of the steps
 
 
 @dataclasses.dataclass
@@ -34,6 +35,12 @@ class ValidatedRequest:
     sampler: SamplerSpec
     sampler_name: str  # as shown to users and in infotext
     hires: HiresPlan | None = None  # hires fix, when the request asks for it
+
+    @property
+    def uses_cfg(self) -> bool:
+        """Whether any step needs the negative prompt's prediction (a CFG scale of 1 does not)."""
+        req = self.request
+        return req.cfg_scale != 1.0 or (req.late_cfg_scale is not None and req.late_cfg_scale != 1.0)
 
     @property
     def largest_size(self) -> tuple[int, int]:
@@ -103,6 +110,9 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
     family = get_family(info.family)
     defaults = family.defaults_for(info.variant)
 
+    for field, value in info.recommended.items():
+        if getattr(req, field) is None:
+            setattr(req, field, value)  # the model's own recommendation (its easel.json)
     for field in ("width", "height", "steps", "cfg_scale", "sampler"):
         if getattr(req, field) is None:
             native = info.native_size if field in ("width", "height") else None
@@ -111,6 +121,13 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
     req.height = _size(req, "height", defaults.size_multiple)
     req.steps = _int(req, "steps", 1, MAX_STEPS)
     req.cfg_scale = _float(req, "cfg_scale", 0.0, MAX_CFG)
+    if req.late_cfg_scale is None:
+        req.late_cfg_start = None  # one scale throughout
+    else:
+        req.late_cfg_scale = _float(req, "late_cfg_scale", 0.0, MAX_CFG)
+        if req.late_cfg_start is None:
+            req.late_cfg_start = DEFAULT_LATE_CFG_START
+        req.late_cfg_start = _float(req, "late_cfg_start", 0.0, 1.0)
     req.seed = _int(req, "seed", -1, MAX_SEED)
     req.batch_size = _int(req, "batch_size", 1, MAX_BATCH_SIZE)
     req.batch_count = _int(req, "batch_count", 1, MAX_BATCH_COUNT)

@@ -17,8 +17,9 @@ from typing import Any
 class GenerationRequest:
     """One generation as a user asked for it, shared by every front end.
 
-    ``None`` in ``steps``, ``cfg_scale``, ``width``, ``height`` and ``sampler`` means "the
-    model family's default". ``transform_prompt`` implementations edit ``prompt`` and
+    ``None`` in ``steps``, ``cfg_scale``, ``late_cfg_scale``, ``late_cfg_start``, ``width``,
+    ``height`` and ``sampler`` means "the model's recommendation (its ``easel.json``), else
+    the model family's default". ``transform_prompt`` implementations edit ``prompt`` and
     ``negative_prompt`` in place.
     """
 
@@ -27,6 +28,12 @@ class GenerationRequest:
     seed: int = -1  # -1 picks a random seed; the seed used is reported in the result
     steps: int | None = None
     cfg_scale: float | None = None
+    # a second CFG scale for the late, low-noise part of sampling: the steps from
+    # ``late_cfg_start`` (a fraction of the schedule, 0-1) on use ``late_cfg_scale``. Strong
+    # guidance decides early on what is drawn and where; late, it over-draws small details
+    # (the demo model's triangles turn into stars). None in both: one scale throughout.
+    late_cfg_scale: float | None = None
+    late_cfg_start: float | None = None
     width: int | None = None
     height: int | None = None
     sampler: str | None = None

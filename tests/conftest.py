@@ -7,6 +7,7 @@ models_dir    an A1111 models folder: Stable-diffusion/ holds all of the above a
               tiny-sd15, tiny-sd15-file, tiny-sdxl, tiny-sdxl-file, tiny-zimage, ...
 host, engine  session-wide, data in a tmp folder, models from models_dir
 make_host(**settings)  a fresh started Host on the same models (own data dir)
+shipped_engine  an engine on the shipped models folder (demo model, LoRA, ControlNet...)
 """
 
 from __future__ import annotations
@@ -134,3 +135,19 @@ def engine(host):
     from core.engine import Engine
 
     return Engine(host)
+
+
+@pytest.fixture(scope="session")
+def shipped_engine(tmp_path_factory):
+    """The shipped models folder (the demo model and its LoRA, ControlNet, upscaler); not
+    ``make_host``, which would build every tiny model first."""
+    from core.config import SHIPPED_MODELS_DIR, Settings
+    from core.engine import Engine
+    from core.host import Host
+
+    settings = Settings(
+        models_dir=SHIPPED_MODELS_DIR, data_dir=tmp_path_factory.mktemp("data"), safe_mode=True, device="cpu"
+    )
+    host = Host(settings).start()
+    yield Engine(host)
+    host.stop()

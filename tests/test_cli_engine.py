@@ -27,6 +27,10 @@ def test_generate_prints_paths_and_progress(models_dir, tmp_path, capsys):
             "2",
             "--sampler",
             "DPM++ 2M",
+            "--late-cfg",
+            "2.5",
+            "--late-cfg-start",
+            "0.4",
             "--models-dir",
             str(models_dir),
             "--data-dir",
@@ -46,6 +50,7 @@ def test_generate_prints_paths_and_progress(models_dir, tmp_path, capsys):
         assert Path(path).is_file() and Path(path).is_relative_to(tmp_path / "pictures" / "txt2img-images")
         params = parse_infotext(read_infotext(path))
         assert params["Seed"] == seed and params["Sampler"] == "DPM++ 2M"
+        assert (params["Late CFG scale"], params["Late CFG start"]) == ("2.5", "0.4")
     assert "step" in err  # the tqdm bar went to stderr
 
 

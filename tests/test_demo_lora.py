@@ -42,20 +42,10 @@ def test_shipped_lora_file_is_small_and_listed():
 
 
 @pytest.fixture(scope="module")
-def demo_engine(tmp_path_factory):
-    """The shipped models folder (demo model + demo LoRA); not ``make_host``, which would
-    build every tiny model first."""
-    from core.config import Settings
-    from core.engine import Engine
-    from core.host import Host
-
-    settings = Settings(
-        models_dir=SHIPPED_MODELS_DIR, data_dir=tmp_path_factory.mktemp("data"), safe_mode=True, device="cpu"
-    )
-    host = Host(settings).start()
-    assert host.extensions.records["lora"].state == "loaded", host.extensions.records["lora"].error
-    yield Engine(host)
-    host.stop()
+def demo_engine(shipped_engine):
+    lora = shipped_engine.host.extensions.records["lora"]
+    assert lora.state == "loaded", lora.error
+    return shipped_engine
 
 
 def test_outline_style_appears_with_the_lora_and_switches_off_exactly(demo_engine):

@@ -140,9 +140,10 @@ def test_model_generates_red_circle_on_blue(pipe):
     "strict, so a model that meets them turns this into a failure until the mark is removed)",
 )
 def test_held_out_accuracy(pipe):
-    from tools.demo_model.evaluate import evaluate, pipeline_batch_fn
+    from tools.demo_model.evaluate import evaluate, recommended_batch_fn
 
-    res = evaluate(generate_batch_fn=pipeline_batch_fn(pipe))
+    # the folder's recommended settings (easel.json), what `easel generate` uses
+    res = evaluate(generate_batch_fn=recommended_batch_fn(pipe, MODEL_DIR))
     assert res["color"] >= 0.85, res
     assert res["background"] >= 0.85, res
     assert res["shape"] >= 0.70, res

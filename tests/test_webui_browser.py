@@ -116,6 +116,8 @@ def wait_for_result(page) -> str:
 def test_generate_shows_progress_preview_and_image(browser, server):
     context, page = open_page(browser, server)
     fill_form(page, server, "a red circle on a blue background", seed=-1)
+    assert page.input_value("#txt2img_late_cfg input") == ""  # empty: the model's own
+    page.fill("#txt2img_late_cfg input", "2")
     page.evaluate(WATCH_PROGRESS_JS, "txt2img")
     page.click("#txt2img_generate")
     info = wait_for_result(page)
@@ -132,6 +134,7 @@ def test_generate_shows_progress_preview_and_image(browser, server):
     seed = int(seed_match.group(1))
     assert "a red circle on a blue background" in info
     assert "Steps: 12" in info and "Size: 128x128" in info
+    assert "Late CFG scale: 2" in info and "Late CFG start: 0.5" in info
     # the image was kept in outputs/ with the same parameters
     saved = sorted(server.data_dir.joinpath("outputs").rglob("*.png"))
     assert saved, "no image written under outputs/"
@@ -149,6 +152,7 @@ def test_generate_shows_progress_preview_and_image(browser, server):
     page.click("#txt2img_random_seed")
     page.wait_for_function("document.querySelector('#txt2img_seed input').value === '-1'")
     page.fill("#txt2img_prompt textarea", "")
+    page.fill("#txt2img_late_cfg input", "")
 
     # the Queue tab lists the job as done (read from the SQLite queue)
     page.click("button#tab_queue-button")
@@ -169,6 +173,7 @@ def test_generate_shows_progress_preview_and_image(browser, server):
         "document.querySelector('#txt2img_prompt textarea').value === 'a red circle on a blue background'"
     )
     assert page.input_value("#txt2img_seed input") == str(seed)
+    assert float(page.input_value("#txt2img_late_cfg input")) == 2.0
     context.close()
 
 

@@ -11,6 +11,7 @@ import gradio as gr
 import pytest
 
 from core.config import Settings
+from core.errors import RequestError
 from core.host import Host
 from plugin_api.types import Tab
 from ui.extension_tabs import build_extension_tab
@@ -55,7 +56,7 @@ def test_seed_is_read_from_infotext():
 
 
 def test_form_values_become_a_request():
-    request = build_request("p", "n", "tiny", "Euler", 4.0, 6.5, 128.0, 64.0, 7.0, 2.0, 3.0)
+    request = build_request("p", "n", "tiny", "Euler", 4.0, 6.5, 2.0, 0.4, 128.0, 64.0, 7.0, 2.0, 3.0)
     assert (request.prompt, request.negative_prompt, request.model, request.sampler) == (
         "p",
         "n",
@@ -63,9 +64,16 @@ def test_form_values_become_a_request():
         "Euler",
     )
     assert (request.steps, request.cfg_scale, request.width, request.height) == (4, 6.5, 128, 64)
+    assert (request.late_cfg_scale, request.late_cfg_start) == (2.0, 0.4)
     assert (request.seed, request.batch_size, request.batch_count) == (7, 2, 3)
     assert request.mode == "txt2img"
-    assert build_request("p", "", None, None, 4, 7, 64, 64, None, 1, 1).seed == -1
+    empty = build_request("p", "", None, None, 4, 7, "", " ", 64, 64, None, 1, 1)
+    assert empty.seed == -1
+    assert (empty.late_cfg_scale, empty.late_cfg_start) == (None, None)  # the model's own
+    assert build_request("p", "", None, None, 4, 7, "1.5", "0.25", 64, 64, None, 1, 1).late_cfg_start == 0.25
+    with pytest.raises(RequestError) as caught:
+        build_request("p", "", None, None, 4, 7, "strong", "", 64, 64, None, 1, 1)
+    assert caught.value.field == "late_cfg_scale"
 
 
 def test_failing_extension_tab_leaves_nothing_behind():
@@ -160,7 +168,8 @@ def test_png_info_fields_from_a_saved_image(tmp_path):
 
     text = (
         "a castle, (masterpiece:1.2)\nNegative prompt: blurry\n"
-        "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 987654, Size: 128x96, Model hash: abc, Model: easel-demo"
+        "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Late CFG scale: 2, Late CFG start: 0.5, Seed: 987654, "
+        "Size: 128x96, Model hash: abc, Model: easel-demo"
     )
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", text)
@@ -174,6 +183,8 @@ def test_png_info_fields_from_a_saved_image(tmp_path):
         "steps": 12,
         "sampler": "Euler a",
         "cfg_scale": 6.5,
+        "late_cfg_scale": 2.0,
+        "late_cfg_start": 0.5,
         "seed": 987654,
         "width": 128,
         "height": 96,

@@ -24,6 +24,8 @@ class GenerationForm:
     sampler: gr.Dropdown
     steps: gr.Slider
     cfg_scale: gr.Slider
+    late_cfg_scale: gr.Textbox  # empty: the model's recommendation
+    late_cfg_start: gr.Textbox
     width: gr.Slider
     height: gr.Slider
     presets: list[tuple[gr.Button, int, int]]
@@ -50,6 +52,8 @@ class GenerationForm:
             self.sampler,
             self.steps,
             self.cfg_scale,
+            self.late_cfg_scale,
+            self.late_cfg_start,
             self.width,
             self.height,
             self.seed,
@@ -140,6 +144,19 @@ def build_generation_form(
                 elem_id=f"{prefix}_cfg",
             )
             with gr.Row():
+                # empty by default, so a model's own late CFG (its easel.json) applies and
+                # switching models never carries one model's setting to another
+                # text fields, not gr.Number: an empty Number shows and sends 0, and empty
+                # must mean "the model's recommendation" (a late CFG of 0 is a real value)
+                late_cfg_scale = gr.Textbox(
+                    value="", label=t("gen.late_cfg"), info=t("gen.late_cfg_info"),
+                    placeholder="—", elem_id=f"{prefix}_late_cfg", max_lines=1,
+                )  # fmt: skip
+                late_cfg_start = gr.Textbox(
+                    value="", label=t("gen.late_cfg_start"), placeholder="0.5",
+                    elem_id=f"{prefix}_late_cfg_start", max_lines=1,
+                )  # fmt: skip
+            with gr.Row():
                 width = gr.Slider(
                     64,
                     2048,
@@ -195,6 +212,8 @@ def build_generation_form(
         sampler=sampler,
         steps=steps,
         cfg_scale=cfg_scale,
+        late_cfg_scale=late_cfg_scale,
+        late_cfg_start=late_cfg_start,
         width=width,
         height=height,
         presets=presets,

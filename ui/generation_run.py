@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.errors import RequestError
 from plugin_api.types import GenerationRequest
 from ui import choices
 from ui.generation_form import GenerationForm
@@ -37,6 +38,8 @@ def build_request(
     sampler: str | None,
     steps: float,
     cfg_scale: float,
+    late_cfg_scale: str | float | None,
+    late_cfg_start: str | float | None,
     width: float,
     height: float,
     seed: float | None,
@@ -52,6 +55,8 @@ def build_request(
         seed=int(seed) if seed is not None else -1,
         steps=int(steps),
         cfg_scale=float(cfg_scale),
+        late_cfg_scale=_optional_number(late_cfg_scale, "late_cfg_scale"),
+        late_cfg_start=_optional_number(late_cfg_start, "late_cfg_start"),
         width=int(width),
         height=int(height),
         sampler=sampler or None,
@@ -63,6 +68,16 @@ def build_request(
         request.init_image = init_image.convert("RGB") if hasattr(init_image, "convert") else init_image
         request.denoising_strength = float(denoising_strength if denoising_strength is not None else 0.75)
     return request
+
+
+def _optional_number(value: str | float | None, field: str) -> float | None:
+    """A text field's number; empty is None (the model's recommendation)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise RequestError(field, f"must be a number, got {value!r}") from None
 
 
 def _timing_line(job_id: str, result: dict[str, Any]) -> str:
@@ -89,6 +104,8 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         sampler: str | None,
         steps: float,
         cfg_scale: float,
+        late_cfg_scale: str,
+        late_cfg_start: str,
         width: float,
         height: float,
         seed: float | None,
@@ -102,10 +119,13 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         language = language_of(request.headers.get("accept-language"), chosen_language(host))
         if form.init_image is not None and init_image is None:
             raise gr.Error("img2img needs an input image.")
-        generation = build_request(
-            prompt, negative_prompt, model, sampler, steps, cfg_scale, width, height, seed,
-            batch_size, batch_count, init_image, denoising_strength,
-        )  # fmt: skip
+        try:
+            generation = build_request(
+                prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
+                width, height, seed, batch_size, batch_count, init_image, denoising_strength,
+            )  # fmt: skip
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from exc
         try:
             job_id = client.submit(generation)
         except Exception as exc:  # invalid input: say which field, keep the form as it is

@@ -29,6 +29,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.sampler": ("Sampling method", "采样方法"),
     "gen.steps": ("Sampling steps", "采样步数"),
     "gen.cfg": ("CFG scale", "提示词引导系数 (CFG)"),
+    "gen.late_cfg": ("Late CFG scale", "后段 CFG"),
+    "gen.late_cfg_start": ("Late CFG from (0-1)", "后段 CFG 起点 (0-1)"),
+    "gen.late_cfg_info": (
+        "for the low-noise end of sampling; empty: the model's recommendation",
+        "用于采样后段（低噪声）；留空：使用模型推荐值",
+    ),
     "gen.width": ("Width", "宽度"),
     "gen.height": ("Height", "高度"),
     "gen.size_presets": ("Size presets", "尺寸预设"),

@@ -20,6 +20,8 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "steps": ("Steps", "steps"),
     "sampler": ("Sampler", "sampler"),
     "cfg_scale": ("CFG scale", "cfg_scale"),
+    "late_cfg_scale": ("Late CFG scale", "late_cfg_scale"),
+    "late_cfg_start": ("Late CFG start", "late_cfg_start"),
     "seed": ("Seed", "seed"),
     "width": ("Size-1", "width"),
     "height": ("Size-2", "height"),
@@ -85,7 +87,11 @@ def form_fields(parsed: dict[str, Any]) -> dict[str, Any]:
         w, _, h = size.partition("x")
         fields.setdefault("width", w)
         fields.setdefault("height", h)
-    for name, kind in (("steps", int), ("seed", int), ("width", int), ("height", int), ("cfg_scale", float)):
+    numbers = (
+        ("steps", int), ("seed", int), ("width", int), ("height", int), ("cfg_scale", float),
+        ("late_cfg_scale", float), ("late_cfg_start", float),
+    )  # fmt: skip
+    for name, kind in numbers:
         if name in fields:
             try:
                 fields[name] = kind(float(fields[name]))

@@ -20,28 +20,22 @@ def _choice_values(dropdown: gr.Dropdown) -> set[Any]:
     return values
 
 
+# the form fields "send to" fills, in the order of ``_form_outputs``
+FORM_FIELDS = (
+    "prompt", "negative_prompt", "model", "sampler", "steps", "cfg_scale",
+    "late_cfg_scale", "late_cfg_start", "width", "height", "seed",
+)  # fmt: skip
+
+
 def _form_outputs(form: GenerationForm) -> list[Any]:
-    return [
-        form.prompt, form.negative_prompt, form.model, form.sampler, form.steps, form.cfg_scale,
-        form.width, form.height, form.seed,
-    ]  # fmt: skip
+    return [getattr(form, name) for name in FORM_FIELDS]
 
 
 def _fields_to_updates(form: GenerationForm, fields: dict[str, Any]) -> list[Any]:
     """Updates for ``_form_outputs``; a field that is absent (or an unknown model or
     sampler) leaves the form's current value."""
     updates = []
-    for name in (
-        "prompt",
-        "negative_prompt",
-        "model",
-        "sampler",
-        "steps",
-        "cfg_scale",
-        "width",
-        "height",
-        "seed",
-    ):
+    for name in FORM_FIELDS:
         value = fields.get(name)
         if name in ("model", "sampler") and value not in _choice_values(getattr(form, name)):
             value = None
@@ -59,13 +53,7 @@ def wire_send_txt2img_to_img2img(txt2img: GenerationTab, img2img: GenerationTab,
             raise gr.Error("Generate an image first.")
         index = selected_index(last)
         seeds = last.get("seeds") or []
-        params = dict(
-            zip(
-                ("prompt", "negative_prompt", "model", "sampler", "steps", "cfg_scale", "width", "height"),
-                values,
-                strict=True,
-            )
-        )
+        params = dict(zip(FORM_FIELDS[:-1], values, strict=True))  # all but the seed
         params["seed"] = seeds[index] if index < len(seeds) else None
         image = open_image(last["paths"][index])
         return [image, *_fields_to_updates(img2img.form, params), gr.Tabs(selected="img2img")]

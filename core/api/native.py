@@ -191,6 +191,7 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
                 hash=m.hash,
                 path=str(m.path),
                 default=m.name == default,
+                recommended=m.recommended,
             )
             for m in catalog.models()
         ]

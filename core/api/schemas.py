@@ -65,6 +65,12 @@ class JobRequest(HiresFixFields):
     seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1 picks a random seed")
     steps: int | None = Field(None, ge=1, le=500, description="None: the model family's default")
     cfg_scale: float | None = Field(None, ge=0, le=100)
+    late_cfg_scale: float | None = Field(
+        None, ge=0, le=100, description="CFG scale from late_cfg_start on; None: the model's recommendation"
+    )
+    late_cfg_start: float | None = Field(
+        None, ge=0, le=1, description="fraction of the schedule where late_cfg_scale takes over (0.5)"
+    )
     width: int | None = Field(None, ge=8, le=MAX_SIDE)
     height: int | None = Field(None, ge=8, le=MAX_SIDE)
     sampler: Name | None = Field(None, description="a name from /api/v1/samplers")
@@ -135,6 +141,9 @@ class ModelView(BaseModel):
     hash: str
     path: str
     default: bool
+    recommended: dict[str, Any] = Field(
+        default_factory=dict, description="the model's own settings (its easel.json) for empty fields"
+    )
 
 
 class SamplerView(BaseModel):

@@ -17,6 +17,12 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--negative", default="", help="negative prompt")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--cfg", type=float, help="CFG scale")
+    parser.add_argument(
+        "--late-cfg", type=float, help="CFG scale for the late steps (default: the model's recommendation)"
+    )
+    parser.add_argument(
+        "--late-cfg-start", type=float, help="where the late CFG starts, a fraction of the steps (0.5)"
+    )
     parser.add_argument("--seed", type=int, default=-1, help="-1 = random")
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
@@ -46,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps=args.steps,
         cfg_scale=args.cfg,
+        late_cfg_scale=args.late_cfg,
+        late_cfg_start=args.late_cfg_start,
         width=args.width,
         height=args.height,
         sampler=args.sampler,

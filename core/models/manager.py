@@ -31,6 +31,7 @@ from core.config import MODEL_CONFIGS_DIR, SHIPPED_MODELS_DIR, Settings
 from core.errors import ModelError
 from core.models.acceleration import AccelerationOptions, accelerate
 from core.models.memory_modes import HEADROOM_BYTES, validate_mode
+from core.models.recommended import read_recommended
 from core.families import FamilyAdapter, all_families, get_family
 from core.models.files import (
     CHECKPOINT_SUFFIXES,
@@ -59,6 +60,8 @@ class ModelInfo:
     path: Path
     variant: str = ""  # "sd2" for an SD2 checkpoint of the sd15 family...
     native_size: int | None = None  # the size a diffusers folder's denoiser was made for
+    # the model's own recommended settings (a folder's easel.json; core/models/recommended.py)
+    recommended: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -223,7 +226,7 @@ class ModelManager:
                     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
                     return ModelInfo(
                         name, family.name, "diffusers", size, self.hashes.short_hash(path), path,
-                        native_size=native_size(path),
+                        native_size=native_size(path), recommended=read_recommended(path),
                     )  # fmt: skip
             raise ModelError(
                 f"{path}: unsupported diffusers pipeline {index.get('_class_name')!r} "

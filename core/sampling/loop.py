@@ -57,6 +57,37 @@ class InitImage:
     mask: torch.Tensor | None = None  # (B, 1, h, w) latent-size, 1 = repaint
 
 
+@dataclass(frozen=True)
+class LateCfg:
+    """A second CFG scale for the low-noise end of the schedule (request.late_cfg_*)."""
+
+    scale: float
+    start: float  # fraction of the full schedule (0: every step, 1: none)
+
+    @classmethod
+    def from_request(cls, request: Any) -> LateCfg | None:
+        """A validated GenerationRequest's late CFG; None when it has none."""
+        if request.late_cfg_scale is None:
+            return None
+        return cls(float(request.late_cfg_scale), float(request.late_cfg_start))
+
+
+def cfg_per_step(
+    full_schedule: list[float], run_schedule: list[float], cfg_scale: float, late: LateCfg | None
+) -> list[float]:
+    """The CFG scale of every step that runs. The late part starts at a point of the *full*
+    txt2img schedule (a timestep value), so an img2img or hires pass, which runs only the
+    schedule's low-noise tail, uses the late scale where that tail lies past the point."""
+    if late is None:
+        return [cfg_scale] * len(run_schedule)
+    first_late = round(late.start * len(full_schedule))
+    if first_late >= len(full_schedule):
+        return [cfg_scale] * len(run_schedule)
+    # timesteps fall as sampling goes on, for discrete and flow schedulers alike
+    threshold = full_schedule[first_late]
+    return [late.scale if t <= threshold else cfg_scale for t in run_schedule]
+
+
 def make_generators(seeds: list[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
 
@@ -114,6 +145,7 @@ def denoise(
     on_step: Callable[[int, int, float, Any], None] | None = None,
     init: InitImage | None = None,
     preview_every: int = 1,
+    late_cfg: LateCfg | None = None,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
 
@@ -131,6 +163,7 @@ def denoise(
 
     adapter.set_timesteps(scheduler, steps, shape, device)
     timesteps = scheduler.timesteps
+    full_schedule = [float(v) for v in timesteps.detach().cpu()]
     if init is not None:
         timesteps = _strength_timesteps(scheduler, steps, init.strength)
         if len(timesteps) == 0:
@@ -156,6 +189,7 @@ def denoise(
     step_kwargs = _step_kwargs(scheduler, generators)
     # CPU copies, taken once (reading a CUDA tensor's value inside the loop would sync)
     timestep_values = [float(v) for v in timesteps.detach().cpu()]
+    step_cfg = cfg_per_step(full_schedule, timestep_values, cfg_scale, late_cfg)
     sigmas = getattr(scheduler, "sigmas", None)
     sigma_values = [float(v) for v in sigmas.detach().cpu()] if isinstance(sigmas, torch.Tensor) else None
     total = len(timesteps)
@@ -187,7 +221,7 @@ def denoise(
             prediction = adapter.denoise(components, model_input.to(dtype), t, model_cond, extra)
             if use_cfg:
                 negative_pred, positive_pred = prediction.chunk(2)
-                prediction = adapter.combine_cfg(negative_pred, positive_pred, cfg_scale)
+                prediction = adapter.combine_cfg(negative_pred, positive_pred, step_cfg[index])
             with torch.profiler.record_function(SCHEDULER_RANGE):
                 output = scheduler.step(
                     prediction.to(latents.dtype), t, latents, **step_kwargs, return_dict=True

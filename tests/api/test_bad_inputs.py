@@ -44,6 +44,8 @@ CASES = [
     ("NaN body", "POST", "/sdapi/v1/txt2img", b"NaN", 422, "body"),
     ("NaN cfg", "POST", "/sdapi/v1/txt2img", b'{"prompt": "x", "cfg_scale": NaN}', 422, "cfg_scale"),
     ("Infinity cfg", "POST", "/api/v1/jobs", b'{"prompt": "x", "cfg_scale": Infinity}', 422, "cfg_scale"),
+    ("late CFG start past the end", "POST", "/api/v1/jobs", {**OK, "late_cfg_start": 1.5}, 422, "late_cfg_start"),
+    ("late CFG too high", "POST", "/api/v1/jobs", {**OK, "late_cfg_scale": 50}, 422, "late_cfg_scale"),
     ("broken JSON", "POST", "/api/v1/jobs", b'{"prompt": ', 422, "json"),
     ("list body", "POST", "/api/v1/jobs", b"[1, 2]", 422, "body"),
     ("1 MB prompt", "POST", "/sdapi/v1/txt2img", {**OK, "prompt": "a" * 1_000_000}, 422, "prompt"),

@@ -167,6 +167,9 @@ def test_catalog_endpoints(easel):
         models = client.get("/api/v1/models").json()
         assert {m["name"] for m in models} >= {TINY_MODEL}
         assert all(m["family"] == "sd15" and len(m["hash"]) == 10 for m in models)
+        recommended = {m["name"]: m["recommended"] for m in models}
+        assert recommended["easel-demo"] == {"sampler": "Euler", "steps": 20, "cfg_scale": 6.0}  # easel.json
+        assert recommended[TINY_MODEL] == {}
         samplers = client.get("/api/v1/samplers").json()
         assert samplers and all(s["name"] for s in samplers)
         extensions = client.get("/api/v1/extensions").json()
@@ -175,7 +178,7 @@ def test_catalog_endpoints(easel):
         assert health["status"] == "ok"
         docs = client.get("/openapi.json").json()
         schema = docs["components"]["schemas"]["JobRequest"]["properties"]
-        assert {"prompt", "steps", "sampler", "init_image", "priority"} <= set(schema)
+        assert {"prompt", "steps", "sampler", "init_image", "priority", "late_cfg_scale"} <= set(schema)
         assert client.get("/docs").status_code == 200
 
 
