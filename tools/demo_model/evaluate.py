@@ -1,12 +1,14 @@
 """Held-out evaluation of the demo model.
 
     python -m tools.demo_model.evaluate [--model DIR] [--cfg 6] [--steps 20] [--save-dir DIR]
+    python -m tools.demo_model.evaluate --validation   # the 96 prompts settings are tuned on
     python -m tools.demo_model.evaluate --prompt "a red circle on a blue background" --seed 1 --out x.png
     python -m tools.demo_model.evaluate --bench      # time a batch of 4 at 128x128, 20 steps
 
 Generates the 48 held-out prompts of ``scenes.held_out_prompts()`` (each with its own fixed
 seed) at 128x128, judges every image with ``judge.judge`` and prints the four accuracies
-(foreground colour, background colour, shape, position) as JSON.
+(foreground colour, background colour, shape, position) as JSON. CFG, steps and the late
+CFG come from the model folder's ``easel.json`` unless given.
 
 ``evaluate(generate_fn)`` takes any callable ``(prompt, seed) -> PIL.Image`` so that Easel's
 own engine can be plugged in; ``evaluate(generate_batch_fn=...)`` takes
@@ -25,7 +27,7 @@ import torch
 
 from .common import DEFAULT_CFG, DEFAULT_STEPS, IMAGE_SIZE, MODEL_DIR
 from .judge import judge
-from .scenes import held_out_prompts
+from .scenes import held_out_prompts, validation_prompts
 
 KEYS = ("color", "background", "shape", "position")
 
@@ -74,7 +76,31 @@ def load_pipeline(model_dir: str | Path = MODEL_DIR):
     return pipe
 
 
-def pipeline_batch_fn(pipe, cfg: float = DEFAULT_CFG, steps: int = DEFAULT_STEPS):
+def recommended(model_dir: str | Path = MODEL_DIR) -> dict:
+    """The sampling settings the model folder's easel.json recommends ({} without one)."""
+    path = Path(model_dir) / "easel.json"
+    return json.loads(path.read_text("utf-8")).get("recommended", {}) if path.is_file() else {}
+
+
+def pipeline_batch_fn(
+    pipe,
+    cfg: float = DEFAULT_CFG,
+    steps: int = DEFAULT_STEPS,
+    late_cfg: float | None = None,
+    late_cfg_start: float = 0.5,
+):
+    """Batches through diffusers' own pipeline. ``late_cfg``: the CFG scale from step
+    ``round(late_cfg_start * steps)`` on (what Easel's request.late_cfg_* do), switched
+    with diffusers' step-end callback."""
+    first_late = round(late_cfg_start * steps)
+
+    def switch_cfg(p, index, timestep, tensors):
+        if index + 1 >= first_late:
+            # the batch stays [uncond, cond]: a scale of exactly 1 would make the
+            # pipeline drop the uncond half of the embeddings but not of the latents
+            p._guidance_scale = late_cfg if late_cfg != 1.0 else 1.0 + 1e-9
+        return {}
+
     def gen(prompts, seeds):
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         return pipe(
@@ -84,16 +110,44 @@ def pipeline_batch_fn(pipe, cfg: float = DEFAULT_CFG, steps: int = DEFAULT_STEPS
             guidance_scale=cfg,
             height=IMAGE_SIZE,
             width=IMAGE_SIZE,
+            callback_on_step_end=switch_cfg if late_cfg is not None else None,
         ).images
 
     return gen
 
 
+def recommended_batch_fn(
+    pipe,
+    model_dir: str | Path = MODEL_DIR,
+    cfg: float | None = None,
+    steps: int | None = None,
+    late_cfg: float | None = None,
+    late_cfg_start: float | None = None,
+    no_late_cfg: bool = False,
+):
+    """``pipeline_batch_fn`` with the folder's easel.json filling what is not given (as
+    Easel fills a request); the folder's scheduler is the recommended sampler (Euler)."""
+    settings = recommended(model_dir)
+    return pipeline_batch_fn(
+        pipe,
+        cfg=first(cfg, settings.get("cfg_scale"), DEFAULT_CFG),
+        steps=first(steps, settings.get("steps"), DEFAULT_STEPS),
+        late_cfg=None if no_late_cfg else first(late_cfg, settings.get("late_cfg_scale")),
+        late_cfg_start=first(late_cfg_start, settings.get("late_cfg_start"), 0.5),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(MODEL_DIR))
-    ap.add_argument("--cfg", type=float, default=DEFAULT_CFG)
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    ap.add_argument("--cfg", type=float, default=None, help="default: the model's easel.json, else 6")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--late-cfg", type=float, default=None, help="default: the model's easel.json")
+    ap.add_argument("--late-cfg-start", type=float, default=None)
+    ap.add_argument("--no-late-cfg", action="store_true", help="one CFG scale throughout")
+    ap.add_argument(
+        "--validation", action="store_true", help="the 96 validation prompts, not the held-out 48"
+    )
     ap.add_argument("--save-dir", default=None)
     ap.add_argument("--prompt", default=None)
     ap.add_argument("--seed", type=int, default=1)
@@ -102,7 +156,15 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     pipe = load_pipeline(args.model)
-    gen = pipeline_batch_fn(pipe, args.cfg, args.steps)
+    gen = recommended_batch_fn(
+        pipe,
+        args.model,
+        cfg=args.cfg,
+        steps=args.steps,
+        late_cfg=args.late_cfg,
+        late_cfg_start=args.late_cfg_start,
+        no_late_cfg=args.no_late_cfg,
+    )
     if args.prompt:
         img = gen([args.prompt], [args.seed])[0]
         img.save(args.out)
@@ -129,13 +191,22 @@ def main() -> None:
         )
         return
     t = time.time()
-    res = evaluate(generate_batch_fn=gen, save_dir=args.save_dir)
+    res = evaluate(
+        generate_batch_fn=gen,
+        save_dir=args.save_dir,
+        prompts=validation_prompts() if args.validation else None,
+    )
     res["seconds"] = round(time.time() - t, 1)
     if args.verbose:
         for r in res["rows"]:
             print(r)
     res.pop("rows")
     print(json.dumps(res))
+
+
+def first(*values):
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .common import MODEL_DIR, SCHEDULER_CONFIG, TOKENIZER_DIR
+from .common import MODEL_DIR, RECOMMENDED, SCHEDULER_CONFIG, TOKENIZER_DIR
 
 TOKENIZER_CONFIG = {
     "add_prefix_space": False,
@@ -62,6 +62,12 @@ def write_static_parts(out: Path, scheduler_config: dict | None = None) -> None:
 
     EulerDiscreteScheduler(**(scheduler_config or SCHEDULER_CONFIG)).save_pretrained(out / "scheduler")
     (out / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
+    write_recommended(out)
+
+
+def write_recommended(out: Path) -> None:
+    """easel.json: the sampling settings Easel uses when a request leaves them empty."""
+    (Path(out) / "easel.json").write_text(json.dumps({"recommended": RECOMMENDED}, indent=2) + "\n")
 
 
 def save_components(

@@ -305,6 +305,34 @@ def held_out_prompts() -> list[dict]:
     return out
 
 
+def validation_prompts(n: int = 96, seed: int = 7) -> list[dict]:
+    """``n`` single-shape prompts from the *training* distribution (no held-out triple), shapes
+    balanced, each with its own seed (2000 + k): the set that sampling settings are tuned on,
+    so that the held-out prompts stay a test set. Same keys as ``held_out_prompts``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    k = 0
+    while len(out) < n:
+        scene = sample_scene(rng, p_two=0.0)
+        s = scene.shapes[0]
+        if s.kind != SHAPES[len(out) % len(SHAPES)]:
+            continue  # keep the four shapes balanced
+        prompt = caption(scene, template=k % 2, with_size=True, with_pos=True, rng=rng)
+        out.append(
+            {
+                "prompt": prompt,
+                "seed": 2000 + k,
+                "color": s.color,
+                "shape": s.kind,
+                "background": scene.background,
+                "position": s.position,
+                "size": s.size,
+            }
+        )
+        k += 1
+    return out
+
+
 def training_pairs(n: int, seed: int, captions_per_scene: int = 4) -> tuple[list[Scene], list[list[str]]]:
     """``n`` training scenes and ``captions_per_scene`` random captions each, from ``seed``."""
     rng = np.random.default_rng(seed)
@@ -337,4 +365,5 @@ __all__ = [
     "sample_scene",
     "shape_polygon",
     "training_pairs",
+    "validation_prompts",
 ]

@@ -40,6 +40,17 @@ from .export import save_components
 
 
 @torch.no_grad()
+def foreground_weights(x0: torch.Tensor, extra: float) -> torch.Tensor:
+    """(B, 1, h, w) loss weights: 1 + ``extra`` on the latent pixels that differ from the
+    scene's background (the per-channel median) and their neighbours (the outline)."""
+    background = x0.flatten(2).median(dim=2).values[:, :, None, None]
+    distance = (x0 - background).norm(dim=1, keepdim=True)
+    mask = (distance > 0.5 * distance.amax(dim=(2, 3), keepdim=True)).float()
+    mask = F.max_pool2d(mask, 3, stride=1, padding=1)  # one latent pixel around the shape
+    return 1.0 + extra * mask
+
+
+@torch.no_grad()
 def build_cache(vae, tok, n: int, seed: int, log) -> dict:
     path = WORK_DIR / f"latents_seed{seed}_n{n}.pt"
     if path.exists():
@@ -59,6 +70,43 @@ def build_cache(vae, tok, n: int, seed: int, log) -> dict:
     cache = {"latents": latents, "ids": ids, "captions": caps}
     torch.save(cache, path)
     return cache
+
+
+def load_grown(unet, state: dict, log) -> None:
+    """Load a state into a UNet that may have more transformer blocks than the state: the
+    extra blocks get zeroed output projections (attn1, attn2, feed-forward), so each is
+    an identity (every sub-layer is residual) and the model's function is unchanged."""
+    missing, unexpected = unet.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"state has weights this UNet lacks: {unexpected[:5]}")
+    if not missing:
+        return
+    grown = sorted(
+        {
+            k.rsplit(".transformer_blocks.", 1)[0]
+            + ".transformer_blocks."
+            + k.split(".transformer_blocks.")[1].split(".")[0]
+            for k in missing
+        }
+    )
+    for key in missing:
+        if ".transformer_blocks." not in key:
+            raise ValueError(f"missing weight outside a new transformer block: {key}")
+    params = dict(unet.named_parameters())
+    with torch.no_grad():
+        for prefix in grown:
+            for out in (".attn1.to_out.0.", ".attn2.to_out.0.", ".ff.net.2."):
+                params[prefix + out + "weight"].zero_()
+                params[prefix + out + "bias"].zero_()
+    log(f"grew {len(grown)} transformer blocks (identity at start)")
+
+
+def scene_shape_labels(n: int, seed: int) -> torch.Tensor:
+    """Index in scenes.SHAPES of each cached scene's shape; -1 for two-shape scenes."""
+    scene_list, _ = scenes.training_pairs(n, seed)
+    return torch.tensor(
+        [scenes.SHAPES.index(s.shapes[0].kind) if len(s.shapes) == 1 else -1 for s in scene_list]
+    )
 
 
 def positional_caption_ids(tok, n: int, seed: int, p_position: float) -> torch.Tensor:
@@ -109,6 +157,28 @@ def main() -> None:
         default=None,
         help="re-caption the cached scenes, naming a single shape's position with this probability",
     )
+    ap.add_argument(
+        "--fg-weight",
+        type=float,
+        default=0.0,
+        help="extra loss weight on the latent pixels in and around the shapes (0: none); "
+        "shape outlines are a few latent pixels out of 256, mostly flat background",
+    )
+    ap.add_argument(
+        "--shape-aux",
+        type=float,
+        default=0.0,
+        help="weight of an auxiliary loss that asks the text encoder's (mean, normalised) "
+        "output to tell the shape of a single-shape scene (0: off); the shape words' "
+        "embeddings were found nearly equal (circle/square, triangle/star)",
+    )
+    ap.add_argument(
+        "--transformer-layers",
+        type=int,
+        default=1,
+        help="transformer blocks per attention layer; more than the resumed state has: the "
+        "new blocks start as exact identities (zeroed output projections)",
+    )
     args = ap.parse_args()
     sched_config = scheduler_config(args.schedule, args.prediction)
     setup_torch(args.seed)
@@ -130,13 +200,17 @@ def main() -> None:
     empty_ids = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
-    unet = UNet2DConditionModel(**UNET_CONFIG)
+    unet = UNet2DConditionModel(**{**UNET_CONFIG, "transformer_layers_per_block": args.transformer_layers})
     log(
         f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.3f}M "
         f"text {sum(p.numel() for p in text.parameters()) / 1e6:.3f}M "
         f"vae {sum(p.numel() for p in vae.parameters()) / 1e6:.3f}M"
     )
+    shape_head = torch.nn.Linear(TEXT_CONFIG["hidden_size"], len(scenes.SHAPES), bias=False)
+    shape_labels = scene_shape_labels(args.n_scenes, args.seed)
     params = list(unet.parameters()) + list(text.parameters())
+    if args.shape_aux:
+        params += list(shape_head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
 
     def lr_at(step):
@@ -153,9 +227,9 @@ def main() -> None:
     start = 0
     if args.resume:
         st = torch.load(args.resume)
-        unet.load_state_dict(st["unet"])
+        load_grown(unet, st["unet"], log)
         text.load_state_dict(st["text"])
-        ema_unet.load_state_dict(st["ema_unet"])
+        load_grown(ema_unet, st["ema_unet"], log)
         ema_text.load_state_dict(st["ema_text"])
         if not args.fresh_optimizer:
             # (a fresh AdamW re-learns its per-weight step sizes: weights that had tiny
@@ -189,13 +263,24 @@ def main() -> None:
         xt = noise_sched.add_noise(x0, noise, t)
         cond = text(tok_ids).last_hidden_state
         pred = unet(xt, t, cond).sample
+        aux = torch.zeros(())
+        if args.shape_aux:
+            # a cosine classifier: the head cannot win by growing, the embeddings must part
+            labels = torch.where(drop, -1, shape_labels[idx])
+            features = F.normalize(cond.mean(dim=1), dim=-1)
+            logits = 10.0 * features @ F.normalize(shape_head.weight, dim=-1).T
+            if (labels >= 0).any():
+                aux = F.cross_entropy(logits, labels, ignore_index=-1)
         if args.prediction == "v_prediction":
             # plain v loss: at high noise it is the x0 loss at full weight, which is where
             # the layout has to come from the text
             target, w = noise_sched.get_velocity(x0, noise, t), torch.ones_like(snr[t])
         else:
             target, w = noise, torch.clamp(snr[t], max=5.0) / snr[t]
-        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+        per_pixel = F.mse_loss(pred, target, reduction="none")
+        if args.fg_weight:
+            per_pixel = per_pixel * foreground_weights(x0, args.fg_weight)
+        loss = (per_pixel.mean(dim=(1, 2, 3)) * w).mean() + args.shape_aux * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -208,7 +293,10 @@ def main() -> None:
                     pd.lerp_(ps, 1 - decay)
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         if step % 25 == 0 or step == start + 1:
-            log(f"step {step} loss {ema_loss:.4f} gn {gn:.2f} lr {sched.get_last_lr()[0]:.2e}")
+            log(
+                f"step {step} loss {ema_loss:.4f} aux {aux.item():.3f} gn {gn:.2f} "
+                f"lr {sched.get_last_lr()[0]:.2e}"
+            )
         if step % args.ckpt_every == 0 or step == args.steps:
             out = ckdir / f"step_{step}"
             save_components(out, ema_unet, ema_text, vae, fp16=False, scheduler_config=sched_config)
