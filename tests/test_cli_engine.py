@@ -85,3 +85,47 @@ def test_models_lists_the_table(models_dir, tmp_path, capsys):
     by_name = {row.split()[0]: row.split() for row in rows}
     assert by_name["tiny-sdxl-file"][1:3] == ["sdxl", "safetensors"]
     assert by_name["tiny-zimage"][1:3] == ["zimage", "diffusers"]
+
+
+def test_generate_with_hires_fix(models_dir, tmp_path, capsys):
+    common = ["--models-dir", str(models_dir), "--data-dir", str(tmp_path), "--safe-mode", "--device", "cpu"]
+    args = [
+        "generate",
+        "a red circle",
+        "--model",
+        "tiny-sd15",
+        "--steps",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "64",
+    ]
+    hires = [
+        "--seed",
+        "3",
+        "--hires-scale",
+        "1.5",
+        "--hires-steps",
+        "2",
+        "--hires-upscaler",
+        "Latent (nearest)",
+    ]
+    code = cli_main([*args, *hires, *common])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (path,) = out.strip().splitlines()
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.size == (96, 96)  # 64 x 1.5
+    params = parse_infotext(read_infotext(path))
+    assert params["Hires upscale"] == "1.5" and params["Hires steps"] == "2"
+    assert params["Hires upscaler"] == "Latent (nearest)" and params["Denoising strength"] == "0.7"
+
+    code = cli_main(["generate", "x", "--model", "tiny-sd15", "--hires-steps", "4", *common])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "--hires-scale" in err
+    code = cli_main(["generate", "x", "--model", "tiny-sd15", "--hires-scale", "9", *common])
+    out, err = capsys.readouterr()
+    assert code == 2 and "hr_scale" in err

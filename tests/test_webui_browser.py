@@ -281,6 +281,31 @@ def test_send_to_img2img_and_generate(browser, server):
     context.close()
 
 
+def test_hires_fix_from_the_accordion(browser, server):
+    context, page = open_page(browser, server)
+    fill_form(page, server, "a blue circle", seed=77, steps=4)
+    page.click("#txt2img_hires button")  # open the accordion
+    page.check("#txt2img_enable_hr input[type=checkbox]")
+    set_number(page, "#txt2img_hr_scale input[type=number]", 1.5)
+    set_number(page, "#txt2img_hr_steps input[type=number]", 3)
+    page.click("#txt2img_generate")
+    info = wait_for_result(page)
+    assert "Hires upscale: 1.5" in info and "Hires steps: 3" in info and "Hires upscaler: Latent" in info
+    assert "Size: 128x128" in info  # the infotext keeps the first pass's size, as A1111's
+    saved = max(server.data_dir.joinpath("outputs").rglob("*.png"), key=lambda p: p.stat().st_mtime)
+    from PIL import Image
+
+    with Image.open(saved) as image:
+        assert image.size == (192, 192)
+    # a scale the engine refuses: the error names the field, no job is queued
+    set_number(page, "#txt2img_hr_scale input[type=number]", 1.01)
+    page.fill("#txt2img_late_cfg input", "very")
+    page.click("#txt2img_generate")
+    page.wait_for_selector("text=late_cfg_scale", timeout=30_000)
+    screenshot(page, "webui-hires")
+    context.close()
+
+
 def test_two_sessions_generate_at_once(browser, server):
     # the second session is a Chinese browser: its server-built progress label is Chinese
     sessions = [open_page(browser, server), open_page(browser, server, locale="zh-CN")]

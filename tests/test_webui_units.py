@@ -208,3 +208,19 @@ def test_progress_label_speaks_the_page_language():
     assert "步数 3/12" in render_progress(running, "zh-CN")
     assert "已中止" in render_progress(JobSnapshot("j", "interrupted", error="interrupted"), "zh-CN")
     assert 'aria-valuenow="100"' in render_progress(JobSnapshot("j", "done"))
+
+
+def test_hires_controls_fill_the_request_only_when_ticked():
+    from plugin_api.types import GenerationRequest
+    from ui.hires_controls import apply_hires
+
+    off = apply_hires(GenerationRequest(prompt="p"), False, "Latent", 2.0, 5, 0.5)
+    assert not off.enable_hr and off.denoising_strength == 0.75
+    on = apply_hires(GenerationRequest(prompt="p"), True, "Latent (nearest)", 1.5, 5.0, 0.55)
+    assert (on.enable_hr, on.hr_upscaler, on.hr_scale, on.hr_second_pass_steps) == (
+        True,
+        "Latent (nearest)",
+        1.5,
+        5,
+    )
+    assert on.denoising_strength == 0.55

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ui import choices
+from ui.hires_controls import HiresControls, build_hires_controls
 from ui.i18n import t
 from ui.progress_view import render_progress
 from ui.results import ResultsPanel, build_results_panel
@@ -42,6 +43,7 @@ class GenerationForm:
     results: ResultsPanel
     init_image: gr.Image | None = None
     denoising_strength: gr.Slider | None = None
+    hires: HiresControls | None = None  # txt2img only
 
     def parameter_inputs(self) -> list[gr.components.Component]:
         """The inputs of a generation, in the order ``build_request`` takes them."""
@@ -190,6 +192,7 @@ def build_generation_form(
                 reuse_seed = gr.Button(
                     t("gen.reuse_seed"), elem_id=f"{prefix}_reuse_seed", size="sm", scale=0, min_width=40
                 )
+            hires = None if img2img else build_hires_controls(prefix, host)
             with gr.Row():
                 batch_size = gr.Slider(
                     1, 8, value=1, step=1, label=t("gen.batch_size"), elem_id=f"{prefix}_batch_size"
@@ -228,6 +231,7 @@ def build_generation_form(
         progress=progress,
         preview=preview,
         results=results,
+        hires=hires,
         init_image=init_image,
         denoising_strength=denoising,
     )

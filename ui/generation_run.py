@@ -17,6 +17,7 @@ from core.errors import RequestError
 from plugin_api.types import GenerationRequest
 from ui import choices
 from ui.generation_form import GenerationForm
+from ui.hires_controls import apply_hires
 from ui.i18n import language_of
 from ui.job_client import JobClient
 from ui.language import chosen_language
@@ -95,6 +96,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         if form.init_image is not None
         else [gr.State(None), gr.State(None)]
     )
+    extra_inputs += form.hires.inputs() if form.hires is not None else [gr.State(None) for _ in range(5)]
     panel = form.results
 
     def generate(
@@ -113,6 +115,11 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         batch_count: float,
         init_image: Any | None,
         denoising_strength: float | None,
+        enable_hr: bool | None,
+        hr_upscaler: str | None,
+        hr_scale: float | None,
+        hr_steps: float | None,
+        hr_denoise: float | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -126,6 +133,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             )  # fmt: skip
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
+        apply_hires(generation, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_denoise)
         try:
             job_id = client.submit(generation)
         except Exception as exc:  # invalid input: say which field, keep the form as it is

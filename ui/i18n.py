@@ -29,6 +29,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.sampler": ("Sampling method", "采样方法"),
     "gen.steps": ("Sampling steps", "采样步数"),
     "gen.cfg": ("CFG scale", "提示词引导系数 (CFG)"),
+    "hires.title": ("Hires. fix", "高分辨率修复"),
+    "hires.enable": ("Upscale, then refine at the larger size", "放大后在高分辨率下重绘"),
+    "hires.upscaler": ("Upscaler", "放大算法"),
+    "hires.scale": ("Upscale by", "放大倍数"),
+    "hires.steps": ("Hires steps (0 = sampling steps)", "高分辨率步数 (0 = 同采样步数)"),
     "gen.late_cfg": ("Late CFG scale", "后段 CFG"),
     "gen.late_cfg_start": ("Late CFG from (0-1)", "后段 CFG 起点 (0-1)"),
     "gen.late_cfg_info": (

@@ -30,6 +30,16 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--batch", type=int, default=1, help="images per run (batch size)")
     parser.add_argument("--count", type=int, default=1, help="runs, one after another (batch count)")
     parser.add_argument("--clip-skip", type=int, default=1)
+    hires = parser.add_argument_group("hires fix (A1111's: sample, upscale, then an img2img pass)")
+    hires.add_argument("--hires-scale", type=float, help="turns hires fix on: upscale by this (1-4)")
+    hires.add_argument(
+        "--hires-upscaler",
+        help='"Latent" (default), "Latent (nearest)"... or an upscaler (GET /sdapi/v1/upscalers)',
+    )
+    hires.add_argument("--hires-steps", type=int, default=0, help="steps of the second pass (0: --steps)")
+    hires.add_argument(
+        "--hires-denoise", type=float, default=0.7, help="denoising strength of the second pass"
+    )
     parser.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
     parser.add_argument("--out", type=Path, help="outputs folder (default: <data dir>/outputs)")
     parser.set_defaults(run=run)
@@ -63,6 +73,15 @@ def run(args: argparse.Namespace) -> int:
         clip_skip=args.clip_skip,
         output_format=args.format,
     )
+    if args.hires_scale is None and (args.hires_upscaler or args.hires_steps):
+        print("easel generate: --hires-upscaler / --hires-steps need --hires-scale", file=sys.stderr)
+        return 2
+    if args.hires_scale is not None:
+        request.enable_hr = True
+        request.hr_scale = args.hires_scale
+        request.hr_upscaler = args.hires_upscaler
+        request.hr_second_pass_steps = args.hires_steps
+        request.denoising_strength = args.hires_denoise
     host = Host(settings).start()
     engine = Engine(host, outputs_dir=args.out.resolve() if args.out else None)
     bar = None
