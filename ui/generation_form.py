@@ -147,9 +147,8 @@ def build_generation_form(
             )
             with gr.Row():
                 # empty by default, so a model's own late CFG (its easel.json) applies and
-                # switching models never carries one model's setting to another
-                # text fields, not gr.Number: an empty Number shows and sends 0, and empty
-                # must mean "the model's recommendation" (a late CFG of 0 is a real value)
+                # switching models never carries one model's setting to another. Text
+                # fields, not gr.Number: an empty Number shows and sends 0, a real value.
                 late_cfg_scale = gr.Textbox(
                     value="", label=t("gen.late_cfg"), info=t("gen.late_cfg_info"),
                     placeholder="—", elem_id=f"{prefix}_late_cfg", max_lines=1,
