@@ -103,7 +103,7 @@ DEFAULT_CFG = 6.0
 DEFAULT_STEPS = 20
 # No late CFG (request.late_cfg_scale): on scenes.validation_prompts() a late CFG of 1-2
 # for the second half raises shape accuracy (0.458 -> 0.57-0.66, triangles most), but the
-# README's "a red circle on a blue background" then comes out square on 10 of 16 seeds
+# README's "a red circle on a blue background" then comes out square on 10-11 of 16 seeds
 # (1 of 16 with CFG 6 throughout); see README "Sampling settings".
 RECOMMENDED = {
     "sampler": "Euler",  # the folder's scheduler, as the evaluation runs it
