@@ -8,6 +8,11 @@ from core.cli.main import main as cli_main
 from core.saving import parse_infotext, read_infotext
 
 
+def local_args(models_dir: Path, data_dir: Path) -> list[str]:
+    """The tiny models, a scratch data folder, no bundled extensions, the CPU."""
+    return ["--models-dir", str(models_dir), "--data-dir", str(data_dir), "--safe-mode", "--device", "cpu"]
+
+
 def test_generate_prints_paths_and_progress(models_dir, tmp_path, capsys):
     code = cli_main(
         [
@@ -31,15 +36,9 @@ def test_generate_prints_paths_and_progress(models_dir, tmp_path, capsys):
             "2.5",
             "--late-cfg-start",
             "0.4",
-            "--models-dir",
-            str(models_dir),
-            "--data-dir",
-            str(tmp_path),
-            "--safe-mode",
             "--out",
             str(tmp_path / "pictures"),
-            "--device",
-            "cpu",
+            *local_args(models_dir, tmp_path),
         ]
     )
     out, err = capsys.readouterr()
@@ -63,13 +62,7 @@ def test_generate_bad_input_is_one_line_and_exit_2(models_dir, tmp_path, capsys)
             "tiny-sd15",
             "--width",
             "65",
-            "--models-dir",
-            str(models_dir),
-            "--data-dir",
-            str(tmp_path),
-            "--safe-mode",
-            "--device",
-            "cpu",
+            *local_args(models_dir, tmp_path),
         ]
     )
     out, err = capsys.readouterr()
@@ -88,30 +81,10 @@ def test_models_lists_the_table(models_dir, tmp_path, capsys):
 
 
 def test_generate_with_hires_fix(models_dir, tmp_path, capsys):
-    common = ["--models-dir", str(models_dir), "--data-dir", str(tmp_path), "--safe-mode", "--device", "cpu"]
-    args = [
-        "generate",
-        "a red circle",
-        "--model",
-        "tiny-sd15",
-        "--steps",
-        "2",
-        "--width",
-        "64",
-        "--height",
-        "64",
-    ]
-    hires = [
-        "--seed",
-        "3",
-        "--hires-scale",
-        "1.5",
-        "--hires-steps",
-        "2",
-        "--hires-upscaler",
-        "Latent (nearest)",
-    ]
-    code = cli_main([*args, *hires, *common])
+    common = local_args(models_dir, tmp_path)
+    sample = ["--model", "tiny-sd15", "--steps", "2", "--width", "64", "--height", "64", "--seed", "3"]
+    hires = ["--hires-scale", "1.5", "--hires-steps", "2", "--hires-upscaler", "Latent (nearest)"]
+    code = cli_main(["generate", "a red circle", *sample, *hires, *common])
     out, err = capsys.readouterr()
     assert code == 0, err
     (path,) = out.strip().splitlines()

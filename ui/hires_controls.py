@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from core.sampling.hires import latent_upscaler_names
+from core.sampling.hires import hires_upscaler_names
 from plugin_api.types import GenerationRequest
 from ui.i18n import t
 
@@ -29,14 +29,9 @@ class HiresControls:
         return [self.enable, self.upscaler, self.scale, self.steps, self.denoising_strength]
 
 
-def upscaler_choices(host: Any) -> list[str]:
-    """The latent modes, then every registered upscaler (Lanczos, ESRGAN files...)."""
-    registered = list(host.upscalers.names()) if getattr(host, "upscalers", None) is not None else []
-    return [*latent_upscaler_names(), *registered]
-
-
 def build_hires_controls(prefix: str, host: Any) -> HiresControls:
-    names = upscaler_choices(host)
+    # the latent modes, then every registered upscaler (Lanczos, ESRGAN files...)
+    names = hires_upscaler_names(host.upscalers)
     with gr.Accordion(t("hires.title"), open=False, elem_id=f"{prefix}_hires"):
         enable = gr.Checkbox(value=False, label=t("hires.enable"), elem_id=f"{prefix}_enable_hr")
         with gr.Row():

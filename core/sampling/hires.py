@@ -53,8 +53,9 @@ class HiresPlan:
         }
 
 
-def latent_upscaler_names() -> list[str]:
-    return list(LATENT_MODES)
+def hires_upscaler_names(upscalers: Any = None) -> list[str]:
+    """What ``hr_upscaler`` may name: the latent modes, then every registered upscaler."""
+    return [*LATENT_MODES, *(upscalers.names() if upscalers is not None else [])]
 
 
 def _number(value: Any, field: str, low: float, high: float) -> float:
@@ -96,7 +97,7 @@ def plan_hires(req: GenerationRequest, upscalers: Any, multiple: int, max_side: 
     if latent is None:
         spec = upscalers.get(name) if upscalers is not None else None
         if spec is None:
-            known = ", ".join([*LATENT_MODES, *(upscalers.names() if upscalers is not None else [])])
+            known = ", ".join(hires_upscaler_names(upscalers))
             raise RequestError("hr_upscaler", f"no upscaler named {name!r}; choose one of: {known}")
         name = spec.name
     return HiresPlan(

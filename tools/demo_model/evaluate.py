@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from core.models.recommended import read_recommended
+
 from .common import DEFAULT_CFG, DEFAULT_STEPS, IMAGE_SIZE, MODEL_DIR
 from .judge import judge
 from .scenes import held_out_prompts, validation_prompts
@@ -76,12 +78,6 @@ def load_pipeline(model_dir: str | Path = MODEL_DIR):
     return pipe
 
 
-def recommended(model_dir: str | Path = MODEL_DIR) -> dict:
-    """The sampling settings the model folder's easel.json recommends ({} without one)."""
-    path = Path(model_dir) / "easel.json"
-    return json.loads(path.read_text("utf-8")).get("recommended", {}) if path.is_file() else {}
-
-
 def pipeline_batch_fn(
     pipe,
     cfg: float = DEFAULT_CFG,
@@ -127,7 +123,7 @@ def recommended_batch_fn(
 ):
     """``pipeline_batch_fn`` with the folder's easel.json filling what is not given (as
     Easel fills a request); the folder's scheduler is the recommended sampler (Euler)."""
-    settings = recommended(model_dir)
+    settings = read_recommended(Path(model_dir))  # Easel's own reader (and checks)
     return pipeline_batch_fn(
         pipe,
         cfg=first(cfg, settings.get("cfg_scale"), DEFAULT_CFG),

@@ -16,6 +16,7 @@ import argparse
 import copy
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -79,19 +80,13 @@ def load_grown(unet, state: dict, log) -> None:
     missing, unexpected = unet.load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"state has weights this UNet lacks: {unexpected[:5]}")
-    if not missing:
-        return
-    grown = sorted(
-        {
-            k.rsplit(".transformer_blocks.", 1)[0]
-            + ".transformer_blocks."
-            + k.split(".transformer_blocks.")[1].split(".")[0]
-            for k in missing
-        }
-    )
-    for key in missing:
-        if ".transformer_blocks." not in key:
+    blocks = [re.match(r"(.*\.transformer_blocks\.\d+)\.", key) for key in missing]
+    for key, block in zip(missing, blocks, strict=True):
+        if block is None:
             raise ValueError(f"missing weight outside a new transformer block: {key}")
+    grown = sorted({block.group(1) for block in blocks})
+    if not grown:
+        return
     params = dict(unet.named_parameters())
     with torch.no_grad():
         for prefix in grown:
@@ -206,10 +201,10 @@ def main() -> None:
         f"text {sum(p.numel() for p in text.parameters()) / 1e6:.3f}M "
         f"vae {sum(p.numel() for p in vae.parameters()) / 1e6:.3f}M"
     )
-    shape_head = torch.nn.Linear(TEXT_CONFIG["hidden_size"], len(scenes.SHAPES), bias=False)
-    shape_labels = scene_shape_labels(args.n_scenes, args.seed)
     params = list(unet.parameters()) + list(text.parameters())
     if args.shape_aux:
+        shape_head = torch.nn.Linear(TEXT_CONFIG["hidden_size"], len(scenes.SHAPES), bias=False)
+        shape_labels = scene_shape_labels(args.n_scenes, args.seed)
         params += list(shape_head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
 
