@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -96,6 +97,50 @@ def load_grown(unet, state: dict, log) -> None:
     log(f"grew {len(grown)} transformer blocks (identity at start)")
 
 
+@torch.no_grad()
+def build_pair_cache(vae, tok, n_pairs: int, seed: int, p_position: float, log) -> dict:
+    """``n_pairs`` pairs of single-shape training scenes that differ only in the shape
+    (same colours, position, size, jitter, and the same caption up to the shape word),
+    VAE-encoded.  Neither scene of a pair is ever a held-out triple."""
+    path = WORK_DIR / f"shape_pairs_seed{seed}_n{n_pairs}_p{p_position}.pt"
+    if path.exists():
+        return torch.load(path)
+    rng = np.random.default_rng(seed + 101)
+    pairs, captions = [], []
+    while len(pairs) < n_pairs:
+        scene = scenes.sample_scene(rng, "train", p_two=0.0)
+        shape = scene.shapes[0]
+        others = [k for k in scenes.SHAPES if k != shape.kind]
+        other = scenes.Scene(
+            scene.background, (dataclasses.replace(shape, kind=others[int(rng.integers(len(others)))]),)
+        )
+        if scenes.is_held_out(other):
+            continue
+        pairs.append((scene, other))
+        for _ in range(4):
+            caption_seed = int(rng.integers(2**31))
+            with_pos = bool(rng.random() < p_position)
+            captions.append(
+                [
+                    scenes.caption(s, np.random.default_rng(caption_seed), with_pos=with_pos)
+                    for s in (scene, other)
+                ]
+            )
+    lat = []
+    flat_scenes = [s for pair in pairs for s in pair]
+    for i in range(0, len(flat_scenes), 32):
+        x = images_to_tensor([scenes.render(s, IMAGE_SIZE) for s in flat_scenes[i : i + 32]])
+        lat.append(vae.encode(x).latent_dist.mean)
+        if i % 1024 == 0:
+            log(f"encoded pair scenes {i}/{len(flat_scenes)}")
+    latents = torch.cat(lat).view(n_pairs, 2, *lat[0].shape[1:])
+    flat = [c for pair in captions for c in pair]
+    ids = tok(flat, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    cache = {"latents": latents, "ids": ids.view(n_pairs, 4, 2, 77).to(torch.int32)}
+    torch.save(cache, path)
+    return cache
+
+
 def scene_shape_labels(n: int, seed: int) -> torch.Tensor:
     """Index in scenes.SHAPES of each cached scene's shape; -1 for two-shape scenes."""
     scene_list, _ = scenes.training_pairs(n, seed)
@@ -168,6 +213,21 @@ def main() -> None:
         "embeddings were found nearly equal (circle/square, triangle/star)",
     )
     ap.add_argument(
+        "--shape-pairs",
+        type=int,
+        default=0,
+        help="pairs of scenes that differ only in the shape added to every batch (0: none), "
+        "each pair with the same noise and timestep",
+    )
+    ap.add_argument(
+        "--pair-weight",
+        type=float,
+        default=0.0,
+        help="extra weight on the difference of a pair's predictions (against the "
+        "difference of its targets): the part of the loss only the shape word can explain",
+    )
+    ap.add_argument("--n-pairs", type=int, default=2000, help="shape pairs to render and encode")
+    ap.add_argument(
         "--transformer-layers",
         type=int,
         default=1,
@@ -175,6 +235,8 @@ def main() -> None:
         "new blocks start as exact identities (zeroed output projections)",
     )
     args = ap.parse_args()
+    if args.shape_aux and args.shape_pairs:
+        ap.error("--shape-aux labels the regular batch only; use it without --shape-pairs")
     sched_config = scheduler_config(args.schedule, args.prediction)
     setup_torch(args.seed)
     log = Logger(WORK_DIR / "train_unet.log")
@@ -185,6 +247,8 @@ def main() -> None:
     if args.position_captions is not None:
         ids = positional_caption_ids(tok, args.n_scenes, args.seed, args.position_captions)
         log(f"re-captioned: position named with probability {args.position_captions}")
+    if args.shape_pairs:
+        pair_cache = build_pair_cache(vae, tok, args.n_pairs, args.seed, args.position_captions or 0.75, log)
     std = latents.std().item()
     scaling = 1.0 / std
     vae.register_to_config(scaling_factor=round(scaling, 5))
@@ -192,6 +256,8 @@ def main() -> None:
         f"latents {tuple(latents.shape)} mean {latents.mean():.3f} std {std:.3f} -> scaling_factor {scaling:.5f}"
     )
     latents = latents * scaling
+    if args.shape_pairs:
+        pair_latents, pair_ids = pair_cache["latents"] * scaling, pair_cache["ids"].long()
     empty_ids = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
@@ -255,6 +321,18 @@ def main() -> None:
             t = torch.randint(0, 1000, (args.batch,), generator=gen)
         else:
             t = (999.0 * torch.rand(args.batch, generator=gen) ** args.t_power).round().long()
+        k = args.shape_pairs
+        if k:
+            # both scenes of a pair get the same noise and timestep, so the difference of
+            # their targets is exactly what the shape word has to explain
+            pidx = torch.randint(0, pair_latents.shape[0], (k,), generator=gen)
+            pcap = torch.randint(0, pair_ids.shape[1], (k,), generator=gen)
+            pnoise = torch.randn((k, *x0.shape[1:]), generator=gen)
+            pt = torch.randint(0, 1000, (k,), generator=gen)
+            x0 = torch.cat([x0, pair_latents[pidx, 0], pair_latents[pidx, 1]])
+            tok_ids = torch.cat([tok_ids, pair_ids[pidx, pcap, 0], pair_ids[pidx, pcap, 1]])
+            noise = torch.cat([noise, pnoise, pnoise])
+            t = torch.cat([t, pt, pt])
         xt = noise_sched.add_noise(x0, noise, t)
         cond = text(tok_ids).last_hidden_state
         pred = unet(xt, t, cond).sample
@@ -276,6 +354,11 @@ def main() -> None:
         if args.fg_weight:
             per_pixel = per_pixel * foreground_weights(x0, args.fg_weight)
         loss = (per_pixel.mean(dim=(1, 2, 3)) * w).mean() + args.shape_aux * aux
+        if k and args.pair_weight:
+            b = args.batch
+            pred_diff = pred[b : b + k] - pred[b + k :]
+            target_diff = target[b : b + k] - target[b + k :]
+            loss = loss + args.pair_weight * F.mse_loss(pred_diff, target_diff)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -34,6 +34,14 @@ def main() -> None:
         action="store_true",
         help="freeze the encoder (latent space unchanged) and fine-tune the decoder on z = mean",
     )
+    ap.add_argument(
+        "--sampled",
+        nargs="+",
+        default=None,
+        help="with --decoder-only: sampled_latents caches; each step also decodes --sampled-batch "
+        "of the UNet's own latents and is scored against the scenes they were sampled from",
+    )
+    ap.add_argument("--sampled-batch", type=int, default=8)
     ap.add_argument("--save-every", type=int, default=100)
     args = ap.parse_args()
     setup_torch(args.seed)
@@ -52,6 +60,17 @@ def main() -> None:
             * (0.5 * (1 + np.cos(np.pi * min(s, args.steps) / args.steps)) * 0.9 + 0.1)
         ),
     )
+    if args.sampled and not args.decoder_only:
+        ap.error("--sampled needs --decoder-only (the latent space must not move)")
+    sampled = None
+    if args.sampled:
+        # our own caches (they hold Scene objects, hence weights_only=False)
+        caches = [torch.load(path, weights_only=False) for path in args.sampled]
+        sampled = {
+            "latents": torch.cat([c["latents"] for c in caches]),
+            "scenes": [scene for c in caches for scene in c["scenes"]],
+        }
+        log(f"{len(sampled['scenes'])} sampled latents")
     vae.train()
     ema = None
     for step in range(1, args.steps + 1):
@@ -73,6 +92,13 @@ def main() -> None:
             l_kl = post.kl().mean()
         rec = vae.decode(z).sample
         l_rec = (rec - x).abs().mean() + ((rec - x) ** 2).mean()
+        if sampled is not None:
+            # whole 128x128 images: the decoder has to see a shape's whole outline to tell
+            # a lumpy square from a circle
+            pick = rng.integers(0, len(sampled["scenes"]), size=args.sampled_batch)
+            target = images_to_tensor([scenes.render(sampled["scenes"][i], IMAGE_SIZE) for i in pick])
+            drawn = vae.decode(sampled["latents"][torch.from_numpy(pick)]).sample
+            l_rec = 0.5 * l_rec + 0.5 * ((drawn - target).abs().mean() + ((drawn - target) ** 2).mean())
         loss = l_rec + args.kl * l_kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
