@@ -52,23 +52,32 @@ def foreground_weights(x0: torch.Tensor, extra: float) -> torch.Tensor:
     return 1.0 + extra * mask
 
 
+def tokenize(tok, texts: list[str]) -> torch.Tensor:
+    """(len(texts), 77) token ids, padded and truncated as the pipeline does."""
+    return tok(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+
+@torch.no_grad()
+def encode_scenes(vae, scene_list: list, log, what: str = "") -> torch.Tensor:
+    """VAE posterior means of the rendered scenes, 32 at a time."""
+    lat = []
+    for i in range(0, len(scene_list), 32):
+        x = images_to_tensor([scenes.render(s, IMAGE_SIZE) for s in scene_list[i : i + 32]])
+        lat.append(vae.encode(x).latent_dist.mean)
+        if i % 1024 == 0:
+            log(f"encoded {what}{i}/{len(scene_list)}")
+    return torch.cat(lat)
+
+
 @torch.no_grad()
 def build_cache(vae, tok, n: int, seed: int, log) -> dict:
     path = WORK_DIR / f"latents_seed{seed}_n{n}.pt"
     if path.exists():
         return torch.load(path)
     scene_list, caps = scenes.training_pairs(n, seed)
-    lat = []
     vae.eval()
-    for i in range(0, n, 32):
-        x = images_to_tensor([scenes.render(s, IMAGE_SIZE) for s in scene_list[i : i + 32]])
-        lat.append(vae.encode(x).latent_dist.mean)
-        if i % 1024 == 0:
-            log(f"encoded {i}/{n}")
-    latents = torch.cat(lat)
-    flat = [c for cs in caps for c in cs]
-    ids = tok(flat, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-    ids = ids.view(n, -1, 77).to(torch.int32)
+    latents = encode_scenes(vae, scene_list, log)
+    ids = tokenize(tok, [c for cs in caps for c in cs]).view(n, -1, 77).to(torch.int32)
     cache = {"latents": latents, "ids": ids, "captions": caps}
     torch.save(cache, path)
     return cache
@@ -126,17 +135,12 @@ def build_pair_cache(vae, tok, n_pairs: int, seed: int, p_position: float, log) 
                     for s in (scene, other)
                 ]
             )
-    lat = []
-    flat_scenes = [s for pair in pairs for s in pair]
-    for i in range(0, len(flat_scenes), 32):
-        x = images_to_tensor([scenes.render(s, IMAGE_SIZE) for s in flat_scenes[i : i + 32]])
-        lat.append(vae.encode(x).latent_dist.mean)
-        if i % 1024 == 0:
-            log(f"encoded pair scenes {i}/{len(flat_scenes)}")
-    latents = torch.cat(lat).view(n_pairs, 2, *lat[0].shape[1:])
-    flat = [c for pair in captions for c in pair]
-    ids = tok(flat, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-    cache = {"latents": latents, "ids": ids.view(n_pairs, 4, 2, 77).to(torch.int32)}
+    latents = encode_scenes(vae, [s for pair in pairs for s in pair], log, "pair scenes ")
+    ids = tokenize(tok, [c for pair in captions for c in pair])
+    cache = {
+        "latents": latents.view(n_pairs, 2, *latents.shape[1:]),
+        "ids": ids.view(n_pairs, 4, 2, 77).to(torch.int32),
+    }
     torch.save(cache, path)
     return cache
 
@@ -160,8 +164,7 @@ def positional_caption_ids(tok, n: int, seed: int, p_position: float) -> torch.T
         for scene in scene_list
         for _ in range(4)
     ]
-    ids = tok(flat, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-    return ids.view(n, 4, 77)
+    return tokenize(tok, flat).view(n, 4, 77)
 
 
 def main() -> None:

@@ -19,6 +19,11 @@ from . import scenes
 from .common import IMAGE_SIZE, VAE_CONFIG, WORK_DIR, Logger, images_to_tensor, setup_torch
 
 
+def reconstruction_loss(decoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 + MSE on [-1, 1] images."""
+    return (decoded - target).abs().mean() + ((decoded - target) ** 2).mean()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0)
@@ -44,6 +49,8 @@ def main() -> None:
     ap.add_argument("--sampled-batch", type=int, default=8)
     ap.add_argument("--save-every", type=int, default=100)
     args = ap.parse_args()
+    if args.sampled and not args.decoder_only:
+        ap.error("--sampled needs --decoder-only (the latent space must not move)")
     setup_torch(args.seed)
     log = Logger()
     rng = np.random.default_rng(args.seed)
@@ -60,8 +67,6 @@ def main() -> None:
             * (0.5 * (1 + np.cos(np.pi * min(s, args.steps) / args.steps)) * 0.9 + 0.1)
         ),
     )
-    if args.sampled and not args.decoder_only:
-        ap.error("--sampled needs --decoder-only (the latent space must not move)")
     sampled = None
     if args.sampled:
         # our own caches (they hold Scene objects, hence weights_only=False)
@@ -91,14 +96,14 @@ def main() -> None:
             z = post.sample()
             l_kl = post.kl().mean()
         rec = vae.decode(z).sample
-        l_rec = (rec - x).abs().mean() + ((rec - x) ** 2).mean()
+        l_rec = reconstruction_loss(rec, x)
         if sampled is not None:
             # whole 128x128 images: the decoder has to see a shape's whole outline to tell
             # a lumpy square from a circle
             pick = rng.integers(0, len(sampled["scenes"]), size=args.sampled_batch)
             target = images_to_tensor([scenes.render(sampled["scenes"][i], IMAGE_SIZE) for i in pick])
             drawn = vae.decode(sampled["latents"][torch.from_numpy(pick)]).sample
-            l_rec = 0.5 * l_rec + 0.5 * ((drawn - target).abs().mean() + ((drawn - target) ** 2).mean())
+            l_rec = 0.5 * l_rec + 0.5 * reconstruction_loss(drawn, target)
         loss = l_rec + args.kl * l_kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
