@@ -83,10 +83,12 @@ def easel_request(
     """The request Easel runs for a workload (diffusers gets the same settings)."""
     from plugin_api import GenerationRequest
 
+    # late_cfg_scale = cfg_scale: one scale throughout, as diffusers runs it; left empty, a
+    # model's easel.json (the demo model recommends a late CFG) would fill in a second scale
     return GenerationRequest(
         prompt=workload.prompt, negative_prompt=workload.negative_prompt, seed=seed, steps=steps,
-        cfg_scale=workload.cfg, width=size.width, height=size.height, batch_size=batch,
-        sampler=workload.sampler, model=model_name, save_images=False,
+        cfg_scale=workload.cfg, late_cfg_scale=workload.cfg, width=size.width, height=size.height,
+        batch_size=batch, sampler=workload.sampler, model=model_name, save_images=False,
     )  # fmt: skip
 
 

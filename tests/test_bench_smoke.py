@@ -7,7 +7,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("workload", ["tiny-sd15", "sdxl", "zimage"])
+@pytest.mark.parametrize("workload", ["demo", "tiny-sd15", "sdxl", "zimage"])
 def test_bench_prints_the_comparison_json(workload):
     proc = subprocess.run(
         [sys.executable, "-m", "bench", workload, "--repeat", "1", "--steps", "2", "--batch", "1"],
