@@ -5,7 +5,8 @@ A red circle rendered at the LEFT is the control image; the prompt says RIGHT. T
 analyzer (tools/demo_model/judge.py) must find the circle at the left for every seed,
 while the same prompt without ControlNet does not put it there every time (so the test
 measures the ControlNet, not luck). Weight 0 gives exactly the image without ControlNet.
-128x128, 20 Euler steps, CFG 6: the demo model's settings (about a second per image)."""
+128x128, 20 Euler steps, CFG 6 (and the demo model's late CFG from its easel.json), about a
+second per image."""
 
 from __future__ import annotations
 

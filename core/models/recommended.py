@@ -1,7 +1,7 @@
 """A model's own recommended generation settings (``easel.json`` in a diffusers folder).
 
 Model authors publish settings their model needs (Z-Image-Turbo: 8 steps, no CFG; the demo
-model: Euler, 20 steps, CFG 6). A folder may carry them:
+model: Euler, 20 steps, CFG 4 with a late CFG of 1.5). A folder may carry them:
 
     {"recommended": {"steps": 20, "cfg_scale": 6, "late_cfg_scale": 2, "late_cfg_start": 0.5}}
 

@@ -8,8 +8,8 @@ position. ``tools/demo_model/judge.py`` reads the position of the generated shap
 accuracy is the fraction placed where the edge map (not the prompt) says. The same prompts
 without the ControlNet give the baseline.
 
-Uses diffusers' ``StableDiffusionControlNetPipeline`` (128x128, 20 Euler steps, CFG 6, the
-demo model's settings); Easel's own path is checked by the extension's tests.
+Uses diffusers' ``StableDiffusionControlNetPipeline`` (128x128, 20 Euler steps, one CFG
+scale throughout: ``common.DEFAULT_CFG``); Easel's own path is checked by the extension's tests.
 """
 
 from __future__ import annotations

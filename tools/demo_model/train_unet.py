@@ -237,7 +237,19 @@ def main() -> None:
         help="transformer blocks per attention layer; more than the resumed state has: the "
         "new blocks start as exact identities (zeroed output projections)",
     )
+    ap.add_argument(
+        "--pixel-loss",
+        type=float,
+        default=0.0,
+        help="weight of an image-space loss: the x0 estimate of --pixel-batch samples (t < "
+        "--pixel-max-t) decoded by the frozen shipped decoder (WORK_DIR/vae_dec) against the "
+        "rendered scene, where corners and straight edges weigh what they weigh in the picture",
+    )
+    ap.add_argument("--pixel-batch", type=int, default=8)
+    ap.add_argument("--pixel-max-t", type=int, default=600)
     args = ap.parse_args()
+    if args.pixel_loss and args.prediction != "v_prediction":
+        ap.error("--pixel-loss reads the x0 estimate from a v prediction; add --prediction v_prediction")
     if args.shape_aux and args.shape_pairs:
         ap.error("--shape-aux labels the regular batch only; use it without --shape-pairs")
     sched_config = scheduler_config(args.schedule, args.prediction)
@@ -261,6 +273,11 @@ def main() -> None:
     latents = latents * scaling
     if args.shape_pairs:
         pair_latents, pair_ids = pair_cache["latents"] * scaling, pair_cache["ids"].long()
+    if args.pixel_loss:
+        decoder = AutoencoderKL.from_pretrained(WORK_DIR / "vae_dec").eval()
+        for p in decoder.parameters():
+            p.requires_grad_(False)
+        train_scenes = scenes.training_pairs(args.n_scenes, args.seed)[0]
     empty_ids = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
@@ -362,6 +379,20 @@ def main() -> None:
             pred_diff = pred[b : b + k] - pred[b + k :]
             target_diff = target[b : b + k] - target[b + k :]
             loss = loss + args.pair_weight * F.mse_loss(pred_diff, target_diff)
+        pix = torch.zeros(())
+        if args.pixel_loss:
+            # only captioned samples at low/mid noise: there the x0 estimate should already
+            # show the named shape, and a decoded picture weighs corners as a viewer does
+            sel = torch.nonzero((t[: args.batch] < args.pixel_max_t) & ~drop).flatten()[: args.pixel_batch]
+            if len(sel):
+                ab = alphas[t[sel]].view(-1, 1, 1, 1)
+                x0_hat = ab.sqrt() * xt[sel] - (1 - ab).sqrt() * pred[sel]
+                picture = decoder.decode(x0_hat / scaling).sample
+                truth = images_to_tensor(
+                    [scenes.render(train_scenes[i], IMAGE_SIZE) for i in idx[sel].tolist()]
+                )
+                pix = F.mse_loss(picture, truth)
+                loss = loss + args.pixel_loss * pix
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -375,7 +406,7 @@ def main() -> None:
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         if step % 25 == 0 or step == start + 1:
             log(
-                f"step {step} loss {ema_loss:.4f} aux {aux.item():.3f} gn {gn:.2f} "
+                f"step {step} loss {ema_loss:.4f} aux {aux.item():.3f} pix {pix.item():.4f} gn {gn:.2f} "
                 f"lr {sched.get_last_lr()[0]:.2e}"
             )
         if step % args.ckpt_every == 0 or step == args.steps:
