@@ -117,6 +117,8 @@ def test_generate_shows_progress_preview_and_image(browser, server):
     context, page = open_page(browser, server)
     fill_form(page, server, "a red circle on a blue background", seed=-1)
     assert page.input_value("#txt2img_late_cfg input") == ""  # empty: the model's own
+    if server.model == "easel-demo":  # ... which the placeholder shows (its easel.json)
+        assert page.get_attribute("#txt2img_late_cfg input", "placeholder") == "1.5"
     page.fill("#txt2img_late_cfg input", "2")
     page.evaluate(WATCH_PROGRESS_JS, "txt2img")
     page.click("#txt2img_generate")
@@ -134,7 +136,9 @@ def test_generate_shows_progress_preview_and_image(browser, server):
     seed = int(seed_match.group(1))
     assert "a red circle on a blue background" in info
     assert "Steps: 12" in info and "Size: 128x128" in info
-    assert "Late CFG scale: 2" in info and "Late CFG start: 0.5" in info
+    # the start was left empty: the model's own (the demo model's easel.json: 0.3), else half way
+    start = "0.3" if server.model == "easel-demo" else "0.5"
+    assert "Late CFG scale: 2" in info and f"Late CFG start: {start}" in info
     # the image was kept in outputs/ with the same parameters
     saved = sorted(server.data_dir.joinpath("outputs").rglob("*.png"))
     assert saved, "no image written under outputs/"

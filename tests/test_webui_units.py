@@ -224,3 +224,25 @@ def test_hires_controls_fill_the_request_only_when_ticked():
         5,
     )
     assert on.denoising_strength == 0.55
+
+
+def test_late_cfg_placeholders_show_the_models_own_setting(make_host):
+    """Empty late-CFG fields send nothing, so the model's easel.json decides; the fields'
+    placeholders say what that is, and follow a model switch."""
+    from types import SimpleNamespace
+
+    from core.engine import Engine
+    from ui.choices import late_cfg_placeholders, model_defaults
+    from ui.generation_run import _on_model_change
+
+    engine = Engine(make_host())  # the tiny models and the shipped demo model
+    service = SimpleNamespace(engine=engine)
+    demo = model_defaults(service, "easel-demo")  # its easel.json: CFG 4, late 1.5 from 0.3
+    assert (demo["cfg_scale"], demo["late_cfg_scale"], demo["late_cfg_start"]) == (4.0, 1.5, 0.3)
+    assert late_cfg_placeholders(demo) == ("1.5", "0.3")
+    assert late_cfg_placeholders(model_defaults(service, "tiny-sd15")) == ("—", "0.5")  # no easel.json
+
+    _, scale, start = _on_model_change(engine.host, service, "easel-demo", "Euler")
+    assert (scale["placeholder"], start["placeholder"]) == ("1.5", "0.3")
+    _, scale, start = _on_model_change(engine.host, service, "tiny-sd15", "Euler")
+    assert (scale["placeholder"], start["placeholder"]) == ("—", "0.5")

@@ -97,8 +97,8 @@ def default_sampler(names: list[str]) -> str | None:
 
 
 def model_defaults(service: Any, name: str | None) -> dict[str, Any]:
-    """The engine's defaults for ``name`` (size, steps, CFG, sampler), read by validating
-    an empty request: nothing is loaded. Empty when no engine or model is there."""
+    """The engine's defaults for ``name`` (size, steps, CFG, late CFG, sampler), read by
+    validating an empty request: nothing is loaded. Empty when no engine or model is there."""
     engine = find_engine(service)
     if engine is None or not name:
         return {}
@@ -114,5 +114,18 @@ def model_defaults(service: Any, name: str | None) -> dict[str, Any]:
         "height": filled.height,
         "steps": filled.steps,
         "cfg_scale": filled.cfg_scale,
+        "late_cfg_scale": filled.late_cfg_scale,
+        "late_cfg_start": filled.late_cfg_start,
         "sampler": filled.sampler,
     }
+
+
+def late_cfg_placeholders(defaults: dict[str, Any]) -> tuple[str, str]:
+    """What the empty late-CFG fields show: the model's own late CFG (its easel.json),
+    which an empty field sends, or "—" (one scale throughout) and the default start."""
+    from core.validation import DEFAULT_LATE_CFG_START
+
+    scale = defaults.get("late_cfg_scale")
+    if scale is None:
+        return "—", f"{DEFAULT_LATE_CFG_START:g}"
+    return f"{scale:g}", f"{defaults.get('late_cfg_start', DEFAULT_LATE_CFG_START):g}"

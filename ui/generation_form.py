@@ -76,6 +76,7 @@ def build_generation_form(
         default_sampler = choices.default_sampler(samplers)
     size_w = defaults.get("width", choices.DEFAULT_SIZE)
     size_h = defaults.get("height", choices.DEFAULT_SIZE)
+    late_placeholder, late_start_placeholder = choices.late_cfg_placeholders(defaults)
     init_image = denoising = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
@@ -147,14 +148,15 @@ def build_generation_form(
             )
             with gr.Row():
                 # empty by default, so a model's own late CFG (its easel.json) applies and
-                # switching models never carries one model's setting to another. Text
-                # fields, not gr.Number: an empty Number shows and sends 0, a real value.
+                # switching models never carries one model's setting to another; the
+                # placeholders show that setting. Text fields, not gr.Number: an empty
+                # Number shows and sends 0, a real value.
                 late_cfg_scale = gr.Textbox(
                     value="", label=t("gen.late_cfg"), info=t("gen.late_cfg_info"),
-                    placeholder="—", elem_id=f"{prefix}_late_cfg", max_lines=1,
+                    placeholder=late_placeholder, elem_id=f"{prefix}_late_cfg", max_lines=1,
                 )  # fmt: skip
                 late_cfg_start = gr.Textbox(
-                    value="", label=t("gen.late_cfg_start"), placeholder="0.5",
+                    value="", label=t("gen.late_cfg_start"), placeholder=late_start_placeholder,
                     elem_id=f"{prefix}_late_cfg_start", max_lines=1,
                 )  # fmt: skip
             with gr.Row():

@@ -205,22 +205,29 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         lambda current: _refresh_models(service, current), inputs=[form.model], outputs=[form.model]
     )
     form.model.change(
-        lambda name, current: _samplers_for_model(host, service, name, current),
+        lambda name, current: _on_model_change(host, service, name, current),
         inputs=[form.model, form.sampler],
-        outputs=[form.sampler],
+        outputs=[form.sampler, form.late_cfg_scale, form.late_cfg_start],
         show_progress="hidden",
     )
     wire_downloads(panel, last_result)
     return last_result
 
 
-def _samplers_for_model(host: Any, service: Any, name: str | None, current: str | None) -> Any:
-    """Flow-matching models (Z-Image) and the others have different samplers."""
+def _on_model_change(host: Any, service: Any, name: str | None, current: str | None) -> tuple[Any, Any, Any]:
+    """Flow-matching models (Z-Image) and the others have different samplers; the late-CFG
+    placeholders show the new model's own late CFG (what the empty fields will send)."""
+    defaults = choices.model_defaults(service, name)
     names = choices.sampler_names(host, service, choices.model_family(service, name))
     if current in names:
-        return gr.update(choices=names)
-    preferred = choices.model_defaults(service, name).get("sampler")
-    return gr.update(choices=names, value=preferred if preferred in names else choices.default_sampler(names))
+        sampler = gr.update(choices=names)
+    else:
+        preferred = defaults.get("sampler")
+        sampler = gr.update(
+            choices=names, value=preferred if preferred in names else choices.default_sampler(names)
+        )
+    scale, start = choices.late_cfg_placeholders(defaults)
+    return sampler, gr.update(placeholder=scale), gr.update(placeholder=start)
 
 
 PREVIEW_MIN_SIDE = 256

@@ -9,6 +9,7 @@ import time
 import httpx
 from PIL import Image
 
+from core.config import SHIPPED_MODELS_DIR
 from tests.api.conftest import TINY_MODEL
 
 SMALL = {"width": 64, "height": 64, "steps": 2, "model": TINY_MODEL}
@@ -168,7 +169,10 @@ def test_catalog_endpoints(easel):
         assert {m["name"] for m in models} >= {TINY_MODEL}
         assert all(m["family"] == "sd15" and len(m["hash"]) == 10 for m in models)
         recommended = {m["name"]: m["recommended"] for m in models}
-        assert recommended["easel-demo"] == {"sampler": "Euler", "steps": 20, "cfg_scale": 6.0}  # easel.json
+        shipped = json.loads(
+            (SHIPPED_MODELS_DIR / "Stable-diffusion" / "easel-demo" / "easel.json").read_text()
+        )
+        assert recommended["easel-demo"] == shipped["recommended"]  # CFG 4, late CFG 1.5 from 0.3
         assert recommended[TINY_MODEL] == {}
         samplers = client.get("/api/v1/samplers").json()
         assert samplers and all(s["name"] for s in samplers)
