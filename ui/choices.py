@@ -122,7 +122,7 @@ def model_defaults(service: Any, name: str | None) -> dict[str, Any]:
 
 def late_cfg_placeholders(defaults: dict[str, Any]) -> tuple[str, str]:
     """What the empty late-CFG fields show: the model's own late CFG (its easel.json),
-    which an empty field sends, or "—" (one scale throughout) and the default start."""
+    which applies while they are empty, or "—" (one scale throughout) and the default start."""
     from core.validation import DEFAULT_LATE_CFG_START
 
     scale = defaults.get("late_cfg_scale")

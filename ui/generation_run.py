@@ -216,7 +216,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
 
 def _on_model_change(host: Any, service: Any, name: str | None, current: str | None) -> tuple[Any, Any, Any]:
     """Flow-matching models (Z-Image) and the others have different samplers; the late-CFG
-    placeholders show the new model's own late CFG (what the empty fields will send)."""
+    placeholders show the new model's own late CFG (what applies while they are empty)."""
     defaults = choices.model_defaults(service, name)
     names = choices.sampler_names(host, service, choices.model_family(service, name))
     if current in names:
