@@ -128,4 +128,4 @@ def late_cfg_placeholders(defaults: dict[str, Any]) -> tuple[str, str]:
     scale = defaults.get("late_cfg_scale")
     if scale is None:
         return "—", f"{DEFAULT_LATE_CFG_START:g}"
-    return f"{scale:g}", f"{defaults.get('late_cfg_start', DEFAULT_LATE_CFG_START):g}"
+    return f"{scale:g}", f"{defaults['late_cfg_start']:g}"  # validation sets it with a scale

@@ -274,9 +274,7 @@ def main() -> None:
     if args.shape_pairs:
         pair_latents, pair_ids = pair_cache["latents"] * scaling, pair_cache["ids"].long()
     if args.pixel_loss:
-        decoder = AutoencoderKL.from_pretrained(WORK_DIR / "vae_dec").eval()
-        for p in decoder.parameters():
-            p.requires_grad_(False)
+        decoder = AutoencoderKL.from_pretrained(WORK_DIR / "vae_dec").eval().requires_grad_(False)
         train_scenes = scenes.training_pairs(args.n_scenes, args.seed)[0]
     empty_ids = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
