@@ -1,24 +1,37 @@
 # The two commands the README promises:
 #   make serve   set everything up, then run the WebUI + API with the shipped demo model
 #   make test    set everything up, then run lint, the architecture contracts and the tests
+# Both install exactly the versions in requirements.lock; `make lock` rewrites it.
 PYTHON ?= python3
 VENV ?= .venv
-# torch + torchvision as a matching pair (PyPI's torchvision does not import beside a torch
-# from another build); this machine's pip takes both from its local wheel folder.
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+LOCK := requirements.lock
 BIN := $(VENV)/bin
+# The torch + torchvision pair `make lock` pins (PyPI's torchvision only imports beside the
+# torch build it was made for). Change both together, then `make lock`.
+TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
+# Optional: a PyTorch wheel index for another CUDA build of the same pair, e.g.
+# https://download.pytorch.org/whl/cu126 or .../whl/cpu; the lock's version still decides.
+TORCH_INDEX_URL ?=
+UV_SPEC ?= uv==0.13.9
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: serve test lint setup browser
+.PHONY: serve test lint lock lock-check setup browser
 
+# pip itself comes from the lock too, so a new pip release cannot change how the lock installs.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$$(grep -E '^pip==' $(LOCK) 2>/dev/null || echo pip)"
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[test]"
+# Exactly the lock (pip resolves nothing newer: every package is pinned), then Easel itself
+# without build isolation, so the locked setuptools builds it instead of the newest one.
+$(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
+	@if [ -n "$(TORCH_INDEX_URL)" ]; then \
+	  $(BIN)/python -m pip install --quiet --index-url "$(TORCH_INDEX_URL)" \
+	    $$(grep -E '^(torch|torchvision)==' $(LOCK) | cut -d' ' -f1); fi
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m core.cli.lock check
 	touch $@
 
 setup: $(VENV)/.installed
@@ -31,6 +44,19 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# The venv matches the lock, the lock matches pyproject, `pip check` is clean.
+lock-check: setup
+	$(BIN)/python -m core.cli.lock check
+
+# Re-resolve within pyproject's ranges (newest versions the index has) and rewrite the lock
+# for every platform and Python >= 3.11 (uv's universal resolution writes markers). Then run
+# `make test` and commit pyproject.toml and requirements.lock together.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(UV_SPEC)
+	$(BIN)/python -m core.cli.lock inputs $(TORCH_PAIR) | \
+	  $(BIN)/uv pip compile pyproject.toml - --extra test --universal --python-version 3.11 \
+	    --custom-compile-command "make lock" --quiet -o $(LOCK)
+
 # Headless Chromium for the WebUI browser tests, from Debian's packages (Playwright
 # drives it; `playwright install` cannot download browsers here). Installed only when
 # missing and only as root; CJK and emoji fonts make the screenshots readable.
@@ -41,5 +67,5 @@ browser:
 	      chromium chromium-driver fonts-wqy-microhei fonts-noto-color-emoji; \
 	  else echo "chromium missing: install it (apt-get install chromium) or the browser tests are skipped"; fi; }
 
-test: lint browser
+test: lint lock-check browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,14 +1,16 @@
 """Install and remove extensions: from a git URL, a local folder or a zip file.
 
-An extension's requirements are installed with the core's own dependencies pinned as
-constraints, so an extension can never downgrade or replace torch, diffusers & co. A
-requirement that conflicts with a pinned package is refused before pip runs; any
-failure removes what was copied, so a failed install leaves no trace.
+An extension's requirements are installed with every package of Easel's lock
+(``requirements.lock``) held at the version installed here, so an extension can never move
+torch, diffusers or anything they need. A requirement that conflicts with a held package
+is refused before pip runs; a conflict deeper down is explained by naming the package pip
+would have moved; any failure removes what was copied, so a failed install leaves no trace.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
 import shutil
 import subprocess
@@ -21,9 +23,10 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from core import lockfile
 from core.plugins.manifest import MANIFEST_NAME, read_manifest
 
-# What the core needs; used when Easel runs from a checkout without being pip-installed.
+# What the core needs; held when Easel runs without its checkout's lock (a wheel install).
 CORE_PACKAGES = (
     "torch", "diffusers", "transformers", "safetensors", "peft", "accelerate",
     "pluggy", "gradio", "fastapi", "uvicorn", "pillow", "numpy", "tokenizers",
@@ -43,8 +46,7 @@ class InstallResult:
     requirements: list[str]
 
 
-def protected_versions() -> dict[str, str]:
-    """Installed versions of the core's dependencies (and of their dependencies' roots)."""
+def _unlocked_core_names() -> set[str]:
     names = set(CORE_PACKAGES)
     try:
         for req in importlib.metadata.requires("easel") or []:
@@ -53,17 +55,27 @@ def protected_versions() -> dict[str, str]:
                 names.add(parsed.name)
     except importlib.metadata.PackageNotFoundError:
         pass
+    return names
+
+
+def protected_versions() -> dict[str, str]:
+    """Held packages -> their installed versions: every locked package (the core's list
+    without a lock), at the exact version installed, so nothing moves, not even a torch
+    build with a local label such as ``2.14.1+cu126``."""
+    try:
+        names = set(lockfile.locked_versions()) - lockfile.ENVIRONMENT_TOOLS
+    except lockfile.LockError:
+        names = _unlocked_core_names()
     versions = {}
     for name in names:
-        try:
-            versions[canonicalize_name(name)] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        installed = lockfile.installed_version(name)
+        if installed is not None:
+            versions[canonicalize_name(name)] = installed
     return versions
 
 
 def check_requirements(requirements: list[str], source: str) -> list[Requirement]:
-    """Parse requirements; refuse any that would change a package the core pins."""
+    """Parse requirements; refuse any that would move a package Easel holds."""
     protected = protected_versions()
     parsed = []
     for line in requirements:
@@ -77,12 +89,56 @@ def check_requirements(requirements: list[str], source: str) -> list[Requirement
         if installed is not None and not req.specifier.contains(installed, prereleases=True):
             raise InstallError(
                 f"{source}: requirement {line!r} conflicts with {req.name} {installed}, which "
-                f"Easel itself needs; an extension may not downgrade or replace it. "
-                "Ask the extension's author for a version that supports "
+                f"Easel itself needs (requirements.lock); an extension may not downgrade or "
+                f"replace it. Ask the extension's author for a version that supports "
                 f"{req.name} {installed}."
             )
         parsed.append(req)
     return parsed
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+
+
+def moved_packages(requirements: list[str]) -> list[str]:
+    """Which held packages pip would move to satisfy ``requirements`` left to itself
+    (a dry run without the holds), as "name installed -> wanted" lines."""
+    proc = _pip("install", "--dry-run", "--quiet", "--report", "-", *requirements)
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return []
+    protected = protected_versions()
+    moved = []
+    for item in report.get("install", []):
+        name = canonicalize_name(item["metadata"]["name"])
+        wanted = item["metadata"]["version"]
+        if name in protected and wanted != protected[name]:
+            moved.append(f"{name} {protected[name]} -> {wanted}")
+    return moved
+
+
+def pip_install(requirements: list[str], source: str) -> None:
+    if not requirements:
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
+        for name, version in sorted(protected_versions().items()):
+            constraints.write(f"{name}=={version}\n")
+    try:
+        proc = _pip("install", "--constraint", constraints.name, *requirements)
+    finally:
+        Path(constraints.name).unlink(missing_ok=True)
+    if proc.returncode != 0:
+        moved = moved_packages(requirements)
+        if moved:
+            raise InstallError(
+                f"{source}: its requirements would move packages Easel needs "
+                f"(requirements.lock): {'; '.join(moved)}. Nothing was installed; ask the "
+                "extension's author for versions that work with these."
+            )
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        raise InstallError(f"{source}: installing requirements failed; nothing was kept.\n{tail}")
 
 
 def read_requirements(folder: Path) -> list[str]:
@@ -94,25 +150,6 @@ def read_requirements(folder: Path) -> list[str]:
             if line:
                 reqs.append(line)
     return reqs
-
-
-def pip_install(requirements: list[str], source: str) -> None:
-    if not requirements:
-        return
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
-        for name, version in sorted(protected_versions().items()):
-            constraints.write(f"{name}=={version}\n")
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--constraint", constraints.name, *requirements],
-            capture_output=True,
-            text=True,
-        )
-    finally:
-        Path(constraints.name).unlink(missing_ok=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-        raise InstallError(f"{source}: installing requirements failed; nothing was kept.\n{tail}")
 
 
 def _safe_extract(archive: Path, into: Path) -> Path:
