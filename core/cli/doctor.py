@@ -16,7 +16,7 @@ import subprocess
 import sys
 from typing import Any
 
-from core import __version__, lockfile
+from core import __version__
 
 # The libraries whose versions change images, loading or the UI; the first to ask for.
 REPORTED_PACKAGES = (
@@ -36,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 
 
 def git_commit() -> str | None:
+    from core import lockfile
+
     try:
         proc = subprocess.run(
             ["git", "-C", str(lockfile.CHECKOUT), "rev-parse", "--short", "HEAD"],
@@ -78,6 +80,8 @@ def torch_report() -> dict[str, Any]:
 
 def package_report() -> tuple[list[dict[str, Any]], str | None]:
     """Each reported package (and every other locked one that differs) against the lock."""
+    from core import lockfile
+
     try:
         locked = lockfile.locked_versions()
         lock_error = None
@@ -121,6 +125,8 @@ def easel_environment() -> dict[str, str]:
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here, like every sub-command's heavy work, so `easel --help` stays instant.
+    from core import lockfile
     from core.cli.main import settings_from_args
 
     settings = settings_from_args(args)
