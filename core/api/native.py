@@ -43,8 +43,11 @@ def job_view(record: JobRecord, service: JobService) -> JobView:
     images: list[str] = []
     if result:
         images = [f"/api/v1/jobs/{record.id}/images/{n}" for n in range(len(result.get("paths", [])))]
-        # file locations are the server's business; clients fetch images by URL
-        result = {k: v for k, v in result.items() if k != "paths"}
+        # Absolute locations are the server's business; clients fetch images by URL. The
+        # names inside the outputs folder are not: `easel generate` on the same data
+        # folder prints them as its own paths.
+        files = service.output_names(result.get("paths", []))
+        result = {k: v for k, v in result.items() if k != "paths"} | {"files": files}
     return JobView(
         id=record.id,
         kind=record.kind,

@@ -1,6 +1,8 @@
 """``easel generate "PROMPT"``: images from a prompt; prints the written paths, one per line.
 
-Progress goes to stderr (a tqdm bar); bad input is a one-line error and exit code 2.
+Progress goes to stderr (a tqdm bar); bad input is a one-line error and exit code 2. When an
+``easel serve`` runs on the same data folder (or ``--server URL`` names one), the job goes to
+its queue and its loaded model (core/cli/generate_remote.py); ``--local`` runs in-process.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from core.config import Settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -41,47 +45,80 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         "--hires-denoise", type=float, default=0.7, help="denoising strength of the second pass"
     )
     parser.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
-    parser.add_argument("--out", type=Path, help="outputs folder (default: <data dir>/outputs)")
+    parser.add_argument(
+        "--out", type=Path, help="outputs folder (default: <data dir>/outputs); runs in-process"
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--server",
+        metavar="URL",
+        help="send the job to this easel serve (default: the one running on the same data folder)",
+    )
+    where.add_argument(
+        "--local", action="store_true", help="run in this process even when a server is running"
+    )
     parser.set_defaults(run=run)
 
 
+def request_fields(args: argparse.Namespace) -> dict:
+    """The request as the native API's JobRequest takes it: one set of defaults either way."""
+    fields = {
+        "prompt": args.prompt,
+        "negative_prompt": args.negative,
+        "seed": args.seed,
+        "steps": args.steps,
+        "cfg_scale": args.cfg,
+        "late_cfg_scale": args.late_cfg,
+        "late_cfg_start": args.late_cfg_start,
+        "width": args.width,
+        "height": args.height,
+        "sampler": args.sampler,
+        "model": args.model,
+        "batch_size": args.batch,
+        "batch_count": args.count,
+        "clip_skip": args.clip_skip,
+        "output_format": args.format,
+    }
+    if args.hires_scale is not None:
+        fields |= {
+            "enable_hr": True,
+            "hr_scale": args.hires_scale,
+            "hr_upscaler": args.hires_upscaler,
+            "hr_second_pass_steps": args.hires_steps,
+            "denoising_strength": args.hires_denoise,
+        }
+    return fields
+
+
 def run(args: argparse.Namespace) -> int:
+    from core.cli.main import settings_from_args
+
+    if args.hires_scale is None and (args.hires_upscaler or args.hires_steps):
+        print("easel generate: --hires-upscaler / --hires-steps need --hires-scale", file=sys.stderr)
+        return 2
+    settings = settings_from_args(args)
+    fields = request_fields(args)
+    if not args.local and args.out is None:
+        from core.cli import generate_remote, server_link
+
+        if args.server:
+            return generate_remote.generate_via_server(args.server.rstrip("/"), fields, settings.outputs_dir)
+        url = server_link.announced_server(settings.state_dir)
+        if url is not None:
+            return generate_remote.generate_via_server(url, fields, settings.outputs_dir)
+    return generate_locally(args, settings, fields)
+
+
+def generate_locally(args: argparse.Namespace, settings: Settings, fields: dict) -> int:
     from tqdm import tqdm
 
-    from core.cli.main import settings_from_args
     from core.engine import Engine
     from core.errors import EaselError, RequestError
     from core.host import Host
     from plugin_api.types import GenerationRequest
 
-    settings = settings_from_args(args)
     _quiet_loading_bars()
-    request = GenerationRequest(
-        prompt=args.prompt,
-        negative_prompt=args.negative,
-        seed=args.seed,
-        steps=args.steps,
-        cfg_scale=args.cfg,
-        late_cfg_scale=args.late_cfg,
-        late_cfg_start=args.late_cfg_start,
-        width=args.width,
-        height=args.height,
-        sampler=args.sampler,
-        model=args.model,
-        batch_size=args.batch,
-        batch_count=args.count,
-        clip_skip=args.clip_skip,
-        output_format=args.format,
-    )
-    if args.hires_scale is None and (args.hires_upscaler or args.hires_steps):
-        print("easel generate: --hires-upscaler / --hires-steps need --hires-scale", file=sys.stderr)
-        return 2
-    if args.hires_scale is not None:
-        request.enable_hr = True
-        request.hr_scale = args.hires_scale
-        request.hr_upscaler = args.hires_upscaler
-        request.hr_second_pass_steps = args.hires_steps
-        request.denoising_strength = args.hires_denoise
+    request = GenerationRequest(**fields)
     host = Host(settings).start()
     engine = Engine(host, outputs_dir=args.out.resolve() if args.out else None)
     bar = None

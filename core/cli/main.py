@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise in a CLI
     try:
         return int(args.run(args) or 0)
     except SettingError as exc:  # a bad flag or EASEL_* value: one line, like argparse's errors

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from core.api.app import create_app
+    from core.cli import server_link
     from core.cli.main import settings_from_args
     from core.engine import Engine
     from core.host import Host
@@ -95,16 +96,22 @@ def run(args: argparse.Namespace) -> int:
         service,
         engine=engine,
         cors_allow_origins=origins or None,
-        on_shutdown=[service.stop, host.stop],
+        # Here and not only in `finally`: uvicorn re-raises the SIGTERM it handled once the app
+        # has shut down, so code after uvicorn.run does not run on a signal.
+        on_shutdown=[lambda: server_link.withdraw(settings.state_dir), service.stop, host.stop],
     )
     if not args.no_ui:
         mount_ui(app, host, service)
     log.info("Easel on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir)
+    # `easel generate` on this data folder finds the server here and queues its jobs with us.
+    url = server_link.client_url(settings.host, settings.port)
+    server_link.announce(settings.state_dir, url, needs_auth=bool(settings.api_auth))
     try:
         uvicorn.run(
             app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5
         )
     finally:
+        server_link.withdraw(settings.state_dir)
         service.stop()
         host.stop()
         lock.close()

@@ -263,6 +263,15 @@ class JobService:
             paths.append(path)
         return paths
 
+    def output_names(self, paths: list[str]) -> list[str | None]:
+        """Each path relative to the image folder it lies in (None outside them)."""
+        names: list[str | None] = []
+        for name in paths:
+            path = Path(name).resolve()
+            root = next((r for r in self.image_roots if path.is_relative_to(r)), None)
+            names.append(None if root is None else path.relative_to(root).as_posix())
+        return names
+
     # --- WorkerListener: called from the worker thread --------------------------------
 
     def job_started(self, record: JobRecord, cancel: CancelToken) -> None:
