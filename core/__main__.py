@@ -1,5 +1,3 @@
-import sys
+from core.cli.main import console_main
 
-from core.cli.main import main
-
-sys.exit(main())
+console_main()

@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     where.add_argument(
         "--local", action="store_true", help="run in this process even when a server is running"
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, exit_at_once=True)
 
 
 def request_fields(args: argparse.Namespace) -> dict:

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_command(argv: list[str] | None) -> tuple[int, argparse.Namespace | None]:
+    """Parse and run one command: its exit code, and its arguments (None: nothing ran)."""
     # Nothing may be downloaded at run time: keep the Hub libraries offline.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return 2, None
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -97,11 +98,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise in a CLI
     try:
-        return int(args.run(args) or 0)
+        return int(args.run(args) or 0), args
     except SettingError as exc:  # a bad flag or EASEL_* value: one line, like argparse's errors
         print(f"easel: error: {exc}", file=sys.stderr)
-        return 2
+        return 2, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code; the process goes on (tests call this)."""
+    return run_command(argv)[0]
+
+
+def console_main() -> None:
+    """The ``easel`` command (and ``python -m core``): one command, then the process ends.
+
+    A command that sets ``exit_at_once`` (``generate``) has written its files atomically and
+    stopped the host when it returns; the interpreter's own finalization of torch and its
+    modules would add ~3 s before the shell prompt comes back, doing nothing for us.
+    """
+    code, args = run_command(sys.argv[1:])
+    if args is not None and getattr(args, "exit_at_once", False):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
