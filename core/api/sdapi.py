@@ -224,17 +224,23 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
     @router.post("/options", summary="Set options (A1111): sd_model_checkpoint switches the default model")
     def set_options(values: dict[str, Any] = Body(...)) -> None:
         """Unknown keys are ignored, as in A1111; a bad model or setting value is a 422."""
+        known = {key: value for key, value in values.items() if key in host.setting_specs}
+        # every value is checked before any is saved: a refused request changes nothing
+        for key, value in known.items():
+            try:
+                host.user_settings.check(host.setting_specs.get(key), value)
+            except (KeyError, ValueError) as exc:
+                raise RequestError(key, str(exc)) from None
         if "sd_model_checkpoint" in values:
             value = values["sd_model_checkpoint"]
             if not isinstance(value, str):
                 raise RequestError("sd_model_checkpoint", "must be a model title or name")
             catalog.set_default_model(value)
-        for key, value in values.items():
-            if key in host.setting_specs:
-                try:
-                    host.set_setting(key, value)
-                except (KeyError, ValueError) as exc:
-                    raise RequestError(key, str(exc)) from None
+        for key, value in known.items():
+            try:
+                host.set_setting(key, value)
+            except (KeyError, ValueError) as exc:
+                raise RequestError(key, str(exc)) from None
 
     @router.get("/cmd-flags", summary="How the server was started (A1111)")
     def cmd_flags() -> dict[str, Any]:
