@@ -46,7 +46,16 @@ def test_a_foreign_host_is_refused_everywhere(easel_webui, host, method, path, b
 
 
 @pytest.mark.parametrize(
-    "host", ["localhost", "localhost:1234", "127.0.0.1", "[::1]:80", "LOCALHOST.", WEBUI_ALLOWED_HOST, "MyBox.LAN:7860"]
+    "host",
+    [
+        "localhost",
+        "localhost:1234",
+        "127.0.0.1",
+        "[::1]:80",
+        "LOCALHOST.",
+        WEBUI_ALLOWED_HOST,
+        "MyBox.LAN:7860",
+    ],
 )
 def test_loopback_and_the_allowed_names_are_answered(easel_webui, host):
     assert raw_request(easel_webui.url, "GET", "/api/v1/health", headers={"Host": host}).status == 200
@@ -114,10 +123,14 @@ def test_cors_only_for_the_listed_origins(easel_webui):
     assert listed.headers.get("access-control-allow-origin") == WEBUI_CORS_ORIGIN
     assert "access-control-allow-credentials" not in listed.headers
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
-    ok = raw_request(easel_webui.url, "OPTIONS", "/api/v1/jobs", headers={"Origin": WEBUI_CORS_ORIGIN, **preflight})
+    ok = raw_request(
+        easel_webui.url, "OPTIONS", "/api/v1/jobs", headers={"Origin": WEBUI_CORS_ORIGIN, **preflight}
+    )
     assert ok.status == 200 and ok.headers["access-control-allow-origin"] == WEBUI_CORS_ORIGIN
     for origin in (EVIL, "http://localhost:3000"):
-        refused = raw_request(easel_webui.url, "OPTIONS", "/api/v1/jobs", headers={"Origin": origin, **preflight})
+        refused = raw_request(
+            easel_webui.url, "OPTIONS", "/api/v1/jobs", headers={"Origin": origin, **preflight}
+        )
         assert refused.status == 403 and "access-control-allow-origin" not in refused.headers
         plain = raw_request(easel_webui.url, "GET", "/api/v1/health", headers={"Origin": origin})
         assert plain.status == 200 and "access-control-allow-origin" not in plain.headers
@@ -159,7 +172,9 @@ def test_allowed_hosts_from_the_environment_and_the_flag(monkeypatch):
     policy = OriginPolicy.from_settings(settings)
     assert policy.host_allowed("gpu-box") and not policy.host_allowed("evil.example")
     assert policy.cors_allowed("http://a.example/")
-    args = build_parser().parse_args(["serve", "--allowed-hosts", "x.lan", "--cors-allow-origins", "http://b"])
+    args = build_parser().parse_args(
+        ["serve", "--allowed-hosts", "x.lan", "--cors-allow-origins", "http://b"]
+    )
     assert args.allowed_hosts == "x.lan" and args.cors_allow_origins == "http://b"
     with pytest.raises(ValueError, match="not a host name"):
         OriginPolicy.build(["bad host/"])

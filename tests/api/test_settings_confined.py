@@ -40,20 +40,14 @@ def test_every_registered_setting_refuses_control_characters(easel):
             assert options(client)[spec.key] == before[spec.key], spec.key
 
 
-def test_every_setting_that_names_a_file_declares_it(tmp_path):
+def test_every_setting_that_names_a_file_declares_it(easel):
     """Guards the test below: a new path setting without ``path=`` would escape it."""
-    from core.config import Settings
-    from core.host import Host
-
-    host = Host(Settings.from_env(safe_mode=False, data_dir=tmp_path)).start()
-    try:
-        path_specs = [s for s in host.setting_specs if s.path is not None]
-        assert {s.key for s in path_specs} >= {"zh_prompt.user_lexicon", "zh_prompt.model_dir"}
-        for spec in host.setting_specs:
-            if PATH_WORDS.search(f"{spec.key} {spec.label}"):
-                assert spec.path in PATH_KINDS, f"{spec.key} names a file or folder but does not say so"
-    finally:
-        host.stop()
+    specs = list(easel.host.setting_specs)
+    path_specs = [s for s in specs if s.path is not None]
+    assert {s.key for s in path_specs} >= {"zh_prompt.user_lexicon", "zh_prompt.model_dir"}
+    for spec in specs:
+        if PATH_WORDS.search(f"{spec.key} {spec.label}"):
+            assert spec.path in PATH_KINDS, f"{spec.key} names a file or folder but does not say so"
 
 
 def test_every_path_setting_is_confined_to_its_folder(easel):
@@ -108,7 +102,18 @@ def test_the_settings_tab_refuses_the_same_values(easel):
     assert easel.host.get_setting("zh_prompt.user_lexicon") == ""
 
 
-def test_stored_escapes_are_ignored_and_the_lexicon_endpoints_stay_inside(easel_webui):
+@pytest.fixture
+def zh_prompt_host(easel_webui):
+    """The zh_prompt extension keeps its host in module state, and other tests in this
+    process start hosts of their own: point it back at the WebUI server's host."""
+    from extensions import zh_prompt
+
+    zh_prompt.startup(easel_webui.host)
+    return easel_webui
+
+
+def test_stored_escapes_are_ignored_and_the_lexicon_endpoints_stay_inside(zh_prompt_host):
+    easel_webui = zh_prompt_host
     """A settings file from before these checks (or edited by hand) points outside: the
     value reads as the default, and the WebUI's read/save endpoints (which any page could
     call) read and write <data dir>/zh_prompt/user_lexicon.tsv only."""
@@ -140,7 +145,8 @@ def test_stored_escapes_are_ignored_and_the_lexicon_endpoints_stay_inside(easel_
 
 
 @pytest.mark.parametrize("value", ["mine.tsv", "sub/mine.tsv"])
-def test_a_confined_lexicon_name_is_used_by_the_endpoints(easel_webui, value):
+def test_a_confined_lexicon_name_is_used_by_the_endpoints(zh_prompt_host, value):
+    easel_webui = zh_prompt_host
     data_dir = easel_webui.settings.data_dir
     with easel_webui.client() as client:
         assert client.post("/sdapi/v1/options", json={"zh_prompt.user_lexicon": value}).status_code == 200
