@@ -141,6 +141,8 @@ def easel_webui(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path)
         webui=True,
         allowed_hosts=[WEBUI_ALLOWED_HOST],
         cors_allow_origins=[WEBUI_CORS_ORIGIN],
+        # installs and removals go here, never into the checkout's extensions/
+        extension_dirs=[tmp_path_factory.mktemp("webui-extensions") / "installed"],
     ) as running:
         yield running
 
@@ -198,7 +200,8 @@ def wait_healthy(client: httpx.Client, process: subprocess.Popen, log: Path, tim
 # base64 images, as the A1111 API sends and returns them
 def gradio_call(client: httpx.Client, api_name: str, data: list[Any], headers: dict | None = None) -> Any:
     """Call a WebUI endpoint the way any page could (``/gradio_api/call/<name>``) and
-    return its output list; the POST's response when it is refused."""
+    return its output list; ``{"error": ...}`` when Gradio reports an error; the POST's
+    response when it is refused."""
     started = client.post(f"/gradio_api/call/{api_name}", json={"data": data}, headers=headers or {})
     if started.status_code != 200:
         return started
@@ -207,10 +210,11 @@ def gradio_call(client: httpx.Client, api_name: str, data: list[Any], headers: d
     for line in stream.text.splitlines():
         if line.startswith("event:"):
             event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:") and event == "complete":
+        elif line.startswith("data:") and event in ("complete", "error"):
             import json
 
-            return json.loads(line.split(":", 1)[1])
+            data = json.loads(line.split(":", 1)[1])
+            return data if event == "complete" else {"error": data}
     raise AssertionError(f"{api_name}: no result in {stream.text[:500]}")
 
 
