@@ -32,6 +32,7 @@ from core.errors import ModelError
 from core.models.acceleration import AccelerationOptions, accelerate
 from core.models.memory_modes import HEADROOM_BYTES, validate_mode
 from core.models.recommended import read_recommended
+from plugin_api.scanning import scan_model_files
 from core.families import FamilyAdapter, all_families, get_family
 from core.models.files import (
     CHECKPOINT_SUFFIXES,
@@ -201,18 +202,18 @@ class ModelManager:
         return list(infos.values())
 
     def _entries(self, root: Path) -> list[tuple[Path, str]]:
+        """(path, name) of every checkpoint: diffusers folders (not descended into: their
+        subfolders are components) and single files, regular files only, each once, links
+        followed once (plugin_api.scanning)."""
         found = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            here = Path(dirpath)
-            if (here / "model_index.json").is_file():
-                found.append((here, here.relative_to(root).as_posix()))
-                dirnames.clear()  # a diffusers folder's subfolders are its components
-                continue
-            dirnames[:] = sorted(d for d in dirnames if not d.endswith(CONFIG_SIDECAR_SUFFIX))
-            for filename in sorted(filenames):
-                path = here / filename
-                if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-                    found.append((path, path.relative_to(root).with_suffix("").as_posix()))
+        for item in scan_model_files(
+            root,
+            CHECKPOINT_SUFFIXES,
+            folder_marker="model_index.json",
+            skip_folder=lambda name: name.endswith(CONFIG_SIDECAR_SUFFIX),
+        ):
+            name = item.relative if item.is_folder else Path(item.relative).with_suffix("").as_posix()
+            found.append((item.path, name))
         return sorted(found, key=lambda e: e[1])
 
     def _describe(self, path: Path, name: str) -> ModelInfo:
