@@ -38,6 +38,7 @@ from core.models.files import (
     CHECKPOINT_SUFFIXES,
     HashCache,
     folder_digest,
+    refuse_pickle_folder,
     tensor_shapes,
 )
 
@@ -218,6 +219,7 @@ class ModelManager:
 
     def _describe(self, path: Path, name: str) -> ModelInfo:
         if path.is_dir():
+            refuse_pickle_folder(path, self.settings.allow_pickle)
             try:
                 index = json.loads((path / "model_index.json").read_text("utf-8"))
             except (OSError, ValueError) as exc:
@@ -295,13 +297,19 @@ class ModelManager:
     def _load(self, info: ModelInfo) -> LoadedModel:
         family = get_family(info.family)
         log.info("loading model %r (%s, %s) on %s", info.name, info.family, info.format, self.device)
+        allow_pickle = self.settings.allow_pickle
         try:
             if info.format == "diffusers":
-                components = family.load_folder(info.path, self.dtype)
+                # checked again now (the files may have changed since the listing), and
+                # diffusers is told to read safetensors only
+                refuse_pickle_folder(info.path, allow_pickle)
+                overrides = {} if allow_pickle else {"use_safetensors": True}
+                components = family.load_folder(info.path, self.dtype, **overrides)
             else:
                 # a pickle file was already read once with weights_only=True when it was
                 # listed; diffusers reads it again with weights_only=True
                 config_dir = self.config_dir_for(info, family)
+                refuse_pickle_folder(config_dir, allow_pickle)  # a <name>.config/ sidecar too
                 components = family.load_single_file(info.path, config_dir, self.dtype)
         except ModelError:
             raise
