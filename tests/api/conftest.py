@@ -169,15 +169,22 @@ def serving(data_dir: Path, models_dir: Path, **options: Any) -> Iterator[Runnin
 
 
 def start_server_process(
-    data_dir: Path, models_dir: Path, port: int, log: Path, auth: tuple[str, str] | None = None
+    data_dir: Path,
+    models_dir: Path,
+    port: int,
+    log: Path,
+    auth: tuple[str, str] | None = None,
+    extensions_dir: Path | None = None,
 ) -> subprocess.Popen:
-    """`python -m core serve` as its own process (API only, bundled extensions only)."""
+    """`python -m core serve` as its own process (API only; bundled extensions only, or
+    also those in ``extensions_dir``)."""
     # one torch thread: see the note in the `easel` fixture
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "core", "serve", "--data-dir", str(data_dir), "--models-dir", str(models_dir),
-        "--port", str(port), "--safe-mode", "--no-ui",
+        "--port", str(port), "--no-ui",
     ]  # fmt: skip
+    command += ["--extensions-dir", str(extensions_dir)] if extensions_dir else ["--safe-mode"]
     if auth:
         command += ["--api-auth", ":".join(auth)]
     return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
