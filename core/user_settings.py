@@ -23,6 +23,25 @@ from plugin_api.types import SettingSpec
 log = logging.getLogger("easel.settings")
 
 PATH_KINDS = ("file", "folder")
+MAX_VALUE_DEPTH = 8  # a setting without a typed default may hold a list or mapping
+
+
+def _check_nested(value: Any, what: str) -> None:
+    """No control characters in any string of ``value``, keys included, and no deep
+    nesting (a setting whose default is None accepts any JSON). Iterative on purpose."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            refuse_control_characters(item, what)
+        elif isinstance(item, dict | list):
+            if depth >= MAX_VALUE_DEPTH:
+                raise ValueError(f"{what} is nested deeper than {MAX_VALUE_DEPTH} levels")
+            children = list(item.items()) if isinstance(item, dict) else [(None, v) for v in item]
+            for child_key, child in children:
+                if child_key is not None:
+                    stack.append((str(child_key), depth + 1))
+                stack.append((child, depth + 1))
 
 
 class UserSettings:
@@ -68,10 +87,9 @@ class UserSettings:
             raise ValueError(f"setting {key!r} must be one of {list(spec.choices)}, not {value!r}")
         if spec.default is not None and not isinstance(value, type(spec.default)):
             raise ValueError(f"setting {key!r} must be a {type(spec.default).__name__}, not {value!r}")
-        if isinstance(value, str):
-            refuse_control_characters(value, f"setting {key!r}")
-            if spec.path is not None and value.strip():
-                confine(self.root_for(spec), value, f"setting {key!r}")
+        _check_nested(value, f"setting {key!r}")
+        if spec.path is not None and isinstance(value, str) and value.strip():
+            confine(self.root_for(spec), value, f"setting {key!r}")
 
     def get(self, key: str) -> Any:
         spec = self._spec(key)

@@ -157,3 +157,23 @@ def test_a_confined_lexicon_name_is_used_by_the_endpoints(zh_prompt_host, value)
             assert "minion" in text
         finally:
             client.post("/sdapi/v1/options", json={"zh_prompt.user_lexicon": ""})
+
+
+def test_settings_without_a_typed_default_are_checked_inside(easel):
+    """A setting whose default is None takes any JSON: its strings are still checked."""
+    from plugin_api.types import SettingSpec
+
+    specs = easel.host.setting_specs
+    specs.add(SettingSpec(key="test_any.value", default=None), "test_any")
+    try:
+        with easel.client() as client:
+            for value in (["ok", "bad\x00"], {"k\x1b": 1}, {"a": [[[[[[[[["deep"]]]]]]]]]}):
+                response = client.post("/sdapi/v1/options", json={"test_any.value": value})
+                assert response.status_code == 422 and "test_any.value" in response.text, response.text
+            fine = ["fine", {"a": 1}]
+            assert client.post("/sdapi/v1/options", json={"test_any.value": fine}).status_code == 200
+            assert options(client)["test_any.value"] == fine
+    finally:  # the registry has no public removal: other tests see the bundled settings only
+        specs._items.pop("test_any.value", None)
+        specs._owners.pop("test_any.value", None)
+        specs._aliases.pop("test_any.value", None)
