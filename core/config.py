@@ -28,6 +28,11 @@ def env_flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_list(name: str) -> list[str]:
+    """A comma-separated variable as a list (empty entries dropped)."""
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 def env_paths(name: str) -> list[Path]:
     value = os.environ.get(name, "")
     return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
@@ -49,6 +54,10 @@ class Settings:
     port: int = 7860
     api_auth: str | None = None  # "user:password" enables HTTP Basic auth
     allow_remote_install: bool = False  # installing extensions while listening publicly
+    # Host names answered besides localhost/127.0.0.1/[::1] ("*": any; core/api/origin.py)
+    allowed_hosts: list[str] = field(default_factory=list)
+    # origins allowed to call from a browser page on another site (CORS)
+    cors_allow_origins: list[str] = field(default_factory=list)
     # the accelerated path (core/models/acceleration.py); "auto" = on where it pays off
     compile: str = "auto"  # auto | off | regional | full
     channels_last: str = "auto"  # auto | on | off
@@ -79,6 +88,8 @@ class Settings:
         settings.host = os.environ.get("EASEL_HOST", settings.host)
         settings.port = int(os.environ.get("EASEL_PORT", settings.port))
         settings.api_auth = os.environ.get("EASEL_API_AUTH") or None
+        settings.allowed_hosts = env_list("EASEL_ALLOWED_HOSTS")
+        settings.cors_allow_origins = env_list("EASEL_CORS_ALLOW_ORIGINS")
         settings.compile = os.environ.get("EASEL_COMPILE", settings.compile).strip().lower()
         settings.channels_last = os.environ.get("EASEL_CHANNELS_LAST", settings.channels_last).strip().lower()
         settings.fuse_qkv = env_flag("EASEL_FUSE_QKV")

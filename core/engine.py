@@ -47,6 +47,7 @@ from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, InitImage, LateCfg, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits
 from core.saving.infotext import build_infotext
+from core.saving.journal import ImageJournal
 from core.saving.writer import save_image
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
@@ -63,6 +64,7 @@ class Engine:
         if not getattr(host, "started", True):
             host.start()
         self.models = models or ModelManager(host.settings)
+        self.journal = ImageJournal(host.settings.state_dir / "image-journal")
         self._lock = threading.Lock()  # one generation at a time: models are shared
 
     # --- queries -----------------------------------------------------------------------
@@ -208,11 +210,31 @@ class Engine:
                 result.seeds.append(seed)
                 result.infotexts.append(infotext)
                 if req.save_images:
-                    mode = "txt2img" if req.init_image is None else "img2img"
-                    path = save_image(image, self.outputs_dir, mode, seed, infotext, req.output_format)
+                    index = batch_index * req.batch_size + position
+                    path, written = self._save(image, req, ctx.job_id, index, seed, infotext)
                     result.paths.append(str(path))
-                    hooks.image_saved(ctx, str(path))
+                    if written:
+                        hooks.image_saved(ctx, str(path))
         return result
+
+    def _save(
+        self, image: Any, req: GenerationRequest, job_id: str | None, index: int, seed: int, infotext: str
+    ) -> tuple[Path, bool]:
+        """Write one image: (its path, whether it was written now). For a job, through
+        its image journal (crash-safe: core/saving/journal.py); an image a retried job
+        already wrote (same index and seed) is not written a second time."""
+        mode = "txt2img" if req.init_image is None else "img2img"
+        if job_id is None:
+            return save_image(image, self.outputs_dir, mode, seed, infotext, req.output_format), True
+        existing = self.journal.existing(job_id, index, seed)
+        if existing is not None:
+            log.info("job %s: image %d is already saved at %s", job_id, index, existing)
+            return existing, False
+        path = save_image(
+            image, self.outputs_dir, mode, seed, infotext, req.output_format,
+            before_rename=lambda tmp, final: self.journal.record(job_id, index, seed, tmp, final),
+        )  # fmt: skip
+        return path, True
 
     def _memory_mode(self, checked: ValidatedRequest, model: LoadedModel) -> tuple[str, str]:
         req = checked.request

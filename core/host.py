@@ -7,6 +7,7 @@ and the front ends share.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from core.config import Settings
@@ -27,7 +28,11 @@ class Host:
         self.upscalers: Registry[UpscalerSpec] = Registry("upscaler", UpscalerSpec)
         self.preprocessors: Registry[PreprocessorSpec] = Registry("preprocessor", PreprocessorSpec)
         self.setting_specs: Registry[SettingSpec] = Registry("setting", SettingSpec, key="key")
-        self.user_settings = UserSettings(self.settings.state_dir / "settings.json", self.setting_specs)
+        self.user_settings = UserSettings(
+            self.settings.state_dir / "settings.json",
+            self.setting_specs,
+            roots={"data": self.settings.data_dir, "models": self.settings.models_dir},
+        )
         self.generation_hooks = GenerationHooks(self.extensions.hooks)
         self.started = False
 
@@ -60,6 +65,11 @@ class Host:
 
     def set_setting(self, key: str, value: Any) -> None:
         self.user_settings.set(key, value)
+
+    def setting_path(self, key: str) -> Path | None:
+        """A file/folder setting (``SettingSpec.path``) resolved inside its folder, or None
+        when empty; raises ``ValueError`` if it would lead outside."""
+        return self.user_settings.resolved_path(key)
 
     def register_api_routes(self, router: Any) -> None:
         self.extensions.hooks.call("register_api_routes", router=router)

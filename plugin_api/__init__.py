@@ -24,7 +24,7 @@ from plugin_api.types import (
     UpscalerSpec,
 )
 
-API_VERSION = "1.1"
+API_VERSION = "1.2"  # 1.2: SettingSpec.path, plugin_api.paths
 
 __all__ = [
     "API_VERSION",

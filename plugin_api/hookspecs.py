@@ -101,7 +101,10 @@ def register_settings(register: Callable[[SettingSpec], None]) -> None:
     """Declare user settings (shown in the Settings tab, stored by the host).
 
     :param register: call ``register(SettingSpec(key="myext.option", default=...))``.
-        Read the current value later with ``host.get_setting(key)``.
+        Read the current value later with ``host.get_setting(key)``. A setting that names a
+        file or folder declares ``path="file"`` or ``"folder"``: the host then refuses any
+        value outside its folder, and ``host.setting_path(key)`` gives the resolved path.
+        Strings with control characters (NUL...) are refused for every setting.
 
     Return value ignored.
     """

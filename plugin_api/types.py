@@ -181,6 +181,12 @@ class SettingSpec:
     label: str = ""
     choices: tuple[Any, ...] | None = None
     description: str = ""
+    # A setting that names a file or folder ("file" | "folder"). Its value is data, not a
+    # free path: it is resolved inside ``path_root`` and anything that lands outside is
+    # refused. "data": <data dir>/<extension>/ (the part of ``key`` before the dot);
+    # "models": the models folder. Read the resolved path with ``host.setting_path(key)``.
+    path: str | None = None
+    path_root: str = "data"
 
 
 @dataclass

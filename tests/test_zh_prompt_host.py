@@ -16,7 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(Settings.from_env(data_dir=tmp_path)).start()
+    # the models folder is where zh_prompt.model_dir may point (settings are confined)
+    h = Host(Settings.from_env(data_dir=tmp_path, models_dir=tmp_path / "models")).start()
     yield h
     h.stop()
 

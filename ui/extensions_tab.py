@@ -1,6 +1,7 @@
 """The Extensions tab: every extension with its state, version, source, load time and
-errors; enable/disable (from the next start); install from a git URL, folder or zip,
-offered only while installing is allowed (loopback, or explicitly permitted)."""
+errors; enable/disable (from the next start); install from a git URL, folder or zip and
+remove by name, offered only while installing is allowed (loopback, or explicitly
+permitted)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,26 @@ def install(host: Any, source: str) -> str:
     return f"installed {result.name} at {result.path}{reqs}; restart Easel to load it"
 
 
+def remove(host: Any, name: str | None) -> str:
+    """Delete an installed extension through the same checks as ``easel extensions
+    remove``: a name, never a path, a direct child of a user extensions folder, never a
+    bundled extension (installer.removal_target)."""
+    from core.plugins import installer
+
+    if not host.settings.install_allowed:  # like installing: never trust the client
+        return "removing is off while the server listens beyond loopback"
+    if not name:
+        return "choose an extension first"
+    try:
+        removed = installer.remove(str(name), installer.user_extension_folders(host.settings))
+    except installer.InstallError as exc:
+        return f"remove refused: {exc}"
+    except OSError as exc:
+        log.exception("removing %s failed", name)
+        return f"remove failed: {exc}"
+    return f"removed {removed}; restart Easel to unload it"
+
+
 def build_extensions_tab(host: Any) -> None:
     with gr.Row():
         refresh = gr.Button(t("ext.refresh"), elem_id="extensions_refresh", size="sm", scale=0)
@@ -103,6 +124,10 @@ def build_extensions_tab(host: Any) -> None:
                 source = gr.Textbox(label=t("ext.source"), elem_id="extensions_source", scale=4)
                 install_button = gr.Button(t("ext.install"), elem_id="extensions_install_button", scale=1)
         install_button.click(lambda s: install(host, s), inputs=[source], outputs=[message])
+        remove_button = gr.Button(t("ext.remove"), elem_id="extensions_remove", variant="stop", size="sm")
+        remove_button.click(
+            lambda n: remove(host, n), inputs=[name], outputs=[message], api_name="remove_extension"
+        )
     else:
         gr.Markdown(t("ext.install_disabled"), elem_id="extensions_install_disabled")
 

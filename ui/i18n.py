@@ -99,6 +99,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ext.install_header": ("Install from a git URL, folder or zip", "从 git 地址、文件夹或 zip 安装"),
     "ext.source": ("Source (git URL, folder or zip)", "来源 (git 地址、文件夹或 zip)"),
     "ext.install": ("Install", "安装"),
+    "ext.remove": ("Remove", "删除"),
     "ext.install_disabled": (
         "Installing is off: the server listens beyond this computer (start with EASEL_ALLOW_REMOTE_INSTALL=1 to allow it).",
         "安装已关闭:服务器对外网开放(设置 EASEL_ALLOW_REMOTE_INSTALL=1 以允许)。",

@@ -14,11 +14,24 @@ from core import __version__
 from core.api.catalog import Catalog
 from core.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from core.api.native import build_native_router
+from core.api.origin import OriginGuardMiddleware, OriginPolicy
 from core.api.sdapi import build_sdapi_router
 from core.api.security import MAX_BODY_BYTES, BasicAuthMiddleware, BodyLimitMiddleware
 from core.jobs import JobService
 
 log = logging.getLogger("easel.api")
+
+
+class EaselApp(FastAPI):
+    """FastAPI with the Host/Origin guard outside every other layer, whenever a layer
+    is added: ``add_middleware`` puts the newest outermost, and the WebUI adds its own
+    (language, Gradio's CORS) after ``create_app``; the guard must still see every
+    request first and every response header last."""
+
+    origin_policy: OriginPolicy
+
+    def build_middleware_stack(self) -> Any:
+        return OriginGuardMiddleware(super().build_middleware_stack(), self.origin_policy)
 
 
 def create_app(
@@ -47,13 +60,14 @@ def create_app(
             except Exception:
                 log.exception("error while shutting down")
 
-    app = FastAPI(
+    app = EaselApp(
         lifespan=lifespan,
         title="Easel",
         version=__version__,
         description="Native job API (/api/v1) and the AUTOMATIC1111-compatible API (/sdapi/v1).",
     )
     app.state.host, app.state.service, app.state.catalog = host, service, catalog
+    app.origin_policy = OriginPolicy.from_settings(host.settings, cors_allow_origins or ())
     install_error_handlers(app)
     app.include_router(build_native_router(host, service, catalog))
     app.include_router(build_sdapi_router(host, service, catalog))
@@ -62,21 +76,13 @@ def create_app(
     host.register_api_routes(extension_router)  # each extension isolated by the host
     app.include_router(extension_router)
 
-    # Middlewares wrap in reverse order (the last added runs first): CORS answers
-    # preflights (which carry no credentials), then auth (an unauthenticated client
-    # cannot even make the server read its body), then the body limit, then the
-    # catch-all that turns unexpected errors into a 500 answer.
+    # Middlewares wrap in reverse order (the last added runs first). Outside them all,
+    # EaselApp's Host/Origin guard (which also answers CORS preflights, which carry no
+    # credentials); then auth (an unauthenticated client cannot even make the server
+    # read its body), then the body limit, then the catch-all that turns unexpected
+    # errors into a 500 answer.
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     if host.settings.api_auth:
         app.add_middleware(BasicAuthMiddleware, credentials=host.settings.api_auth)
-    if cors_allow_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=cors_allow_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-        )
     return app

@@ -4,15 +4,14 @@ it, shared by the native and the A1111-compatible routes."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from core.errors import ModelError, RequestError
+from plugin_api.scanning import LORA_SUFFIXES, scan_model_files
 
 LORA_FOLDER = "Lora"
-LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 
 
 class Catalog:
@@ -69,16 +68,17 @@ class Catalog:
         folders = self.engine.models.folders(LORA_FOLDER) if self.engine is not None else []
         found: dict[str, dict[str, Any]] = {}
         for root in folders:
-            for dirpath, _dirs, files in os.walk(root):
-                for filename in sorted(files):
-                    path = Path(dirpath) / filename
-                    if path.suffix.lower() in LORA_SUFFIXES and path.stem not in found:
-                        found[path.stem] = {
-                            "name": path.stem,
-                            "alias": path.stem,
-                            "path": str(path),
-                            "metadata": {},
-                        }
+            # the LoRA library's own scanner: both list the same files (regular files,
+            # links followed once), whatever the folder holds
+            for item in scan_model_files(root, LORA_SUFFIXES):
+                path = item.path
+                if path.stem not in found:
+                    found[path.stem] = {
+                        "name": path.stem,
+                        "alias": path.stem,
+                        "path": str(path),
+                        "metadata": {},
+                    }
         return sorted(found.values(), key=lambda item: item["name"].casefold())
 
     def extension_names(self) -> dict[str, str]:

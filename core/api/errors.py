@@ -82,6 +82,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def job_timeout(_request: Request, exc: JobTimeout) -> JSONResponse:
         return JSONResponse(status_code=504, content={"error": "Timeout", "detail": str(exc)})
 
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, _exc: RecursionError) -> JSONResponse:
+        # A backstop: free-form JSON is depth-checked by the schemas (MAX_JSON_DEPTH), but
+        # any recursive walk over input a route missed must be a 422, not a 500.
+        log.warning("%s %s: input nested too deeply (RecursionError)", request.method, request.url.path)
+        return field_error("body", "input nested too deeply")
+
 
 class UnexpectedErrorMiddleware:
     """Turn an unexpected exception into a logged 500 JSON answer. Plain ASGI and not

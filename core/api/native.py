@@ -23,6 +23,8 @@ from core.jobs.requests import request_summary
 from plugin_api.types import GenerationRequest
 
 SSE_KEEPALIVE_S = 15.0
+# paging bound: SQLite integers are 64-bit, and a larger offset was an OverflowError (500)
+MAX_OFFSET = 10**9
 IMAGE_MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
@@ -102,7 +104,7 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
     def list_jobs(
         status: list[Literal[STATUSES]] | None = Query(None, description="filter; repeatable"),  # type: ignore[valid-type]
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> JobList:
         statuses = tuple(status) if status else None
         records = service.list(statuses, limit=limit, offset=offset)

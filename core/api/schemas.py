@@ -15,6 +15,9 @@ MAX_PROMPT_CHARS = 20_000
 MAX_NAME_CHARS = 256
 MAX_SIDE = 4096
 MAX_SEED = 2**63 - 1
+# free-form JSON (extension_args, alwayson_scripts, script_args, override_settings): real
+# arguments are a few levels deep (sd-webui-controlnet's units: 3)
+MAX_JSON_DEPTH = 32
 
 
 def no_nul(value: str) -> str:
@@ -24,22 +27,31 @@ def no_nul(value: str) -> str:
 
 
 def no_nul_anywhere(value: Any) -> Any:
-    """Extension arguments are free-form JSON: refuse NUL bytes at any depth."""
-    if isinstance(value, str):
-        no_nul(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            no_nul(str(key))
-            no_nul_anywhere(item)
-    elif isinstance(value, list):
-        for item in value:
-            no_nul_anywhere(item)
+    """Extension arguments are free-form JSON: refuse NUL bytes at any depth, and more
+    than ``MAX_JSON_DEPTH`` levels of nesting. Walked with a stack, not recursion: JSON
+    nested a few hundred deep used to end in a RecursionError (a 500) here and in every
+    recursive function that later copies the arguments."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            no_nul(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    no_nul(str(key))
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
     return value
 
 
 PromptText = Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS), AfterValidator(no_nul)]
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS), AfterValidator(no_nul)]
 ExtensionArgs = Annotated[dict[str, Any], AfterValidator(no_nul_anywhere)]
+FreeJson = Annotated[Any, AfterValidator(no_nul_anywhere)]  # the same checks, any JSON value
 
 
 class HiresFixFields(BaseModel):

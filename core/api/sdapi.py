@@ -30,7 +30,15 @@ from core.api.sdapi_models import (
 )
 from core.errors import RequestError
 from core.jobs import JobService
-from core.jobs.record import DONE, INTERRUPTED
+from core.jobs.record import CANCELLED, DONE, INTERRUPTED
+
+
+def a1111_error(status: int, error: str, detail: str, job_id: str) -> JSONResponse:
+    """A1111's error body (its api middleware: error, detail, body, errors), plus the job."""
+    return JSONResponse(
+        status_code=status,
+        content={"error": error, "detail": detail, "body": "", "errors": detail, "job_id": job_id},
+    )
 
 
 def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIRouter:
@@ -42,14 +50,15 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
 
         job_id = await run_in_threadpool(submit)
         record = await service.wait_async(job_id)
+        if record.status == CANCELLED:
+            # cancelled before it ran (DELETE /api/v1/jobs/{id}, the queue tab): the
+            # caller's request was fine, so no 500; A1111's error shape, 409
+            return a1111_error(  # type: ignore[return-value]
+                409, "JobCancelled", f"job {job_id} was cancelled before it ran", job_id
+            )
         if record.status not in (DONE, INTERRUPTED):
-            return JSONResponse(  # type: ignore[return-value]
-                status_code=500,
-                content={
-                    "error": "GenerationFailed",
-                    "detail": record.error or record.status,
-                    "job_id": job_id,
-                },
+            return a1111_error(  # type: ignore[return-value]
+                500, "GenerationFailed", record.error or record.status, job_id
             )
 
         def encode() -> list[str]:
@@ -224,17 +233,23 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
     @router.post("/options", summary="Set options (A1111): sd_model_checkpoint switches the default model")
     def set_options(values: dict[str, Any] = Body(...)) -> None:
         """Unknown keys are ignored, as in A1111; a bad model or setting value is a 422."""
+        known = {key: value for key, value in values.items() if key in host.setting_specs}
+        # every value is checked before any is saved: a refused request changes nothing
+        for key, value in known.items():
+            try:
+                host.user_settings.check(host.setting_specs.get(key), value)
+            except (KeyError, ValueError) as exc:
+                raise RequestError(key, str(exc)) from None
         if "sd_model_checkpoint" in values:
             value = values["sd_model_checkpoint"]
             if not isinstance(value, str):
                 raise RequestError("sd_model_checkpoint", "must be a model title or name")
             catalog.set_default_model(value)
-        for key, value in values.items():
-            if key in host.setting_specs:
-                try:
-                    host.set_setting(key, value)
-                except (KeyError, ValueError) as exc:
-                    raise RequestError(key, str(exc)) from None
+        for key, value in known.items():
+            try:
+                host.set_setting(key, value)
+            except (KeyError, ValueError) as exc:
+                raise RequestError(key, str(exc)) from None
 
     @router.get("/cmd-flags", summary="How the server was started (A1111)")
     def cmd_flags() -> dict[str, Any]:

@@ -7,11 +7,17 @@ declared where clients commonly send them, so ``/docs`` shows what is understood
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.api.schemas import MAX_SEED, MAX_SIDE, ExtensionArgs, HiresFixFields, Name, PromptText
+from core.api.schemas import (
+    MAX_SEED,
+    MAX_SIDE,
+    ExtensionArgs,
+    FreeJson,
+    HiresFixFields,
+    Name,
+    PromptText,
+)
 
 
 class SdapiGenerationBase(BaseModel):
@@ -38,10 +44,10 @@ class SdapiGenerationBase(BaseModel):
     do_not_save_grid: bool = False
     eta: float | None = None
     denoising_strength: float | None = Field(None, ge=0, le=1)
-    override_settings: dict[str, Any] | None = None
+    override_settings: dict[str, FreeJson] | None = None
     override_settings_restore_afterwards: bool = True
     script_name: Name | None = None
-    script_args: list[Any] = Field(default_factory=list)
+    script_args: list[FreeJson] = Field(default_factory=list)
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: ExtensionArgs = Field(default_factory=dict)

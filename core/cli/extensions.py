@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from core.config import BUNDLED_EXTENSIONS_DIR
-
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
@@ -76,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         print(f"{args.name}: {args.action}d (takes effect at the next start)")
         return 0
-    user_dirs = settings.extension_dirs or [BUNDLED_EXTENSIONS_DIR]
+    user_dirs = installer.user_extension_folders(settings)
     if args.action == "install":
         if not settings.install_allowed:
             print("easel: installing extensions is off while listening beyond loopback", file=sys.stderr)
@@ -97,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
                 f"easel: {args.name} is bundled; use 'easel extensions disable {args.name}'", file=sys.stderr
             )
             return 2
-        try:
+        try:  # a name, never a path: installer.removal_target explains
             removed = installer.remove(args.name, user_dirs)
         except installer.InstallError as exc:
-            print(f"easel: {exc}", file=sys.stderr)
+            print(f"easel: remove refused: {exc}", file=sys.stderr)
             return 1
         print(f"removed {removed}")
         return 0

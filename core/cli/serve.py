@@ -26,7 +26,14 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument(
         "--cors-allow-origins",
         metavar="ORIGINS",
-        help="comma-separated origins allowed to call the API from a browser (default: none)",
+        help="comma-separated origins allowed to call the API from a browser page on another site "
+        "(default: none; EASEL_CORS_ALLOW_ORIGINS)",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        metavar="NAMES",
+        help="comma-separated host names the server answers besides localhost, 127.0.0.1 and [::1] "
+        "(e.g. the machine's LAN name with --listen; '*' turns the check off; EASEL_ALLOWED_HOSTS)",
     )
     parser.add_argument("--no-ui", action="store_true", help="serve the API only, no WebUI")
     parser.set_defaults(run=run)
@@ -64,6 +71,13 @@ def mount_ui(app: Any, host: Any, service: Any) -> None:
     mount(app, host, service)
 
 
+def _comma_list(value: str | None) -> list[str] | None:
+    """A comma-separated flag as a list; None when absent (the variable then applies)."""
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -75,7 +89,14 @@ def run(args: argparse.Namespace) -> int:
     from core.jobs import JobService, SqliteJobQueue
 
     host_address = "0.0.0.0" if args.listen else args.host
-    settings = settings_from_args(args, host=host_address, port=args.port, api_auth=args.api_auth)
+    settings = settings_from_args(
+        args,
+        host=host_address,
+        port=args.port,
+        api_auth=args.api_auth,
+        allowed_hosts=_comma_list(args.allowed_hosts),
+        cors_allow_origins=_comma_list(args.cors_allow_origins),
+    )
     if settings.api_auth is not None and ":" not in settings.api_auth:
         raise SystemExit("easel serve: --api-auth must be user:password")
     if settings.listens_publicly:
@@ -85,17 +106,26 @@ def run(args: argparse.Namespace) -> int:
             )
         if not settings.install_allowed:
             log.warning("extension installation is off while listening beyond loopback")
+        if not settings.allowed_hosts:
+            log.warning(
+                "only requests for localhost, 127.0.0.1 and [::1] are answered: give the names others "
+                "use to reach this machine with --allowed-hosts"
+            )
+    try:  # a malformed --allowed-hosts entry stops here, before anything starts
+        from core.api.origin import OriginPolicy
+
+        OriginPolicy.from_settings(settings)
+    except ValueError as exc:
+        raise SystemExit(f"easel serve: {exc}") from None
     lock = lock_data_dir(settings.state_dir)
     host = Host(settings).start()
     engine = Engine(host)
     queue = SqliteJobQueue(settings.state_dir / "queue.db")
     service = JobService.for_engine(engine, queue, settings=settings).start()
-    origins = [o.strip() for o in (args.cors_allow_origins or "").split(",") if o.strip()]
     app = create_app(
         host,
         service,
         engine=engine,
-        cors_allow_origins=origins or None,
         # Here and not only in `finally`: uvicorn re-raises the SIGTERM it handled once the app
         # has shut down, so code after uvicorn.run does not run on a signal.
         on_shutdown=[lambda: server_link.withdraw(settings.state_dir), service.stop, host.stop],

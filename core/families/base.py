@@ -81,8 +81,9 @@ class FamilyAdapter(ABC):
     # --- loading -------------------------------------------------------------------
 
     @abstractmethod
-    def load_folder(self, path: Path, dtype: torch.dtype) -> dict[str, Any]:
-        """Components (torch modules + ``scheduler``) from a diffusers folder."""
+    def load_folder(self, path: Path, dtype: torch.dtype, **overrides: Any) -> dict[str, Any]:
+        """Components (torch modules + ``scheduler``) from a diffusers folder; ``overrides``
+        go to ``from_pretrained`` (``use_safetensors=True`` unless pickles are allowed)."""
 
     @abstractmethod
     def load_single_file(

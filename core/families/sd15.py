@@ -71,7 +71,7 @@ class SD15Family(FamilyAdapter):
     def config_dir_for(self, variant: str) -> str:
         return "sd2" if variant == "sd2" else "sd15"
 
-    def load_folder(self, path: Path, dtype: torch.dtype) -> dict[str, Any]:
+    def load_folder(self, path: Path, dtype: torch.dtype, **overrides: Any) -> dict[str, Any]:
         from diffusers import StableDiffusionPipeline
 
         return load_pipeline_components(
@@ -81,6 +81,7 @@ class SD15Family(FamilyAdapter):
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
+            **overrides,
         )
 
     def load_single_file(

@@ -42,10 +42,10 @@ class SDXLFamily(FamilyAdapter):
     def detect_folder(self, model_index: dict[str, Any]) -> bool:
         return model_index.get("_class_name") in PIPELINE_CLASSES and bool(model_index.get("text_encoder"))
 
-    def load_folder(self, path: Path, dtype: torch.dtype) -> dict[str, Any]:
+    def load_folder(self, path: Path, dtype: torch.dtype, **overrides: Any) -> dict[str, Any]:
         from diffusers import StableDiffusionXLPipeline
 
-        return load_pipeline_components(StableDiffusionXLPipeline, path, dtype)
+        return load_pipeline_components(StableDiffusionXLPipeline, path, dtype, **overrides)
 
     def load_single_file(
         self, path: Path, config_dir: Path, dtype: torch.dtype, state_dict: dict | None = None

@@ -82,5 +82,10 @@ class JobQueue(ABC):
         Returns their ids.
         """
 
+    def record_images(self, job_id: str, paths: list[str]) -> JobRecord | None:
+        """Add image files a job wrote (found by start-up recovery) to its result, once
+        each; the job's status is unchanged. None when there is no such job."""
+        raise NotImplementedError(f"{type(self).__name__} cannot record recovered images")
+
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

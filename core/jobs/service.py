@@ -28,7 +28,8 @@ from core.jobs.live import (
     Subscription,
 )
 from core.jobs.queue import JobNotFound, JobQueue, JobStateError
-from core.jobs.record import FINISHED_STATUSES, QUEUED, RUNNING, JobRecord
+from core.jobs.record import DONE, FINISHED_STATUSES, QUEUED, RUNNING, JobRecord
+from core.jobs.recovery import recover_images
 from core.jobs.requests import request_from_json, request_to_json
 from core.jobs.results import result_to_json, write_transient_images
 from core.jobs.worker import Runner, Worker
@@ -97,6 +98,9 @@ class JobService:
             lost = self.queue.recover_running(only_expired=False, reason="interrupted: the server stopped")
             for job_id in lost:
                 log.warning("job %s was running when the server stopped; marked interrupted", job_id)
+            journal = getattr(self.engine, "journal", None)
+            if journal is not None:
+                recover_images(self.queue, journal, self.engine.outputs_dir)
         self._remove_old_transient()
         self.worker.start()
         return self
@@ -323,6 +327,9 @@ class JobService:
         return result_to_json(result, paths, saved=bool(result.paths))
 
     def job_recorded(self, record: JobRecord) -> None:
+        journal = getattr(self.engine, "journal", None)
+        if journal is not None and record.status == DONE:
+            journal.forget(record.id)  # the record holds the images now; others keep it for a retry
         with self._lock:
             if self._live is not None and self._live.job_id == record.id:
                 self._live, self._cancel = None, None

@@ -289,6 +289,21 @@ class SqliteJobQueue(JobQueue):
         assert record is not None
         return record
 
+    def record_images(self, job_id: str, paths: list[str]) -> JobRecord | None:
+        with self._write() as conn:
+            row = conn.execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            result = json.loads(row["result"]) if row["result"] else {}
+            if not isinstance(result, dict):
+                result = {}
+            known = [str(p) for p in result.get("paths") or []]
+            result["paths"] = known + [p for p in paths if p not in known]
+            result["saved"] = True
+            result["recovered"] = True  # found on disk after a crash, not reported by the run
+            conn.execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(result), job_id))
+        return self.get(job_id)
+
     def recover_running(self, only_expired: bool, reason: str) -> list[str]:
         now = time.time()
         condition = "status = ?"

@@ -18,6 +18,7 @@ from typing import Any
 
 from core.errors import ModelError
 from plugin_api import files as plugin_files
+from plugin_api.scanning import scan_model_files
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -68,6 +69,32 @@ def tensor_shapes(path: Path, allow_pickle: bool) -> tuple[str, dict[str, list[i
         state = load_pickle_state_dict(path)
         return "pickle", {k: list(v.shape) for k, v in state.items() if hasattr(v, "shape")}
     raise ModelError(f"{path}: unknown file format (neither safetensors nor a torch checkpoint)")
+
+
+def pickle_weights_in_folder(folder: Path) -> list[Path]:
+    """Pickle weight files a diffusers folder would load: a component folder whose weights
+    are ``.bin``/``.pt``/``.ckpt``/``.pth`` (or pickles by content) and that has no
+    ``.safetensors`` beside them (with one, diffusers reads only the safetensors, as Easel
+    asks it to with ``use_safetensors=True``)."""
+    by_folder: dict[Path, list[Path]] = {}
+    for item in scan_model_files(folder, CHECKPOINT_SUFFIXES, max_depth=4):
+        by_folder.setdefault(item.path.parent, []).append(item.path)
+    pickles = []
+    for files in by_folder.values():
+        if any(f.suffix.lower() == ".safetensors" and sniff_format(f) == "safetensors" for f in files):
+            continue
+        pickles += [f for f in files if f.suffix.lower() in PICKLE_SUFFIXES or sniff_format(f) == "pickle"]
+    return sorted(pickles)
+
+
+def refuse_pickle_folder(folder: Path, allow_pickle: bool) -> None:
+    """ModelError naming the first pickle weight file in ``folder`` unless allowed."""
+    if allow_pickle:
+        return
+    pickles = pickle_weights_in_folder(folder)
+    if pickles:
+        more = f" (and {len(pickles) - 1} more)" if len(pickles) > 1 else ""
+        raise ModelError(f"{pickles[0]}{more}: pickle weights in a diffusers folder; {PICKLE_OPT_IN}")
 
 
 def load_pickle_state_dict(path: Path) -> dict[str, Any]:

@@ -32,11 +32,13 @@ from core.errors import ModelError
 from core.models.acceleration import AccelerationOptions, accelerate
 from core.models.memory_modes import HEADROOM_BYTES, validate_mode
 from core.models.recommended import read_recommended
+from plugin_api.scanning import scan_model_files
 from core.families import FamilyAdapter, all_families, get_family
 from core.models.files import (
     CHECKPOINT_SUFFIXES,
     HashCache,
     folder_digest,
+    refuse_pickle_folder,
     tensor_shapes,
 )
 
@@ -201,22 +203,23 @@ class ModelManager:
         return list(infos.values())
 
     def _entries(self, root: Path) -> list[tuple[Path, str]]:
+        """(path, name) of every checkpoint: diffusers folders (not descended into: their
+        subfolders are components) and single files, regular files only, each once, links
+        followed once (plugin_api.scanning)."""
         found = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            here = Path(dirpath)
-            if (here / "model_index.json").is_file():
-                found.append((here, here.relative_to(root).as_posix()))
-                dirnames.clear()  # a diffusers folder's subfolders are its components
-                continue
-            dirnames[:] = sorted(d for d in dirnames if not d.endswith(CONFIG_SIDECAR_SUFFIX))
-            for filename in sorted(filenames):
-                path = here / filename
-                if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-                    found.append((path, path.relative_to(root).with_suffix("").as_posix()))
+        for item in scan_model_files(
+            root,
+            CHECKPOINT_SUFFIXES,
+            folder_marker="model_index.json",
+            skip_folder=lambda name: name.endswith(CONFIG_SIDECAR_SUFFIX),
+        ):
+            name = item.relative if item.is_folder else Path(item.relative).with_suffix("").as_posix()
+            found.append((item.path, name))
         return sorted(found, key=lambda e: e[1])
 
     def _describe(self, path: Path, name: str) -> ModelInfo:
         if path.is_dir():
+            refuse_pickle_folder(path, self.settings.allow_pickle)
             try:
                 index = json.loads((path / "model_index.json").read_text("utf-8"))
             except (OSError, ValueError) as exc:
@@ -294,13 +297,19 @@ class ModelManager:
     def _load(self, info: ModelInfo) -> LoadedModel:
         family = get_family(info.family)
         log.info("loading model %r (%s, %s) on %s", info.name, info.family, info.format, self.device)
+        allow_pickle = self.settings.allow_pickle
         try:
             if info.format == "diffusers":
-                components = family.load_folder(info.path, self.dtype)
+                # checked again now (the files may have changed since the listing), and
+                # diffusers is told to read safetensors only
+                refuse_pickle_folder(info.path, allow_pickle)
+                overrides = {} if allow_pickle else {"use_safetensors": True}
+                components = family.load_folder(info.path, self.dtype, **overrides)
             else:
                 # a pickle file was already read once with weights_only=True when it was
                 # listed; diffusers reads it again with weights_only=True
                 config_dir = self.config_dir_for(info, family)
+                refuse_pickle_folder(config_dir, allow_pickle)  # a <name>.config/ sidecar too
                 components = family.load_single_file(info.path, config_dir, self.dtype)
         except ModelError:
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,11 +20,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from core import lockfile
+from core.config import BUNDLED_EXTENSION_NAMES, BUNDLED_EXTENSIONS_DIR
 from core.plugins.manifest import MANIFEST_NAME, read_manifest
 
 # What the core needs; held when Easel runs without its checkout's lock (a wheel install).
@@ -210,14 +213,43 @@ def install(source: str, target_dir: Path, name: str | None = None) -> InstallRe
     return InstallResult(name=name, path=destination, requirements=requirements)
 
 
+def removal_target(name: str, folders: list[Path]) -> Path:
+    """The file or folder ``remove`` would delete, checked: ``name`` is an extension name,
+    never a path (``./controlnet``, ``..`` and ``../x`` are refused before any look-up),
+    the entry is a direct child of one of ``folders``, and it is not a bundled extension.
+    A symlinked extension is the link itself: what it points to is never touched."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InstallError(
+            f"{str(name)[:80]!r} is not an extension name: remove takes a name (letters, digits, "
+            "'_' and '-'), never a path"
+        )
+    bundled_root = BUNDLED_EXTENSIONS_DIR.resolve()
+    bundled_names = {n.casefold() for n in BUNDLED_EXTENSION_NAMES}
+    for folder in folders:
+        base = Path(folder).resolve()
+        for entry_name in (name, f"{name}.py"):
+            entry = base / entry_name  # the parent resolved, the entry itself not followed
+            if not os.path.lexists(entry):
+                continue
+            if entry.parent != base:  # cannot happen for a NAME_PATTERN name: belt and braces
+                raise InstallError(f"{entry} is not directly inside {base}")
+            if base == bundled_root and Path(entry_name).stem.casefold() in bundled_names:
+                raise InstallError(f"{name} is bundled; use 'easel extensions disable {name}'")
+            return entry
+    raise InstallError(f"no installed extension named {name!r} in {', '.join(map(str, folders))}")
+
+
 def remove(name: str, folders: list[Path]) -> Path:
     """Delete an installed (user) extension; bundled ones can only be disabled."""
-    for folder in folders:
-        for candidate in (folder / name, folder / f"{name}.py"):
-            if candidate.is_dir():
-                shutil.rmtree(candidate)
-                return candidate
-            if candidate.is_file():
-                candidate.unlink()
-                return candidate
-    raise InstallError(f"no installed extension named {name!r} in {', '.join(map(str, folders))}")
+    target = removal_target(name, folders)
+    if target.is_symlink() or not target.is_dir():
+        target.unlink()
+    else:
+        shutil.rmtree(target)
+    return target
+
+
+def user_extension_folders(settings: Any) -> list[Path]:
+    """Where users' extensions are installed and may be removed from: the folders given
+    with --extensions-dir, else extensions/ (beside the bundled ones)."""
+    return list(settings.extension_dirs) or [BUNDLED_EXTENSIONS_DIR]

@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
@@ -77,8 +78,11 @@ def save_image(
     infotext: str,
     output_format: str = "png",
     today: dt.date | None = None,
+    before_rename: Callable[[Path, Path], None] | None = None,
 ) -> Path:
-    """Write ``image`` with its infotext; return the final path."""
+    """Write ``image`` with its infotext; return the final path. ``before_rename(tmp,
+    final)`` runs once the temporary file is on disk and before it gets its final name
+    (the job's image journal records both there: core/saving/journal.py)."""
     pil_format, suffix = FORMATS[output_format.lower()]
     folder = Path(outputs_dir) / mode_folder(mode) / (today or dt.date.today()).isoformat()
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,6 +92,10 @@ def save_image(
         try:
             with os.fdopen(fd, "wb") as f:
                 _write(image, f, pil_format, infotext)
+                f.flush()
+                os.fsync(f.fileno())  # complete on disk before anything refers to it
+            if before_rename is not None:
+                before_rename(Path(tmp_name), path)
             os.replace(tmp_name, path)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)

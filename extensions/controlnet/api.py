@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from typing import Any
 
 from extensions.controlnet.preprocessors import ANNOTATORS, PreprocessorWeightsMissing
@@ -24,6 +25,9 @@ from extensions.controlnet.units import ControlUnit, decode_image
 from plugin_api.errors import InvalidRequest
 
 API_VERSION = 2  # the sd-webui-controlnet API version whose shapes these follow
+DEFAULT_PROCESSOR_RES = 512
+MIN_PROCESSOR_RES, MAX_PROCESSOR_RES = 64, 4096  # the image limit every route shares
+MAX_THRESHOLD = 4096.0  # sd-webui-controlnet's largest slider (a resolution-like value)
 
 
 def encode_png(image: Any) -> str:
@@ -47,6 +51,47 @@ def module_list(state: Any) -> dict[str, Any]:
     return {"module_list": sorted(specs), "module_detail": detail}
 
 
+def _number(body: dict[str, Any], field: str) -> float | None:
+    """A finite number (a numeric string too: sd-webui-controlnet's pydantic model accepts
+    them), None when absent; InvalidRequest naming the field otherwise."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidRequest(field, f"must be a number, got {value[:40]!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(field, f"must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise InvalidRequest(field, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def threshold(body: dict[str, Any], field: str) -> float | None:
+    """A preprocessor threshold; negative (A1111's -1) means the preprocessor's default."""
+    value = _number(body, field)
+    if value is None or value < 0:
+        return None
+    if value > MAX_THRESHOLD:
+        raise InvalidRequest(field, f"must be at most {MAX_THRESHOLD}, got {value:g}")
+    return value
+
+
+def processor_resolution(body: dict[str, Any]) -> int:
+    """The preprocessor's working resolution; absent, 0 or -1 (A1111) means 512."""
+    field = "controlnet_processor_res"
+    value = _number(body, field)
+    if value is None or value in (0, -1):
+        return DEFAULT_PROCESSOR_RES
+    if not value.is_integer() or not MIN_PROCESSOR_RES <= value <= MAX_PROCESSOR_RES:
+        raise InvalidRequest(
+            field, f"must be a whole number from {MIN_PROCESSOR_RES} to {MAX_PROCESSOR_RES}, got {value:g}"
+        )
+    return int(value)
+
+
 def detect(state: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Run a preprocessor on each image (raises InvalidRequest naming the field)."""
     from extensions.controlnet import find_preprocessor
@@ -60,11 +105,10 @@ def detect(state: Any, body: dict[str, Any]) -> dict[str, Any]:
         spec = find_preprocessor(probe)
     except InvalidRequest as exc:
         raise InvalidRequest("controlnet_module", exc.message) from exc
-    threshold_a, threshold_b = body.get("controlnet_threshold_a"), body.get("controlnet_threshold_b")
     options = {
-        "threshold_a": None if threshold_a is None or float(threshold_a) < 0 else float(threshold_a),
-        "threshold_b": None if threshold_b is None or float(threshold_b) < 0 else float(threshold_b),
-        "resolution": int(body.get("controlnet_processor_res") or 512),
+        "threshold_a": threshold(body, "controlnet_threshold_a"),
+        "threshold_b": threshold(body, "controlnet_threshold_b"),
+        "resolution": processor_resolution(body),
     }
     out = []
     for index, data in enumerate(images):

@@ -8,7 +8,6 @@ only the safetensors header; the weights are read when a LoRA is first used.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from plugin_api.files import SafetensorsHeader, SafetensorsHeaderError, read_safetensors_header
+from plugin_api.scanning import LORA_SUFFIXES, scan_model_files
 
 LORA_FOLDER = "Lora"
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth")
@@ -146,16 +146,12 @@ class LoraLibrary:
         for root in self.folders:
             if not root.is_dir():
                 continue
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-                dirnames.sort()
-                for filename in sorted(filenames):
-                    path = Path(dirpath) / filename
-                    suffix = path.suffix.lower()
-                    if suffix != ".safetensors" and suffix not in PICKLE_SUFFIXES:
-                        continue
-                    name = path.relative_to(root).with_suffix("").as_posix()
-                    if name not in found:  # the first folder (the user's) wins
-                        found[name] = self._describe(path, name)
+            # the scanner /sdapi/v1/loras uses too: regular files only, links followed
+            # once (a loop in Lora/ used to break every LoRA), a bounded walk
+            for item in scan_model_files(root, LORA_SUFFIXES):
+                name = Path(item.relative).with_suffix("").as_posix()
+                if name not in found:  # the first folder (the user's) wins
+                    found[name] = self._describe(item.path, name)
         return sorted(found.values(), key=lambda i: i.name.lower())
 
     def _describe(self, path: Path, name: str) -> LoraInfo:

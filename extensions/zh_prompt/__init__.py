@@ -15,6 +15,7 @@ from typing import Any
 
 from extensions.zh_prompt.translator import MODES, Translator
 from plugin_api.hookspecs import hookimpl
+from plugin_api.paths import confine
 from plugin_api.types import GenerationContext, GenerationRequest, SettingSpec
 
 log = logging.getLogger("easel.zh_prompt")
@@ -72,9 +73,11 @@ def register_settings(register) -> None:
             default="",
             label="Neural translation model folder",
             description=(
-                "A local MarianMT/NLLB folder (absolute, or relative to the models folder). "
+                "A local MarianMT/NLLB folder inside the models folder (relative to it). "
                 "Empty: dictionary translation only. Never downloaded."
             ),
+            path="folder",
+            path_root="models",
         )
     )
     register(
@@ -82,7 +85,11 @@ def register_settings(register) -> None:
             key=USER_LEXICON_SETTING,
             default="",
             label="User lexicon file",
-            description="Your own word list (chinese<TAB>english); empty: <data dir>/zh_prompt/user_lexicon.tsv",
+            description=(
+                "Your own word list (chinese<TAB>english): a file name inside <data dir>/zh_prompt/; "
+                "empty: user_lexicon.tsv there"
+            ),
+            path="file",
         )
     )
 
@@ -91,12 +98,7 @@ def register_settings(register) -> None:
 def startup(host) -> None:
     STATE.host = host
     STATE.models_dir = Path(host.settings.models_dir)
-    configured = STATE.setting(USER_LEXICON_SETTING, "")
-    path = (
-        Path(configured).expanduser()
-        if configured
-        else Path(host.settings.data_dir) / NAME / "user_lexicon.tsv"
-    )
+    path = user_lexicon_path()
     STATE.user_lexicon_path = path
     STATE.translator = Translator(user_lexicon_path=path, cache_dir=Path(host.settings.state_dir) / NAME)
     # Load the dictionaries in the background so the first Chinese prompt is not slow.
@@ -147,19 +149,38 @@ def resolve_mode(request: GenerationRequest, ctx: GenerationContext) -> str:
     return mode
 
 
-def neural_model_dir() -> Path | None:
-    configured = str(STATE.setting(MODEL_DIR_SETTING, "") or "").strip()
-    if not configured:
+def _setting_path(key: str) -> Path | None:
+    """The host's confined path for a file/folder setting (None: empty, or no host). A
+    value that leads outside its folder is refused by the host and treated as empty."""
+    if STATE.host is None:
         return None
-    path = Path(configured).expanduser()
-    if not path.is_absolute() and STATE.models_dir is not None:
-        path = STATE.models_dir / path
-    return path
+    try:
+        return STATE.host.setting_path(key)
+    except (KeyError, ValueError) as exc:
+        log.warning("zh_prompt: %s", exc)
+        return None
+
+
+def user_lexicon_path() -> Path | None:
+    """The user lexicon inside <data dir>/zh_prompt/, read from the setting on each call so
+    a changed setting needs no restart; None before the host has started."""
+    host = STATE.host
+    if host is None:
+        return None
+    configured = _setting_path(USER_LEXICON_SETTING)
+    if configured is not None:
+        return configured
+    return confine(Path(host.settings.data_dir) / NAME, "user_lexicon.tsv", "the user lexicon")
+
+
+def neural_model_dir() -> Path | None:
+    return _setting_path(MODEL_DIR_SETTING)
 
 
 def convert(prompt: str, mode: str, warnings: list[str]) -> tuple[str, str]:
     """``prompt`` in ``mode``: (new prompt, backend used). Problems go to ``warnings``."""
     translator = STATE.translator
+    translator.set_user_lexicon_path(user_lexicon_path())  # follows the setting, confined
     english = None
     backend = "dictionary"
     folder = neural_model_dir()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from extensions.zh_prompt import STATE, convert
+from extensions.zh_prompt import convert
+from extensions.zh_prompt import user_lexicon_path as confined_user_lexicon_path
 from extensions.zh_prompt.dictionary import parse_lexicon_text
 from extensions.zh_prompt.translator import MODES
 
@@ -34,7 +35,12 @@ def translate_for_ui(text: str, mode: str) -> tuple[str, str]:
 
 
 def user_lexicon_path() -> Path | None:
-    return STATE.user_lexicon_path
+    """Resolved on every call from the (confined) setting: these handlers are Gradio
+    endpoints any page could call, so they only ever touch <data dir>/zh_prompt/."""
+    try:
+        return confined_user_lexicon_path()
+    except ValueError:  # the default file itself leads outside (a planted symlink)
+        return None
 
 
 def read_user_lexicon() -> str:
@@ -54,7 +60,7 @@ def save_user_lexicon(text: str) -> str:
     lines are reported and nothing is written, so a typo never loses the file."""
     path = user_lexicon_path()
     if path is None:
-        return "The host has not started: there is no data folder to save into."
+        return "Not saved: there is no safe user lexicon file (has the host started?)."
     text = (text or "").replace("\r\n", "\n")
     entries, problems = parse_lexicon_text(text, path.name)
     if problems:

@@ -49,13 +49,14 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_sd15_dir: Pat
 class LiveServer:
     """uvicorn in a background thread; the worker runs in its own thread as in production."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, lifespan: str = "off") -> None:
         import uvicorn
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # the mounted WebUI needs the lifespan: Gradio starts its queue there
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=lifespan)
         )
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 
@@ -90,8 +91,10 @@ class RunningEasel:
 
 
 def start_easel(
-    data_dir: Path, models_dir: Path, **settings_overrides: Any
+    data_dir: Path, models_dir: Path, *, webui: bool = False, **settings_overrides: Any
 ) -> tuple[RunningEasel, LiveServer]:
+    """A started host, engine and worker behind uvicorn; with ``webui`` the Gradio WebUI
+    is mounted at "/" as ``easel serve`` does."""
     from core.api.app import create_app
     from core.config import Settings
     from core.engine import Engine
@@ -106,7 +109,12 @@ def start_easel(
         engine, SqliteJobQueue(settings.state_dir / "queue.db"), settings=settings
     )
     service.start()
-    live = LiveServer(create_app(host, service, engine=engine)).start()
+    app = create_app(host, service, engine=engine)
+    if webui:
+        import ui
+
+        ui.mount(app, host, service)
+    live = LiveServer(app, lifespan="on" if webui else "off").start()
     return RunningEasel(live.url, host, engine, service, settings), live
 
 
@@ -118,10 +126,31 @@ def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path):
         yield running
 
 
+# what the WebUI server below trusts besides loopback (tests/api/test_origin_guard.py)
+WEBUI_ALLOWED_HOST = "mybox.lan"
+WEBUI_CORS_ORIGIN = "http://trusted.example:3000"
+
+
+@pytest.fixture(scope="session")
+def easel_webui(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path):
+    """A second server with the Gradio WebUI mounted at "/" (as ``easel serve``), one
+    extra allowed host name and one CORS origin."""
+    with serving(
+        tmp_path_factory.mktemp("webui-data"),
+        tiny_models_dir,
+        webui=True,
+        allowed_hosts=[WEBUI_ALLOWED_HOST],
+        cors_allow_origins=[WEBUI_CORS_ORIGIN],
+        # installs and removals go here, never into the checkout's extensions/
+        extension_dirs=[tmp_path_factory.mktemp("webui-extensions") / "installed"],
+    ) as running:
+        yield running
+
+
 @contextmanager
-def serving(data_dir: Path, models_dir: Path) -> Iterator[RunningEasel]:
+def serving(data_dir: Path, models_dir: Path, **options: Any) -> Iterator[RunningEasel]:
     """A started Easel on a real uvicorn server, stopped (and torch's threads restored)
-    afterwards."""
+    afterwards. ``options``: ``start_easel``'s (``webui``, settings overrides)."""
     import torch
 
     # One intra-op thread: on a shared 2-core box two torch threads fight the event loop
@@ -129,7 +158,7 @@ def serving(data_dir: Path, models_dir: Path) -> Iterator[RunningEasel]:
     # with two). Restored afterwards for the other tests.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    running, live = start_easel(data_dir, models_dir)
+    running, live = start_easel(data_dir, models_dir, **options)
     try:
         yield running
     finally:
@@ -140,15 +169,22 @@ def serving(data_dir: Path, models_dir: Path) -> Iterator[RunningEasel]:
 
 
 def start_server_process(
-    data_dir: Path, models_dir: Path, port: int, log: Path, auth: tuple[str, str] | None = None
+    data_dir: Path,
+    models_dir: Path,
+    port: int,
+    log: Path,
+    auth: tuple[str, str] | None = None,
+    extensions_dir: Path | None = None,
 ) -> subprocess.Popen:
-    """`python -m core serve` as its own process (API only, bundled extensions only)."""
+    """`python -m core serve` as its own process (API only; bundled extensions only, or
+    also those in ``extensions_dir``)."""
     # one torch thread: see the note in the `easel` fixture
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "core", "serve", "--data-dir", str(data_dir), "--models-dir", str(models_dir),
-        "--port", str(port), "--safe-mode", "--no-ui",
+        "--port", str(port), "--no-ui",
     ]  # fmt: skip
+    command += ["--extensions-dir", str(extensions_dir)] if extensions_dir else ["--safe-mode"]
     if auth:
         command += ["--api-auth", ":".join(auth)]
     return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
@@ -169,6 +205,26 @@ def wait_healthy(client: httpx.Client, process: subprocess.Popen, log: Path, tim
 
 
 # base64 images, as the A1111 API sends and returns them
+def gradio_call(client: httpx.Client, api_name: str, data: list[Any], headers: dict | None = None) -> Any:
+    """Call a WebUI endpoint the way any page could (``/gradio_api/call/<name>``) and
+    return its output list; ``{"error": ...}`` when Gradio reports an error; the POST's
+    response when it is refused."""
+    started = client.post(f"/gradio_api/call/{api_name}", json={"data": data}, headers=headers or {})
+    if started.status_code != 200:
+        return started
+    stream = client.get(f"/gradio_api/call/{api_name}/{started.json()['event_id']}")
+    event = None
+    for line in stream.text.splitlines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:") and event in ("complete", "error"):
+            import json
+
+            data = json.loads(line.split(":", 1)[1])
+            return data if event == "complete" else {"error": data}
+    raise AssertionError(f"{api_name}: no result in {stream.text[:500]}")
+
+
 def b64_png(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
 import zlib
 
@@ -32,6 +33,21 @@ def small_png() -> str:
 
 OK = {"prompt": "x", "steps": 2, "width": 64, "height": 64}
 JSON = {"content-type": "application/json"}
+DETECT = {"controlnet_module": "canny", "controlnet_input_images": [small_png()]}
+
+
+def nested(depth: int, kind: str = "list") -> str:
+    """JSON text ``depth`` containers deep: ``[[[1]]]`` or ``{"a": {"a": 1}}``, built as
+    text because JSON encoders themselves give up past about 1,000 levels."""
+    if kind == "list":
+        return "[" * depth + "1" + "]" * depth
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+def with_field(body: dict, field: str, value_json: str) -> bytes:
+    """``body`` as JSON bytes with one more field whose value is the JSON text given."""
+    return (json.dumps(body)[:-1] + f', "{field}": {value_json}}}').encode()
+
 
 # (name, method, path, json body or raw bytes, expected status, text the answer must contain)
 CASES = [
@@ -92,6 +108,38 @@ CASES = [
     ("cancel unknown job", "DELETE", "/api/v1/jobs/nope", None, 404, "nope"),
     ("bad status filter", "GET", "/api/v1/jobs?status=exploded", None, 422, "status"),
     ("bad option value", "POST", "/sdapi/v1/options", {"sd_model_checkpoint": 12}, 422, "sd_model_checkpoint"),
+    # issue #23, point 7: each of these was a 500
+    ("extension_args 600 deep", "POST", "/api/v1/jobs", with_field(OK, "extension_args", '{"x": ' + nested(600) + '}'), 422,
+     "nested deeper"),
+    ("extension_args 950 deep dicts", "POST", "/api/v1/jobs", with_field(OK, "extension_args", nested(950, "dict")), 422,
+     "extension_args"),
+    ("alwayson_scripts 700 deep", "POST", "/sdapi/v1/txt2img", with_field(OK, "alwayson_scripts", nested(700, "dict")), 422,
+     "alwayson_scripts"),
+    ("script_args 900 deep", "POST", "/sdapi/v1/txt2img", with_field(OK, "script_args", nested(900)), 422, "script_args"),
+    ("override_settings 500 deep", "POST", "/sdapi/v1/txt2img", with_field(OK, "override_settings", nested(500, "dict")),
+     422, "override_settings"),
+    ("JSON past the parser's depth", "POST", "/api/v1/jobs", with_field(OK, "extension_args", '{"x": ' + nested(20_000) + '}'), 400, "body"),
+    ("offset 1e20", "GET", "/api/v1/jobs?offset=1e20", None, 422, "offset"),
+    ("offset past SQLite", "GET", "/api/v1/jobs?offset=100000000000000000000", None, 422, "offset"),
+    ("offset 2**63", "GET", "/api/v1/jobs?offset=9223372036854775808", None, 422, "offset"),
+    ("negative offset", "GET", "/api/v1/jobs?offset=-1", None, 422, "offset"),
+    ("detect threshold_a text", "POST", "/controlnet/detect", {**DETECT, "controlnet_threshold_a": "abc"}, 422,
+     "controlnet_threshold_a"),
+    ("detect threshold_b list", "POST", "/controlnet/detect", {**DETECT, "controlnet_threshold_b": [1]}, 422,
+     "controlnet_threshold_b"),
+    ("detect threshold NaN", "POST", "/controlnet/detect", {**DETECT, "controlnet_threshold_a": "nan"}, 422,
+     "controlnet_threshold_a"),
+    ("detect res text", "POST", "/controlnet/detect", {**DETECT, "controlnet_processor_res": "abc"}, 422,
+     "controlnet_processor_res"),
+    ("detect res object", "POST", "/controlnet/detect", {**DETECT, "controlnet_processor_res": {}}, 422,
+     "controlnet_processor_res"),
+    ("detect res 1e300", "POST", "/controlnet/detect", {**DETECT, "controlnet_processor_res": 1e300}, 422,
+     "controlnet_processor_res"),
+    ("detect res fraction", "POST", "/controlnet/detect", {**DETECT, "controlnet_processor_res": 100.5}, 422,
+     "controlnet_processor_res"),
+    ("detect with A1111's defaults", "POST", "/controlnet/detect",
+     {**DETECT, "controlnet_processor_res": -1, "controlnet_threshold_a": -1, "controlnet_threshold_b": "200"},
+     200, ""),
 ]  # fmt: skip
 
 
