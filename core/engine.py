@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from core import __version__
+from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT
 from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
@@ -180,6 +181,14 @@ class Engine:
             ),
             ctx.warnings,
         )
+        if (
+            uncond is not None
+            and req.negative_prompt == ""
+            and self._setting(FORCE_ZERO_NEGATIVE_PROMPT, True)
+        ):
+            # SDXL, as A1111 and diffusers: zeros for an empty negative, not the encoded ""
+            zeros = family.empty_negative(cond)
+            uncond = zeros if zeros is not None else uncond
         result = GenerationResult(
             images=[],
             seeds=[],
@@ -356,6 +365,14 @@ class Engine:
             )
 
         return placement.run("denoiser", sample, ctx.warnings)
+
+    def _setting(self, key: str, default: Any) -> Any:
+        """A user setting (``core.builtin_settings``); its default when none is registered
+        (a host whose builtin plugins were left out)."""
+        try:
+            return self.host.get_setting(key)
+        except (KeyError, AttributeError):
+            return default
 
     def _preview_every(self) -> int:
         every = self.host.settings.preview_every

@@ -116,6 +116,12 @@ class FamilyAdapter(ABC):
         """Encode the prompt and (when CFG needs it) the negative prompt, each with batch
         size 1; the loop repeats them per image. Both have the same token length."""
 
+    def empty_negative(self, cond: Conditioning) -> Conditioning | None:
+        """The negative conditioning for an empty negative prompt when the family does not
+        encode "" (SDXL: zeros, see ``core.builtin_settings``), else None. ``cond`` is the
+        encoded prompt: the result has its shapes."""
+        return None
+
     def latent_shape(self, components: dict[str, Any], batch: int, width: int, height: int) -> tuple:
         vae = components["vae"]
         factor = 2 ** (len(vae.config.block_out_channels) - 1)

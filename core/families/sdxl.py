@@ -88,6 +88,13 @@ class SDXLFamily(FamilyAdapter):
 
         return encode(0), encode(1) if need_negative else None
 
+    def empty_negative(self, cond: Conditioning) -> Conditioning | None:
+        # A1111 zeroes the text embedders' outputs (cross-attention and pooled) and keeps the
+        # size conditioning; diffusers' force_zeros_for_empty_prompt does the same
+        extra = dict(cond.extra)
+        extra["text_embeds"] = torch.zeros_like(extra["text_embeds"])
+        return Conditioning(torch.zeros_like(cond.embeds), extra)
+
     def denoise(
         self,
         components: dict[str, Any],
