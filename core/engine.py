@@ -47,7 +47,7 @@ from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, InitImage, LateCfg, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits
-from core.saving.infotext import build_infotext
+from core.saving.infotext import TRANSFORMED_NEGATIVE_PROMPT, TRANSFORMED_PROMPT, build_infotext
 from core.saving.writer import save_image
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
@@ -414,13 +414,18 @@ class Engine:
             params["Clip skip"] = req.clip_skip
         params.update(ctx.extra_params)
         if ctx.prompt_transforms:
+            # what the text encoder saw, after the transform_prompt chain (LoRA tags taken
+            # out, a Chinese prompt translated...)
             if ctx.original_prompt != req.prompt:
-                params["Original prompt"] = ctx.original_prompt
+                params[TRANSFORMED_PROMPT] = req.prompt
             if ctx.original_negative_prompt != req.negative_prompt:
-                params["Original negative prompt"] = ctx.original_negative_prompt
+                params[TRANSFORMED_NEGATIVE_PROMPT] = req.negative_prompt
             params["Prompt transforms"] = " > ".join(t.extension for t in ctx.prompt_transforms)
         params["Version"] = f"easel-{__version__}"
-        return build_infotext(req.prompt, req.negative_prompt, params)
+        # The prompt lines are the prompts as the user wrote them, <lora:...> tags included,
+        # as A1111 writes them: pasting these parameters (PNG Info, Civitai, A1111) runs the
+        # same transforms again and remakes the image.
+        return build_infotext(ctx.original_prompt, ctx.original_negative_prompt, params)
 
     def _parameters(self, req: GenerationRequest, checked: ValidatedRequest, seed: int) -> dict[str, Any]:
         return {

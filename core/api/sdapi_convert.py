@@ -146,8 +146,12 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
             model_hash = catalog.model_info(model_name).hash
         except RequestError:
             model_hash = None
-    prompt = result.get("prompt") or asked.get("prompt", "")
-    negative = result.get("negative_prompt") or asked.get("negative_prompt", "")
+    # A1111's info holds the prompts as the user sent them (<lora:...> tags kept), like the
+    # infotext's prompt lines; what the model saw is in the infotext's "Transformed prompt"
+    prompt = result.get("original_prompt", result.get("prompt")) or asked.get("prompt", "")
+    negative = result.get("original_negative_prompt", result.get("negative_prompt")) or asked.get(
+        "negative_prompt", ""
+    )
     count = len(seeds) or 1
     started = record.started_at or record.created_at
     return {
