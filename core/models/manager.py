@@ -37,8 +37,9 @@ from core.models.files import (
     CHECKPOINT_SUFFIXES,
     HashCache,
     folder_digest,
-    tensor_shapes,
 )
+from core.models.header_cache import SummaryCache
+from core.models.prediction import Prediction, detect_prediction, from_scheduler_config
 
 log = logging.getLogger("easel.models")
 
@@ -62,6 +63,8 @@ class ModelInfo:
     native_size: int | None = None  # the size a diffusers folder's denoiser was made for
     # the model's own recommended settings (a folder's easel.json; core/models/recommended.py)
     recommended: dict[str, Any] = field(default_factory=dict)
+    # epsilon or v-prediction, and why (core/models/prediction.py); None for flow models
+    prediction: Prediction | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,8 @@ class ModelInfo:
             "size": self.size,
             "hash": self.hash,
             "path": str(self.path),
+            "prediction": self.prediction.label if self.prediction else None,
+            "prediction_source": self.prediction.source if self.prediction else None,
         }
 
 
@@ -162,6 +167,8 @@ class ModelManager:
         self.memory_mode = validate_mode(settings.memory_mode)  # core.models.memory_modes
         self.cache_budget_bytes = cache_budget_bytes or memory_budget(self.device)
         self.hashes = HashCache(settings.state_dir / "model_hashes.json")
+        # what listings read from each checkpoint (pickle files are unpickled once, not per listing)
+        self.summaries = SummaryCache(settings.state_dir / "checkpoint_summaries.json")
         self.problems: dict[str, str] = {}  # name -> why it cannot be used
         self._infos: dict[str, ModelInfo] | None = None
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -227,16 +234,22 @@ class ModelManager:
                     return ModelInfo(
                         name, family.name, "diffusers", size, self.hashes.short_hash(path), path,
                         native_size=native_size(path), recommended=read_recommended(path),
+                        prediction=folder_prediction(path, family),
                     )  # fmt: skip
             raise ModelError(
                 f"{path}: unsupported diffusers pipeline {index.get('_class_name')!r} "
                 f"(Easel knows {', '.join(f.label for f in all_families())})"
             )
-        fmt, shapes = tensor_shapes(path, self.settings.allow_pickle)
-        family, variant = detect_family(path, shapes)
+        summary = self.summaries.get(path, self.settings.allow_pickle)
+        family, variant = detect_family(path, summary.shapes)
+        sidecar = read_json(path.with_name(path.stem + CONFIG_SIDECAR_SUFFIX) / "scheduler" / "scheduler_config.json")
+        prediction = detect_prediction(path, family.name, variant, summary.shapes, summary.probes, sidecar)
+        if variant == "sd2" and prediction is not None and prediction.type == "epsilon":
+            variant = "sd2-512"  # SD 2.x base: 512 pixels by default, not the 768-v model's size
         return ModelInfo(
-            name, family.name, fmt, path.stat().st_size, self.hashes.short_hash(path), path, variant
-        )
+            name, family.name, summary.format, path.stat().st_size, self.hashes.short_hash(path), path, variant,
+            prediction=prediction,
+        )  # fmt: skip
 
     def list(self) -> list[ModelInfo]:
         with self._lock:
@@ -306,6 +319,8 @@ class ModelManager:
             raise
         except Exception as exc:
             raise ModelError(f"{info.path}: cannot load as {family.label}: {type(exc).__name__}: {exc}") from exc
+        if info.format != "diffusers" and info.prediction is not None and "scheduler" in components:
+            components["scheduler"] = with_prediction(components["scheduler"], info.prediction)
         model = LoadedModel(info.name, info.family, info.path, info, family, components, dtype=self.dtype)
         for module in model.modules().values():
             module.eval().requires_grad_(False)
@@ -372,6 +387,32 @@ def detect_family(path: Path, shapes: dict[str, list[int]]) -> tuple[FamilyAdapt
         f"{path}: unknown model architecture ({len(shapes)} tensors, e.g. {sample}); "
         f"Easel recognises {', '.join(f.label for f in all_families())} checkpoints"
     )
+
+
+def with_prediction(scheduler: Any, prediction: Prediction) -> Any:
+    """The scheduler, rebuilt (as diffusers' from_config does) where the detected
+    parameterization differs from its config's."""
+    overrides = prediction.scheduler_overrides()
+    if all(scheduler.config.get(k) == v for k, v in overrides.items()):
+        return scheduler
+    log.info("scheduler set to %s (%s)", prediction.label, prediction.source)
+    return type(scheduler).from_config(scheduler.config, **overrides)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def folder_prediction(folder: Path, family: FamilyAdapter) -> Prediction | None:
+    """A diffusers folder's parameterization: its own scheduler config says it."""
+    if family.flow:
+        return None
+    config = read_json(folder / "scheduler" / "scheduler_config.json")
+    return from_scheduler_config(config or {}, "scheduler config")
 
 
 def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
