@@ -42,6 +42,7 @@ from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
+from core.sampling import vae_precision
 from core.sampling.hires import schedule_length, upscale_latents
 from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
@@ -279,7 +280,11 @@ class Engine:
             latents = self._hires_pass(
                 checked, model, placement, ctx, cond, uncond, seeds, latents, report_hires, cancel
             )
-        decoded = placement.run("vae", lambda: model.adapter.decode(model.components, latents), ctx.warnings)
+        decoded = placement.run(
+            "vae",
+            lambda: vae_precision.decode(model.adapter, model.components, latents, ctx.warnings),
+            ctx.warnings,
+        )
         images = tensor_to_pil(decoded)
         return prepared.finish(images) if prepared else images
 
@@ -305,12 +310,14 @@ class Engine:
         if plan.latent_mode is not None:
             upscaled = upscale_latents(latents, tuple(shape[-2:]), plan.latent_mode)
         else:
-            decoded = placement.run("vae", lambda: adapter.decode(components, latents), ctx.warnings)
+            decoded = placement.run(
+                "vae", lambda: vae_precision.decode(adapter, components, latents, ctx.warnings), ctx.warnings
+            )
             images = upscale_hires_images(tensor_to_pil(decoded), plan)
             pixels = torch.cat([pil_to_tensor(image) for image in images]).to(model.device)
             generator = torch.Generator("cpu").manual_seed(int(seeds[0]))
             upscaled = placement.run(
-                "vae", lambda: adapter.encode_image(components, pixels, generator), ctx.warnings
+                "vae", lambda: vae_precision.encode(adapter, components, pixels, generator), ctx.warnings
             ).float()
         strength = float(req.denoising_strength)
         init = InitImage(latents=upscaled, strength=strength)

@@ -63,6 +63,9 @@ class FamilyAdapter(ABC):
     flow: bool = False  # flow matching (samplers with SamplerSpec.flow)
     uses_clip_prompts: bool = True  # A1111 emphasis, BREAK and 77-token chunks apply
     denoiser_name: str = "unet"
+    # decode/encode a float16 VAE in float32 where its config says force_upcast, as this
+    # family's diffusers pipeline does (core/sampling/vae_precision.py)
+    upcast_vae: bool = False
     # latent -> RGB linear approximation for cheap previews: rows are latent channels
     preview_factors: tuple[tuple[float, float, float], ...] = ()
     preview_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)

@@ -22,6 +22,7 @@ PIPELINE_CLASSES = {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeli
 class SDXLFamily(FamilyAdapter):
     name = "sdxl"
     label = "Stable Diffusion XL"
+    upcast_vae = True  # the SDXL VAE overflows float16 (diffusers: force_upcast)
     defaults = FamilyDefaults(width=1024, height=1024, steps=25, cfg_scale=6.0, sampler="DPM++ 2M Karras")
     # A1111's "Approx cheap" factors for the SDXL VAE
     preview_factors = (
