@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from core import __version__
-from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT
+from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT, SD_VAE
 from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
@@ -92,6 +92,9 @@ class Engine:
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
         checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
         req = checked.request
+        if req.vae is None:
+            req.vae = self._setting(SD_VAE, "Automatic")
+        self.models.vaes.resolve(req.vae, self.models.info(checked.model_name))  # RequestError("vae")
         self.host.generation_hooks.validate_request(req, checked.family.name)
         width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
@@ -140,6 +143,8 @@ class Engine:
         ctx.model = model
         if fresh:
             hooks.model_loaded(ctx, model)
+        # before the memory mode arranges the modules: the chosen VAE is one of them
+        self.models.select_vae(model, req.vae)
 
         base_seed = req.seed if req.seed != -1 else random.randrange(2**32)
         total_images = req.batch_size * req.batch_count
@@ -402,6 +407,9 @@ class Engine:
             "Model hash": model.info.hash,
             "Model": model.name,
         }
+        if model.vae_file is not None:  # A1111 names a VAE only when a file replaced the model's own
+            params["VAE hash"] = self.models.hashes.short_hash(model.vae_file.path)
+            params["VAE"] = model.vae_file.name
         if req.late_cfg_scale is not None:
             params["Late CFG scale"] = req.late_cfg_scale
             params["Late CFG start"] = req.late_cfg_start
@@ -447,6 +455,7 @@ class Engine:
             "height": req.height,
             "sampler": checked.sampler_name,
             "model": checked.model_name,
+            "vae": req.vae,
             "family": checked.family.name,
             "batch_size": req.batch_size,
             "batch_count": req.batch_count,

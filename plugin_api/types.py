@@ -38,6 +38,10 @@ class GenerationRequest:
     height: int | None = None
     sampler: str | None = None
     model: str | None = None  # model name as listed by `easel models`; None = default
+    # A1111's SD VAE: "Automatic" (a <checkpoint>.vae.safetensors beside it, else its own),
+    # "None" (the checkpoint's own) or a VAE file name from models/VAE; None = the
+    # ``sd_vae`` setting (default "Automatic")
+    vae: str | None = None
     batch_size: int = 1  # images per sampling run
     batch_count: int = 1  # sampling runs, one after another (A1111's n_iter)
     clip_skip: int = 1

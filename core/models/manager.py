@@ -40,6 +40,7 @@ from core.models.files import (
 )
 from core.models.header_cache import SummaryCache
 from core.models.prediction import Prediction, detect_prediction, from_scheduler_config
+from core.models.vae_files import VaeFile, VaeLibrary, is_beside_vae
 
 log = logging.getLogger("easel.models")
 
@@ -92,6 +93,9 @@ class LoadedModel:
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     acceleration: list[str] = field(default_factory=list)  # what the accelerated path applied
+    # the checkpoint's own VAE; components["vae"] may hold a chosen VAE file's instead
+    base_vae: Any = field(default=None, repr=False)
+    vae_file: VaeFile | None = None  # the VAE file in components["vae"], None: its own
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
@@ -169,6 +173,7 @@ class ModelManager:
         self.hashes = HashCache(settings.state_dir / "model_hashes.json")
         # what listings read from each checkpoint (pickle files are unpickled once, not per listing)
         self.summaries = SummaryCache(settings.state_dir / "checkpoint_summaries.json")
+        self.vaes = VaeLibrary(self)  # VAE files (A1111's SD VAE), core/models/vae_files.py
         self.problems: dict[str, str] = {}  # name -> why it cannot be used
         self._infos: dict[str, ModelInfo] | None = None
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -218,7 +223,7 @@ class ModelManager:
             dirnames[:] = sorted(d for d in dirnames if not d.endswith(CONFIG_SIDECAR_SUFFIX))
             for filename in sorted(filenames):
                 path = here / filename
-                if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+                if path.suffix.lower() in CHECKPOINT_SUFFIXES and not is_beside_vae(path):
                     found.append((path, path.relative_to(root).with_suffix("").as_posix()))
         return sorted(found, key=lambda e: e[1])
 
@@ -322,6 +327,7 @@ class ModelManager:
         if info.format != "diffusers" and info.prediction is not None and "scheduler" in components:
             components["scheduler"] = with_prediction(components["scheduler"], info.prediction)
         model = LoadedModel(info.name, info.family, info.path, info, family, components, dtype=self.dtype)
+        model.base_vae = components.get("vae")
         for module in model.modules().values():
             module.eval().requires_grad_(False)
         if self._fits_on_device(model.nbytes):
@@ -345,6 +351,23 @@ class ModelManager:
             free, _total = torch.cuda.mem_get_info(self.device)
             return nbytes + HEADROOM_BYTES < free
         return True
+
+    def select_vae(self, model: LoadedModel, choice: str | None) -> VaeFile | None:
+        """Put the VAE for ``choice`` ("Automatic", "None" or a file) into the model's
+        components (its own when None is the answer) and return the file used."""
+        vae = self.vaes.resolve(choice, model.info)
+        if vae is None:
+            module = model.base_vae
+        else:
+            family = get_family(model.family)
+            config_dir = model.path if model.info.format == "diffusers" else self.config_dir_for(model.info, family)
+            module = self.vaes.load(vae, model, config_dir)
+            first = next(model.base_vae.parameters())
+            module.to(first.device)  # where the model's own VAE is (the memory mode moves it later)
+        if module is not None:
+            model.components["vae"] = module
+        model.vae_file = vae
+        return vae
 
     def config_dir_for(self, info: ModelInfo, family: FamilyAdapter) -> Path:
         sidecar = info.path.with_name(info.path.stem + CONFIG_SIDECAR_SUFFIX)
