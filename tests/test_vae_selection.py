@@ -163,3 +163,51 @@ def test_cli_vae_flag(vae_setup, capsys):
     assert main(argv) == 0
     png = capsys.readouterr().out.strip().splitlines()[-1]
     assert parse_infotext(read_infotext(png))["VAE"] == "other-vae.safetensors"
+
+
+def test_webui_offers_the_vae_files_and_sends_the_choice(vae_setup):
+    from types import SimpleNamespace
+
+    from ui import choices
+    from ui.generation_run import build_request
+
+    engine, _, _ = vae_setup
+    service = SimpleNamespace(engine=engine)
+    assert choices.vae_names(service) == [
+        "Automatic",
+        "None",
+        "other-vae.safetensors",
+        "sd15-file.vae.safetensors",
+    ]
+    assert choices.default_vae(engine.host) == "Automatic"
+    request = build_request(
+        "a red circle",
+        "",
+        "tiny-sd15",
+        "Euler",
+        2,
+        7,
+        "",
+        "",
+        64,
+        64,
+        1,
+        1,
+        1,
+        None,
+        None,
+        "other-vae.safetensors",
+    )
+    request.save_images = False
+    assert parse_infotext(engine.generate(request).infotexts[0])["VAE"] == "other-vae.safetensors"
+
+
+def test_png_info_brings_the_vae_back(vae_setup):
+    from ui.png_info import form_fields, parse
+
+    engine, _, _ = vae_setup
+    first, result = generate(engine, "tiny-sd15", vae="other-vae.safetensors")
+    fields = form_fields(parse(result.infotexts[0]))
+    assert fields["vae"] == "other-vae.safetensors"
+    again = engine.generate(GenerationRequest(**fields, save_images=False))
+    assert np.array_equal(np.asarray(again.images[0], dtype=np.float32) / 255.0, first)
