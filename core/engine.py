@@ -35,18 +35,20 @@ from typing import Any
 import torch
 
 from core import __version__
+from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT, SD_VAE
 from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
+from core.sampling import vae_precision
 from core.sampling.hires import schedule_length, upscale_latents
 from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, InitImage, LateCfg, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits
-from core.saving.infotext import build_infotext
+from core.saving.infotext import TRANSFORMED_NEGATIVE_PROMPT, TRANSFORMED_PROMPT, build_infotext
 from core.saving.journal import ImageJournal
 from core.saving.writer import save_image
 from core.validation import ValidatedRequest, validate_request
@@ -92,6 +94,9 @@ class Engine:
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
         checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
         req = checked.request
+        if req.vae is None:
+            req.vae = self._setting(SD_VAE, "Automatic")
+        self.models.vaes.resolve(req.vae, self.models.info(checked.model_name))  # RequestError("vae")
         self.host.generation_hooks.validate_request(req, checked.family.name)
         width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
@@ -140,6 +145,8 @@ class Engine:
         ctx.model = model
         if fresh:
             hooks.model_loaded(ctx, model)
+        # before the memory mode arranges the modules: the chosen VAE is one of them
+        self.models.select_vae(model, req.vae)
 
         base_seed = req.seed if req.seed != -1 else random.randrange(2**32)
         total_images = req.batch_size * req.batch_count
@@ -182,6 +189,14 @@ class Engine:
             ),
             ctx.warnings,
         )
+        if (
+            uncond is not None
+            and req.negative_prompt == ""
+            and self._setting(FORCE_ZERO_NEGATIVE_PROMPT, True)
+        ):
+            # SDXL, as A1111 and diffusers: zeros for an empty negative, not the encoded ""
+            zeros = family.empty_negative(cond)
+            uncond = zeros if zeros is not None else uncond
         result = GenerationResult(
             images=[],
             seeds=[],
@@ -292,7 +307,11 @@ class Engine:
             latents = self._hires_pass(
                 checked, model, placement, ctx, cond, uncond, seeds, latents, report_hires, cancel
             )
-        decoded = placement.run("vae", lambda: model.adapter.decode(model.components, latents), ctx.warnings)
+        decoded = placement.run(
+            "vae",
+            lambda: vae_precision.decode(model.adapter, model.components, latents, ctx.warnings),
+            ctx.warnings,
+        )
         images = tensor_to_pil(decoded)
         return prepared.finish(images) if prepared else images
 
@@ -318,12 +337,14 @@ class Engine:
         if plan.latent_mode is not None:
             upscaled = upscale_latents(latents, tuple(shape[-2:]), plan.latent_mode)
         else:
-            decoded = placement.run("vae", lambda: adapter.decode(components, latents), ctx.warnings)
+            decoded = placement.run(
+                "vae", lambda: vae_precision.decode(adapter, components, latents, ctx.warnings), ctx.warnings
+            )
             images = upscale_hires_images(tensor_to_pil(decoded), plan)
             pixels = torch.cat([pil_to_tensor(image) for image in images]).to(model.device)
             generator = torch.Generator("cpu").manual_seed(int(seeds[0]))
             upscaled = placement.run(
-                "vae", lambda: adapter.encode_image(components, pixels, generator), ctx.warnings
+                "vae", lambda: vae_precision.encode(adapter, components, pixels, generator), ctx.warnings
             ).float()
         strength = float(req.denoising_strength)
         init = InitImage(latents=upscaled, strength=strength)
@@ -379,6 +400,14 @@ class Engine:
 
         return placement.run("denoiser", sample, ctx.warnings)
 
+    def _setting(self, key: str, default: Any) -> Any:
+        """A user setting (``core.builtin_settings``); its default when none is registered
+        (a host whose builtin plugins were left out)."""
+        try:
+            return self.host.get_setting(key)
+        except (KeyError, AttributeError):
+            return default
+
     def _preview_every(self) -> int:
         every = self.host.settings.preview_every
         if every > 0:
@@ -400,6 +429,9 @@ class Engine:
             "Model hash": model.info.hash,
             "Model": model.name,
         }
+        if model.vae_file is not None:  # A1111 names a VAE only when a file replaced the model's own
+            params["VAE hash"] = self.models.hashes.short_hash(model.vae_file.path)
+            params["VAE"] = model.vae_file.name
         if req.late_cfg_scale is not None:
             params["Late CFG scale"] = req.late_cfg_scale
             params["Late CFG start"] = req.late_cfg_start
@@ -419,13 +451,18 @@ class Engine:
             params["Clip skip"] = req.clip_skip
         params.update(ctx.extra_params)
         if ctx.prompt_transforms:
+            # what the text encoder saw, after the transform_prompt chain (LoRA tags taken
+            # out, a Chinese prompt translated...)
             if ctx.original_prompt != req.prompt:
-                params["Original prompt"] = ctx.original_prompt
+                params[TRANSFORMED_PROMPT] = req.prompt
             if ctx.original_negative_prompt != req.negative_prompt:
-                params["Original negative prompt"] = ctx.original_negative_prompt
+                params[TRANSFORMED_NEGATIVE_PROMPT] = req.negative_prompt
             params["Prompt transforms"] = " > ".join(t.extension for t in ctx.prompt_transforms)
         params["Version"] = f"easel-{__version__}"
-        return build_infotext(req.prompt, req.negative_prompt, params)
+        # The prompt lines are the prompts as the user wrote them, <lora:...> tags included,
+        # as A1111 writes them: pasting these parameters (PNG Info, Civitai, A1111) runs the
+        # same transforms again and remakes the image.
+        return build_infotext(ctx.original_prompt, ctx.original_negative_prompt, params)
 
     def _parameters(self, req: GenerationRequest, checked: ValidatedRequest, seed: int) -> dict[str, Any]:
         return {
@@ -440,6 +477,7 @@ class Engine:
             "height": req.height,
             "sampler": checked.sampler_name,
             "model": checked.model_name,
+            "vae": req.vae,
             "family": checked.family.name,
             "batch_size": req.batch_size,
             "batch_count": req.batch_count,

@@ -24,7 +24,7 @@ from plugin_api.types import (
     UpscalerSpec,
 )
 
-API_VERSION = "1.2"  # 1.2: SettingSpec.path, plugin_api.paths
+API_VERSION = "1.3"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae
 
 __all__ = [
     "API_VERSION",

@@ -38,6 +38,10 @@ class GenerationRequest:
     height: int | None = None
     sampler: str | None = None
     model: str | None = None  # model name as listed by `easel models`; None = default
+    # A1111's SD VAE: "Automatic" (a <checkpoint>.vae.safetensors beside it, else its own),
+    # "None" (the checkpoint's own) or a VAE file name from models/VAE; None = the
+    # ``sd_vae`` setting (default "Automatic")
+    vae: str | None = None
     batch_size: int = 1  # images per sampling run
     batch_count: int = 1  # sampling runs, one after another (A1111's n_iter)
     clip_skip: int = 1
@@ -141,7 +145,9 @@ class SamplerSpec:
     """A sampler as registered through register_samplers.
 
     ``make_scheduler(base_config)`` returns a diffusers scheduler built from the model's
-    own scheduler config (a dict), e.g. ``EulerDiscreteScheduler.from_config(cfg)``.
+    own scheduler config (a dict), e.g. ``EulerDiscreteScheduler.from_config(cfg)``. Pass
+    the dict to ``from_config`` whole: its ``_use_default_values`` entry tells diffusers
+    which keys the model's file never set, so the new class keeps its own defaults there.
     ``flow`` marks samplers for flow-matching families (Z-Image, Flux).
     """
 

@@ -113,8 +113,11 @@ def test_transformed_prompt_reaches_the_encoder(hooked, engine):
     _, _, result, _ = hooked
     assert result.prompt == "a green square" and result.original_prompt == "a kitty"
     params = parse_infotext(read_infotext(result.paths[0]))
-    assert params["Prompt"] == "a green square"
-    assert params["Original prompt"] == "a kitty"
+    # the prompt line is what the user wrote (A1111: pasting it remakes the image); what
+    # the model saw has its own field
+    assert params["Prompt"] == "a kitty"
+    assert params["Transformed prompt"] == "a green square"
+    assert "Original prompt" not in params
     assert params["Rewriter"] == "on"
     assert params["Prompt transforms"] == "c_rewriter"
     # the image is the transformed prompt's image (mirrored by the recorder's after_sample)

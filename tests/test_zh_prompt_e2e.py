@@ -1,5 +1,5 @@
-"""zh_prompt through the engine: the image metadata holds the Chinese original and the
-English prompt that was drawn.
+"""zh_prompt through the engine: the image metadata holds the Chinese original (the prompt
+line, as the user wrote it) and the English prompt that was drawn (``Transformed prompt``).
 
 The first test runs now, on the tiny SD1.5 model the suite builds. The second is the
 issue's acceptance test (`easel generate "蓝色背景上的红色圆形"` draws a red circle on a
@@ -36,10 +36,10 @@ def test_engine_writes_both_prompts_into_the_png(make_host):
     )
     result = Engine(host).generate(request)
     params = parse_infotext(read_infotext(result.paths[0]))
-    assert params["Prompt"] == "red circle on blue background"
-    assert params["Negative prompt"] == "blurry"
-    assert params["Original prompt"] == PROMPT
-    assert params["Original negative prompt"] == "模糊"
+    assert params["Prompt"] == PROMPT
+    assert params["Negative prompt"] == "模糊"
+    assert params["Transformed prompt"] == "red circle on blue background"
+    assert params["Transformed negative prompt"] == "blurry"
     assert "zh_prompt" in params["Prompt transforms"]
 
 
@@ -76,8 +76,8 @@ def test_cli_draws_a_red_circle_on_blue_with_the_demo_model(tmp_path):
     text = read_infotext(pngs[-1])
     assert text and PROMPT in text, text
     params = parse_infotext(text)
-    assert "red circle" in params["Prompt"] and "blue background" in params["Prompt"]
-    assert params.get("Original prompt") == PROMPT
+    assert "red circle" in params["Transformed prompt"] and "blue background" in params["Transformed prompt"]
+    assert params["Prompt"] == PROMPT
 
     from PIL import Image
 

@@ -47,6 +47,27 @@ def model_names(service: Any) -> list[str]:
         return []
 
 
+def vae_names(service: Any) -> list[str]:
+    """A1111's SD VAE choices: "Automatic", "None", then the VAE files."""
+    engine = find_engine(service)
+    names = ["Automatic", "None"]
+    if engine is None:
+        return names
+    try:
+        return names + [v.name for v in engine.models.vaes.list()]
+    except Exception:  # an unreadable VAE folder must not stop the UI
+        log.exception("could not list VAE files")
+        return names
+
+
+def default_vae(host: Any) -> str:
+    """The ``sd_vae`` setting (core/builtin_settings.py), "Automatic" without one."""
+    try:
+        return str(host.get_setting("sd_vae"))
+    except Exception:
+        return "Automatic"
+
+
 def default_model(service: Any) -> str | None:
     engine = find_engine(service)
     names = model_names(service)

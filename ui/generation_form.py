@@ -22,6 +22,7 @@ class GenerationForm:
     negative_prompt: gr.Textbox
     model: gr.Dropdown
     refresh_models: gr.Button
+    vae: gr.Dropdown  # A1111's SD VAE: Automatic / None / a file
     sampler: gr.Dropdown
     steps: gr.Slider
     cfg_scale: gr.Slider
@@ -123,6 +124,13 @@ def build_generation_form(
                     scale=0,
                     min_width=40,
                 )
+                vae = gr.Dropdown(
+                    choices=choices.vae_names(service),
+                    value=choices.default_vae(host),
+                    label=t("gen.vae"),
+                    elem_id=f"{prefix}_vae",
+                    scale=3,
+                )
             with gr.Row():
                 sampler = gr.Dropdown(
                     choices=samplers,
@@ -213,6 +221,7 @@ def build_generation_form(
         negative_prompt=negative_prompt,
         model=model,
         refresh_models=refresh_models,
+        vae=vae,
         sampler=sampler,
         steps=steps,
         cfg_scale=cfg_scale,

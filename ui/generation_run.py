@@ -48,6 +48,7 @@ def build_request(
     batch_count: float,
     init_image: Any | None = None,
     denoising_strength: float | None = None,
+    vae: str | None = None,
 ) -> GenerationRequest:
     """The form's values as the one request type every front end uses."""
     request = GenerationRequest(
@@ -62,6 +63,7 @@ def build_request(
         height=int(height),
         sampler=sampler or None,
         model=model or None,
+        vae=vae or None,
         batch_size=int(batch_size),
         batch_count=int(batch_count),
     )
@@ -97,6 +99,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         else [gr.State(None), gr.State(None)]
     )
     extra_inputs += form.hires.inputs() if form.hires is not None else [gr.State(None) for _ in range(5)]
+    extra_inputs.append(form.vae)
     panel = form.results
 
     def generate(
@@ -120,6 +123,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         hr_scale: float | None,
         hr_steps: float | None,
         hr_denoise: float | None,
+        vae: str | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -129,7 +133,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         try:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
-                width, height, seed, batch_size, batch_count, init_image, denoising_strength,
+                width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae,
             )  # fmt: skip
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
@@ -202,7 +206,9 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             lambda w=w, h=h: (w, h), inputs=None, outputs=[form.width, form.height], show_progress="hidden"
         )
     form.refresh_models.click(
-        lambda current: _refresh_models(service, current), inputs=[form.model], outputs=[form.model]
+        lambda current, vae: (_refresh_models(service, current), _refresh_vaes(service, vae)),
+        inputs=[form.model, form.vae],
+        outputs=[form.model, form.vae],
     )
     form.model.change(
         lambda name, current: _on_model_change(host, service, name, current),
@@ -259,3 +265,8 @@ def _refresh_models(service: Any, current: str | None) -> Any:
     names = choices.model_names(service)
     value = current if current in names else choices.default_model(service)
     return gr.update(choices=names, value=value)
+
+
+def _refresh_vaes(service: Any, current: str | None) -> Any:
+    names = choices.vae_names(service)
+    return gr.update(choices=names, value=current if current in names else "Automatic")

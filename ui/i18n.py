@@ -26,6 +26,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.negative_prompt": ("Negative prompt", "反向提示词"),
     "gen.model": ("Model", "模型"),
     "gen.refresh_models": ("🔄", "🔄"),
+    "gen.vae": ("SD VAE", "SD VAE（变分自编码器）"),
     "gen.sampler": ("Sampling method", "采样方法"),
     "gen.steps": ("Sampling steps", "采样步数"),
     "gen.cfg": ("CFG scale", "提示词引导系数 (CFG)"),

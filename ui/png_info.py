@@ -26,6 +26,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "width": ("Size-1", "width"),
     "height": ("Size-2", "height"),
     "model": ("Model", "model"),
+    "vae": ("VAE", "vae"),  # A1111 writes it only when a VAE file replaced the model's own
 }
 
 

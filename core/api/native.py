@@ -197,6 +197,8 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
                 path=str(m.path),
                 default=m.name == default,
                 recommended=m.recommended,
+                prediction=m.prediction.label if m.prediction else None,
+                prediction_source=m.prediction.source if m.prediction else None,
             )
             for m in catalog.models()
         ]

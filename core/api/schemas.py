@@ -87,6 +87,10 @@ class JobRequest(HiresFixFields):
     height: int | None = Field(None, ge=8, le=MAX_SIDE)
     sampler: Name | None = Field(None, description="a name from /api/v1/samplers")
     model: Name | None = Field(None, description="a name from /api/v1/models; None: the default")
+    vae: Name | None = Field(
+        None,
+        description='"Automatic", "None" or a file from /sdapi/v1/sd-vae; None: the sd_vae setting (Automatic)',
+    )
     batch_size: int = Field(1, ge=1, le=64)
     batch_count: int = Field(1, ge=1, le=100)
     clip_skip: int = Field(1, ge=1, le=12)
@@ -156,6 +160,8 @@ class ModelView(BaseModel):
     recommended: dict[str, Any] = Field(
         default_factory=dict, description="the model's own settings (its easel.json) for empty fields"
     )
+    prediction: str | None = Field(None, description='"eps", "v" or "v+ztsnr"; None for flow models')
+    prediction_source: str | None = Field(None, description="why (a yaml beside the file, a key...)")
 
 
 class SamplerView(BaseModel):

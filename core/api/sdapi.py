@@ -193,9 +193,11 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
         names = sorted(name.casefold() for name in catalog.extension_names().values())
         return {"txt2img": names, "img2img": names}
 
-    @router.get("/sd-vae", summary="VAEs (A1111); Easel uses each model's own")
+    @router.get("/sd-vae", summary="VAE files (A1111): models/VAE and <checkpoint>.vae.safetensors")
     def sd_vae() -> list[dict[str, Any]]:
-        return []
+        return (
+            [vae.as_dict() for vae in catalog.engine.models.vaes.list()] if catalog.engine is not None else []
+        )
 
     @router.get("/embeddings", summary="Textual inversions (A1111); none yet")
     def embeddings() -> dict[str, Any]:
@@ -213,7 +215,6 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
         options: dict[str, Any] = {
             "sd_model_checkpoint": title,
             "sd_checkpoint_hash": None,
-            "sd_vae": "Automatic",
             "CLIP_stop_at_last_layers": 1,
             "samples_format": "png",
             "samples_save": True,

@@ -19,6 +19,7 @@ from plugin_api.types import GenerationRequest
 CLIP_SKIP_OPTION = "CLIP_stop_at_last_layers"
 MODEL_OPTION = "sd_model_checkpoint"
 FORMAT_OPTION = "samples_format"
+VAE_OPTION = "sd_vae"
 
 
 def _sampler_name(body: SdapiGenerationBase, catalog: Catalog) -> str | None:
@@ -44,6 +45,17 @@ def _apply_overrides(body: SdapiGenerationBase, request: GenerationRequest, cata
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 12:
             raise RequestError(f"override_settings.{CLIP_SKIP_OPTION}", "must be an integer from 1 to 12")
         request.clip_skip = value
+    if VAE_OPTION in overrides:
+        value = overrides[VAE_OPTION]
+        if not isinstance(value, str):
+            raise RequestError(
+                f"override_settings.{VAE_OPTION}", 'must be "Automatic", "None" or a VAE file name'
+            )
+        where = f"override_settings.{VAE_OPTION}"
+        model = request.model or catalog.default_model()
+        if catalog.engine is not None and model:  # an unknown file: a 422 naming the option
+            catalog.engine.models.vaes.resolve(value, catalog.model_info(model, where), field=where)
+        request.vae = value
     if FORMAT_OPTION in overrides:
         value = str(overrides[FORMAT_OPTION]).lower()
         if value not in {"png", "jpeg", "jpg", "webp"}:
@@ -146,8 +158,12 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
             model_hash = catalog.model_info(model_name).hash
         except RequestError:
             model_hash = None
-    prompt = result.get("prompt") or asked.get("prompt", "")
-    negative = result.get("negative_prompt") or asked.get("negative_prompt", "")
+    # A1111's info holds the prompts as the user sent them (<lora:...> tags kept), like the
+    # infotext's prompt lines; what the model saw is in the infotext's "Transformed prompt"
+    prompt = result.get("original_prompt", result.get("prompt")) or asked.get("prompt", "")
+    negative = result.get("original_negative_prompt", result.get("negative_prompt")) or asked.get(
+        "negative_prompt", ""
+    )
     count = len(seeds) or 1
     started = record.started_at or record.created_at
     return {
@@ -171,8 +187,8 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
         "face_restoration_model": None,
         "sd_model_name": model_name,
         "sd_model_hash": model_hash,
-        "sd_vae_name": None,
-        "sd_vae_hash": None,
+        "sd_vae_name": parsed.get("VAE"),
+        "sd_vae_hash": parsed.get("VAE hash"),
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
         "denoising_strength": (

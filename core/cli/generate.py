@@ -31,6 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
     parser.add_argument("--sampler", help='e.g. "Euler a", "DPM++ 2M Karras"')
+    parser.add_argument(
+        "--vae",
+        help='"Automatic" (a <checkpoint>.vae.safetensors beside it), "None" (its own) or a file '
+        "in models/VAE (default: the sd_vae setting, Automatic)",
+    )
     parser.add_argument("--batch", type=int, default=1, help="images per run (batch size)")
     parser.add_argument("--count", type=int, default=1, help="runs, one after another (batch count)")
     parser.add_argument("--clip-skip", type=int, default=1)
@@ -74,6 +79,7 @@ def request_fields(args: argparse.Namespace) -> dict:
         "height": args.height,
         "sampler": args.sampler,
         "model": args.model,
+        "vae": args.vae,
         "batch_size": args.batch,
         "batch_count": args.count,
         "clip_skip": args.clip_skip,

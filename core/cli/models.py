@@ -22,6 +22,14 @@ def human_size(size: int) -> str:
     return f"{value:.1f} GB"
 
 
+def prediction_cell(info) -> str:
+    """ "v (sd-2-1.yaml: parameterization v)": what the model predicts and why (see
+    core/models/prediction.py); "-" for flow-matching models."""
+    if info.prediction is None:
+        return "-"
+    return f"{info.prediction.label} ({info.prediction.source})"
+
+
 def run(args: argparse.Namespace) -> int:
     from core.cli.main import settings_from_args
     from core.models.manager import ModelManager
@@ -31,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"models": [i.as_dict() for i in infos], "problems": manager.problems}, indent=2))
         return 0
-    rows = [("NAME", "FAMILY", "FORMAT", "SIZE", "HASH")]
-    rows += [(i.name, i.family, i.format, human_size(i.size), i.hash) for i in infos]
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    rows = [("NAME", "FAMILY", "FORMAT", "SIZE", "HASH", "PREDICTION")]
+    rows += [(i.name, i.family, i.format, human_size(i.size), i.hash, prediction_cell(i)) for i in infos]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     default = manager.default_name()
     for index, row in enumerate(rows):
         mark = " *" if index and row[0] == default else ""

@@ -63,6 +63,9 @@ class FamilyAdapter(ABC):
     flow: bool = False  # flow matching (samplers with SamplerSpec.flow)
     uses_clip_prompts: bool = True  # A1111 emphasis, BREAK and 77-token chunks apply
     denoiser_name: str = "unet"
+    # decode/encode a float16 VAE in float32 where its config says force_upcast, as this
+    # family's diffusers pipeline does (core/sampling/vae_precision.py)
+    upcast_vae: bool = False
     # latent -> RGB linear approximation for cheap previews: rows are latent channels
     preview_factors: tuple[tuple[float, float, float], ...] = ()
     preview_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -116,6 +119,12 @@ class FamilyAdapter(ABC):
     ) -> tuple[Conditioning, Conditioning | None]:
         """Encode the prompt and (when CFG needs it) the negative prompt, each with batch
         size 1; the loop repeats them per image. Both have the same token length."""
+
+    def empty_negative(self, cond: Conditioning) -> Conditioning | None:
+        """The negative conditioning for an empty negative prompt when the family does not
+        encode "" (SDXL: zeros, see ``core.builtin_settings``), else None. ``cond`` is the
+        encoded prompt: the result has its shapes."""
+        return None
 
     def latent_shape(self, components: dict[str, Any], batch: int, width: int, height: int) -> tuple:
         vae = components["vae"]

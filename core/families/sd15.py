@@ -65,11 +65,12 @@ class SD15Family(FamilyAdapter):
         return model_index.get("_class_name") in PIPELINE_CLASSES
 
     def defaults_for(self, variant: str) -> FamilyDefaults:
-        # the shipped SD2 config is the 768 v-prediction model
+        # "sd2": the 768 v-prediction models; "sd2-512": the 512 epsilon base models, whose
+        # parameterization core/models/prediction.py detects after the keys
         return SD2_DEFAULTS if variant == "sd2" else self.defaults
 
     def config_dir_for(self, variant: str) -> str:
-        return "sd2" if variant == "sd2" else "sd15"
+        return "sd2" if variant.startswith("sd2") else "sd15"
 
     def load_folder(self, path: Path, dtype: torch.dtype, **overrides: Any) -> dict[str, Any]:
         from diffusers import StableDiffusionPipeline

@@ -22,6 +22,7 @@ PIPELINE_CLASSES = {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeli
 class SDXLFamily(FamilyAdapter):
     name = "sdxl"
     label = "Stable Diffusion XL"
+    upcast_vae = True  # the SDXL VAE overflows float16 (diffusers: force_upcast)
     defaults = FamilyDefaults(width=1024, height=1024, steps=25, cfg_scale=6.0, sampler="DPM++ 2M Karras")
     # A1111's "Approx cheap" factors for the SDXL VAE
     preview_factors = (
@@ -87,6 +88,13 @@ class SDXLFamily(FamilyAdapter):
             )
 
         return encode(0), encode(1) if need_negative else None
+
+    def empty_negative(self, cond: Conditioning) -> Conditioning | None:
+        # A1111 zeroes the text embedders' outputs (cross-attention and pooled) and keeps the
+        # size conditioning; diffusers' force_zeros_for_empty_prompt does the same
+        extra = dict(cond.extra)
+        extra["text_embeds"] = torch.zeros_like(extra["text_embeds"])
+        return Conditioning(torch.zeros_like(cond.embeds), extra)
 
     def denoise(
         self,

@@ -39,8 +39,10 @@ from core.models.files import (
     HashCache,
     folder_digest,
     refuse_pickle_folder,
-    tensor_shapes,
 )
+from core.models.header_cache import SummaryCache
+from core.models.prediction import Prediction, detect_prediction, from_scheduler_config
+from core.models.vae_files import VaeFile, VaeLibrary, is_beside_vae
 
 log = logging.getLogger("easel.models")
 
@@ -64,6 +66,8 @@ class ModelInfo:
     native_size: int | None = None  # the size a diffusers folder's denoiser was made for
     # the model's own recommended settings (a folder's easel.json; core/models/recommended.py)
     recommended: dict[str, Any] = field(default_factory=dict)
+    # epsilon or v-prediction, and why (core/models/prediction.py); None for flow models
+    prediction: Prediction | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +77,8 @@ class ModelInfo:
             "size": self.size,
             "hash": self.hash,
             "path": str(self.path),
+            "prediction": self.prediction.label if self.prediction else None,
+            "prediction_source": self.prediction.source if self.prediction else None,
         }
 
 
@@ -89,6 +95,9 @@ class LoadedModel:
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     acceleration: list[str] = field(default_factory=list)  # what the accelerated path applied
+    # the checkpoint's own VAE; components["vae"] may hold a chosen VAE file's instead
+    base_vae: Any = field(default=None, repr=False)
+    vae_file: VaeFile | None = None  # the VAE file in components["vae"], None: its own
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
@@ -164,6 +173,9 @@ class ModelManager:
         self.memory_mode = validate_mode(settings.memory_mode)  # core.models.memory_modes
         self.cache_budget_bytes = cache_budget_bytes or memory_budget(self.device)
         self.hashes = HashCache(settings.state_dir / "model_hashes.json")
+        # what listings read from each checkpoint (pickle files are unpickled once, not per listing)
+        self.summaries = SummaryCache(settings.state_dir / "checkpoint_summaries.json")
+        self.vaes = VaeLibrary(self)  # VAE files (A1111's SD VAE), core/models/vae_files.py
         self.problems: dict[str, str] = {}  # name -> why it cannot be used
         self._infos: dict[str, ModelInfo] | None = None
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -213,6 +225,8 @@ class ModelManager:
             folder_marker="model_index.json",
             skip_folder=lambda name: name.endswith(CONFIG_SIDECAR_SUFFIX),
         ):
+            if not item.is_folder and is_beside_vae(item.path):
+                continue  # <checkpoint>.vae.safetensors is that checkpoint's VAE (VAE selection)
             name = item.relative if item.is_folder else Path(item.relative).with_suffix("").as_posix()
             found.append((item.path, name))
         return sorted(found, key=lambda e: e[1])
@@ -230,16 +244,22 @@ class ModelManager:
                     return ModelInfo(
                         name, family.name, "diffusers", size, self.hashes.short_hash(path), path,
                         native_size=native_size(path), recommended=read_recommended(path),
+                        prediction=folder_prediction(path, family),
                     )  # fmt: skip
             raise ModelError(
                 f"{path}: unsupported diffusers pipeline {index.get('_class_name')!r} "
                 f"(Easel knows {', '.join(f.label for f in all_families())})"
             )
-        fmt, shapes = tensor_shapes(path, self.settings.allow_pickle)
-        family, variant = detect_family(path, shapes)
+        summary = self.summaries.get(path, self.settings.allow_pickle)
+        family, variant = detect_family(path, summary.shapes)
+        sidecar = read_json(path.with_name(path.stem + CONFIG_SIDECAR_SUFFIX) / "scheduler" / "scheduler_config.json")
+        prediction = detect_prediction(path, family.name, variant, summary.shapes, summary.probes, sidecar)
+        if variant == "sd2" and prediction is not None and prediction.type == "epsilon":
+            variant = "sd2-512"  # SD 2.x base: 512 pixels by default, not the 768-v model's size
         return ModelInfo(
-            name, family.name, fmt, path.stat().st_size, self.hashes.short_hash(path), path, variant
-        )
+            name, family.name, summary.format, path.stat().st_size, self.hashes.short_hash(path), path, variant,
+            prediction=prediction,
+        )  # fmt: skip
 
     def list(self) -> list[ModelInfo]:
         with self._lock:
@@ -315,7 +335,10 @@ class ModelManager:
             raise
         except Exception as exc:
             raise ModelError(f"{info.path}: cannot load as {family.label}: {type(exc).__name__}: {exc}") from exc
+        if info.format != "diffusers" and info.prediction is not None and "scheduler" in components:
+            components["scheduler"] = with_prediction(components["scheduler"], info.prediction)
         model = LoadedModel(info.name, info.family, info.path, info, family, components, dtype=self.dtype)
+        model.base_vae = components.get("vae")
         for module in model.modules().values():
             module.eval().requires_grad_(False)
         if self._fits_on_device(model.nbytes):
@@ -339,6 +362,23 @@ class ModelManager:
             free, _total = torch.cuda.mem_get_info(self.device)
             return nbytes + HEADROOM_BYTES < free
         return True
+
+    def select_vae(self, model: LoadedModel, choice: str | None) -> VaeFile | None:
+        """Put the VAE for ``choice`` ("Automatic", "None" or a file) into the model's
+        components (its own when None is the answer) and return the file used."""
+        vae = self.vaes.resolve(choice, model.info)
+        if vae is None:
+            module = model.base_vae
+        else:
+            family = get_family(model.family)
+            config_dir = model.path if model.info.format == "diffusers" else self.config_dir_for(model.info, family)
+            module = self.vaes.load(vae, model, config_dir)
+            first = next(model.base_vae.parameters())
+            module.to(first.device)  # where the model's own VAE is (the memory mode moves it later)
+        if module is not None:
+            model.components["vae"] = module
+        model.vae_file = vae
+        return vae
 
     def config_dir_for(self, info: ModelInfo, family: FamilyAdapter) -> Path:
         sidecar = info.path.with_name(info.path.stem + CONFIG_SIDECAR_SUFFIX)
@@ -381,6 +421,32 @@ def detect_family(path: Path, shapes: dict[str, list[int]]) -> tuple[FamilyAdapt
         f"{path}: unknown model architecture ({len(shapes)} tensors, e.g. {sample}); "
         f"Easel recognises {', '.join(f.label for f in all_families())} checkpoints"
     )
+
+
+def with_prediction(scheduler: Any, prediction: Prediction) -> Any:
+    """The scheduler, rebuilt (as diffusers' from_config does) where the detected
+    parameterization differs from its config's."""
+    overrides = prediction.scheduler_overrides()
+    if all(scheduler.config.get(k) == v for k, v in overrides.items()):
+        return scheduler
+    log.info("scheduler set to %s (%s)", prediction.label, prediction.source)
+    return type(scheduler).from_config(scheduler.config, **overrides)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def folder_prediction(folder: Path, family: FamilyAdapter) -> Prediction | None:
+    """A diffusers folder's parameterization: its own scheduler config says it."""
+    if family.flow:
+        return None
+    config = read_json(folder / "scheduler" / "scheduler_config.json")
+    return from_scheduler_config(config or {}, "scheduler config")
 
 
 def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:

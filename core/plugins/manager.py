@@ -32,7 +32,7 @@ log = logging.getLogger("easel.extensions")
 
 # Modules of the core that implement hooks themselves (the default samplers...), loaded
 # first and listed like any extension, as datasette does with its default plugins.
-BUILTIN_PLUGINS: tuple[str, ...] = ("core.samplers", "core.upscalers_builtin")
+BUILTIN_PLUGINS: tuple[str, ...] = ("core.samplers", "core.upscalers_builtin", "core.builtin_settings")
 USER_EXTENSIONS_PACKAGE = "easel_user_extensions"
 MAX_FAILURES_KEPT = 20
 

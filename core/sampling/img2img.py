@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from core.sampling import vae_precision
 from core.sampling.loop import InitImage
 from plugin_api.types import GenerationRequest
 
@@ -76,7 +77,7 @@ def prepare_init(request: GenerationRequest, model, seeds: list[int]) -> Prepare
     pixels = pil_to_tensor(source).to(model.device)
     generator = torch.Generator("cpu").manual_seed(int(seeds[0]))
     with torch.inference_mode():
-        latents = adapter.encode_image(components, pixels, generator).float()
+        latents = vae_precision.encode(adapter, components, pixels, generator).float()
     latents = latents.repeat(len(seeds), 1, 1, 1)
 
     latent_mask = None

@@ -17,6 +17,11 @@ import json
 import re
 from typing import Any
 
+# Easel's fields for the prompts the model actually saw, when transform_prompt hooks changed
+# them; the prompt lines themselves keep what the user wrote (see core/engine.py)
+TRANSFORMED_PROMPT = "Transformed prompt"
+TRANSFORMED_NEGATIVE_PROMPT = "Transformed negative prompt"
+
 _RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _RE_IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
 

@@ -43,7 +43,22 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_sd15_dir: Pat
         shutil.copytree(tiny_sd15_dir, root / "Stable-diffusion" / name)
     (root / "Lora").mkdir()
     (root / "Lora" / "tiny-style.safetensors").write_bytes(b"not a real lora, only listed")
+    write_tiny_vae(root / "VAE" / TINY_VAE)
     return root
+
+
+TINY_VAE = "tiny-vae.safetensors"
+
+
+def write_tiny_vae(path: Path) -> Path:
+    """An A1111-layout VAE file (LDM keys) for the tiny SD1.5 model, other weights than its own."""
+    from tests import tiny_models
+
+    vae = tiny_models.tiny_sd15_components(seed=5)["vae"]
+    state = tiny_models.vae_to_ldm(vae.state_dict(), len(vae.config.block_out_channels))
+    return tiny_models.write_single_file(
+        path, {k.removeprefix("first_stage_model."): v for k, v in state.items()}
+    )
 
 
 class LiveServer:

@@ -10,7 +10,7 @@ import httpx
 from PIL import Image
 
 from core.config import SHIPPED_MODELS_DIR
-from tests.api.conftest import TINY_MODEL
+from tests.api.conftest import TINY_MODEL, TINY_VAE
 
 SMALL = {"width": 64, "height": 64, "steps": 2, "model": TINY_MODEL}
 # long enough to be caught running: the most steps the engine allows, a larger image
@@ -209,3 +209,17 @@ def test_cors_only_for_the_origins_named(easel):
         assert "access-control-allow-origin" not in refused.headers
     finally:
         live.stop()
+
+
+def test_native_vae_field_and_model_prediction(easel):
+    with easel.client() as client:
+        bad = client.post("/api/v1/jobs", json={"prompt": "x", **SMALL, "vae": "nope.safetensors"})
+        assert bad.status_code == 422 and "vae" in bad.text and TINY_VAE in bad.text
+        job_id = client.post(
+            "/api/v1/jobs", json={"prompt": "x", "seed": 2, **SMALL, "vae": TINY_VAE}
+        ).json()["id"]
+        job = wait_for_status(client, job_id, {"done", "failed"})
+        models = {m["name"]: m for m in client.get("/api/v1/models").json()}
+    assert job["status"] == "done", job
+    assert f"VAE: {TINY_VAE}" in job["result"]["infotexts"][0]
+    assert models[TINY_MODEL]["prediction"] == "eps" and models[TINY_MODEL]["prediction_source"]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from plugin_api.types import GenerationRequest
-from tests.api.conftest import SECOND_MODEL, TINY_MODEL, b64_png, decode
+from tests.api.conftest import SECOND_MODEL, TINY_MODEL, TINY_VAE, b64_png, decode
 
 
 def test_documented_txt2img_example_reports_the_seed_used(easel):
@@ -200,3 +200,26 @@ def test_webuiapi_client_works_unmodified(easel):
     assert api.get_progress()["state"]["job_count"] >= 0
     info = api.png_info(result.image)
     assert "Seed" in info.info
+
+
+def test_sd_vae_lists_files_and_override_settings_picks_one(easel):
+    payload = {"prompt": "vae", "seed": 5, "steps": 2, "width": 64, "height": 64}
+    model = {"sd_model_checkpoint": TINY_MODEL}
+
+    def txt2img(client, **overrides):
+        return client.post("/sdapi/v1/txt2img", json={**payload, "override_settings": {**model, **overrides}})
+
+    with easel.client() as client:
+        listed = client.get("/sdapi/v1/sd-vae").json()
+        assert [v["model_name"] for v in listed] == [TINY_VAE] and listed[0]["filename"].endswith(TINY_VAE)
+        own = txt2img(client).json()
+        chosen = txt2img(client, sd_vae=TINY_VAE)
+        assert chosen.status_code == 200, chosen.text
+        bad = txt2img(client, sd_vae="nope")
+    info = json.loads(chosen.json()["info"])
+    assert info["sd_model_name"] == TINY_MODEL
+    assert info["sd_vae_name"] == TINY_VAE and len(info["sd_vae_hash"]) == 10
+    assert f"VAE: {TINY_VAE}" in info["infotexts"][0]
+    assert json.loads(own["info"])["sd_vae_name"] is None
+    assert own["images"][0] != chosen.json()["images"][0]  # another VAE, another image
+    assert bad.status_code == 422 and "override_settings.sd_vae" in bad.text

@@ -1,0 +1,45 @@
+"""Settings of the core itself, registered through the same ``register_settings`` hook as
+an extension's (a builtin plugin), so they appear in the Settings tab and in
+``/sdapi/v1/options`` under A1111's names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from plugin_api import SettingSpec, hookimpl
+
+# A1111's name (modules/sd_models_xl.py computes ``force_zero_negative_prompt`` for every
+# SDXL batch whose negative prompts are all ""; A1111 has no switch, it is always on).
+# diffusers' StableDiffusionXLPipeline does the same (``force_zeros_for_empty_prompt``).
+FORCE_ZERO_NEGATIVE_PROMPT = "force_zero_negative_prompt"
+# A1111's "SD VAE" option: "Automatic", "None" or a VAE file (core/models/vae_files.py);
+# a request's ``vae`` field (API override_settings.sd_vae, CLI --vae) wins over it
+SD_VAE = "sd_vae"
+
+
+@hookimpl
+def register_settings(register: Callable[[SettingSpec], None]) -> None:
+    register(
+        SettingSpec(
+            key=FORCE_ZERO_NEGATIVE_PROMPT,
+            default=True,
+            label="SDXL: zero embeddings for an empty negative prompt",
+            description=(
+                "As A1111 and diffusers (force_zeros_for_empty_prompt): an empty negative prompt "
+                'on SDXL is a zero conditioning, not the encoding of "". Off: encode "".'
+            ),
+        )
+    )
+    register(
+        SettingSpec(
+            key=SD_VAE,
+            default="Automatic",
+            label="SD VAE",
+            description=(
+                "Automatic: a <checkpoint>.vae.safetensors beside the checkpoint (or a file in "
+                "models/VAE named like it), else the checkpoint's own; None: the checkpoint's own; "
+                "or a file name from models/VAE."
+            ),
+        )
+    )
