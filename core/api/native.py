@@ -15,7 +15,16 @@ from starlette.concurrency import run_in_threadpool
 from core import __version__
 from core.api.catalog import Catalog
 from core.api.images import decode_base64_image
-from core.api.schemas import Health, JobAccepted, JobList, JobRequest, JobView, ModelView, SamplerView
+from core.api.schemas import (
+    Health,
+    JobAccepted,
+    JobList,
+    JobRequest,
+    JobView,
+    ModelView,
+    SamplerView,
+    WorkerView,
+)
 from core.jobs import JobNotFound, JobRecord, JobService
 from core.jobs.live import FINISHED, PROGRESS, STARTED
 from core.jobs.record import QUEUED, RUNNING, STATUSES
@@ -65,6 +74,51 @@ def job_view(record: JobRecord, service: JobService) -> JobView:
         images=images,
         live=live.as_dict() if live is not None and live.job_id == record.id else None,
     )
+
+
+def worker_views(service: JobService, lease_s: float) -> list[WorkerView]:
+    now = time.time()
+    views = [
+        WorkerView(
+            id=w.id,
+            host=w.host,
+            pid=w.pid,
+            device=w.device,
+            loaded_model=w.model,
+            current_job=w.job_id,
+            last_heartbeat=w.heartbeat_at,
+            alive=now - w.heartbeat_at < 2 * lease_s,
+            in_process=False,
+            started_at=w.started_at,
+            jobs_done=w.jobs_done,
+            model_loads=w.model_loads,
+            draining=w.draining,
+        )
+        for w in service.queue.workers()
+    ]
+    worker = service.worker
+    if worker.is_alive() and not service.shared:  # the embedded worker keeps no registry row
+        info = worker.info
+        device = str(service.engine.models.device) if service.engine is not None else info.device
+        views.insert(
+            0,
+            WorkerView(
+                id=info.id,
+                host=info.host,
+                pid=info.pid,
+                device=device,
+                loaded_model=info.model,
+                current_job=worker.current_job_id,
+                last_heartbeat=now,
+                alive=True,
+                in_process=True,
+                started_at=info.started_at,
+                jobs_done=info.jobs_done,
+                model_loads=info.model_loads,
+                draining=False,
+            ),
+        )
+    return views
 
 
 def _sse(event: str, data: Any) -> str:
@@ -211,6 +265,12 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
     @router.get("/extensions", summary="Every extension with its state, load time and errors")
     def list_extensions() -> list[dict[str, Any]]:
         return host.extensions.listing()
+
+    @router.get("/workers", response_model=list[WorkerView], summary="The workers of this queue")
+    def list_workers() -> list[WorkerView]:
+        """Every worker process that shares this server's queue (``easel worker``,
+        ``--workers N``), and this process's own worker when it has one."""
+        return worker_views(service, lease_s=float(host.settings.lease_s))
 
     @router.get("/health", response_model=Health, summary="Liveness and queue size")
     async def health() -> Health:
