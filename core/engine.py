@@ -209,7 +209,12 @@ class Engine:
                 result.infotexts.append(infotext)
                 if req.save_images:
                     mode = "txt2img" if req.init_image is None else "img2img"
-                    path = save_image(image, self.outputs_dir, mode, seed, infotext, req.output_format)
+                    stem = None
+                    if ctx.job_id is not None and self.host.settings.job_image_names:
+                        stem = f"{ctx.job_id}-{len(result.paths)}-{seed}"  # saved once per job and index
+                    path = save_image(
+                        image, self.outputs_dir, mode, seed, infotext, req.output_format, stem=stem
+                    )
                     result.paths.append(str(path))
                     hooks.image_saved(ctx, str(path))
         return result
