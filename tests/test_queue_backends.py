@@ -109,6 +109,32 @@ def test_affinity_prefers_the_loaded_model_within_the_fairness_bound(queue_facto
     assert order.index(1) <= passes + 1
 
 
+@pytest.mark.parametrize("affinity", [True, False])
+def test_two_workers_at_different_speeds_switch_models_rarely(queue_factory, affinity):
+    """Jobs alternate two models; worker 1 claims twice as often as worker 2 (separate
+    clients). With affinity: one load each while both models have jobs, and one more for
+    worker 1 when it has run every "a" job; without: worker 1 switches at nearly every job."""
+    queue = queue_factory()
+    for i in range(24):
+        queue.put("txt2img", {"model": "a" if i % 2 == 0 else "b"})
+    clients = {"w1": queue_factory(), "w2": queue_factory()}
+    loaded: dict[str, str | None] = {"w1": None, "w2": None}
+    loads = {"w1": 0, "w2": 0}
+    claimed = 0
+    for name in ["w1", "w1", "w2"] * 8:
+        prefer = loaded[name] if affinity else None
+        record = clients[name].claim(name, 30, prefer_model=prefer, max_passes=3)
+        assert record is not None
+        claimed += 1
+        loads[name] += record.request["model"] != loaded[name]
+        loaded[name] = record.request["model"]
+    assert claimed == 24 and queue.count((QUEUED,)) == 0
+    if affinity:
+        assert loads == {"w1": 2, "w2": 1}, loads
+    else:
+        assert loads["w1"] >= 8, loads
+
+
 def test_affinity_never_jumps_priority(queue_factory):
     queue = queue_factory()
     queue.put("txt2img", {"model": "a"})
