@@ -76,49 +76,8 @@ def job_view(record: JobRecord, service: JobService) -> JobView:
     )
 
 
-def worker_views(service: JobService, lease_s: float) -> list[WorkerView]:
-    now = time.time()
-    views = [
-        WorkerView(
-            id=w.id,
-            host=w.host,
-            pid=w.pid,
-            device=w.device,
-            loaded_model=w.model,
-            current_job=w.job_id,
-            last_heartbeat=w.heartbeat_at,
-            alive=now - w.heartbeat_at < 2 * lease_s,
-            in_process=False,
-            started_at=w.started_at,
-            jobs_done=w.jobs_done,
-            model_loads=w.model_loads,
-            draining=w.draining,
-        )
-        for w in service.queue.workers()
-    ]
-    worker = service.worker
-    if worker.is_alive() and not service.shared:  # the embedded worker keeps no registry row
-        info = worker.info
-        device = str(service.engine.models.device) if service.engine is not None else info.device
-        views.insert(
-            0,
-            WorkerView(
-                id=info.id,
-                host=info.host,
-                pid=info.pid,
-                device=device,
-                loaded_model=info.model,
-                current_job=worker.current_job_id,
-                last_heartbeat=now,
-                alive=True,
-                in_process=True,
-                started_at=info.started_at,
-                jobs_done=info.jobs_done,
-                model_loads=info.model_loads,
-                draining=False,
-            ),
-        )
-    return views
+def worker_views(service: JobService) -> list[WorkerView]:
+    return [WorkerView(**row) for row in service.workers()]
 
 
 def _sse(event: str, data: Any) -> str:
@@ -270,7 +229,7 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
     def list_workers() -> list[WorkerView]:
         """Every worker process that shares this server's queue (``easel worker``,
         ``--workers N``), and this process's own worker when it has one."""
-        return worker_views(service, lease_s=float(host.settings.lease_s))
+        return worker_views(service)
 
     @router.get("/health", response_model=Health, summary="Liveness and queue size")
     async def health() -> Health:

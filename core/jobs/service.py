@@ -88,6 +88,7 @@ class JobService:
         self._last_interrupt_check = 0.0
         # `shared`: one of several worker processes on this queue (easel worker)
         self.shared = shared
+        self.lease_s = lease_s  # the same setting on every node: it also says who is alive
         self.worker = Worker(
             queue,
             runner,
@@ -117,6 +118,7 @@ class JobService:
             transient_dir=settings.state_dir / "transient",
             image_roots=(settings.outputs_dir,),
             engine=engine,
+            lease_s=float(getattr(settings, "lease_s", 60.0)),
         )
 
     # --- lifecycle ------------------------------------------------------------------
@@ -207,6 +209,51 @@ class JobService:
         if self._live is None and self.remote is not None:
             return self.remote.latest
         return self._live
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker of this queue as plain rows (GET /api/v1/workers, the Queue tab):
+        the registry's, and this process's own worker first when it has one."""
+        now = time.time()
+        rows = [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "device": w.device,
+                "loaded_model": w.model,
+                "current_job": w.job_id,
+                "last_heartbeat": w.heartbeat_at,
+                "alive": now - w.heartbeat_at < 2 * self.lease_s,  # two missed leases: presumed dead
+                "in_process": False,
+                "started_at": w.started_at,
+                "jobs_done": w.jobs_done,
+                "model_loads": w.model_loads,
+                "draining": w.draining,
+            }
+            for w in self.queue.workers()
+        ]
+        if self.worker.is_alive() and not self.shared:  # the embedded worker keeps no registry row
+            info = self.worker.info
+            device = str(self.engine.models.device) if self.engine is not None else info.device
+            rows.insert(
+                0,
+                {
+                    "id": info.id,
+                    "host": info.host,
+                    "pid": info.pid,
+                    "device": device,
+                    "loaded_model": info.model,
+                    "current_job": self.worker.current_job_id,
+                    "last_heartbeat": now,
+                    "alive": True,
+                    "in_process": True,
+                    "started_at": info.started_at,
+                    "jobs_done": info.jobs_done,
+                    "model_loads": info.model_loads,
+                    "draining": False,
+                },
+            )
+        return rows
 
     @property
     def current_job_id(self) -> str | None:
