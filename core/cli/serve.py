@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import SettingError
     from core.host import Host
     from core.jobs import JobService
-    from core.jobs.open_queue import open_queue, queue_url, sqlite_path
+    from core.jobs.open_queue import default_queue_url, open_queue, queue_url
 
     host_address = "0.0.0.0" if args.listen else args.host
     settings = settings_from_args(
@@ -110,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(host)
     url = queue_url(args.queue, settings.state_dir)
     queue = open_queue(url)
-    service = JobService.for_engine(engine, queue, settings=settings)
+    # The data folder's own SQLite file with the embedded worker: the only worker (the
+    # folder lock says so). Any other queue may have `easel worker`s elsewhere: then the
+    # embedded worker is one of several (leases, registry, job-named images).
+    own_queue = url == default_queue_url(settings.state_dir)
+    shared = args.workers is None and not own_queue
+    settings.job_image_names = settings.job_image_names or shared
+    service = JobService.for_engine(engine, queue, settings=settings, shared=shared)
     local_workers: LocalWorkers | None = None
     if args.workers is None:
-        # The embedded worker: on the data folder's own SQLite file it is the only worker
-        # (the folder lock says so), so a job left running was lost with the last server.
-        service.start(recover=sqlite_path(url) is not None and args.queue is None)
+        # a job left running on our own queue was lost with the last server
+        service.start(recover=own_queue, remote_events=shared)
     else:
         service.start(recover=False, run_worker=False)
         devices = worker_devices(args.workers, settings.device)

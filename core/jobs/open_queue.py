@@ -16,10 +16,15 @@ from core.jobs.queue import JobQueue
 QUEUE_URL_VARIABLE = "EASEL_QUEUE_URL"
 
 
+def default_queue_url(state_dir: Path) -> str:
+    """The data folder's own SQLite file."""
+    return f"sqlite:///{(state_dir / 'queue.db').resolve()}"
+
+
 def queue_url(flag: str | None, state_dir: Path) -> str:
     """The flag, else the variable, else the data folder's SQLite file."""
     url = flag or os.environ.get(QUEUE_URL_VARIABLE) or ""
-    return url.strip() or f"sqlite:///{(state_dir / 'queue.db').resolve()}"
+    return url.strip() or default_queue_url(state_dir)
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -17,6 +17,7 @@ import contextlib
 import io
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from core.jobs.live import FINISHED, PROGRESS, STARTED, EventHub, JobEvent, LiveProgress
@@ -57,8 +58,15 @@ def live_from_event(event: dict[str, Any]) -> LiveProgress:
 
 
 class RemoteEvents:
-    def __init__(self, queue: JobQueue, hub: EventHub, poll_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        hub: EventHub,
+        poll_s: float = 0.5,
+        ignore: Callable[[str], bool] | None = None,
+    ) -> None:
         self.queue = queue
+        self.ignore = ignore or (lambda _job_id: False)
         self.hub = hub
         self.poll_s = poll_s
         self._stop = threading.Event()
@@ -94,7 +102,7 @@ class RemoteEvents:
 
     def _publish(self, event: dict[str, Any]) -> None:
         kind, job_id = event.get("kind"), event.get("job_id")
-        if not isinstance(job_id, str):
+        if not isinstance(job_id, str) or self.ignore(job_id):
             return
         if kind == PROGRESS:
             live = live_from_event(event)
@@ -115,6 +123,8 @@ class RemoteEvents:
             latest = self.latest
             watched = self.hub.watched_ids() | ({latest.job_id} if latest is not None else set())
             for job_id in watched:
+                if self.ignore(job_id):
+                    continue
                 try:
                     record = self.queue.get(job_id)
                 except Exception:

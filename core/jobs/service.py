@@ -108,7 +108,7 @@ class JobService:
         self.default_model: Callable[[], str | None] | None = None
 
     @classmethod
-    def for_engine(cls, engine: Any, queue: JobQueue, *, settings: Any) -> JobService:
+    def for_engine(cls, engine: Any, queue: JobQueue, *, settings: Any, shared: bool = False) -> JobService:
         """The usual wiring: the engine runs and validates, outputs and transient
         results are the folders clients may read images from."""
         return cls(
@@ -119,15 +119,22 @@ class JobService:
             image_roots=(settings.outputs_dir,),
             engine=engine,
             lease_s=float(getattr(settings, "lease_s", 60.0)),
+            shared=shared,
+            device=str(engine.models.device) if shared else "",
+            max_attempts=int(getattr(settings, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            affinity_passes=int(getattr(settings, "affinity_passes", DEFAULT_AFFINITY_PASSES)),
         )
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self, recover: bool = True, run_worker: bool = True) -> JobService:
+    def start(
+        self, recover: bool = True, run_worker: bool = True, remote_events: bool | None = None
+    ) -> JobService:
         """Start the worker. ``recover``: this process is the only worker of this queue,
         so any job still marked running was lost when the last process died.
         ``run_worker=False``: an API node; other processes run the jobs, and their events
-        reach this one's subscribers through the queue (RemoteEvents)."""
+        reach this one's subscribers through the queue (RemoteEvents). ``remote_events``:
+        also with a worker here, when other processes share the queue."""
         if recover:
             lost = self.queue.recover_running(only_expired=False, reason="interrupted: the server stopped")
             for job_id in lost:
@@ -135,8 +142,11 @@ class JobService:
         self._remove_old_transient()
         if run_worker:
             self.worker.start()
-        else:
-            self.remote = RemoteEvents(self.queue, self.events).start()
+        if remote_events if remote_events is not None else not run_worker:
+            # this process's own job already publishes here: skip its echo
+            self.remote = RemoteEvents(
+                self.queue, self.events, ignore=lambda job_id: job_id == self.worker.current_job_id
+            ).start()
         return self
 
     def stop(self) -> None:
