@@ -16,7 +16,7 @@ UV_SPEC ?= uv==0.13.9
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: serve test lint lock lock-check setup browser
+.PHONY: serve test lint lock lock-check setup browser postgres
 
 # pip itself comes from the lock too, so a new pip release cannot change how the lock installs.
 $(BIN)/python:
@@ -67,5 +67,18 @@ browser:
 	      chromium chromium-driver fonts-wqy-microhei fonts-noto-color-emoji; \
 	  else echo "chromium missing: install it (apt-get install chromium) or the browser tests are skipped"; fi; }
 
-test: lint lock-check browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# PostgreSQL server binaries for the PostgreSQL queue tests, from Debian's packages. The
+# tests start their own throwaway cluster (initdb in a temp folder, as the postgres user,
+# on a free port); nothing here starts a service. Installed only when missing, only as root.
+POSTGRES_INITDB ?= /usr/lib/postgresql/*/bin/initdb
+postgres:
+	@ls $(POSTGRES_INITDB) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "*** PostgreSQL server missing ($(POSTGRES_INITDB)): install it (apt-get install postgresql)"; \
+	    echo "*** or the PostgreSQL queue tests are SKIPPED ***"; fi; }
+
+# With the server installed, a PostgreSQL test that cannot find it fails instead of skipping.
+test: lint lock-check browser postgres
+	EASEL_REQUIRE_POSTGRES=$$(ls $(POSTGRES_INITDB) >/dev/null 2>&1 && echo 1 || echo 0) \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS)

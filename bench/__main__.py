@@ -10,7 +10,9 @@ is timed over ``--repeat`` alternating runs after one warm-up run (reported as
 ``warmup_s``: it includes compilation). The last line printed is one JSON object.
 
 ``python -m bench lora-switch`` instead times LoRA hot-swapping (see ``bench/lora_switch.py``),
-``python -m bench memory-modes --workload sdxl`` every memory mode (``bench/memory_modes.py``).
+``python -m bench memory-modes --workload sdxl`` every memory mode (``bench/memory_modes.py``),
+``python -m bench scale --workers 1,2`` images per minute per number of worker processes
+(``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from bench.workloads import WORKLOADS, run_workload
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("workload", choices=[*sorted(WORKLOADS), "lora-switch", "memory-modes"])
+    parser.add_argument("workload", choices=[*sorted(WORKLOADS), "lora-switch", "memory-modes", "scale"])
     parser.add_argument(
         "--workload",
         dest="workload_name",
@@ -40,9 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="override the workload's steps")
     parser.add_argument("--batch", type=int, help="override the workload's batch size")
     parser.add_argument("--out", help="also write the JSON to this file")
+    parser.add_argument("--workers", default="1,2", help="scale: worker counts, comma-separated")
+    parser.add_argument("--jobs", type=int, default=8, help="scale: timed jobs per worker count")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="easel-bench-") as scratch:
-        if args.workload == "lora-switch":
+        if args.workload == "scale":
+            from bench.scale import run_scale
+
+            counts = [int(n) for n in args.workers.split(",") if n.strip()]
+            report = run_scale(counts, args.jobs, args.steps or 20, args.device, scratch)
+        elif args.workload == "lora-switch":
             from bench.lora_switch import run_lora_switch
 
             report = run_lora_switch(args.device, scratch, steps=args.steps)

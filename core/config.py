@@ -38,6 +38,22 @@ def env_paths(name: str) -> list[Path]:
     return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
 
 
+def _positive(name: str, kind: type, default: float, zero: bool = False) -> float:
+    """A number from an EASEL_* variable; a bad one is an error naming the variable."""
+    from core.errors import SettingError
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not a number") from None
+    if value < 0 or (value == 0 and not zero):
+        raise SettingError(f"{name}={raw!r} must be {'>= 0' if zero else '> 0'}")
+    return value
+
+
 @dataclass
 class Settings:
     """Everything the host needs to know before it loads anything."""
@@ -70,6 +86,13 @@ class Settings:
     # auto (from free device memory) | full | tiled-vae | model-offload | sequential-offload
     # (core/models/memory_modes.py)
     memory_mode: str = "auto"
+    # images of a job named <job id>-<index>-<seed> instead of A1111's next number: set by
+    # `easel worker`, whose jobs may run again after a worker died (saved once, not twice)
+    job_image_names: bool = False
+    # several workers on one queue (core/jobs/queue.py explains both bounds)
+    lease_s: float = 30.0  # a dead worker's job is claimed again this long after its last heartbeat
+    max_attempts: int = 3  # runs started before a job is failed as a poison job
+    affinity_passes: int = 3  # times the head of the queue may be passed over for a loaded model
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -97,6 +120,12 @@ class Settings:
         settings.fp8 = env_flag("EASEL_FP8")
         settings.preview_every = int(os.environ.get("EASEL_PREVIEW_EVERY", settings.preview_every))
         settings.memory_mode = os.environ.get("EASEL_MEMORY_MODE", settings.memory_mode).strip().lower()
+        settings.job_image_names = env_flag("EASEL_JOB_IMAGE_NAMES")
+        settings.lease_s = _positive("EASEL_LEASE_S", float, settings.lease_s)
+        settings.max_attempts = _positive("EASEL_MAX_ATTEMPTS", int, settings.max_attempts)
+        settings.affinity_passes = _positive(
+            "EASEL_AFFINITY_PASSES", int, settings.affinity_passes, zero=True
+        )
         disabled = os.environ.get("EASEL_DISABLE", "")
         settings.disabled_extensions = {n.strip() for n in disabled.split(",") if n.strip()}
         for key, value in overrides.items():

@@ -245,9 +245,12 @@ class Engine:
         if existing is not None:
             log.info("job %s: image %d is already saved at %s", job_id, index, existing)
             return existing, False
+        # Workers sharing a queue name a job's images after it (core/jobs/README: several workers).
+        stem = f"{job_id}-{index}-{seed}" if self.host.settings.job_image_names else None
         path = save_image(
             image, self.outputs_dir, mode, seed, infotext, req.output_format,
             before_rename=lambda tmp, final: self.journal.record(job_id, index, seed, tmp, final),
+            stem=stem,
         )  # fmt: skip
         return path, True
 

@@ -151,3 +151,29 @@ def shipped_engine(tmp_path_factory):
     host = Host(settings).start()
     yield Engine(host)
     host.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL server for the session (tests/pg_cluster.py). Skipped, loudly,
+    only when the server binaries are missing; `make test` installs them and sets
+    EASEL_REQUIRE_POSTGRES=1, which turns that skip into a failure."""
+    import warnings
+
+    from tests.pg_cluster import MISSING, Cluster, server_bin_dir
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("EASEL_REQUIRE_POSTGRES") == "1":
+            pytest.fail(MISSING)
+        warnings.warn(MISSING, stacklevel=1)
+        pytest.skip(MISSING)
+    cluster = Cluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(pg_cluster) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return pg_cluster.new_database()

@@ -65,3 +65,16 @@ def test_bench_memory_modes_runs_every_mode():
     for mode, row in modes.items():
         assert row["s_per_image"] > 0 and row["max_pixel_diff_vs_auto"] == 0, mode
         assert mode == "auto" or row["mode_used"] == mode
+
+
+@pytest.mark.slow
+def test_bench_scale_prints_images_per_minute():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "scale", "--workers", "1", "--jobs", "2", "--steps", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    (result,) = report["results"]
+    assert result["workers"] == 1 and result["jobs"] == 2 and result["images_per_min"] > 0
+    assert result["jobs_per_worker_incl_warmup"] == [3]  # the warm-up job and the two timed

@@ -246,3 +246,24 @@ def test_late_cfg_placeholders_show_the_models_own_setting(make_host):
     assert (scale["placeholder"], start["placeholder"]) == ("1.5", "0.3")
     _, scale, start = _on_model_change(engine.host, service, "tiny-sd15", "Euler")
     assert (scale["placeholder"], start["placeholder"]) == ("—", "0.5")
+
+
+def test_queue_tab_lists_the_queues_workers(tmp_path):
+    import time
+
+    from core.jobs import JobService, SqliteJobQueue
+    from core.jobs.queue import WorkerInfo
+    from ui.job_client import JobClient
+    from ui.queue_tab import WORKER_COLUMNS, worker_rows
+
+    queue = SqliteJobQueue(tmp_path / "queue.db")
+    service = JobService(queue, runner=lambda *a, **k: None, transient_dir=tmp_path / "t", lease_s=30)
+    queue.worker_seen(WorkerInfo(id="gpu1", host="box", pid=7, device="cuda:1", model="m", job_id="j"))
+    queue.worker_seen(WorkerInfo(id="old", host="box", pid=8, device="cuda:0", started_at=time.time()))
+    queue.worker_seen(WorkerInfo(id="draining", host="b", pid=9, device="cpu", draining=True))
+    rows = worker_rows(JobClient(service))
+    assert len(WORKER_COLUMNS) == len(rows[0])
+    by_id = {row[0]: row for row in rows}
+    assert by_id["gpu1"][1:6] == ["box", 7, "cuda:1", "m", "j"] and by_id["gpu1"][7] == "alive"
+    assert by_id["draining"][7] == "draining"
+    queue.close()

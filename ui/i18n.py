@@ -81,6 +81,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "queue.cancel": ("Cancel job", "取消任务"),
     "queue.interrupt": ("Interrupt running job", "中止正在运行的任务"),
     "queue.message": ("Result", "结果"),
+    "queue.workers": ("Workers", "工作进程"),
     # png info tab
     "png.image": ("Image", "图像"),
     "png.parameters": ("Parameters", "参数"),

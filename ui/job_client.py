@@ -214,3 +214,7 @@ class JobClient:
 
     def list_jobs(self, limit: int = 100) -> list[Any]:
         return list(self.service.list(limit=limit))
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The queue's workers (several with `easel worker` / `--workers N`)."""
+        return list(self.service.workers())

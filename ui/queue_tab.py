@@ -1,5 +1,6 @@
 """The Queue tab: every job (queued, running, finished) from the persistent queue, so
-the history survives a restart; cancel a queued job or interrupt the running one."""
+the history survives a restart; cancel a queued job or interrupt the running one; and the
+workers that run them (one, or several with `easel worker` / `--workers N`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ui.i18n import t
 from ui.job_client import JobClient
 
 COLUMNS = ["id", "kind", "status", "progress", "prompt", "seed", "created", "finished", "error"]
+WORKER_COLUMNS = ["worker", "host", "pid", "device", "loaded model", "current job", "last heartbeat", "state"]
 REFRESH_S = 2.0
 
 
@@ -48,6 +50,25 @@ def job_rows(client: JobClient, limit: int = 100) -> list[list[Any]]:
     return rows
 
 
+def worker_rows(client: JobClient) -> list[list[Any]]:
+    rows = []
+    for w in client.workers():
+        state = "draining" if w["draining"] else ("alive" if w["alive"] else "no heartbeat")
+        rows.append(
+            [
+                w["id"],
+                w["host"],
+                w["pid"],
+                w["device"],
+                w["loaded_model"] or "",
+                w["current_job"] or "",
+                _clock(w["last_heartbeat"]),
+                state,
+            ]
+        )
+    return rows
+
+
 @dataclass
 class QueueTab:
     table: gr.Dataframe
@@ -72,10 +93,17 @@ def build_queue_tab(client: JobClient) -> QueueTab:
         cancel = gr.Button(t("queue.cancel"), elem_id="queue_cancel", variant="stop", scale=1)
         interrupt = gr.Button(t("queue.interrupt"), elem_id="queue_interrupt", scale=1)
     message = gr.Textbox(label=t("queue.message"), elem_id="queue_message", interactive=False)
+    workers = gr.Dataframe(
+        value=lambda: worker_rows(client),
+        headers=WORKER_COLUMNS,
+        label=t("queue.workers"),
+        elem_id="queue_workers",
+        interactive=False,
+    )
     timer = gr.Timer(REFRESH_S, active=False)
 
-    def refresh_rows() -> list[list[Any]]:
-        return job_rows(client)
+    def refresh_rows() -> tuple[list[list[Any]], list[list[Any]]]:
+        return job_rows(client), worker_rows(client)
 
     def pick_row(evt: gr.SelectData) -> str:
         # clicking any cell of a row picks that job
@@ -91,8 +119,8 @@ def build_queue_tab(client: JobClient) -> QueueTab:
             return "no job is running", job_rows(client)
         return client.cancel(_field(running[0], "id")), job_rows(client)
 
-    refresh.click(refresh_rows, outputs=[table])
-    timer.tick(refresh_rows, outputs=[table], show_progress="hidden")
+    refresh.click(refresh_rows, outputs=[table, workers])
+    timer.tick(refresh_rows, outputs=[table, workers], show_progress="hidden")
     auto.change(lambda on: gr.Timer(active=on), inputs=[auto], outputs=[timer])
     table.select(pick_row, outputs=[job_id])
     cancel.click(cancel_job, inputs=[job_id], outputs=[message, table])

@@ -15,7 +15,16 @@ from starlette.concurrency import run_in_threadpool
 from core import __version__
 from core.api.catalog import Catalog
 from core.api.images import decode_base64_image
-from core.api.schemas import Health, JobAccepted, JobList, JobRequest, JobView, ModelView, SamplerView
+from core.api.schemas import (
+    Health,
+    JobAccepted,
+    JobList,
+    JobRequest,
+    JobView,
+    ModelView,
+    SamplerView,
+    WorkerView,
+)
 from core.jobs import JobNotFound, JobRecord, JobService
 from core.jobs.live import FINISHED, PROGRESS, STARTED
 from core.jobs.record import QUEUED, RUNNING, STATUSES
@@ -67,6 +76,10 @@ def job_view(record: JobRecord, service: JobService) -> JobView:
         images=images,
         live=live.as_dict() if live is not None and live.job_id == record.id else None,
     )
+
+
+def worker_views(service: JobService) -> list[WorkerView]:
+    return [WorkerView(**row) for row in service.workers()]
 
 
 def _sse(event: str, data: Any) -> str:
@@ -215,6 +228,12 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
     @router.get("/extensions", summary="Every extension with its state, load time and errors")
     def list_extensions() -> list[dict[str, Any]]:
         return host.extensions.listing()
+
+    @router.get("/workers", response_model=list[WorkerView], summary="The workers of this queue")
+    def list_workers() -> list[WorkerView]:
+        """Every worker process that shares this server's queue (``easel worker``,
+        ``--workers N``), and this process's own worker when it has one."""
+        return worker_views(service)
 
     @router.get("/health", response_model=Health, summary="Liveness and queue size")
     async def health() -> Health:

@@ -178,3 +178,21 @@ class Health(BaseModel):
     running: int
     current_job: str | None
     uptime_s: float
+
+
+class WorkerView(BaseModel):
+    """One worker of this server's queue (GET /api/v1/workers)."""
+
+    id: str
+    host: str
+    pid: int
+    device: str
+    loaded_model: str | None = Field(description="the model of its last job, so the one it has loaded")
+    current_job: str | None
+    last_heartbeat: float = Field(description="Unix seconds")
+    alive: bool = Field(description="heartbeat within two leases (EASEL_LEASE_S)")
+    in_process: bool = Field(description="the worker thread of this server process")
+    started_at: float
+    jobs_done: int
+    model_loads: int = Field(description="jobs that needed another model than its last one")
+    draining: bool

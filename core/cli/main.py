@@ -17,7 +17,7 @@ from core import __version__
 from core.config import MEMORY_MODE_CHOICES, Settings
 from core.errors import SettingError
 
-SUBCOMMANDS = ("serve", "generate", "models", "extensions", "png_info", "doctor")
+SUBCOMMANDS = ("serve", "worker", "generate", "models", "extensions", "png_info", "doctor")
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -1,4 +1,6 @@
-"""``easel serve``: the WebUI and the REST API on one port, one worker, one queue."""
+"""``easel serve``: the WebUI and the REST API on one port, one queue, and the workers:
+one in this process (default), ``--workers N`` worker processes, or none (``--workers 0``:
+an API/WebUI node; ``easel worker`` processes elsewhere run the jobs)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,16 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         "(e.g. the machine's LAN name with --listen; '*' turns the check off; EASEL_ALLOWED_HOSTS)",
     )
     parser.add_argument("--no-ui", action="store_true", help="serve the API only, no WebUI")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="N worker processes (one GPU each when there are N); 0: only queue and serve. "
+        "Default: one worker inside this process",
+    )
+    from core.cli.worker import add_queue_options
+
+    add_queue_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -83,10 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
     from core.api.app import create_app
     from core.cli import server_link
+    from core.cli.local_workers import LocalWorkers, worker_command, worker_devices
     from core.cli.main import settings_from_args
+    from core.cli.worker import queue_settings
     from core.engine import Engine
+    from core.errors import SettingError
     from core.host import Host
-    from core.jobs import JobService, SqliteJobQueue
+    from core.jobs import JobService
+    from core.jobs.open_queue import default_queue_url, open_queue, queue_url
 
     host_address = "0.0.0.0" if args.listen else args.host
     settings = settings_from_args(
@@ -96,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
         api_auth=args.api_auth,
         allowed_hosts=_comma_list(args.allowed_hosts),
         cors_allow_origins=_comma_list(args.cors_allow_origins),
+        **queue_settings(args),
     )
+    if args.workers is not None and args.workers < 0:
+        raise SettingError(f"--workers {args.workers}: must be 0 or more")
     if settings.api_auth is not None and ":" not in settings.api_auth:
         raise SystemExit("easel serve: --api-auth must be user:password")
     if settings.listens_publicly:
@@ -120,15 +139,35 @@ def run(args: argparse.Namespace) -> int:
     lock = lock_data_dir(settings.state_dir)
     host = Host(settings).start()
     engine = Engine(host)
-    queue = SqliteJobQueue(settings.state_dir / "queue.db")
-    service = JobService.for_engine(engine, queue, settings=settings).start()
+    url = queue_url(args.queue, settings.state_dir)
+    queue = open_queue(url)
+    # The data folder's own SQLite file with the embedded worker: the only worker (the
+    # folder lock says so). Any other queue may have `easel worker`s elsewhere: then the
+    # embedded worker is one of several (leases, registry, job-named images).
+    own_queue = url == default_queue_url(settings.state_dir)
+    shared = args.workers is None and not own_queue
+    settings.job_image_names = settings.job_image_names or shared
+    service = JobService.for_engine(engine, queue, settings=settings, shared=shared)
+    local_workers: LocalWorkers | None = None
+    if args.workers is None:
+        # a job left running on our own queue was lost with the last server
+        service.start(recover=own_queue, remote_events=shared)
+    else:
+        service.start(recover=False, run_worker=False)
+        devices = worker_devices(args.workers, settings.device)
+        local_workers = LocalWorkers([worker_command(args, settings, url, d) for d in devices]).start()
     app = create_app(
         host,
         service,
         engine=engine,
         # Here and not only in `finally`: uvicorn re-raises the SIGTERM it handled once the app
         # has shut down, so code after uvicorn.run does not run on a signal.
-        on_shutdown=[lambda: server_link.withdraw(settings.state_dir), service.stop, host.stop],
+        on_shutdown=[
+            lambda: server_link.withdraw(settings.state_dir),
+            *([local_workers.stop] if local_workers else []),
+            service.stop,
+            host.stop,
+        ],
     )
     if not args.no_ui:
         mount_ui(app, host, service)
@@ -142,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         server_link.withdraw(settings.state_dir)
+        if local_workers is not None:
+            local_workers.stop()
         service.stop()
         host.stop()
         lock.close()

@@ -184,6 +184,11 @@ class EventHub:
         for subscription in targets:
             subscription.push(event)
 
+    def watched_ids(self) -> set[str]:
+        """The jobs someone subscribed to by id."""
+        with self._lock:
+            return {s.job_id for s in self._subscriptions if s.job_id is not None}
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._subscriptions)

@@ -1,9 +1,12 @@
-"""The job queue interface. ``SqliteJobQueue`` is the embedded default; a shared broker
-(Redis, Ray) can implement the same methods to feed many workers on many machines."""
+"""The job queue interface. ``SqliteJobQueue`` is the embedded default (one machine, one or
+several worker processes); ``PostgresJobQueue`` feeds workers on many machines. Both keep
+the same job record, so the API cannot tell them apart."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.jobs.record import JobRecord
@@ -15,6 +18,43 @@ class JobNotFound(KeyError):
 
 class JobStateError(ValueError):
     """The job exists but is in a state that does not allow this operation."""
+
+
+# Model affinity's fairness bound: the job at the head of the queue may be passed over this
+# many times by workers that prefer a job for the model they have loaded; the next claim
+# takes it whatever its model. So a job never starves, and a worker switches models at most
+# once every (passes + 1) jobs while jobs for its model keep coming.
+DEFAULT_AFFINITY_PASSES = 3
+# A job whose worker died is queued again after its lease ran out, until it has been
+# started this many times; then it fails as a "poison job" (it may be what kills workers).
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass
+class WorkerInfo:
+    """One worker process as the queue's registry knows it (GET /api/v1/workers)."""
+
+    id: str
+    host: str
+    pid: int
+    device: str
+    model: str | None = None  # the model it ran last, so has loaded
+    job_id: str | None = None  # the job it runs now
+    heartbeat_at: float = 0.0
+    started_at: float = 0.0
+    model_loads: int = 0  # jobs that needed another model than the one it had loaded
+    jobs_done: int = 0
+    draining: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def poison_reason(attempts: int) -> str:
+    return (
+        f"poison job: its worker stopped without finishing it {attempts} times (lease expired); "
+        "not queued again (EASEL_MAX_ATTEMPTS)"
+    )
 
 
 class JobQueue(ABC):
@@ -42,9 +82,59 @@ class JobQueue(ABC):
     def count(self, statuses: tuple[str, ...] | None = None) -> int: ...
 
     @abstractmethod
-    def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
+    def claim(
+        self,
+        worker_id: str,
+        lease_s: float,
+        prefer_model: str | None = None,
+        max_passes: int = DEFAULT_AFFINITY_PASSES,
+    ) -> JobRecord | None:
         """Atomically take the next queued job for ``worker_id``: mark it running,
-        count the attempt, set the lease. None when nothing is queued."""
+        count the attempt, set the lease. None when nothing is queued.
+
+        ``prefer_model``: take the first job of the head's priority for this model instead
+        of the head, unless the head has already been passed over ``max_passes`` times.
+        """
+
+    @abstractmethod
+    def requeue_expired(self, max_attempts: int) -> list[tuple[str, str]]:
+        """Jobs ``running`` whose lease ran out (their worker died): queued again, or
+        failed as poison jobs once started ``max_attempts`` times. Returns (id, status)."""
+
+    @abstractmethod
+    def request_interrupt(self, job_id: str) -> bool:
+        """Ask the worker running this job, in whatever process, to stop it. False when
+        the job is not running."""
+
+    @abstractmethod
+    def interrupt_requested(self, job_id: str) -> bool: ...
+
+    # --- the workers' registry ------------------------------------------------------------
+
+    @abstractmethod
+    def worker_seen(self, info: WorkerInfo) -> None:
+        """Insert or update a worker's row (its heartbeat)."""
+
+    @abstractmethod
+    def worker_gone(self, worker_id: str) -> None: ...
+
+    @abstractmethod
+    def workers(self, seen_within_s: float | None = None) -> list[WorkerInfo]: ...
+
+    # --- live events between processes ----------------------------------------------------
+
+    def notify(self, event: dict[str, Any]) -> None:  # noqa: B027 - only some backends can
+        """Send a small JSON event to every process that listens (progress of a job)."""
+
+    def listen(self, timeout_s: float) -> Iterator[dict[str, Any]]:
+        """Events sent with ``notify`` by any process, until ``timeout_s`` passes with none.
+        Backends without notifications yield nothing (callers poll the records)."""
+        return iter(())
+
+    @property
+    def notifies(self) -> bool:
+        """Whether ``notify`` reaches other processes."""
+        return False
 
     @abstractmethod
     def heartbeat(self, job_id: str, worker_id: str, lease_s: float) -> bool:

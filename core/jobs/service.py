@@ -27,9 +27,16 @@ from core.jobs.live import (
     LiveProgress,
     Subscription,
 )
-from core.jobs.queue import JobNotFound, JobQueue, JobStateError
+from core.jobs.queue import (
+    DEFAULT_AFFINITY_PASSES,
+    DEFAULT_MAX_ATTEMPTS,
+    JobNotFound,
+    JobQueue,
+    JobStateError,
+)
 from core.jobs.record import DONE, FINISHED_STATUSES, QUEUED, RUNNING, JobRecord
 from core.jobs.recovery import recover_images
+from core.jobs.remote_events import RemoteEvents, progress_event
 from core.jobs.requests import request_from_json, request_to_json
 from core.jobs.results import result_to_json, write_transient_images
 from core.jobs.worker import Runner, Worker
@@ -40,6 +47,9 @@ log = logging.getLogger("easel.jobs")
 
 PROGRESS_WRITE_INTERVAL_S = 1.0  # the DB copy of progress is for listings; keep writes rare
 TRANSIENT_TTL_S = 3600.0  # unsaved results (save_images=false) are kept this long
+# A cancel asked by another process is a flag in the job's row: read at most this often
+# while sampling (once per step on a slow step), so it lands within about one step.
+INTERRUPT_POLL_S = 0.25
 
 
 class JobTimeout(TimeoutError):
@@ -57,6 +67,11 @@ class JobService:
         image_roots: tuple[Path, ...] = (),
         worker_id: str | None = None,
         engine: Any | None = None,
+        shared: bool = False,
+        device: str = "",
+        lease_s: float = 60.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        affinity_passes: int = DEFAULT_AFFINITY_PASSES,
     ) -> None:
         self.queue = queue
         self.runner = runner
@@ -71,13 +86,30 @@ class JobService:
         self._cancel: CancelToken | None = None
         self._interrupt_requested: set[str] = set()
         self._last_progress_write = 0.0
-        self.worker = Worker(queue, runner, request_from_json, self, worker_id=self.worker_id)
+        self._last_interrupt_check = 0.0
+        # `shared`: one of several worker processes on this queue (easel worker)
+        self.shared = shared
+        self.lease_s = lease_s  # the same setting on every node: it also says who is alive
+        self.worker = Worker(
+            queue,
+            runner,
+            request_from_json,
+            self,
+            worker_id=self.worker_id,
+            lease_s=lease_s,
+            heartbeat_s=max(0.2, lease_s / 3),
+            shared=shared,
+            device=device,
+            max_attempts=max_attempts,
+            affinity_passes=affinity_passes,
+        )
+        self.remote: RemoteEvents | None = None
         # Fills ``request.model`` when a front end leaves it empty, so a default chosen
         # in one place (A1111's /sdapi/v1/options) holds for every front end.
         self.default_model: Callable[[], str | None] | None = None
 
     @classmethod
-    def for_engine(cls, engine: Any, queue: JobQueue, *, settings: Any) -> JobService:
+    def for_engine(cls, engine: Any, queue: JobQueue, *, settings: Any, shared: bool = False) -> JobService:
         """The usual wiring: the engine runs and validates, outputs and transient
         results are the folders clients may read images from."""
         return cls(
@@ -87,13 +119,23 @@ class JobService:
             transient_dir=settings.state_dir / "transient",
             image_roots=(settings.outputs_dir,),
             engine=engine,
+            lease_s=float(getattr(settings, "lease_s", 60.0)),
+            shared=shared,
+            device=str(engine.models.device) if shared else "",
+            max_attempts=int(getattr(settings, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            affinity_passes=int(getattr(settings, "affinity_passes", DEFAULT_AFFINITY_PASSES)),
         )
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self, recover: bool = True) -> JobService:
+    def start(
+        self, recover: bool = True, run_worker: bool = True, remote_events: bool | None = None
+    ) -> JobService:
         """Start the worker. ``recover``: this process is the only worker of this queue,
-        so any job still marked running was lost when the last process died."""
+        so any job still marked running was lost when the last process died.
+        ``run_worker=False``: an API node; other processes run the jobs, and their events
+        reach this one's subscribers through the queue (RemoteEvents). ``remote_events``:
+        also with a worker here, when other processes share the queue."""
         if recover:
             lost = self.queue.recover_running(only_expired=False, reason="interrupted: the server stopped")
             for job_id in lost:
@@ -102,7 +144,13 @@ class JobService:
             if journal is not None:
                 recover_images(self.queue, journal, self.engine.outputs_dir)
         self._remove_old_transient()
-        self.worker.start()
+        if run_worker:
+            self.worker.start()
+        if remote_events if remote_events is not None else not run_worker:
+            # this process's own job already publishes here: skip its echo
+            self.remote = RemoteEvents(
+                self.queue, self.events, ignore=lambda job_id: job_id == self.worker.current_job_id
+            ).start()
         return self
 
     def stop(self) -> None:
@@ -110,7 +158,22 @@ class JobService:
         if self.worker.is_alive():
             self.worker.stop()
             log.info("job worker stopped")
+        if self.remote is not None:
+            self.remote.stop()
+        if self.shared:
+            try:
+                self.queue.worker_gone(self.worker_id)
+            except Exception:
+                log.exception("could not remove this worker from the registry")
         self.queue.close()
+
+    def _notify(self, event: dict[str, Any]) -> None:
+        """Tell API nodes in other processes (PostgreSQL LISTEN/NOTIFY); best effort."""
+        if self.shared and self.queue.notifies:
+            try:
+                self.queue.notify(event)
+            except Exception:
+                log.exception("job %s: could not send the event %s", event.get("job_id"), event.get("kind"))
 
     # --- submitting and reading -----------------------------------------------------
 
@@ -155,8 +218,56 @@ class JobService:
         return self.events.subscribe_async(job_id)
 
     def progress(self) -> LiveProgress | None:
-        """The running job's live progress (None when idle)."""
+        """The running job's live progress (None when idle); on an API node, the newest
+        a worker process sent (PostgreSQL notifications only)."""
+        if self._live is None and self.remote is not None:
+            return self.remote.latest
         return self._live
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker of this queue as plain rows (GET /api/v1/workers, the Queue tab):
+        the registry's, and this process's own worker first when it has one."""
+        now = time.time()
+        rows = [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "device": w.device,
+                "loaded_model": w.model,
+                "current_job": w.job_id,
+                "last_heartbeat": w.heartbeat_at,
+                "alive": now - w.heartbeat_at < 2 * self.lease_s,  # two missed leases: presumed dead
+                "in_process": False,
+                "started_at": w.started_at,
+                "jobs_done": w.jobs_done,
+                "model_loads": w.model_loads,
+                "draining": w.draining,
+            }
+            for w in self.queue.workers()
+        ]
+        if self.worker.is_alive() and not self.shared:  # the embedded worker keeps no registry row
+            info = self.worker.info
+            device = str(self.engine.models.device) if self.engine is not None else info.device
+            rows.insert(
+                0,
+                {
+                    "id": info.id,
+                    "host": info.host,
+                    "pid": info.pid,
+                    "device": device,
+                    "loaded_model": info.model,
+                    "current_job": self.worker.current_job_id,
+                    "last_heartbeat": now,
+                    "alive": True,
+                    "in_process": True,
+                    "started_at": info.started_at,
+                    "jobs_done": info.jobs_done,
+                    "model_loads": info.model_loads,
+                    "draining": False,
+                },
+            )
+        return rows
 
     @property
     def current_job_id(self) -> str | None:
@@ -193,10 +304,12 @@ class JobService:
                 live.interrupted = True
                 cancel.interrupt()
                 return True
-            # claimed but not started yet: the worker checks this set when it starts it
+            # claimed but not started yet, or running in another worker process: the flag
+            # in its row reaches whichever worker runs it; the set covers this process's
             record = self.queue.get(job_id)
             if record is not None and record.status == RUNNING:
                 self._interrupt_requested.add(job_id)
+                self.queue.request_interrupt(job_id)
                 return True
             return False
 
@@ -287,6 +400,7 @@ class JobService:
                 live.interrupted = True
                 cancel.interrupt()
         self.events.publish(JobEvent(STARTED, record.id, progress=live, record=record))
+        self._notify({"kind": STARTED, "job_id": record.id})
 
     def job_progress(self, job_id: str, event: ProgressEvent) -> None:
         with self._lock:
@@ -309,7 +423,15 @@ class JobService:
             )
             self._live = live  # replaced, never mutated: readers see a consistent state
         self.events.publish(JobEvent(PROGRESS, job_id, progress=live))
+        self._notify(progress_event(job_id, live, with_preview=True))
         now = time.monotonic()
+        if self.shared and now - self._last_interrupt_check >= INTERRUPT_POLL_S:
+            self._last_interrupt_check = now
+            try:
+                if self.queue.interrupt_requested(job_id):
+                    self.interrupt(job_id)
+            except Exception:
+                log.exception("job %s: could not read its cancel flag", job_id)
         if now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL_S:
             self._last_progress_write = now
             try:
@@ -335,6 +457,7 @@ class JobService:
                 self._live, self._cancel = None, None
             self._interrupt_requested.discard(record.id)
         self.events.publish(JobEvent(FINISHED, record.id, record=record))
+        self._notify({"kind": FINISHED, "job_id": record.id})
         self._remove_old_transient()
 
     def _remove_old_transient(self) -> None:

@@ -1,9 +1,12 @@
 """The embedded job queue: one SQLite file in WAL mode, one connection per thread.
 
-Why these settings: WAL lets the API read while the worker writes; ``synchronous=FULL``
+Why these settings: WAL lets the API read while workers write; ``synchronous=FULL``
 makes every committed state change survive a kill or a power cut (job state changes are
 few, progress writes are throttled by the caller); ``busy_timeout`` makes concurrent
-writers wait instead of failing.
+writers wait instead of failing. Several worker processes on one machine may share the
+file: every state change is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken
+before reading), so two claims never see the same queued job. Not for a network file
+system (SQLite's locks do not hold there): use PostgreSQL for several machines.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from core.jobs.queue import JobNotFound, JobQueue, JobStateError
+from core.jobs.queue import (
+    DEFAULT_AFFINITY_PASSES,
+    JobNotFound,
+    JobQueue,
+    JobStateError,
+    WorkerInfo,
+    poison_reason,
+)
 from core.jobs.record import (
+    FAILED,
     INTERRUPTED,
     QUEUED,
     RETRYABLE_STATUSES,
@@ -27,7 +38,7 @@ from core.jobs.record import (
     JobRecord,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -48,7 +59,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress     REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_next ON jobs (status, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, device TEXT NOT NULL,
+    model TEXT, job_id TEXT, heartbeat_at REAL NOT NULL, started_at REAL NOT NULL,
+    model_loads INTEGER NOT NULL DEFAULT 0, jobs_done INTEGER NOT NULL DEFAULT 0,
+    draining INTEGER NOT NULL DEFAULT 0
+);
 """
+# Added in schema 2 (several workers): ALTERed into a version-1 file.
+_V2_COLUMNS = {
+    "model": "TEXT",  # request.model, for model affinity
+    "passed_over": "INTEGER NOT NULL DEFAULT 0",  # times skipped at the head (fairness)
+    "interrupt": "INTEGER NOT NULL DEFAULT 0",  # cancel asked by another process
+}
+_WORKER_COLUMNS = (
+    "id, host, pid, device, model, job_id, heartbeat_at, started_at, model_loads, jobs_done, draining"
+)
 
 _COLUMNS = (
     "id, kind, status, priority, request, result, error, attempts, worker_id, lease_until, "
@@ -75,6 +101,11 @@ def _row_to_record(row: sqlite3.Row) -> JobRecord:
     )
 
 
+def _model_of(request: dict[str, Any]) -> str | None:
+    model = request.get("model")
+    return model if isinstance(model, str) and model else None
+
+
 def _check_statuses(statuses: tuple[str, ...] | None) -> None:
     for status in statuses or ():
         if status not in STATUSES:
@@ -90,7 +121,13 @@ class SqliteJobQueue(JobQueue):
         self._connections_lock = threading.Lock()
         conn = self._conn()
         conn.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        with self._write() as conn:  # several processes may open an old file at once
+            present = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+            for name, declaration in _V2_COLUMNS.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
+            conn.execute("CREATE INDEX IF NOT EXISTS jobs_model ON jobs (status, model, priority, seq)")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections -------------------------------------------------------------------
 
@@ -140,8 +177,9 @@ class SqliteJobQueue(JobQueue):
         job_id = uuid.uuid4().hex
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO jobs (id, kind, status, priority, request, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, kind, QUEUED, int(priority), json.dumps(request), time.time()),
+                """INSERT INTO jobs (id, kind, status, priority, request, created_at, model)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (job_id, kind, QUEUED, int(priority), json.dumps(request), time.time(), _model_of(request)),
             )
         record = self.get(job_id)
         assert record is not None
@@ -192,18 +230,42 @@ class SqliteJobQueue(JobQueue):
         )
         return ahead.fetchone()[0] + 1
 
-    def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
+    def claim(
+        self,
+        worker_id: str,
+        lease_s: float,
+        prefer_model: str | None = None,
+        max_passes: int = DEFAULT_AFFINITY_PASSES,
+    ) -> JobRecord | None:
         now = time.time()
         with self._write() as conn:
-            # One statement: the sub-select and the update see the same snapshot under
-            # the write lock, and `status = 'queued'` guards against a concurrent claim.
+            # Under the write lock (BEGIN IMMEDIATE): nobody claims between the reads and
+            # the update, and `status = 'queued'` guards the update anyway.
+            head = conn.execute(
+                "SELECT seq, model, priority, passed_over FROM jobs WHERE status = ? "
+                "ORDER BY priority DESC, seq ASC LIMIT 1",
+                (QUEUED,),
+            ).fetchone()
+            if head is None:
+                return None
+            chosen = head["seq"]
+            if prefer_model and head["model"] != prefer_model and head["passed_over"] < max_passes:
+                match = conn.execute(
+                    "SELECT seq FROM jobs WHERE status = ? AND model = ? AND priority = ? "
+                    "ORDER BY seq ASC LIMIT 1",
+                    (QUEUED, prefer_model, head["priority"]),
+                ).fetchone()
+                if match is not None:
+                    chosen = match["seq"]
+                    conn.execute(
+                        "UPDATE jobs SET passed_over = passed_over + 1 WHERE seq = ?", (head["seq"],)
+                    )
             row = conn.execute(
                 f"""UPDATE jobs SET status = ?, worker_id = ?, started_at = ?, lease_until = ?,
-                        attempts = attempts + 1, progress = 0, finished_at = NULL
-                    WHERE seq = (SELECT seq FROM jobs WHERE status = ? ORDER BY priority DESC, seq ASC LIMIT 1)
-                      AND status = ?
+                        attempts = attempts + 1, progress = 0, finished_at = NULL, interrupt = 0
+                    WHERE seq = ? AND status = ?
                     RETURNING {_COLUMNS}""",
-                (RUNNING, worker_id, now, now + lease_s, QUEUED, QUEUED),
+                (RUNNING, worker_id, now, now + lease_s, chosen, QUEUED),
             ).fetchone()
         return _row_to_record(row) if row else None
 
@@ -281,7 +343,8 @@ class SqliteJobQueue(JobQueue):
             new_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             conn.execute(
                 f"""UPDATE jobs SET seq = ?, status = ?, result = NULL, error = NULL, worker_id = NULL,
-                        lease_until = NULL, started_at = NULL, finished_at = NULL, progress = 0
+                        lease_until = NULL, started_at = NULL, finished_at = NULL, progress = 0,
+                        passed_over = 0, interrupt = 0
                     WHERE id = ? AND status IN ({marks})""",
                 (new_seq, QUEUED, job_id, *retryable),
             )
@@ -318,3 +381,62 @@ class SqliteJobQueue(JobQueue):
                 (INTERRUPTED, reason, now, *params),
             ).fetchall()
         return [row["id"] for row in rows]
+
+    def requeue_expired(self, max_attempts: int) -> list[tuple[str, str]]:
+        now = time.time()
+        with self._write() as conn:
+            # passed_over is kept: a reclaimed job goes back to its old place in the order
+            requeued = conn.execute(
+                """UPDATE jobs SET status = ?, worker_id = NULL, lease_until = NULL, progress = 0,
+                        started_at = NULL, interrupt = 0
+                    WHERE status = ? AND lease_until < ? AND attempts < ? RETURNING id""",
+                (QUEUED, RUNNING, now, int(max_attempts)),
+            ).fetchall()
+            poisoned = conn.execute(
+                "SELECT id, attempts FROM jobs WHERE status = ? AND lease_until < ?", (RUNNING, now)
+            ).fetchall()
+            for row in poisoned:  # the rest: started max_attempts times already
+                conn.execute(
+                    "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_until = NULL WHERE id = ?",
+                    (FAILED, poison_reason(row["attempts"]), now, row["id"]),
+                )
+        return [(row["id"], QUEUED) for row in requeued] + [(row["id"], FAILED) for row in poisoned]
+
+    def request_interrupt(self, job_id: str) -> bool:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET interrupt = 1 WHERE id = ? AND status = ?", (job_id, RUNNING)
+            )
+        return cursor.rowcount == 1
+
+    def interrupt_requested(self, job_id: str) -> bool:
+        row = self._conn().execute("SELECT interrupt FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row["interrupt"])
+
+    # --- the workers' registry ------------------------------------------------------------
+
+    def worker_seen(self, info: WorkerInfo) -> None:
+        values = info.as_dict()
+        values["draining"] = int(info.draining)
+        values["heartbeat_at"] = time.time()  # the heartbeat is this call
+        names = _WORKER_COLUMNS.split(", ")
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != "id")
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO workers ({_WORKER_COLUMNS}) VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}",
+                [values[n] for n in names],
+            )
+
+    def worker_gone(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    def workers(self, seen_within_s: float | None = None) -> list[WorkerInfo]:
+        where, params = "", []
+        if seen_within_s is not None:
+            where, params = "WHERE heartbeat_at >= ?", [time.time() - seen_within_s]
+        rows = self._conn().execute(
+            f"SELECT {_WORKER_COLUMNS} FROM workers {where} ORDER BY started_at", params
+        )
+        return [WorkerInfo(**{**dict(row), "draining": bool(row["draining"])}) for row in rows]

@@ -1,15 +1,23 @@
 """The worker: one thread that takes jobs from the queue and runs them one at a time
-(the accelerator is one), with a heartbeat that keeps its lease on the running job."""
+(the accelerator is one), with a heartbeat that keeps its lease on the running job.
+
+With ``shared=True`` (an ``easel worker`` process, one of several on one queue) it also
+sweeps the queue for jobs whose worker died (lease expired: queued again, or failed as
+poison jobs), keeps its row in the workers' registry fresh, and prefers jobs for the
+model it ran last (model affinity, bounded by the queue's fairness rule).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from core.jobs.queue import JobQueue
+from core.jobs.queue import DEFAULT_AFFINITY_PASSES, DEFAULT_MAX_ATTEMPTS, JobQueue, WorkerInfo
 from core.jobs.record import DONE, FAILED, INTERRUPTED, JobRecord
 from core.results import CancelToken, GenerationInterrupted, GenerationResult, ProgressEvent
 from plugin_api.types import GenerationRequest
@@ -45,6 +53,10 @@ class Worker(threading.Thread):
         lease_s: float = 60.0,
         heartbeat_s: float = 10.0,
         idle_poll_s: float = 1.0,
+        shared: bool = False,
+        device: str = "",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        affinity_passes: int = DEFAULT_AFFINITY_PASSES,
     ) -> None:
         super().__init__(name=f"easel-worker-{worker_id}", daemon=True)
         self.queue = queue
@@ -59,6 +71,15 @@ class Worker(threading.Thread):
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._current: tuple[str, CancelToken] | None = None
+        self.shared = shared
+        self.max_attempts = max_attempts
+        self.affinity_passes = affinity_passes
+        self._draining = threading.Event()
+        self._last_sweep = 0.0
+        self._last_seen = 0.0
+        self.info = WorkerInfo(
+            id=worker_id, host=socket.gethostname(), pid=os.getpid(), device=device, started_at=time.time()
+        )
 
     def notify(self) -> None:
         """A job was queued: look now instead of at the next poll."""
@@ -74,10 +95,23 @@ class Worker(threading.Thread):
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
 
+    def drain(self) -> None:
+        """Finish the running job, take no more, end the thread (SIGTERM)."""
+        self._draining.set()
+        self.info.draining = True
+        self._wakeup.set()
+
     def run(self) -> None:
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not self._draining.is_set():
             try:
-                record = self.queue.claim(self.worker_id, self.lease_s)
+                if self.shared:
+                    self._housekeeping()
+                record = self.queue.claim(
+                    self.worker_id,
+                    self.lease_s,
+                    prefer_model=self.info.model if self.shared else None,
+                    max_passes=self.affinity_passes,
+                )
             except Exception:  # a locked or broken database must not kill the worker
                 log.exception("could not claim a job; retrying")
                 record = None
@@ -86,11 +120,53 @@ class Worker(threading.Thread):
                 self._wakeup.wait(self.idle_poll_s)
                 self._wakeup.clear()
                 continue
+            self._took(record)
             try:
                 self._run_one(record)
             except Exception:  # the worker thread must outlive any one job
                 log.exception("job %s: the worker could not complete it", record.id)
                 self._current = None
+            self.info.job_id = None
+            self.info.jobs_done += 1
+            self._seen(force=True)
+        if self.shared:
+            self._seen(force=True)
+
+    def _took(self, record: JobRecord) -> None:
+        model = record.request.get("model")
+        if model != self.info.model:
+            self.info.model_loads += 1  # the engine's model cache may still hold it; an upper bound
+        self.info.model = model
+        self.info.job_id = record.id
+        log.info(
+            "worker %s took job %s (model %s, attempt %d)", self.worker_id, record.id, model, record.attempts
+        )
+        self._seen(force=True)
+
+    def _housekeeping(self) -> None:
+        """Between jobs: reclaim jobs of dead workers, refresh this worker's row."""
+        now = time.monotonic()
+        if now - self._last_sweep >= min(self.heartbeat_s, 5.0):
+            self._last_sweep = now
+            for job_id, status in self.queue.requeue_expired(self.max_attempts):
+                if status == FAILED:
+                    log.error(
+                        "job %s: its workers died %d times; failed as a poison job", job_id, self.max_attempts
+                    )
+                else:
+                    log.warning("job %s: its worker's lease ran out; queued again", job_id)
+        self._seen()
+
+    def _seen(self, force: bool = False) -> None:
+        if not self.shared:
+            return
+        now = time.monotonic()
+        if force or now - self._last_seen >= self.heartbeat_s:
+            self._last_seen = now
+            try:
+                self.queue.worker_seen(self.info)
+            except Exception:
+                log.exception("could not update the workers' registry")
 
     def _run_one(self, record: JobRecord) -> None:
         cancel = CancelToken()
@@ -154,6 +230,7 @@ class Worker(threading.Thread):
                 if not self.queue.heartbeat(job_id, self.worker_id, self.lease_s):
                     log.warning("job %s: lease lost", job_id)
                     return
+                self._seen(force=True)
             except Exception:
                 log.exception("job %s: heartbeat failed", job_id)
 

@@ -79,15 +79,22 @@ def save_image(
     output_format: str = "png",
     today: dt.date | None = None,
     before_rename: Callable[[Path, Path], None] | None = None,
+    stem: str | None = None,
 ) -> Path:
-    """Write ``image`` with its infotext; return the final path. ``before_rename(tmp,
-    final)`` runs once the temporary file is on disk and before it gets its final name
-    (the job's image journal records both there: core/saving/journal.py)."""
+    """Write ``image`` with its infotext; return the final path.
+
+    ``before_rename(tmp, final)`` runs once the temporary file is on disk and before it
+    gets its final name (the job's image journal records both there: core/saving/journal.py).
+    ``stem``: a fixed file name (without suffix) instead of the next number. Workers that
+    share a queue name images by job id and index, so a job run again after its worker
+    died replaces the files of the lost run instead of adding a second set.
+    """
     pil_format, suffix = FORMATS[output_format.lower()]
     folder = Path(outputs_dir) / mode_folder(mode) / (today or dt.date.today()).isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     with _lock_for(folder):
-        path = folder / f"{next_number(folder):05d}-{seed}{suffix}"
+        name = stem if stem is not None else f"{next_number(folder):05d}-{seed}"
+        path = folder / f"{name}{suffix}"
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
