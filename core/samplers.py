@@ -25,8 +25,12 @@ def _factory(class_name: str, **overrides: Any) -> Callable[[dict[str, Any]], An
         import diffusers
 
         cls = getattr(diffusers, class_name)
-        config = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
-        return cls.from_config({**config, **overrides})
+        # Exactly diffusers' ``cls.from_config(config, **overrides)``: the config keeps its
+        # ``_use_default_values`` (the keys its file never set), which from_config leaves
+        # out so the new class keeps its own defaults. Dropping that list (with the other
+        # ``_`` keys) forced e.g. PNDM's timestep_spacing="leading" into Euler on SD1.5:
+        # a first sigma of 11.0 instead of 14.6, an under-noised start.
+        return cls.from_config(dict(base_config), **overrides)
 
     make_scheduler.__qualname__ = f"make_{class_name}"
     return make_scheduler

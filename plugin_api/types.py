@@ -141,7 +141,9 @@ class SamplerSpec:
     """A sampler as registered through register_samplers.
 
     ``make_scheduler(base_config)`` returns a diffusers scheduler built from the model's
-    own scheduler config (a dict), e.g. ``EulerDiscreteScheduler.from_config(cfg)``.
+    own scheduler config (a dict), e.g. ``EulerDiscreteScheduler.from_config(cfg)``. Pass
+    the dict to ``from_config`` whole: its ``_use_default_values`` entry tells diffusers
+    which keys the model's file never set, so the new class keeps its own defaults there.
     ``flow`` marks samplers for flow-matching families (Z-Image, Flux).
     """
 
