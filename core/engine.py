@@ -48,6 +48,7 @@ from core.sampling.loop import BatchSkipped, InitImage, LateCfg, SamplingInterru
 from core.sampling.memory import check_fits
 from core.saving.infotext import build_infotext
 from core.saving.writer import save_image
+from core.schedules import SCHEDULE_TYPES, build_scheduler
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
 
@@ -129,6 +130,9 @@ class Engine:
             dtype=str(self.models.dtype).replace("torch.", ""),
             is_cancelled=lambda: cancel.interrupted,
         )
+        ctx.warnings.extend(checked.warnings)
+        for warning in checked.warnings:
+            log.info("job %s: %s", job_id, warning)
         hooks.transform_prompt(req, ctx)
         for field in ("prompt", "negative_prompt"):
             if not isinstance(getattr(req, field), str):
@@ -335,10 +339,21 @@ class Engine:
 
         def sample() -> Any:
             # a fresh scheduler per run: schedulers keep per-run state
-            scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
+            built = build_scheduler(
+                checked.sampler,
+                checked.schedule or SCHEDULE_TYPES[0],
+                dict(model.components["scheduler"].config),
+                flow=checked.family.flow,
+                family=checked.family.name,
+                shift=checked.request.shift,
+            )
+            for warning in built.warnings:
+                if warning not in ctx.warnings:  # the hires pass builds it again
+                    ctx.warnings.append(warning)
             return denoise(
                 model=model,
-                scheduler=scheduler,
+                scheduler=built.scheduler,
+                custom_sigmas=built.sigmas,
                 cond=cond.repeat(batch),
                 uncond=uncond.repeat(batch) if uncond is not None else None,
                 cfg_scale=checked.request.cfg_scale,
@@ -372,12 +387,15 @@ class Engine:
         params: dict[str, Any] = {
             "Steps": req.steps,
             "Sampler": checked.sampler_name,
+            "Schedule type": req.scheduler,  # the label the user chose, as A1111 writes it
             "CFG scale": req.cfg_scale,
             "Seed": seed,
             "Size": f"{req.width}x{req.height}",
             "Model hash": model.info.hash,
             "Model": model.name,
         }
+        if req.shift is not None:
+            params["Shift"] = req.shift
         if req.late_cfg_scale is not None:
             params["Late CFG scale"] = req.late_cfg_scale
             params["Late CFG start"] = req.late_cfg_start
@@ -417,6 +435,8 @@ class Engine:
             "width": req.width,
             "height": req.height,
             "sampler": checked.sampler_name,
+            "scheduler": req.scheduler,
+            "shift": req.shift,
             "model": checked.model_name,
             "family": checked.family.name,
             "batch_size": req.batch_size,
