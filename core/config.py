@@ -49,6 +49,9 @@ class Settings:
     port: int = 7860
     api_auth: str | None = None  # "user:password" enables HTTP Basic auth
     allow_remote_install: bool = False  # installing extensions while listening publicly
+    # /sdapi/v1/server-stop and -kill (A1111's --api-server-stop): any API caller could
+    # stop the server, so off unless asked for
+    allow_server_control: bool = False
     # the accelerated path (core/models/acceleration.py); "auto" = on where it pays off
     compile: str = "auto"  # auto | off | regional | full
     channels_last: str = "auto"  # auto | on | off
@@ -75,6 +78,7 @@ class Settings:
         settings.trace_hooks = env_flag("EASEL_TRACE_HOOKS")
         settings.allow_pickle = env_flag("EASEL_ALLOW_PICKLE")
         settings.allow_remote_install = env_flag("EASEL_ALLOW_REMOTE_INSTALL")
+        settings.allow_server_control = env_flag("EASEL_API_SERVER_STOP")
         settings.device = os.environ.get("EASEL_DEVICE", settings.device)
         settings.host = os.environ.get("EASEL_HOST", settings.host)
         settings.port = int(os.environ.get("EASEL_PORT", settings.port))

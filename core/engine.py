@@ -24,6 +24,7 @@ loads), ``ModelError`` when the model cannot be loaded.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -49,6 +50,7 @@ from core.sampling.memory import check_fits
 from core.saving.infotext import build_infotext
 from core.saving.writer import save_image
 from core.schedules import SCHEDULE_TYPES, build_scheduler
+from core.styles import apply_styles, styles_path
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
 
@@ -91,6 +93,8 @@ class Engine:
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
         checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
         req = checked.request
+        # refused here (before the queue) when a style is unknown; applied in _generate
+        apply_styles(req.prompt, req.negative_prompt, list(req.styles or []), self._styles_path())
         self.host.generation_hooks.validate_request(req, checked.family.name)
         width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
@@ -119,6 +123,11 @@ class Engine:
     ) -> GenerationResult:
         started = time.perf_counter()
         req, family, hooks = checked.request, checked.family, self.host.generation_hooks
+        # A1111 applies styles before anything reads the prompt; the infotext has the
+        # styled prompt and the style names ("Styles array")
+        req.prompt, req.negative_prompt = apply_styles(
+            req.prompt, req.negative_prompt, list(req.styles or []), self._styles_path()
+        )
         ctx = GenerationContext(
             request=req,
             original_prompt=req.prompt,
@@ -372,6 +381,9 @@ class Engine:
 
         return placement.run("denoiser", sample, ctx.warnings)
 
+    def _styles_path(self) -> Path:
+        return styles_path(self.host.settings.data_dir)
+
     def _preview_every(self) -> int:
         every = self.host.settings.preview_every
         if every > 0:
@@ -413,6 +425,8 @@ class Engine:
                 params["Masked area padding"] = req.inpaint_full_res_padding
         if req.clip_skip > 1:
             params["Clip skip"] = req.clip_skip
+        if req.styles:
+            params["Styles array"] = json.dumps(list(req.styles), ensure_ascii=False)
         params.update(ctx.extra_params)
         if ctx.prompt_transforms:
             if ctx.original_prompt != req.prompt:
@@ -437,6 +451,7 @@ class Engine:
             "sampler": checked.sampler_name,
             "scheduler": req.scheduler,
             "shift": req.shift,
+            "styles": list(req.styles or []),
             "model": checked.model_name,
             "family": checked.family.name,
             "batch_size": req.batch_size,

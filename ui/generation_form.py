@@ -23,6 +23,7 @@ class GenerationForm:
     model: gr.Dropdown
     refresh_models: gr.Button
     sampler: gr.Dropdown
+    scheduler: gr.Dropdown  # A1111's "Schedule type", beside the sampler
     steps: gr.Slider
     cfg_scale: gr.Slider
     late_cfg_scale: gr.Textbox  # empty: the model's recommendation
@@ -130,6 +131,12 @@ def build_generation_form(
                     label=t("gen.sampler"),
                     elem_id=f"{prefix}_sampler",
                 )
+                scheduler = gr.Dropdown(
+                    choices=choices.schedule_labels(),
+                    value=choices.schedule_labels()[0],
+                    label=t("gen.scheduler"),
+                    elem_id=f"{prefix}_scheduler",
+                )
                 steps = gr.Slider(
                     1,
                     150,
@@ -214,6 +221,7 @@ def build_generation_form(
         model=model,
         refresh_models=refresh_models,
         sampler=sampler,
+        scheduler=scheduler,
         steps=steps,
         cfg_scale=cfg_scale,
         late_cfg_scale=late_cfg_scale,

@@ -48,6 +48,7 @@ def build_request(
     batch_count: float,
     init_image: Any | None = None,
     denoising_strength: float | None = None,
+    scheduler: str | None = None,
 ) -> GenerationRequest:
     """The form's values as the one request type every front end uses."""
     request = GenerationRequest(
@@ -61,6 +62,7 @@ def build_request(
         width=int(width),
         height=int(height),
         sampler=sampler or None,
+        scheduler=scheduler or None,
         model=model or None,
         batch_size=int(batch_size),
         batch_count=int(batch_count),
@@ -97,6 +99,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         else [gr.State(None), gr.State(None)]
     )
     extra_inputs += form.hires.inputs() if form.hires is not None else [gr.State(None) for _ in range(5)]
+    extra_inputs.append(form.scheduler)
     panel = form.results
 
     def generate(
@@ -120,6 +123,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         hr_scale: float | None,
         hr_steps: float | None,
         hr_denoise: float | None,
+        scheduler: str | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -129,7 +133,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         try:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
-                width, height, seed, batch_size, batch_count, init_image, denoising_strength,
+                width, height, seed, batch_size, batch_count, init_image, denoising_strength, scheduler,
             )  # fmt: skip
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc

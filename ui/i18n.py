@@ -27,6 +27,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.model": ("Model", "模型"),
     "gen.refresh_models": ("🔄", "🔄"),
     "gen.sampler": ("Sampling method", "采样方法"),
+    "gen.scheduler": ("Schedule type", "调度类型"),
     "gen.steps": ("Sampling steps", "采样步数"),
     "gen.cfg": ("CFG scale", "提示词引导系数 (CFG)"),
     "hires.title": ("Hires. fix", "高分辨率修复"),

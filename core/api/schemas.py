@@ -74,6 +74,11 @@ class JobRequest(HiresFixFields):
     width: int | None = Field(None, ge=8, le=MAX_SIDE)
     height: int | None = Field(None, ge=8, le=MAX_SIDE)
     sampler: Name | None = Field(None, description="a name from /api/v1/samplers")
+    scheduler: Name | None = Field(
+        None, description='schedule type ("Karras"...; /sdapi/v1/schedulers); None: "Automatic"'
+    )
+    shift: float | None = Field(None, gt=0, le=100, description="flow-matching models: sigma shift")
+    styles: list[Name] = Field(default_factory=list, max_length=32, description="names from styles.csv")
     model: Name | None = Field(None, description="a name from /api/v1/models; None: the default")
     batch_size: int = Field(1, ge=1, le=64)
     batch_count: int = Field(1, ge=1, le=100)

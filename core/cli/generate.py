@@ -26,7 +26,15 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--seed", type=int, default=-1, help="-1 = random")
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
-    parser.add_argument("--sampler", help='e.g. "Euler a", "DPM++ 2M Karras"')
+    parser.add_argument("--sampler", help='e.g. "Euler a", "DPM++ 2M"')
+    parser.add_argument(
+        "--scheduler",
+        help="schedule type: Automatic (default), Karras, Exponential, Uniform, SGM Uniform, Beta... (A1111's)",
+    )
+    parser.add_argument("--shift", type=float, help="flow-matching models (Z-Image): sigma shift")
+    parser.add_argument(
+        "--style", action="append", default=[], help="a style from styles.csv in the data folder; repeatable"
+    )
     parser.add_argument("--batch", type=int, default=1, help="images per run (batch size)")
     parser.add_argument("--count", type=int, default=1, help="runs, one after another (batch count)")
     parser.add_argument("--clip-skip", type=int, default=1)
@@ -67,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         width=args.width,
         height=args.height,
         sampler=args.sampler,
+        scheduler=args.scheduler,
+        shift=args.shift,
+        styles=list(args.style),
         model=args.model,
         batch_size=args.batch,
         batch_count=args.count,

@@ -29,6 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         help="comma-separated origins allowed to call the API from a browser (default: none)",
     )
     parser.add_argument("--no-ui", action="store_true", help="serve the API only, no WebUI")
+    parser.add_argument(
+        "--api-server-stop",
+        action="store_true",
+        help="allow /sdapi/v1/server-stop and /server-kill, as A1111's flag (EASEL_API_SERVER_STOP)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -75,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     host_address = "0.0.0.0" if args.listen else args.host
     settings = settings_from_args(args, host=host_address, port=args.port, api_auth=args.api_auth)
+    if args.api_server_stop:
+        settings.allow_server_control = True
     if settings.api_auth is not None and ":" not in settings.api_auth:
         raise SystemExit("easel serve: --api-auth must be user:password")
     if settings.listens_publicly:
