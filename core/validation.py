@@ -141,7 +141,13 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
         raise RequestError("sampler", f"must be a sampler name, got {req.sampler!r}")
     spec, schedule, warnings = _sampler_and_schedule(req, samplers, family)
     sampler_name = display_name(spec) if family.flow else spec.name
-    req.sampler = sampler_name  # canonical: "k_euler_a" and "euler A" become "Euler a"
+    # canonical: "k_euler_a" and "euler A" become "Euler a". A name run as another
+    # sampler (no flow form) keeps the asked name, so validating the stored request again
+    # (the queue validates at submit and at run) gives the same warning again.
+    asked = samplers.get(req.sampler.strip())
+    req.sampler = (
+        asked.name if asked is not None and asked.name != spec.name and not asked.flow else sampler_name
+    )
     req.scheduler = schedule.label  # canonical: "karras" becomes "Karras"
     if req.shift is not None:
         req.shift = _float(req, "shift", 0.01, 100.0)
