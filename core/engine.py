@@ -426,6 +426,8 @@ class Engine:
         if req.clip_skip > 1:
             params["Clip skip"] = req.clip_skip
         if req.styles:
+            # A1111 re-derives the styles from the styled prompt when it reads an infotext;
+            # the names are written too so PNG Info and Easel show which were applied
             params["Styles array"] = json.dumps(list(req.styles), ensure_ascii=False)
         params.update(ctx.extra_params)
         if ctx.prompt_transforms:
