@@ -93,8 +93,8 @@ class Engine:
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
         checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
         req = checked.request
-        # refused here (before the queue) when a style is unknown; applied in _generate
-        apply_styles(req.prompt, req.negative_prompt, list(req.styles or []), self._styles_path())
+        if req.styles is not None and not isinstance(req.styles, list):
+            raise RequestError("styles", "must be a list of style names")
         self.host.generation_hooks.validate_request(req, checked.family.name)
         width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
@@ -125,7 +125,7 @@ class Engine:
         req, family, hooks = checked.request, checked.family, self.host.generation_hooks
         # A1111 applies styles before anything reads the prompt; the infotext has the
         # styled prompt and the style names ("Styles array")
-        req.prompt, req.negative_prompt = apply_styles(
+        req.prompt, req.negative_prompt, missing_styles = apply_styles(
             req.prompt, req.negative_prompt, list(req.styles or []), self._styles_path()
         )
         ctx = GenerationContext(
@@ -140,6 +140,10 @@ class Engine:
             is_cancelled=lambda: cancel.interrupted,
         )
         ctx.warnings.extend(checked.warnings)
+        ctx.warnings.extend(
+            f"style {name!r} is not in {self._styles_path().name}: skipped, as A1111 skips it"
+            for name in missing_styles
+        )
         for warning in checked.warnings:
             log.info("job %s: %s", job_id, warning)
         hooks.transform_prompt(req, ctx)

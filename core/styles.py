@@ -4,8 +4,8 @@ negative_prompt), applied by name through the request's ``styles`` field.
 A style's text replaces ``{prompt}`` with the user's prompt; a style without the
 placeholder is appended after a comma, as A1111's ``apply_styles_to_prompt`` does. The
 file is read on every use (it is small), so edits apply without a restart, as A1111's
-"refresh styles" would. A style name the file does not have is refused, naming it:
-silently dropping a style would give a different image than the user asked for.
+"refresh styles" would. A style name the file does not have is skipped, as A1111 skips
+it, and the result carries a warning naming it.
 """
 
 from __future__ import annotations
@@ -68,18 +68,22 @@ def merge(style_text: str, prompt: str) -> str:
     return f"{prompt}, {style_text}"
 
 
-def apply_styles(prompt: str, negative: str, names: list[str], path: Path) -> tuple[str, str]:
-    """``prompt`` and ``negative`` with the named styles applied in order."""
+def apply_styles(prompt: str, negative: str, names: list[str], path: Path) -> tuple[str, str, list[str]]:
+    """``prompt`` and ``negative`` with the named styles applied in order, and the names
+    the file does not have. Those are skipped, as A1111 skips them (clients send their
+    own placeholders: the AIYA Discord bot sends ``["None"]`` when no style is chosen);
+    the caller reports them as warnings, so the skip is never silent."""
     if not names:
-        return prompt, negative
+        return prompt, negative, []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise RequestError("styles", "must be a list of style names")
     styles = load_styles(path)
-    for index, name in enumerate(names):
+    missing: list[str] = []
+    for name in names:
         style = styles.get(name)
         if style is None:
-            known = ", ".join(sorted(styles)) or f"none ({path.name} in the data folder has no styles)"
-            raise RequestError(f"styles.{index}", f"no style named {name!r}; known: {known}")
+            missing.append(name)
+            continue
         prompt = merge(style.prompt, prompt)
         negative = merge(style.negative_prompt, negative)
-    return prompt, negative
+    return prompt, negative, missing

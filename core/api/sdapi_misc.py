@@ -114,7 +114,16 @@ def add_startup_routes(router: APIRouter, host: Any, service: JobService, catalo
 
     @router.get("/cmd-flags", summary="How the server was started (A1111)")
     def cmd_flags() -> dict[str, Any]:
+        # A1111 answers with all its command-line flags; clients read a few of them (the
+        # AIYA Discord bot reads gradio_auth): those are here with Easel's meaning
         return {
+            "gradio_auth": None,  # Easel's WebUI uses api_auth's HTTP Basic auth
+            "share": False,
+            "nowebui": False,
+            "lowvram": False,
+            "medvram": False,
+            "ckpt_dir": str(settings.models_dir / "Stable-diffusion"),
+            "lora_dir": str(settings.models_dir / "Lora"),
             "data_dir": str(settings.data_dir),
             "models_dir": str(settings.models_dir),
             "listen": settings.listens_publicly,
@@ -126,7 +135,6 @@ def add_startup_routes(router: APIRouter, host: Any, service: JobService, catalo
             "allow_pickle": settings.allow_pickle,
             "api_server_stop": settings.allow_server_control,
             "api": True,
-            "nowebui": False,
         }
 
     @router.get("/memory", summary="RAM and accelerator memory (A1111)")
