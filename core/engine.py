@@ -366,7 +366,7 @@ class Engine:
             return denoise(
                 model=model,
                 scheduler=built.scheduler,
-                custom_sigmas=built.sigmas,
+                set_timesteps=built.set_timesteps,
                 cond=cond.repeat(batch),
                 uncond=uncond.repeat(batch) if uncond is not None else None,
                 cfg_scale=checked.request.cfg_scale,

@@ -12,6 +12,8 @@ what diffusers' schedulers can do themselves, so the sampler keeps diffusers' te
 - ``sigmas``: schedules diffusers has no option for (KL Optimal, Align Your Steps) are
   computed here and given to ``set_timesteps(sigmas=...)`` where the class takes custom
   sigmas (Euler); elsewhere the nearest option (Karras) is used, with a warning.
+- Euler a and LMS step from one sigma to the next as k-diffusion's samplers do, so they
+  get the sigmas Euler makes for any schedule type (``SIGMA_STEPPERS``), as in A1111.
 
 Flow-matching families (Z-Image) have no discrete timesteps: their choices are the sigma
 shapes FlowMatchEulerDiscreteScheduler offers (``flow_config``) and the shift
@@ -240,11 +242,19 @@ def takes_custom_sigmas(scheduler: Any) -> bool:
 
 @dataclass
 class BuiltScheduler:
-    """A sampler's scheduler made on one schedule type, ready for ``set_timesteps``."""
+    """A sampler's scheduler made on one schedule type. ``set_timesteps(steps, device)``
+    replaces the scheduler's own ``set_timesteps`` where the schedule is made here (custom
+    sigmas, or sigmas given to a class that has no option for them); None otherwise."""
 
     scheduler: Any
-    sigmas: Callable[[int], list[float]] | None  # custom sigmas for a number of steps
+    set_timesteps: Callable[[int, Any], None] | None
     warnings: list[str]
+
+
+# classes that step from one sigma to the next, one sigma per step, as k-diffusion's
+# samplers do: any sigma schedule can be given to them (A1111's Euler a and LMS take
+# every schedule type), though diffusers offers no option for it on them
+SIGMA_STEPPERS = ("EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler")
 
 
 def effective_schedule(spec: Any, schedule: ScheduleType) -> ScheduleType:
@@ -252,6 +262,32 @@ def effective_schedule(spec: Any, schedule: ScheduleType) -> ScheduleType:
     if schedule.name != AUTOMATIC:
         return schedule
     return find_schedule(spec.options.get("scheduler")) or schedule
+
+
+def _custom(schedule: ScheduleType, maker: Any, family: str) -> Callable[[int], list[float]] | None:
+    if schedule.sigmas is None:
+        return None
+    low, high = model_sigma_range(maker)
+    make = schedule.sigmas
+    return lambda steps: make(steps, low, high, family)
+
+
+def _given_sigmas(
+    target: Any, maker: Any, custom: Callable[[int], list[float]] | None
+) -> Callable[[int, Any], None]:
+    """``target`` steps on the sigmas (and timesteps) Euler makes for the schedule: Euler
+    has every option and takes custom sigmas, and uses the same sigma/timestep mapping."""
+
+    def set_timesteps(steps: int, device: Any) -> None:
+        if custom is not None:
+            maker.set_timesteps(device=device, sigmas=custom(steps))
+        else:
+            maker.set_timesteps(steps, device=device)
+        target.set_timesteps(len(maker.timesteps), device=device)  # resets its own state
+        target.sigmas = maker.sigmas.to(target.sigmas.device)
+        target.timesteps = maker.timesteps.to(target.timesteps.device)
+
+    return set_timesteps
 
 
 def build_scheduler(
@@ -279,20 +315,28 @@ def build_scheduler(
     chosen = effective_schedule(spec, schedule)
     if chosen.config is None:
         return BuiltScheduler(spec.make_scheduler(base), None, warnings)
-    scheduler = spec.make_scheduler(with_config(base, chosen.config))
+    config = with_config(base, chosen.config)
+    scheduler = spec.make_scheduler(config)
     missed = not_applied(scheduler, chosen.config)
+    if not missed and chosen.sigmas is None:
+        return BuiltScheduler(scheduler, None, warnings)
+    if not missed and takes_custom_sigmas(scheduler):
+        custom = _custom(chosen, scheduler, family)
+        assert custom is not None
+        return BuiltScheduler(scheduler, lambda steps, device: scheduler.set_timesteps(device=device, sigmas=custom(steps)), warnings)  # fmt: skip
+    if type(scheduler).__name__ in SIGMA_STEPPERS:
+        import diffusers
+
+        maker = diffusers.EulerDiscreteScheduler.from_config(config)
+        return BuiltScheduler(
+            scheduler, _given_sigmas(scheduler, maker, _custom(chosen, maker, family)), warnings
+        )
     if missed:
         warnings.append(
             f"Schedule type {label!r} is not available for sampler {spec.name!r} "
             f"({type(scheduler).__name__} has no {', '.join(missed)}); used the sampler's own schedule"
         )
         return BuiltScheduler(spec.make_scheduler(base), None, warnings)
-    if chosen.sigmas is None:
-        return BuiltScheduler(scheduler, None, warnings)
-    if takes_custom_sigmas(scheduler):
-        low, high = model_sigma_range(scheduler)
-        make = chosen.sigmas
-        return BuiltScheduler(scheduler, lambda steps: make(steps, low, high, family), warnings)
     karras = find_schedule("karras")
     assert karras is not None and karras.config is not None
     nearest, used = spec.make_scheduler(with_config(base, karras.config)), "Karras, the nearest"

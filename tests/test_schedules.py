@@ -39,8 +39,8 @@ def built(sampler: str, schedule: str, steps: int, family: str = "sd15"):
     result = build_scheduler(
         SPECS[sampler], find_schedule(schedule), model_config(family), flow=False, family=family, shift=None
     )
-    if result.sigmas is not None:
-        result.scheduler.set_timesteps(sigmas=result.sigmas(steps))
+    if result.set_timesteps is not None:
+        result.set_timesteps(steps, "cpu")
     else:
         result.scheduler.set_timesteps(steps)
     return result
@@ -171,7 +171,7 @@ def test_beta_is_the_beta_quantiles():
     ("sampler", "schedule", "says"),
     [
         ("DDIM", "Karras", "not available for sampler 'DDIM'"),
-        ("Euler a", "Exponential", "EulerAncestralDiscreteScheduler has no use_exponential_sigmas"),
+        ("PLMS", "Exponential", "PNDMScheduler has no use_exponential_sigmas"),
         ("DPM++ 2M", "KL Optimal", "used Karras, the nearest"),
         ("PLMS", "Align Your Steps", "used the sampler's own schedule"),
     ],
@@ -205,3 +205,33 @@ def test_flow_schedules_and_shift():
     assert torch.equal(shifted.scheduler.sigmas, reference.sigmas)
     ddim = build_scheduler(spec, find_schedule("DDIM"), config, flow=True, family="zimage", shift=None)
     assert "no flow-matching form" in ddim.warnings[0]
+
+
+@pytest.mark.parametrize("schedule", ["Karras", "Exponential", "Beta", "KL Optimal", "Align Your Steps"])
+@pytest.mark.parametrize("sampler", ["Euler a", "LMS"])
+def test_sigma_steppers_take_every_schedule_as_a1111s_do(sampler, schedule):
+    """Euler a and LMS step from sigma to sigma (k-diffusion's way), so A1111 runs them
+    on any schedule; diffusers' Euler a has no option for it, so the sigmas are given.
+    Reference: diffusers' own Euler on that schedule (its option, or custom sigmas)."""
+    import diffusers
+
+    ours = built(sampler, schedule, 9)
+    assert ours.warnings == []
+    assert (
+        type(ours.scheduler).__name__
+        == SPECS[sampler].make_scheduler(model_config("sd15")).__class__.__name__
+    )
+    flags = {
+        "Karras": "use_karras_sigmas",
+        "Exponential": "use_exponential_sigmas",
+        "Beta": "use_beta_sigmas",
+    }
+    if schedule in flags:
+        reference = diffusers.EulerDiscreteScheduler.from_config(
+            model_config("sd15"), **{flags[schedule]: True}
+        )
+        reference.set_timesteps(9)
+    else:
+        reference = built("Euler", schedule, 9).scheduler
+    assert torch.equal(ours.scheduler.sigmas, reference.sigmas)
+    assert torch.equal(ours.scheduler.timesteps, reference.timesteps)

@@ -146,13 +146,13 @@ def denoise(
     init: InitImage | None = None,
     preview_every: int = 1,
     late_cfg: LateCfg | None = None,
-    custom_sigmas: Callable[[int], list[float]] | None = None,
+    set_timesteps: Callable[[int, Any], None] | None = None,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
 
     ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based).
-    ``custom_sigmas(steps)``: the schedule type's own sigmas (KL Optimal...), given to
-    ``set_timesteps(sigmas=...)`` instead of the scheduler's schedule.
+    ``set_timesteps(steps, device)``: the schedule type's own (core.schedules), used
+    instead of the family's ``set_timesteps`` when set.
     Raises ``SamplingInterrupted`` or ``BatchSkipped`` when the token says so.
     """
     adapter, components = model.adapter, model.components
@@ -164,8 +164,8 @@ def denoise(
     shape = adapter.latent_shape(components, batch, width, height)
     noise = initial_noise(shape, generators, device)
 
-    if custom_sigmas is not None:
-        scheduler.set_timesteps(device=device, sigmas=custom_sigmas(steps))
+    if set_timesteps is not None:
+        set_timesteps(steps, device)
     else:
         adapter.set_timesteps(scheduler, steps, shape, device)
     timesteps = scheduler.timesteps
