@@ -66,7 +66,11 @@ def test_form_values_become_a_request():
     assert (request.steps, request.cfg_scale, request.width, request.height) == (4, 6.5, 128, 64)
     assert (request.late_cfg_scale, request.late_cfg_start) == (2.0, 0.4)
     assert (request.seed, request.batch_size, request.batch_count) == (7, 2, 3)
-    assert request.mode == "txt2img"
+    assert request.mode == "txt2img" and request.scheduler is None  # no dropdown value: Automatic
+    assert (
+        build_request("p", "", None, None, 4, 7, "", "", 64, 64, None, 1, 1, scheduler="Karras").scheduler
+        == "Karras"
+    )
     empty = build_request("p", "", None, None, 4, 7, "", " ", 64, 64, None, 1, 1)
     assert empty.seed == -1
     assert (empty.late_cfg_scale, empty.late_cfg_start) == (None, None)  # the model's own
