@@ -195,6 +195,13 @@ def test_png_info_fields_from_a_saved_image(tmp_path):
         "model": "easel-demo",
     }
     assert read_parameters(None) == "" and parse("") == {}
+    # A1111 1.10 writes the schedule type apart; before 1.9 it was part of the sampler name
+    assert (
+        form_fields(parse("x\nSteps: 2, Sampler: DPM++ 2M, Schedule type: Karras, Seed: 1"))["scheduler"]
+        == "Karras"
+    )
+    old = form_fields(parse("x\nSteps: 2, Sampler: DPM++ 2M SDE Exponential, Seed: 1"))
+    assert (old["sampler"], old["scheduler"]) == ("DPM++ 2M SDE", "Exponential")
 
 
 def test_progress_label_speaks_the_page_language():
