@@ -136,11 +136,13 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
                 width, height, seed, batch_size, batch_count, init_image, denoising_strength, scheduler,
             )  # fmt: skip
         except RequestError as exc:
+            log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc
         apply_hires(generation, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_denoise)
         try:
             job_id = client.submit(generation)
         except Exception as exc:  # invalid input: say which field, keep the form as it is
+            log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc
         for snapshot in client.follow(job_id):
             if snapshot.status == "running" and snapshot.total_steps:

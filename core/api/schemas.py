@@ -156,6 +156,8 @@ class SamplerView(BaseModel):
     aliases: list[str]
     flow: bool
     extension: str | None
+    options: dict[str, Any] = Field(default_factory=dict, description="A1111's (scheduler: its Automatic)")
+    nearest: str | None = Field(None, description="set when the name runs an approximation: what runs")
 
 
 class Health(BaseModel):
