@@ -71,6 +71,7 @@ def test_form_values_become_a_request():
         build_request("p", "", None, None, 4, 7, "", "", 64, 64, None, 1, 1, scheduler="Karras").scheduler
         == "Karras"
     )
+    assert build_request("p", "", None, None, 4, 7, "", "", 64, 64, None, 1, 1, styles=["a"]).styles == ["a"]
     empty = build_request("p", "", None, None, 4, 7, "", " ", 64, 64, None, 1, 1)
     assert empty.seed == -1
     assert (empty.late_cfg_scale, empty.late_cfg_start) == (None, None)  # the model's own
@@ -257,3 +258,21 @@ def test_late_cfg_placeholders_show_the_models_own_setting(make_host):
     assert (scale["placeholder"], start["placeholder"]) == ("1.5", "0.3")
     _, scale, start = _on_model_change(engine.host, service, "tiny-sd15", "Euler")
     assert (scale["placeholder"], start["placeholder"]) == ("—", "0.5")
+
+
+def test_styles_picker_lists_and_applies_styles_csv(host):
+    from ui.styles_picker import build_styles_picker, wire_styles_picker
+
+    (host.settings.data_dir / "styles.csv").write_text(
+        'name,prompt,negative_prompt\nframed,"{prompt}, framed",blurry\n', encoding="utf-8"
+    )
+    with gr.Blocks() as blocks:
+        prompt, negative = gr.Textbox(), gr.Textbox()
+        picker = build_styles_picker("t2i", host)
+        wire_styles_picker(picker, prompt, negative, host)
+    config = blocks.get_config_file()
+    dropdown = next(c for c in config["components"] if c["props"].get("elem_id") == "t2i_styles")
+    assert [choice[0] for choice in dropdown["props"]["choices"]] == ["framed"]
+    apply = blocks.fns[0].fn  # "apply to prompt": styles written into the boxes, choice cleared
+    styled, styled_negative, cleared = apply("a cat", "", ["framed"])
+    assert (styled, styled_negative) == ("a cat, framed", "blurry") and cleared["value"] == []

@@ -49,6 +49,7 @@ def build_request(
     init_image: Any | None = None,
     denoising_strength: float | None = None,
     scheduler: str | None = None,
+    styles: list[str] | None = None,
 ) -> GenerationRequest:
     """The form's values as the one request type every front end uses."""
     request = GenerationRequest(
@@ -63,6 +64,7 @@ def build_request(
         height=int(height),
         sampler=sampler or None,
         scheduler=scheduler or None,
+        styles=list(styles or []),
         model=model or None,
         batch_size=int(batch_size),
         batch_count=int(batch_count),
@@ -99,7 +101,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         else [gr.State(None), gr.State(None)]
     )
     extra_inputs += form.hires.inputs() if form.hires is not None else [gr.State(None) for _ in range(5)]
-    extra_inputs.append(form.scheduler)
+    extra_inputs += [form.scheduler, form.styles.styles]
     panel = form.results
 
     def generate(
@@ -124,6 +126,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         hr_steps: float | None,
         hr_denoise: float | None,
         scheduler: str | None,
+        styles: list[str] | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -134,6 +137,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
                 width, height, seed, batch_size, batch_count, init_image, denoising_strength, scheduler,
+                styles,
             )  # fmt: skip
         except RequestError as exc:
             log.info("refused a WebUI generation: %s", exc)

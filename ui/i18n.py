@@ -28,6 +28,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.refresh_models": ("🔄", "🔄"),
     "gen.sampler": ("Sampling method", "采样方法"),
     "gen.scheduler": ("Schedule type", "调度类型"),
+    "gen.styles": ("Styles", "预设样式"),
+    "gen.apply_styles": ("Apply to prompt", "应用到提示词"),
     "gen.steps": ("Sampling steps", "采样步数"),
     "gen.cfg": ("CFG scale", "提示词引导系数 (CFG)"),
     "hires.title": ("Hires. fix", "高分辨率修复"),
