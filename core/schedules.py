@@ -41,11 +41,10 @@ def _flags(chosen: str | None) -> dict[str, Any]:
 
 def kl_optimal_sigmas(steps: int, sigma_min: float, sigma_max: float) -> list[float]:
     """ "KL Optimal" (Sabour et al., "Align Your Steps", appendix): equal steps in
-    arctan(sigma), from sigma_max down to sigma_min, then 0 (A1111 ends on sigma_min; the
-    zero is diffusers' convention for the last step, as A1111's samplers step to 0 too)."""
+    arctan(sigma) from sigma_max to sigma_min, ``steps + 1`` values. Like A1111 it ends on
+    sigma_min, not 0: the last step leaves the noise of the smallest training sigma."""
     a_min, a_max = math.atan(sigma_min), math.atan(sigma_max)
-    values = [math.tan(i / steps * a_min + (1 - i / steps) * a_max) for i in range(steps)]
-    return [*values, 0.0]
+    return [math.tan(i / steps * a_min + (1 - i / steps) * a_max) for i in range(steps + 1)]
 
 
 # NVIDIA's published 10-step Align Your Steps sigmas for SD1.5 and SDXL

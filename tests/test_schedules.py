@@ -123,7 +123,8 @@ def test_kl_optimal_on_euler_is_the_papers_formula():
     sigmas = sd15_training_sigmas()
     n = 8
     a_min, a_max = math.atan(sigmas.min()), math.atan(sigmas.max())
-    expected = [math.tan(i / n * a_min + (1 - i / n) * a_max) for i in range(n)] + [0.0]
+    # A1111's kl_optimal: n + 1 values, the last one sigma_min (not 0)
+    expected = [math.tan(i / n * a_min + (1 - i / n) * a_max) for i in range(n + 1)]
     result = built("Euler", "KL Optimal", n)
     assert result.warnings == []
     np.testing.assert_allclose(result.scheduler.sigmas.numpy(), expected, rtol=1e-4)
