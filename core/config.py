@@ -74,6 +74,9 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)
     # origins allowed to call from a browser page on another site (CORS)
     cors_allow_origins: list[str] = field(default_factory=list)
+    # /sdapi/v1/server-stop and -kill (A1111's --api-server-stop): any API caller could
+    # stop the server, so off unless asked for
+    allow_server_control: bool = False
     # the accelerated path (core/models/acceleration.py); "auto" = on where it pays off
     compile: str = "auto"  # auto | off | regional | full
     channels_last: str = "auto"  # auto | on | off
@@ -107,6 +110,7 @@ class Settings:
         settings.trace_hooks = env_flag("EASEL_TRACE_HOOKS")
         settings.allow_pickle = env_flag("EASEL_ALLOW_PICKLE")
         settings.allow_remote_install = env_flag("EASEL_ALLOW_REMOTE_INSTALL")
+        settings.allow_server_control = env_flag("EASEL_API_SERVER_STOP")
         settings.device = os.environ.get("EASEL_DEVICE", settings.device)
         settings.host = os.environ.get("EASEL_HOST", settings.host)
         settings.port = int(os.environ.get("EASEL_PORT", settings.port))

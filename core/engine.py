@@ -24,6 +24,7 @@ loads), ``ModelError`` when the model cannot be loaded.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -51,6 +52,8 @@ from core.sampling.memory import check_fits
 from core.saving.infotext import TRANSFORMED_NEGATIVE_PROMPT, TRANSFORMED_PROMPT, build_infotext
 from core.saving.journal import ImageJournal
 from core.saving.writer import save_image
+from core.schedules import SCHEDULE_TYPES, build_scheduler
+from core.styles import apply_styles, styles_path
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
 
@@ -97,6 +100,8 @@ class Engine:
         if req.vae is None:
             req.vae = self._setting(SD_VAE, "Automatic")
         self.models.vaes.resolve(req.vae, self.models.info(checked.model_name))  # RequestError("vae")
+        if req.styles is not None and not isinstance(req.styles, list):
+            raise RequestError("styles", "must be a list of style names")
         self.host.generation_hooks.validate_request(req, checked.family.name)
         width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
@@ -125,6 +130,11 @@ class Engine:
     ) -> GenerationResult:
         started = time.perf_counter()
         req, family, hooks = checked.request, checked.family, self.host.generation_hooks
+        # A1111 applies styles before anything reads the prompt; the infotext has the
+        # styled prompt and the style names ("Styles array")
+        req.prompt, req.negative_prompt, missing_styles = apply_styles(
+            req.prompt, req.negative_prompt, list(req.styles or []), self._styles_path()
+        )
         ctx = GenerationContext(
             request=req,
             original_prompt=req.prompt,
@@ -136,6 +146,13 @@ class Engine:
             dtype=str(self.models.dtype).replace("torch.", ""),
             is_cancelled=lambda: cancel.interrupted,
         )
+        ctx.warnings.extend(checked.warnings)
+        ctx.warnings.extend(
+            f"style {name!r} is not in {self._styles_path().name}: skipped, as A1111 skips it"
+            for name in missing_styles
+        )
+        for warning in checked.warnings:
+            log.info("job %s: %s", job_id, warning)
         hooks.transform_prompt(req, ctx)
         for field in ("prompt", "negative_prompt"):
             if not isinstance(getattr(req, field), str):
@@ -381,10 +398,21 @@ class Engine:
 
         def sample() -> Any:
             # a fresh scheduler per run: schedulers keep per-run state
-            scheduler = checked.sampler.make_scheduler(dict(model.components["scheduler"].config))
+            built = build_scheduler(
+                checked.sampler,
+                checked.schedule or SCHEDULE_TYPES[0],
+                dict(model.components["scheduler"].config),
+                flow=checked.family.flow,
+                family=checked.family.name,
+                shift=checked.request.shift,
+            )
+            for warning in built.warnings:
+                if warning not in ctx.warnings:  # the hires pass builds it again
+                    ctx.warnings.append(warning)
             return denoise(
                 model=model,
-                scheduler=scheduler,
+                scheduler=built.scheduler,
+                set_timesteps=built.set_timesteps,
                 cond=cond.repeat(batch),
                 uncond=uncond.repeat(batch) if uncond is not None else None,
                 cfg_scale=checked.request.cfg_scale,
@@ -411,6 +439,9 @@ class Engine:
         except (KeyError, AttributeError):
             return default
 
+    def _styles_path(self) -> Path:
+        return styles_path(self.host.settings.data_dir)
+
     def _preview_every(self) -> int:
         every = self.host.settings.preview_every
         if every > 0:
@@ -426,6 +457,7 @@ class Engine:
         params: dict[str, Any] = {
             "Steps": req.steps,
             "Sampler": checked.sampler_name,
+            "Schedule type": req.scheduler,  # the label the user chose, as A1111 writes it
             "CFG scale": req.cfg_scale,
             "Seed": seed,
             "Size": f"{req.width}x{req.height}",
@@ -435,6 +467,8 @@ class Engine:
         if model.vae_file is not None:  # A1111 names a VAE only when a file replaced the model's own
             params["VAE hash"] = self.models.hashes.short_hash(model.vae_file.path)
             params["VAE"] = model.vae_file.name
+        if req.shift is not None:
+            params["Shift"] = req.shift
         if req.late_cfg_scale is not None:
             params["Late CFG scale"] = req.late_cfg_scale
             params["Late CFG start"] = req.late_cfg_start
@@ -452,6 +486,10 @@ class Engine:
                 params["Masked area padding"] = req.inpaint_full_res_padding
         if req.clip_skip > 1:
             params["Clip skip"] = req.clip_skip
+        if req.styles:
+            # A1111 re-derives the styles from the styled prompt when it reads an infotext;
+            # the names are written too so PNG Info and Easel show which were applied
+            params["Styles array"] = json.dumps(list(req.styles), ensure_ascii=False)
         params.update(ctx.extra_params)
         if ctx.prompt_transforms:
             # what the text encoder saw, after the transform_prompt chain (LoRA tags taken
@@ -479,6 +517,9 @@ class Engine:
             "width": req.width,
             "height": req.height,
             "sampler": checked.sampler_name,
+            "scheduler": req.scheduler,
+            "shift": req.shift,
+            "styles": list(req.styles or []),
             "model": checked.model_name,
             "vae": req.vae,
             "family": checked.family.name,

@@ -1,23 +1,33 @@
-"""The built-in samplers, under the names A1111 users type, registered as a builtin plugin.
+"""The built-in samplers: A1111 1.10's catalogue, under its names and aliases, registered
+as a builtin plugin.
 
 Each sampler is a diffusers scheduler built from the model's own scheduler config, so
-its training settings (beta schedule, prediction type, shift) carry over. Extensions add
-more through the same ``register_samplers`` hook.
+its training settings (beta schedule, prediction type, shift) carry over, and diffusers'
+tested solvers do the stepping (rather than a copy of k-diffusion's loops: the sampling
+loop, img2img, hires fix and the hooks all drive one diffusers-style ``step``). The
+schedule type (Karras, Exponential...) is not part of the sampler: the host sets it in
+the config (``core.schedules``); ``options["scheduler"]`` is what "Automatic" means for
+the sampler, as in A1111.
+
+Names diffusers has no faithful solver for (DPM fast, DPM adaptive, Restart, DPM++ 2S a,
+DDIM CFG++) run the nearest one; their ``note`` says which, and every result made with
+them carries it as a warning.
 
 Flow-matching families (Z-Image) cannot use the noise-prediction schedulers; their
 samplers carry ``flow=True`` and the name ``"<name> (flow)"``. A user who asks for
-"Euler" on a flow model gets "Euler (flow)" (see ``resolve_sampler``).
+"Euler" on a flow model gets "Euler (flow)"; a name without a flow form gets Euler
+(flow) with a warning (see ``resolve_sampler``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from plugin_api import SamplerSpec, hookimpl
 
 FLOW_SUFFIX = " (flow)"
+FLOW_FALLBACK = "Euler" + FLOW_SUFFIX
 
 
 def _factory(class_name: str, **overrides: Any) -> Callable[[dict[str, Any]], Any]:
@@ -36,59 +46,99 @@ def _factory(class_name: str, **overrides: Any) -> Callable[[dict[str, Any]], An
     return make_scheduler
 
 
+def _spec(
+    name: str,
+    class_name: str,
+    aliases: tuple[str, ...],
+    options: dict[str, Any] | None = None,
+    note: str = "",
+    **overrides: Any,
+) -> SamplerSpec:
+    return SamplerSpec(name, _factory(class_name, **overrides), aliases, options=options or {}, note=note)
+
+
+DPMPP = "DPMSolverMultistepScheduler"
+KARRAS, EXPONENTIAL = {"scheduler": "karras"}, {"scheduler": "exponential"}
+
+
 def builtin_sampler_specs() -> list[SamplerSpec]:
-    specs = [
-        SamplerSpec("Euler", _factory("EulerDiscreteScheduler"), aliases=("k_euler",)),
-        SamplerSpec("Euler a", _factory("EulerAncestralDiscreteScheduler"), aliases=("k_euler_a", "euler_a")),
-        SamplerSpec(
-            "DPM++ 2M",
-            _factory(
-                "DPMSolverMultistepScheduler",
-                algorithm_type="dpmsolver++",
-                solver_order=2,
-                use_karras_sigmas=False,
-            ),
-            aliases=("k_dpmpp_2m", "dpmpp_2m"),
+    """A1111 1.10's samplers in its order (k-diffusion's, then the timestep samplers and
+    LCM), then Easel's own (DEIS) and the flow-matching ones. ``options`` are A1111's."""
+    return [
+        _spec("DPM++ 2M", DPMPP, ("k_dpmpp_2m",), KARRAS, algorithm_type="dpmsolver++", solver_order=2),
+        # DPMSolverSDEScheduler draws its noise through torchsde (a locked dependency)
+        _spec(
+            "DPM++ SDE", "DPMSolverSDEScheduler", ("k_dpmpp_sde",),
+            {**KARRAS, "second_order": True, "brownian_noise": True},
         ),
-        SamplerSpec(
-            "DPM++ 2M Karras",
-            _factory(
-                "DPMSolverMultistepScheduler",
-                algorithm_type="dpmsolver++",
-                solver_order=2,
-                use_karras_sigmas=True,
-            ),
-            aliases=("k_dpmpp_2m_ka", "dpmpp_2m_karras"),
+        _spec(
+            "DPM++ 2M SDE", DPMPP, ("k_dpmpp_2m_sde",), {**EXPONENTIAL, "brownian_noise": True},
+            algorithm_type="sde-dpmsolver++", solver_order=2,
         ),
-        # SDE variant of the multistep solver: needs no torchsde
-        SamplerSpec(
-            "DPM++ 2M SDE",
-            _factory("DPMSolverMultistepScheduler", algorithm_type="sde-dpmsolver++", solver_order=2),
-            aliases=("k_dpmpp_2m_sde", "dpmpp_2m_sde"),
+        _spec(
+            "DPM++ 2M SDE Heun", DPMPP, ("k_dpmpp_2m_sde_heun",),
+            {**EXPONENTIAL, "brownian_noise": True, "solver_type": "heun"},
+            algorithm_type="sde-dpmsolver++", solver_order=2, solver_type="heun",
         ),
-        SamplerSpec("DDIM", _factory("DDIMScheduler"), aliases=("ddim",)),
-        SamplerSpec("UniPC", _factory("UniPCMultistepScheduler"), aliases=("unipc",)),
-        SamplerSpec("LCM", _factory("LCMScheduler"), aliases=("lcm",)),
-        SamplerSpec("Heun", _factory("HeunDiscreteScheduler"), aliases=("k_heun",)),
-        SamplerSpec("PLMS", _factory("PNDMScheduler", skip_prk_steps=True), aliases=("plms", "pndm")),
+        _spec(
+            "DPM++ 2S a", "DPMSolverSinglestepScheduler", ("k_dpmpp_2s_a",),
+            {**KARRAS, "uses_ensd": True, "second_order": True},
+            note="DPM++ 2S a: diffusers has no ancestral single-step DPM++; ran its "
+            "second-order single-step SDE solver (noise every step), the nearest",
+            algorithm_type="sde-dpmsolver++", solver_order=2,
+        ),
+        _spec(
+            "DPM++ 3M SDE", DPMPP, ("k_dpmpp_3m_sde",),
+            {**EXPONENTIAL, "discard_next_to_last_sigma": True, "brownian_noise": True},
+            algorithm_type="sde-dpmsolver++", solver_order=3,
+        ),
+        _spec("Euler a", "EulerAncestralDiscreteScheduler", ("k_euler_a", "k_euler_ancestral"), {"uses_ensd": True}),
+        _spec("Euler", "EulerDiscreteScheduler", ("k_euler",)),
+        _spec("LMS", "LMSDiscreteScheduler", ("k_lms",)),
+        _spec("Heun", "HeunDiscreteScheduler", ("k_heun",), {"second_order": True}),
+        _spec(
+            "DPM2", "KDPM2DiscreteScheduler", ("k_dpm_2",),
+            {**KARRAS, "discard_next_to_last_sigma": True, "second_order": True},
+        ),
+        _spec(
+            "DPM2 a", "KDPM2AncestralDiscreteScheduler", ("k_dpm_2_a",),
+            {**KARRAS, "discard_next_to_last_sigma": True, "uses_ensd": True, "second_order": True},
+        ),
+        _spec(
+            "DPM fast", "DPMSolverSinglestepScheduler", ("k_dpm_fast",), {"uses_ensd": True},
+            note="DPM fast: diffusers has no DPM-Solver-fast (its order schedule); ran "
+            "DPM-Solver single-step order 3 for the same number of steps, the nearest",
+            algorithm_type="dpmsolver++", solver_order=3,
+        ),
+        _spec(
+            "DPM adaptive", "DPMSolverSinglestepScheduler", ("k_dpm_ad",), {"uses_ensd": True},
+            note="DPM adaptive: diffusers has no adaptive step-size DPM-Solver; ran "
+            "DPM-Solver single-step order 3 with the requested steps, the nearest",
+            algorithm_type="dpmsolver++", solver_order=3,
+        ),
+        _spec(
+            "Restart", "HeunDiscreteScheduler", ("restart",), {**KARRAS, "second_order": True},
+            note="Restart: diffusers has no Restart sampler; ran Heun (Restart's inner "
+            "solver) without the restart noise, the nearest",
+        ),
+        _spec("DDIM", "DDIMScheduler", ("ddim",)),
+        _spec(
+            "DDIM CFG++", "DDIMScheduler", ("ddim_cfgpp",),
+            note="DDIM CFG++: diffusers' DDIM has no CFG++ renoising; ran plain DDIM, the nearest",
+        ),
+        _spec("PLMS", "PNDMScheduler", ("plms", "pndm"), skip_prk_steps=True),
+        _spec("UniPC", "UniPCMultistepScheduler", ("unipc",)),
+        _spec("LCM", "LCMScheduler", ("k_lcm", "lcm")),
+        # not in A1111: diffusers' DEIS, for those who use it elsewhere
+        _spec("DEIS", "DEISMultistepScheduler", ("deis",)),
+        SamplerSpec("Euler" + FLOW_SUFFIX, _factory("FlowMatchEulerDiscreteScheduler"), ("flow_euler",), flow=True),
         SamplerSpec(
-            "Euler" + FLOW_SUFFIX,
-            _factory("FlowMatchEulerDiscreteScheduler"),
-            aliases=("flow_euler",),
+            "Euler a" + FLOW_SUFFIX,
+            _factory("FlowMatchEulerDiscreteScheduler", stochastic_sampling=True),
+            ("flow_euler_a",),
             flow=True,
         ),
-    ]
-    # DPMSolverSDEScheduler draws its noise through torchsde, which Easel does not depend
-    # on: offer "DPM++ SDE" only where the user installed it.
-    if importlib.util.find_spec("torchsde") is not None:
-        specs.append(
-            SamplerSpec(
-                "DPM++ SDE",
-                _factory("DPMSolverSDEScheduler", use_karras_sigmas=True),
-                aliases=("k_dpmpp_sde", "dpmpp_sde"),
-            )
-        )
-    return specs
+    ]  # fmt: skip
 
 
 @hookimpl
@@ -97,16 +147,30 @@ def register_samplers(register: Callable[[SamplerSpec], None]) -> None:
         register(spec)
 
 
-def resolve_sampler(registry: Any, name: str, flow: bool) -> SamplerSpec | None:
-    """The spec for ``name`` on a model that is (or is not) flow-matching, or None."""
+def resolve_sampler(registry: Any, name: str, flow: bool) -> tuple[SamplerSpec, str] | None:
+    """The spec for ``name`` on a model that is (or is not) flow-matching, with a warning
+    ("" when none), or None when no sampler has that name.
+
+    On a flow model, a name without a flow form runs Euler (flow): A1111 clients send
+    their own sampler names to every model, and a refusal would stop them; the warning
+    says what ran instead."""
     spec = registry.get(name)
     if spec is None:
         return None
     if spec.flow == flow:
-        return spec
-    if flow:
-        return registry.get(spec.name + FLOW_SUFFIX)
-    return None
+        return spec, ""
+    if not flow:
+        return None
+    variant = registry.get(spec.name + FLOW_SUFFIX)
+    if variant is not None and variant.flow:
+        return variant, ""
+    fallback = registry.get(FLOW_FALLBACK)
+    if fallback is None:
+        return None
+    return fallback, (
+        f"Sampler {spec.name!r} has no flow-matching form for this model; sampled with "
+        f"{display_name(fallback)!r}"
+    )
 
 
 def display_name(spec: SamplerSpec) -> str:

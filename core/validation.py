@@ -14,6 +14,7 @@ from core.errors import ModelError, RequestError
 from core.families import FamilyAdapter, get_family
 from core.samplers import display_name, names_for, resolve_sampler
 from core.sampling.hires import HiresPlan, plan_hires
+from core.schedules import ScheduleType, find_schedule, schedule_choices, split_schedule_suffix
 from plugin_api.types import GenerationRequest, SamplerSpec
 
 MIN_SIZE, MAX_SIZE = 64, 2048
@@ -35,6 +36,9 @@ class ValidatedRequest:
     sampler: SamplerSpec
     sampler_name: str  # as shown to users and in infotext
     hires: HiresPlan | None = None  # hires fix, when the request asks for it
+    schedule: ScheduleType | None = None  # the schedule type (None: Automatic)
+    # what the result must say about the request (an approximated sampler, a fallback)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def uses_cfg(self) -> bool:
@@ -135,15 +139,21 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
 
     if not isinstance(req.sampler, str) or not req.sampler.strip():
         raise RequestError("sampler", f"must be a sampler name, got {req.sampler!r}")
-    spec = resolve_sampler(samplers, req.sampler.strip(), family.flow)
-    if spec is None:
-        choices = ", ".join(names_for(samplers, family.flow))
-        raise RequestError(
-            "sampler", f"unknown sampler {req.sampler!r} for {family.label}; choose one of: {choices}"
-        )
-
+    spec, schedule, warnings = _sampler_and_schedule(req, samplers, family)
     sampler_name = display_name(spec) if family.flow else spec.name
-    req.sampler = sampler_name  # canonical: "k_euler_a" and "euler A" become "Euler a"
+    # canonical: "k_euler_a" and "euler A" become "Euler a". A name run as another
+    # sampler (no flow form) keeps the asked name, so validating the stored request again
+    # (the queue validates at submit and at run) gives the same warning again.
+    asked = samplers.get(req.sampler.strip())
+    req.sampler = (
+        asked.name if asked is not None and asked.name != spec.name and not asked.flow else sampler_name
+    )
+    req.scheduler = schedule.label  # canonical: "karras" becomes "Karras"
+    if req.shift is not None:
+        req.shift = _float(req, "shift", 0.01, 100.0)
+        if not family.flow:
+            warnings.append(f"shift applies to flow-matching models only; {family.label} ignores it")
+            req.shift = None
 
     fmt = req.output_format.lower() if isinstance(req.output_format, str) else req.output_format
     if fmt not in OUTPUT_FORMATS:
@@ -166,7 +176,39 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
     hires = plan_hires(req, upscalers, defaults.size_multiple, MAX_SIZE)
     if hires is not None:
         req.denoising_strength = _float(req, "denoising_strength", 0.0, 1.0)
-    return ValidatedRequest(req, info.name, family, spec, sampler_name, hires)
+    return ValidatedRequest(req, info.name, family, spec, sampler_name, hires, schedule, warnings)
+
+
+def _sampler_and_schedule(
+    req: GenerationRequest, samplers: Any, family: FamilyAdapter
+) -> tuple[SamplerSpec, ScheduleType, list[str]]:
+    """The sampler and schedule type a request names, as A1111 1.10 reads them: a name
+    with a schedule label at its end ("DPM++ 2M Karras", from A1111 < 1.9) is the
+    sampler plus that schedule type."""
+    if req.scheduler is not None and not isinstance(req.scheduler, str):
+        raise RequestError("scheduler", f"must be a schedule type name, got {req.scheduler!r}")
+    schedule = find_schedule(req.scheduler)
+    if schedule is None:
+        raise RequestError(
+            "scheduler", f"unknown schedule type {req.scheduler!r}; choose one of: {schedule_choices()}"
+        )
+    name = req.sampler.strip()
+    found = resolve_sampler(samplers, name, family.flow)
+    if found is None and samplers.get(name) is None:
+        split = split_schedule_suffix(name)
+        if split is not None and samplers.get(split[0]) is not None:
+            name, schedule = split
+            found = resolve_sampler(samplers, name, family.flow)
+    if found is None:
+        choices = ", ".join(names_for(samplers, family.flow))
+        raise RequestError(
+            "sampler", f"unknown sampler {req.sampler!r} for {family.label}; choose one of: {choices}"
+        )
+    spec, warning = found
+    warnings = [warning] if warning else []
+    if spec.note:
+        warnings.append(spec.note)
+    return spec, schedule, warnings
 
 
 def _check_image(value: Any, field: str) -> None:

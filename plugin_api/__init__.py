@@ -24,7 +24,8 @@ from plugin_api.types import (
     UpscalerSpec,
 )
 
-API_VERSION = "1.3"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae
+API_VERSION = "1.4"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
+# 1.4: GenerationRequest.scheduler, .shift, .styles; SamplerSpec.options, .note
 
 __all__ = [
     "API_VERSION",

@@ -37,6 +37,13 @@ class GenerationRequest:
     width: int | None = None
     height: int | None = None
     sampler: str | None = None
+    # A1111's "Schedule type" ("Karras", "Exponential"... see /sdapi/v1/schedulers);
+    # None or "Automatic": the sampler's own default
+    scheduler: str | None = None
+    # flow-matching models (Z-Image): the sigma shift; None = the model's own
+    shift: float | None = None
+    # A1111 prompt styles (names from styles.csv in the data folder), applied in order
+    styles: list[str] = field(default_factory=list)
     model: str | None = None  # model name as listed by `easel models`; None = default
     # A1111's SD VAE: "Automatic" (a <checkpoint>.vae.safetensors beside it, else its own),
     # "None" (the checkpoint's own) or a VAE file name from models/VAE; None = the
@@ -148,13 +155,22 @@ class SamplerSpec:
     own scheduler config (a dict), e.g. ``EulerDiscreteScheduler.from_config(cfg)``. Pass
     the dict to ``from_config`` whole: its ``_use_default_values`` entry tells diffusers
     which keys the model's file never set, so the new class keeps its own defaults there.
-    ``flow`` marks samplers for flow-matching families (Z-Image, Flux).
+    ``flow`` marks samplers for flow-matching families (Z-Image, Flux). The host sets the
+    request's schedule type (Karras, Exponential...) as diffusers options in that config
+    (``use_karras_sigmas``, ``timestep_spacing``...): do not override those in
+    ``from_config``'s keyword arguments, or the schedule type cannot apply.
     """
 
     name: str
     make_scheduler: Callable[[dict[str, Any]], Any]
     aliases: tuple[str, ...] = ()
     flow: bool = False
+    # A1111's sampler options as /sdapi/v1/samplers lists them; "scheduler" is the
+    # schedule type "Automatic" means for this sampler ("karras", "exponential")
+    options: dict[str, Any] = field(default_factory=dict)
+    # set when the sampler only approximates the algorithm its name stands for: why, and
+    # what runs instead (every result made with it carries this as a warning)
+    note: str = ""
 
 
 @dataclass

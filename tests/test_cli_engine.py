@@ -32,6 +32,8 @@ def test_generate_prints_paths_and_progress(models_dir, tmp_path, capsys):
             "2",
             "--sampler",
             "DPM++ 2M",
+            "--scheduler",
+            "sgm_uniform",
             "--late-cfg",
             "2.5",
             "--late-cfg-start",
@@ -49,6 +51,7 @@ def test_generate_prints_paths_and_progress(models_dir, tmp_path, capsys):
         assert Path(path).is_file() and Path(path).is_relative_to(tmp_path / "pictures" / "txt2img-images")
         params = parse_infotext(read_infotext(path))
         assert params["Seed"] == seed and params["Sampler"] == "DPM++ 2M"
+        assert params["Schedule type"] == "SGM Uniform"  # the id, written as A1111's label
         assert (params["Late CFG scale"], params["Late CFG start"]) == ("2.5", "0.4")
     assert "step" in err  # the tqdm bar went to stderr
 
@@ -68,6 +71,11 @@ def test_generate_bad_input_is_one_line_and_exit_2(models_dir, tmp_path, capsys)
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0 and "width" in err
+    code = cli_main(
+        ["generate", "x", "--model", "tiny-sd15", "--scheduler", "sharp", *local_args(models_dir, tmp_path)]
+    )
+    out, err = capsys.readouterr()
+    assert code == 2 and "scheduler" in err and "Karras" in err  # refused, naming the choices
 
 
 def test_models_lists_the_table(models_dir, tmp_path, capsys):

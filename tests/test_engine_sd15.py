@@ -57,7 +57,12 @@ def test_same_seed_same_image_other_seed_differs(engine):
     ("sampler", "scheduler_class", "options"),
     [
         ("Euler", "EulerDiscreteScheduler", {}),
-        ("DPM++ 2M", "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+        # A1111 1.10's "Automatic" schedule for DPM++ 2M is Karras (its sampler options)
+        (
+            "DPM++ 2M",
+            "DPMSolverMultistepScheduler",
+            {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+        ),
     ],
 )
 def test_matches_diffusers_pipeline(engine, sampler, scheduler_class, options):

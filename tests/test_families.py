@@ -104,7 +104,8 @@ def test_family_defaults_fill_the_request(engine):
     # folders with a UNet default to the size it was made for (tiny: 64), not the family's
     sdxl = engine.validate(GenerationRequest(prompt="x", model="tiny-sdxl"))
     assert (sdxl.width, sdxl.height) == (64, 64) == (engine.models.info("tiny-sdxl").native_size,) * 2
-    assert (sdxl.steps, sdxl.cfg_scale, sdxl.sampler) == (25, 6.0, "DPM++ 2M Karras")
+    # the family's "DPM++ 2M Karras" is read as A1111 1.10 reads it: sampler + schedule type
+    assert (sdxl.steps, sdxl.cfg_scale, sdxl.sampler, sdxl.scheduler) == (25, 6.0, "DPM++ 2M", "Karras")
     sd15 = engine.validate(GenerationRequest(prompt="x", model="tiny-sd15"))
     assert (sd15.width, sd15.steps, sd15.sampler) == (64, 20, "Euler a")
     # single files carry no UNet config: the family's real size

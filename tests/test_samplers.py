@@ -26,7 +26,13 @@ def test_sampler_runs_and_repeats(engine, sampler):
     first = engine.generate(GenerationRequest(**request))
     image = np.asarray(first.images[0])
     assert image.shape == (64, 64, 3) and image.std() > 0
-    if sampler in ("Euler a", "DPM++ 2M SDE"):  # noise each step: still seeded per image
+    if sampler in (
+        "Euler a",
+        "DPM++ 2M SDE",
+        "DPM++ SDE",
+        "DPM++ 2S a",
+        "DPM2 a",
+    ):  # noise each step: still seeded per image
         second = engine.generate(GenerationRequest(**request))
         assert np.array_equal(image, np.asarray(second.images[0]))
     assert f"Sampler: {sampler}," in first.infotexts[0]

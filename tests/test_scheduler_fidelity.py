@@ -26,10 +26,7 @@ from tests import tiny_models
 REFERENCE: dict[str, tuple[str, dict]] = {
     "Euler": ("EulerDiscreteScheduler", {}),
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "DPM++ 2M": (
-        "DPMSolverMultistepScheduler",
-        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False},
-    ),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "DPM++ 2M Karras": (
         "DPMSolverMultistepScheduler",
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
@@ -41,7 +38,36 @@ REFERENCE: dict[str, tuple[str, dict]] = {
     "Heun": ("HeunDiscreteScheduler", {}),
     "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
     "Euler (flow)": ("FlowMatchEulerDiscreteScheduler", {}),
-    "DPM++ SDE": ("DPMSolverSDEScheduler", {"use_karras_sigmas": True}),
+    "Euler a (flow)": ("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}),
+    # the sampler alone, on the model's own schedule; its A1111 default schedule type
+    # ("Automatic") is added where images are compared (A1111_AUTOMATIC below)
+    "DPM++ SDE": ("DPMSolverSDEScheduler", {}),
+    "DPM++ 2M SDE Heun": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "solver_type": "heun"},
+    ),
+    "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "DEIS": ("DEISMultistepScheduler", {}),
+    # A1111 names diffusers has no solver for: the nearest, as core/samplers.py documents
+    "DPM++ 2S a": ("DPMSolverSinglestepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "DPM fast": ("DPMSolverSinglestepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}),
+    "DPM adaptive": ("DPMSolverSinglestepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}),
+    "Restart": ("HeunDiscreteScheduler", {}),
+    "DDIM CFG++": ("DDIMScheduler", {}),
+}
+# A1111 1.10's default schedule type per sampler (its sd_samplers_kdiffusion.py options),
+# which its "Automatic" means, as diffusers options
+A1111_AUTOMATIC: dict[str, dict] = {
+    **{
+        key: {"use_karras_sigmas": True}
+        for key in ["DPM++ 2M", "DPM++ SDE", "DPM++ 2S a", "DPM2", "DPM2 a", "Restart"]
+    },
+    **{
+        key: {"use_exponential_sigmas": True} for key in ["DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE"]
+    },
 }
 # every scheduler config Easel ships: (folder holding scheduler/, flow matching?)
 SHIPPED_CONFIGS = {
@@ -51,7 +77,7 @@ SHIPPED_CONFIGS = {
     "zimage": (MODEL_CONFIGS_DIR / "zimage", True),
     "easel-demo": (SHIPPED_MODELS_DIR / "Stable-diffusion" / "easel-demo", False),
 }
-K_SAMPLERS = ["Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "UniPC"]
+K_SAMPLERS = ["Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M SDE", "UniPC", "LMS", "DPM2"]
 
 
 def loaded_scheduler(folder: Path):
@@ -151,6 +177,9 @@ def diffusers_image(checkpoint: Path, sidecar: Path, sampler: str, steps: int, s
         requires_safety_checker=False,
     )
     class_name, options = REFERENCE[sampler]
+    options = {**options, **A1111_AUTOMATIC.get(sampler, {})}
+    if class_name == "DPMSolverSDEScheduler":  # its Brownian tree is seeded by the image seed
+        options["noise_sampler_seed"] = seed
     pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **options)
     pipe.set_progress_bar_config(disable=True)
     return pipe(

@@ -41,7 +41,9 @@ def fresh_engine(host):
         ({"steps": True}, "steps"),
         ({"init_image": "not an image"}, "init_image"),
         ({"model": "tiny-zimage", "width": 72}, "width"),  # Z-Image needs multiples of 16
-        ({"model": "tiny-zimage", "sampler": "DPM++ 2M"}, "sampler"),  # not a flow sampler
+        ({"scheduler": "Karras-ish"}, "scheduler"),  # refused, never silently ignored
+        ({"scheduler": 3}, "scheduler"),
+        ({"model": "tiny-zimage", "shift": 0}, "shift"),
     ],
 )
 def test_invalid_field_is_named_before_loading(fresh_engine, overrides, field):
@@ -62,6 +64,25 @@ def test_sampler_names_are_case_insensitive_with_aliases(fresh_engine):
     assert fresh_engine.validate(GenerationRequest(model="tiny-sd15", sampler="euler A")).sampler == "Euler a"
     checked = fresh_engine._validate(GenerationRequest(model="tiny-sd15", sampler="k_dpmpp_2m"))
     assert checked.sampler_name == "DPM++ 2M"
+
+
+def test_schedule_suffix_and_flow_fallback(fresh_engine):
+    # A1111 < 1.9 folded the schedule into the name; 1.10 splits it off
+    checked = fresh_engine._validate(GenerationRequest(model="tiny-sd15", sampler="DPM++ 2M SDE Karras"))
+    assert (checked.sampler_name, checked.request.scheduler) == ("DPM++ 2M SDE", "Karras")
+    checked = fresh_engine._validate(
+        GenerationRequest(model="tiny-sd15", sampler="Euler", scheduler="sgmuniform")
+    )
+    assert checked.request.scheduler == "SGM Uniform"
+    # a name with no flow form runs Euler on a flow model, and says so
+    checked = fresh_engine._validate(
+        GenerationRequest(model="tiny-zimage", sampler="DPM++ 2M", width=64, height=64)
+    )
+    assert checked.sampler_name == "Euler"
+    assert any("'DPM++ 2M' has no flow-matching form" in w for w in checked.warnings)
+    # an approximated sampler always says what ran
+    checked = fresh_engine._validate(GenerationRequest(model="tiny-sd15", sampler="DPM adaptive"))
+    assert any("adaptive" in w and "nearest" in w for w in checked.warnings)
 
 
 def test_hopeless_request_is_refused_up_front():

@@ -66,7 +66,12 @@ def test_form_values_become_a_request():
     assert (request.steps, request.cfg_scale, request.width, request.height) == (4, 6.5, 128, 64)
     assert (request.late_cfg_scale, request.late_cfg_start) == (2.0, 0.4)
     assert (request.seed, request.batch_size, request.batch_count) == (7, 2, 3)
-    assert request.mode == "txt2img"
+    assert request.mode == "txt2img" and request.scheduler is None  # no dropdown value: Automatic
+    assert (
+        build_request("p", "", None, None, 4, 7, "", "", 64, 64, None, 1, 1, scheduler="Karras").scheduler
+        == "Karras"
+    )
+    assert build_request("p", "", None, None, 4, 7, "", "", 64, 64, None, 1, 1, styles=["a"]).styles == ["a"]
     empty = build_request("p", "", None, None, 4, 7, "", " ", 64, 64, None, 1, 1)
     assert empty.seed == -1
     assert (empty.late_cfg_scale, empty.late_cfg_start) == (None, None)  # the model's own
@@ -191,6 +196,13 @@ def test_png_info_fields_from_a_saved_image(tmp_path):
         "model": "easel-demo",
     }
     assert read_parameters(None) == "" and parse("") == {}
+    # A1111 1.10 writes the schedule type apart; before 1.9 it was part of the sampler name
+    assert (
+        form_fields(parse("x\nSteps: 2, Sampler: DPM++ 2M, Schedule type: Karras, Seed: 1"))["scheduler"]
+        == "Karras"
+    )
+    old = form_fields(parse("x\nSteps: 2, Sampler: DPM++ 2M SDE Exponential, Seed: 1"))
+    assert (old["sampler"], old["scheduler"]) == ("DPM++ 2M SDE", "Exponential")
 
 
 def test_progress_label_speaks_the_page_language():
@@ -267,3 +279,21 @@ def test_queue_tab_lists_the_queues_workers(tmp_path):
     assert by_id["gpu1"][1:6] == ["box", 7, "cuda:1", "m", "j"] and by_id["gpu1"][7] == "alive"
     assert by_id["draining"][7] == "draining"
     queue.close()
+
+
+def test_styles_picker_lists_and_applies_styles_csv(host):
+    from ui.styles_picker import build_styles_picker, wire_styles_picker
+
+    (host.settings.data_dir / "styles.csv").write_text(
+        'name,prompt,negative_prompt\nframed,"{prompt}, framed",blurry\n', encoding="utf-8"
+    )
+    with gr.Blocks() as blocks:
+        prompt, negative = gr.Textbox(), gr.Textbox()
+        picker = build_styles_picker("t2i", host)
+        wire_styles_picker(picker, prompt, negative, host)
+    config = blocks.get_config_file()
+    dropdown = next(c for c in config["components"] if c["props"].get("elem_id") == "t2i_styles")
+    assert [choice[0] for choice in dropdown["props"]["choices"]] == ["framed"]
+    apply = blocks.fns[0].fn  # "apply to prompt": styles written into the boxes, choice cleared
+    styled, styled_negative, cleared = apply("a cat", "", ["framed"])
+    assert (styled, styled_negative) == ("a cat, framed", "blurry") and cleared["value"] == []

@@ -110,6 +110,13 @@ def sampler_names(host: Any, service: Any, family: str | None = None) -> list[st
     return [spec.name for spec in host.samplers]
 
 
+def schedule_labels() -> list[str]:
+    """A1111's schedule types ("Automatic" first), for the dropdown beside the sampler."""
+    from core.schedules import SCHEDULE_TYPES
+
+    return [schedule.label for schedule in SCHEDULE_TYPES]
+
+
 def default_sampler(names: list[str]) -> str | None:
     for preferred in ("Euler a", "Euler", "DPM++ 2M"):
         if preferred in names:

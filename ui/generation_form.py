@@ -13,6 +13,7 @@ from ui.hires_controls import HiresControls, build_hires_controls
 from ui.i18n import t
 from ui.progress_view import render_progress
 from ui.results import ResultsPanel, build_results_panel
+from ui.styles_picker import StylesPicker, build_styles_picker, wire_styles_picker
 
 
 @dataclass
@@ -24,6 +25,8 @@ class GenerationForm:
     refresh_models: gr.Button
     vae: gr.Dropdown  # A1111's SD VAE: Automatic / None / a file
     sampler: gr.Dropdown
+    scheduler: gr.Dropdown  # A1111's "Schedule type", beside the sampler
+    styles: StylesPicker  # A1111's prompt styles (styles.csv)
     steps: gr.Slider
     cfg_scale: gr.Slider
     late_cfg_scale: gr.Textbox  # empty: the model's recommendation
@@ -93,6 +96,8 @@ def build_generation_form(
                 elem_id=f"{prefix}_neg_prompt",
                 lines=2,
             )
+            styles = build_styles_picker(prefix, host)
+            wire_styles_picker(styles, prompt, negative_prompt, host)
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(
                 t("gen.generate"), variant="primary", elem_id=f"{prefix}_generate", size="lg"
@@ -137,6 +142,12 @@ def build_generation_form(
                     value=default_sampler,
                     label=t("gen.sampler"),
                     elem_id=f"{prefix}_sampler",
+                )
+                scheduler = gr.Dropdown(
+                    choices=choices.schedule_labels(),
+                    value=choices.schedule_labels()[0],
+                    label=t("gen.scheduler"),
+                    elem_id=f"{prefix}_scheduler",
                 )
                 steps = gr.Slider(
                     1,
@@ -223,6 +234,8 @@ def build_generation_form(
         refresh_models=refresh_models,
         vae=vae,
         sampler=sampler,
+        scheduler=scheduler,
+        styles=styles,
         steps=steps,
         cfg_scale=cfg_scale,
         late_cfg_scale=late_cfg_scale,

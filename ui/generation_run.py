@@ -49,6 +49,8 @@ def build_request(
     init_image: Any | None = None,
     denoising_strength: float | None = None,
     vae: str | None = None,
+    scheduler: str | None = None,
+    styles: list[str] | None = None,
 ) -> GenerationRequest:
     """The form's values as the one request type every front end uses."""
     request = GenerationRequest(
@@ -62,6 +64,8 @@ def build_request(
         width=int(width),
         height=int(height),
         sampler=sampler or None,
+        scheduler=scheduler or None,
+        styles=list(styles or []),
         model=model or None,
         vae=vae or None,
         batch_size=int(batch_size),
@@ -100,6 +104,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     )
     extra_inputs += form.hires.inputs() if form.hires is not None else [gr.State(None) for _ in range(5)]
     extra_inputs.append(form.vae)
+    extra_inputs += [form.scheduler, form.styles.styles]
     panel = form.results
 
     def generate(
@@ -124,6 +129,8 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         hr_steps: float | None,
         hr_denoise: float | None,
         vae: str | None,
+        scheduler: str | None,
+        styles: list[str] | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -133,14 +140,17 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         try:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
-                width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae,
+                width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae, scheduler,
+                styles,
             )  # fmt: skip
         except RequestError as exc:
+            log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc
         apply_hires(generation, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_denoise)
         try:
             job_id = client.submit(generation)
         except Exception as exc:  # invalid input: say which field, keep the form as it is
+            log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc
         for snapshot in client.follow(job_id):
             if snapshot.status == "running" and snapshot.total_steps:

@@ -19,6 +19,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "negative_prompt": ("Negative prompt", "negative_prompt"),
     "steps": ("Steps", "steps"),
     "sampler": ("Sampler", "sampler"),
+    "scheduler": ("Schedule type", "scheduler"),
     "cfg_scale": ("CFG scale", "cfg_scale"),
     "late_cfg_scale": ("Late CFG scale", "late_cfg_scale"),
     "late_cfg_start": ("Late CFG start", "late_cfg_start"),
@@ -83,6 +84,14 @@ def form_fields(parsed: dict[str, Any]) -> dict[str, Any]:
             if alias in parsed and parsed[alias] not in (None, ""):
                 fields[name] = parsed[alias]
                 break
+    sampler = fields.get("sampler")
+    if isinstance(sampler, str) and "scheduler" not in fields:
+        # A1111 before 1.9 wrote the schedule into the sampler name ("DPM++ 2M Karras")
+        from core.schedules import split_schedule_suffix
+
+        split = split_schedule_suffix(sampler)
+        if split is not None:
+            fields["sampler"], fields["scheduler"] = split[0], split[1].label
     size = parsed.get("Size") or parsed.get("size")
     if isinstance(size, str) and "x" in size and ("width" not in fields or "height" not in fields):
         w, _, h = size.partition("x")

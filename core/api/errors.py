@@ -47,35 +47,47 @@ def _clean_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any
     return cleaned
 
 
+def _log_refusal(request: Request, status: int, reason: str) -> None:
+    """Every refused request is logged with its reason, so a user whose client only says
+    "error" can read why in the server's log."""
+    log.info("refused %s %s (%d): %s", request.method, request.url.path, status, reason[:MAX_MESSAGE_CHARS])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = _clean_validation_errors(list(exc.errors()))
         summary = "; ".join(f"{'.'.join(d['loc'][1:]) or 'body'}: {d['msg']}" for d in detail[:5])
+        _log_refusal(request, 422, summary)
         return JSONResponse(
             status_code=422, content={"error": "ValidationError", "detail": detail, "errors": summary}
         )
 
     @app.exception_handler(RequestError)
-    async def request_error(_request: Request, exc: RequestError) -> JSONResponse:
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        _log_refusal(request, 422, f"{exc.field}: {exc.message}")
         return field_error(exc.field, exc.message)
 
     @app.exception_handler(ImageInputError)
-    async def image_error(_request: Request, exc: ImageInputError) -> JSONResponse:
+    async def image_error(request: Request, exc: ImageInputError) -> JSONResponse:
+        _log_refusal(request, 422, f"{exc.field}: {exc.message}")
         return field_error(exc.field, exc.message)
 
     @app.exception_handler(ModelError)
-    async def model_error(_request: Request, exc: ModelError) -> JSONResponse:
+    async def model_error(request: Request, exc: ModelError) -> JSONResponse:
+        _log_refusal(request, 422, f"model: {exc}")
         return field_error("model", str(exc))
 
     @app.exception_handler(JobNotFound)
-    async def job_not_found(_request: Request, exc: JobNotFound) -> JSONResponse:
+    async def job_not_found(request: Request, exc: JobNotFound) -> JSONResponse:
+        _log_refusal(request, 404, f"no job {exc.args[0]!r}")
         return JSONResponse(
             status_code=404, content={"error": "NotFound", "detail": f"no job {exc.args[0]!r}"}
         )
 
     @app.exception_handler(JobStateError)
-    async def job_state(_request: Request, exc: JobStateError) -> JSONResponse:
+    async def job_state(request: Request, exc: JobStateError) -> JSONResponse:
+        _log_refusal(request, 409, str(exc))
         return JSONResponse(status_code=409, content={"error": "Conflict", "detail": str(exc)})
 
     @app.exception_handler(JobTimeout)

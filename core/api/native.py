@@ -220,7 +220,12 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
     def list_samplers() -> list[SamplerView]:
         return [
             SamplerView(
-                name=s.name, aliases=list(s.aliases), flow=s.flow, extension=host.samplers.owner(s.name)
+                name=s.name,
+                aliases=list(s.aliases),
+                flow=s.flow,
+                extension=host.samplers.owner(s.name),
+                options=dict(getattr(s, "options", {}) or {}),
+                nearest=getattr(s, "note", "") or None,
             )
             for s in catalog.samplers()
         ]

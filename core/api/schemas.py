@@ -86,6 +86,11 @@ class JobRequest(HiresFixFields):
     width: int | None = Field(None, ge=8, le=MAX_SIDE)
     height: int | None = Field(None, ge=8, le=MAX_SIDE)
     sampler: Name | None = Field(None, description="a name from /api/v1/samplers")
+    scheduler: Name | None = Field(
+        None, description='schedule type ("Karras"...; /sdapi/v1/schedulers); None: "Automatic"'
+    )
+    shift: float | None = Field(None, gt=0, le=100, description="flow-matching models: sigma shift")
+    styles: list[Name] = Field(default_factory=list, max_length=32, description="names from styles.csv")
     model: Name | None = Field(None, description="a name from /api/v1/models; None: the default")
     vae: Name | None = Field(
         None,
@@ -169,6 +174,8 @@ class SamplerView(BaseModel):
     aliases: list[str]
     flow: bool
     extension: str | None
+    options: dict[str, Any] = Field(default_factory=dict, description="A1111's (scheduler: its Automatic)")
+    nearest: str | None = Field(None, description="set when the name runs an approximation: what runs")
 
 
 class Health(BaseModel):

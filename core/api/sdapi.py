@@ -7,8 +7,6 @@ holding a thread); the answer has A1111's shape: ``images`` (base64 PNG), ``para
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import Any
 
@@ -20,6 +18,7 @@ from core.api.catalog import Catalog
 from core.api.extras import NONE_UPSCALER, html_info, upscale_one
 from core.api.images import decode_base64_image, encode_png_base64, file_base64
 from core.api.sdapi_convert import request_from_sdapi, sdapi_info_json
+from core.api.sdapi_misc import add_startup_routes
 from core.api.sdapi_models import (
     SdapiExtraBatchImagesRequest,
     SdapiExtraSingleImageRequest,
@@ -31,6 +30,7 @@ from core.api.sdapi_models import (
 from core.errors import RequestError
 from core.jobs import JobService
 from core.jobs.record import CANCELLED, DONE, INTERRUPTED
+from core.schedules import SCHEDULE_TYPES
 
 
 def a1111_error(status: int, error: str, detail: str, job_id: str) -> JSONResponse:
@@ -146,26 +146,25 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
             for m in catalog.models()
         ]
 
-    @router.post("/refresh-checkpoints", summary="Scan the models folder again (A1111)")
-    def refresh_checkpoints() -> None:
-        if catalog.engine is not None and hasattr(catalog.engine.models, "refresh"):
-            catalog.engine.models.refresh()
-
-    @router.get("/samplers", summary="Samplers (A1111)")
+    @router.get(
+        "/samplers", summary="Samplers (A1111); options.easel_nearest says what an approximated one runs"
+    )
     def samplers() -> list[dict[str, Any]]:
-        return [{"name": s.name, "aliases": list(s.aliases), "options": {}} for s in catalog.samplers()]
+        # flow-matching forms are not listed: A1111 clients send A1111 names, and a flow
+        # model runs "Euler" as "Euler (flow)" (core/samplers.py)
+        entries = []
+        for spec in catalog.samplers():
+            if spec.flow:
+                continue
+            options = dict(spec.options)
+            if spec.note:
+                options["easel_nearest"] = spec.note
+            entries.append({"name": spec.name, "aliases": list(spec.aliases), "options": options})
+        return entries
 
-    @router.get("/schedulers", summary="Schedulers (A1111); Easel folds them into sampler names")
+    @router.get("/schedulers", summary="Schedule types (A1111)")
     def schedulers() -> list[dict[str, Any]]:
-        return [
-            {
-                "name": "automatic",
-                "label": "Automatic",
-                "aliases": None,
-                "default_rho": -1,
-                "need_inner_model": False,
-            }
-        ]
+        return [schedule.a1111() for schedule in SCHEDULE_TYPES]
 
     @router.get("/upscalers", summary="Upscalers (A1111)")
     def upscalers() -> list[dict[str, Any]]:
@@ -198,10 +197,6 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
         return (
             [vae.as_dict() for vae in catalog.engine.models.vaes.list()] if catalog.engine is not None else []
         )
-
-    @router.get("/embeddings", summary="Textual inversions (A1111); none yet")
-    def embeddings() -> dict[str, Any]:
-        return {"loaded": {}, "skipped": {}}
 
     @router.get("/options", summary="Options (A1111)")
     def get_options() -> dict[str, Any]:
@@ -252,36 +247,6 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
             except (KeyError, ValueError) as exc:
                 raise RequestError(key, str(exc)) from None
 
-    @router.get("/cmd-flags", summary="How the server was started (A1111)")
-    def cmd_flags() -> dict[str, Any]:
-        settings = host.settings
-        return {
-            "data_dir": str(settings.data_dir),
-            "models_dir": str(settings.models_dir),
-            "listen": settings.listens_publicly,
-            "host": settings.host,
-            "port": settings.port,
-            "api_auth": bool(settings.api_auth),
-            "device": settings.device,
-            "safe_mode": settings.safe_mode,
-            "allow_pickle": settings.allow_pickle,
-            "api": True,
-            "nowebui": False,
-        }
-
-    @router.get("/memory", summary="RAM and accelerator memory (A1111)")
-    def memory() -> dict[str, Any]:
-        page, pages = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_PHYS_PAGES")
-        available = os.sysconf("SC_AVPHYS_PAGES") * page
-        total = pages * page
-        ram = {"free": available, "used": total - available, "total": total}
-        torch = sys.modules.get("torch")
-        cuda: dict[str, Any] = {"error": "no CUDA device"}
-        if torch is not None and torch.cuda.is_available():
-            free, total_cuda = torch.cuda.mem_get_info()
-            cuda = {"system": {"free": free, "used": total_cuda - free, "total": total_cuda}}
-        return {"ram": ram, "cuda": cuda}
-
     @router.post("/png-info", summary="Read the generation parameters in an image (A1111)")
     async def png_info(body: SdapiPngInfoRequest) -> dict[str, Any]:
         def read() -> dict[str, Any]:
@@ -320,4 +285,5 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
 
         return await run_in_threadpool(upscale)
 
+    add_startup_routes(router, host, service, catalog)
     return router

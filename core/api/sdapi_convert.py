@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
+from fastapi import HTTPException
 from PIL import ImageOps
 
 from core.api.catalog import Catalog
 from core.api.images import decode_base64_image
 from core.api.sdapi_models import SdapiGenerationBase, SdapiImg2ImgRequest, SdapiTxt2ImgRequest
 from core.errors import RequestError
+from core.schedules import split_schedule_suffix
 from plugin_api.types import GenerationRequest
 
 # override_settings keys Easel applies; the rest are accepted and ignored, as A1111
@@ -21,16 +24,22 @@ MODEL_OPTION = "sd_model_checkpoint"
 FORMAT_OPTION = "samples_format"
 VAE_OPTION = "sd_vae"
 
+log = logging.getLogger("easel.api")
 
-def _sampler_name(body: SdapiGenerationBase, catalog: Catalog) -> str | None:
+
+def _sampler_and_scheduler(body: SdapiGenerationBase, catalog: Catalog) -> tuple[str | None, str | None]:
+    """The sampler (``sampler_name``, else the older ``sampler_index``) and schedule type.
+    An unknown sampler is A1111's ``404 {"detail": "Sampler not found"}``, which clients
+    branch on; a name with a schedule label at its end ("DPM++ 2M Karras") is known, as
+    A1111 1.10 splits it off (the engine does the split)."""
     sampler = body.sampler_name or body.sampler_index
-    scheduler = (body.scheduler or "").strip()
-    if sampler and scheduler and scheduler.casefold() not in {"automatic", "auto"}:
-        # A1111 >= 1.9 splits "DPM++ 2M Karras" into sampler + scheduler
-        combined = f"{sampler} {scheduler}"
-        if combined in catalog.host.samplers:
-            return combined
-    return sampler
+    if sampler:
+        registry = catalog.host.samplers
+        split = split_schedule_suffix(sampler)
+        if registry.get(sampler) is None and (split is None or registry.get(split[0]) is None):
+            log.info("refused /sdapi/v1 generation: sampler %r not found", sampler)
+            raise HTTPException(status_code=404, detail="Sampler not found")
+    return sampler, body.scheduler
 
 
 def _apply_overrides(body: SdapiGenerationBase, request: GenerationRequest, catalog: Catalog) -> None:
@@ -83,6 +92,7 @@ def _extension_args(body: SdapiGenerationBase, catalog: Catalog) -> dict[str, An
 
 def request_from_sdapi(body: SdapiGenerationBase, catalog: Catalog) -> GenerationRequest:
     """Build the request (decodes images: call it off the event loop)."""
+    sampler, scheduler = _sampler_and_scheduler(body, catalog)
     request = GenerationRequest(
         prompt=body.prompt,
         negative_prompt=body.negative_prompt,
@@ -91,7 +101,10 @@ def request_from_sdapi(body: SdapiGenerationBase, catalog: Catalog) -> Generatio
         cfg_scale=body.cfg_scale,
         width=body.width,
         height=body.height,
-        sampler=_sampler_name(body, catalog),
+        sampler=sampler,
+        scheduler=scheduler,
+        shift=body.shift,
+        styles=list(body.styles),
         batch_size=body.batch_size,
         batch_count=body.n_iter,
         save_images=body.save_images and not body.do_not_save_samples,
@@ -197,7 +210,7 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
         "extra_generation_params": {},
         "index_of_first_image": 0,
         "infotexts": result.get("infotexts", []),
-        "styles": [],
+        "styles": list(asked.get("styles") or []),
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)),
         "clip_skip": asked.get("clip_skip", 1),
         "is_using_inpainting_conditioning": False,

@@ -1,6 +1,7 @@
 """Request bodies of the AUTOMATIC1111-compatible API, with A1111's field names.
 
-Unknown fields are ignored, as A1111 does, so clients written for it (and its many
+A1111's pydantic-1 coercion applies (``A1111Lenient``: 2.5 -> 2 for ints, numeric
+strings, null as the default). Unknown fields are ignored, as A1111 does, so clients written for it (and its many
 options Easel does not have) work unmodified. Fields Easel does not use are still
 declared where clients commonly send them, so ``/docs`` shows what is understood.
 """
@@ -18,20 +19,24 @@ from core.api.schemas import (
     Name,
     PromptText,
 )
+from core.api.sdapi_coerce import A1111Lenient
 
 
-class SdapiGenerationBase(BaseModel):
+class SdapiGenerationBase(A1111Lenient):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     prompt: PromptText = ""
     negative_prompt: PromptText = ""
-    styles: list[Name] = Field(default_factory=list, description="accepted, not applied")
+    styles: list[Name] = Field(default_factory=list, description="names from /sdapi/v1/prompt-styles")
     seed: int = Field(-1, ge=-1, le=MAX_SEED)
     subseed: int = Field(-1, ge=-1, le=MAX_SEED, description="accepted, not applied")
     subseed_strength: float = Field(0.0, ge=0, le=1)
     sampler_name: Name | None = None
     sampler_index: Name | None = Field(None, description="older name of sampler_name")
-    scheduler: Name | None = None
+    scheduler: Name | None = Field(
+        None, description='schedule type from /sdapi/v1/schedulers; None: "Automatic"'
+    )
+    shift: float | None = Field(None, gt=0, le=100, description="Easel: flow-matching models' sigma shift")
     batch_size: int = Field(1, ge=1, le=64)
     n_iter: int = Field(1, ge=1, le=100)
     steps: int | None = Field(None, ge=1, le=500, description="default: the model family's")
@@ -74,11 +79,11 @@ class SdapiImg2ImgRequest(SdapiGenerationBase):
     include_init_images: bool = False
 
 
-class SdapiPngInfoRequest(BaseModel):
+class SdapiPngInfoRequest(A1111Lenient):
     image: str
 
 
-class SdapiExtrasBase(BaseModel):
+class SdapiExtrasBase(A1111Lenient):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     resize_mode: int = Field(0, ge=0, le=1, description="0: by upscaling_resize, 1: to width x height")
@@ -107,3 +112,10 @@ class SdapiFileData(BaseModel):
 
 class SdapiExtraBatchImagesRequest(SdapiExtrasBase):
     imageList: list[SdapiFileData] = Field(default_factory=list, max_length=64)
+
+
+class SdapiInterrogateRequest(A1111Lenient):
+    model_config = ConfigDict(extra="ignore")
+
+    image: str = Field("", description="base64 image")
+    model: Name = Field("clip", description='"clip" or "deepdanbooru" in A1111')

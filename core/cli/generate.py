@@ -30,7 +30,15 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--seed", type=int, default=-1, help="-1 = random")
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
-    parser.add_argument("--sampler", help='e.g. "Euler a", "DPM++ 2M Karras"')
+    parser.add_argument("--sampler", help='e.g. "Euler a", "DPM++ 2M" (the schedule type: --scheduler)')
+    parser.add_argument(
+        "--scheduler",
+        help="schedule type: Automatic (default), Karras, Exponential, Uniform, SGM Uniform, Beta... (A1111's)",
+    )
+    parser.add_argument("--shift", type=float, help="flow-matching models (Z-Image): sigma shift")
+    parser.add_argument(
+        "--style", action="append", default=[], help="a style from styles.csv in the data folder; repeatable"
+    )
     parser.add_argument(
         "--vae",
         help='"Automatic" (a <checkpoint>.vae.safetensors beside it), "None" (its own) or a file '
@@ -78,6 +86,9 @@ def request_fields(args: argparse.Namespace) -> dict:
         "width": args.width,
         "height": args.height,
         "sampler": args.sampler,
+        "scheduler": args.scheduler,
+        "shift": args.shift,
+        "styles": list(args.style),
         "model": args.model,
         "vae": args.vae,
         "batch_size": args.batch,

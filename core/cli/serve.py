@@ -39,6 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     )
     parser.add_argument("--no-ui", action="store_true", help="serve the API only, no WebUI")
     parser.add_argument(
+        "--api-server-stop",
+        action="store_true",
+        help="allow /sdapi/v1/server-stop and /server-kill, as A1111's flag (EASEL_API_SERVER_STOP)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         metavar="N",
@@ -116,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.workers is not None and args.workers < 0:
         raise SettingError(f"--workers {args.workers}: must be 0 or more")
+    if args.api_server_stop:
+        settings.allow_server_control = True
     if settings.api_auth is not None and ":" not in settings.api_auth:
         raise SystemExit("easel serve: --api-auth must be user:password")
     if settings.listens_publicly:

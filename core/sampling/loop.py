@@ -146,10 +146,13 @@ def denoise(
     init: InitImage | None = None,
     preview_every: int = 1,
     late_cfg: LateCfg | None = None,
+    set_timesteps: Callable[[int, Any], None] | None = None,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
 
     ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based).
+    ``set_timesteps(steps, device)``: the schedule type's own (core.schedules), used
+    instead of the family's ``set_timesteps`` when set.
     Raises ``SamplingInterrupted`` or ``BatchSkipped`` when the token says so.
     """
     adapter, components = model.adapter, model.components
@@ -161,7 +164,10 @@ def denoise(
     shape = adapter.latent_shape(components, batch, width, height)
     noise = initial_noise(shape, generators, device)
 
-    adapter.set_timesteps(scheduler, steps, shape, device)
+    if set_timesteps is not None:
+        set_timesteps(steps, device)
+    else:
+        adapter.set_timesteps(scheduler, steps, shape, device)
     timesteps = scheduler.timesteps
     full_schedule = [float(v) for v in timesteps.detach().cpu()]
     if init is not None:
@@ -187,6 +193,10 @@ def denoise(
         "cfg_batch": use_cfg,  # True: the batch is [uncond..., cond...]
     }
     step_kwargs = _step_kwargs(scheduler, generators)
+    if hasattr(scheduler, "noise_sampler_seed"):
+        # DPM++ SDE draws its noise from a Brownian tree that ignores ``generator`` and is
+        # seeded at random unless told: seed it per image, as A1111 does (its seeds)
+        scheduler.noise_sampler_seed = [int(seed) for seed in seeds]
     # CPU copies, taken once (reading a CUDA tensor's value inside the loop would sync)
     timestep_values = [float(v) for v in timesteps.detach().cpu()]
     step_cfg = cfg_per_step(full_schedule, timestep_values, cfg_scale, late_cfg)

@@ -71,7 +71,9 @@ CASES = [
     ("../ model", "POST", "/api/v1/jobs", {**OK, "model": "../../etc/passwd"}, 422, "model"),
     ("../ checkpoint", "POST", "/sdapi/v1/txt2img",
      {**OK, "override_settings": {"sd_model_checkpoint": "../Stable-diffusion/x"}}, 422, "sd_model_checkpoint"),
-    ("../ sampler", "POST", "/sdapi/v1/txt2img", {**OK, "sampler_name": "../../etc/passwd"}, 422, "sampler"),
+    # A1111's own answer, which clients branch on
+    ("../ sampler", "POST", "/sdapi/v1/txt2img", {**OK, "sampler_name": "../../etc/passwd"}, 404, "Sampler not found"),
+    ("unknown scheduler", "POST", "/sdapi/v1/txt2img", {**OK, "scheduler": "Karras-ish"}, 422, "scheduler"),
     ("unknown sampler", "POST", "/api/v1/jobs", {**OK, "sampler": "Heun++ Quantum"}, 422, "sampler"),
     ("unknown model", "POST", "/api/v1/jobs", {**OK, "model": "no-such-model"}, 422, "model"),
     ("steps as text", "POST", "/sdapi/v1/txt2img", {**OK, "steps": "many"}, 422, "steps"),

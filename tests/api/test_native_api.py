@@ -176,13 +176,28 @@ def test_catalog_endpoints(easel):
         assert recommended[TINY_MODEL] == {}
         samplers = client.get("/api/v1/samplers").json()
         assert samplers and all(s["name"] for s in samplers)
+        by_name = {s["name"]: s for s in samplers}
+        assert (
+            by_name["DPM++ 2M"]["options"] == {"scheduler": "karras"}
+            and by_name["DPM++ 2M"]["nearest"] is None
+        )
+        assert "nearest" in by_name["Restart"]["nearest"]  # an approximation says what runs
         extensions = client.get("/api/v1/extensions").json()
         assert any(e["name"] == "builtin.upscalers_builtin" and e["state"] == "loaded" for e in extensions)
         health = client.get("/api/v1/health").json()
         assert health["status"] == "ok"
         docs = client.get("/openapi.json").json()
         schema = docs["components"]["schemas"]["JobRequest"]["properties"]
-        assert {"prompt", "steps", "sampler", "init_image", "priority", "late_cfg_scale"} <= set(schema)
+        assert {
+            "prompt",
+            "steps",
+            "sampler",
+            "scheduler",
+            "styles",
+            "init_image",
+            "priority",
+            "late_cfg_scale",
+        } <= set(schema)
         assert client.get("/docs").status_code == 200
 
 
