@@ -1,5 +1,6 @@
 """Several workers as real processes: an API node (``easel serve --workers 0``) and two
-``easel worker`` processes on one queue, SQLite and PostgreSQL, on the tiny models.
+``easel worker`` processes on one queue, SQLite and PostgreSQL, on a tiny model and the
+shipped demo model.
 
 What is killed is killed for real (SIGKILL, SIGTERM), and what is checked is read back
 from the queue, the workers' logs and the outputs folder.
@@ -22,12 +23,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.config import SHIPPED_MODELS_DIR
 from core.jobs.open_queue import open_queue
-from tests.api.conftest import SECOND_MODEL, TINY_MODEL, free_port, wait_healthy
+from tests.api.conftest import TINY_MODEL, free_port, wait_healthy
 
 pytestmark = pytest.mark.slow
 
 LEASE_S = 3.0
+DEMO_MODEL = "easel-demo"
 QUICK = {"prompt": "a red circle", "steps": 2, "width": 64, "height": 64}
 # long enough on a shared 2-core CPU to be caught running (a few seconds)
 LONG = {"prompt": "a long one", "steps": 60, "width": 128, "height": 128}
@@ -127,14 +130,21 @@ def cluster(request, tmp_path_factory, tiny_models_dir) -> Iterator[Cluster]:
         url = f"sqlite:///{data_dir / 'shared-queue.db'}"
     else:
         url = request.getfixturevalue("pg_cluster").new_database()
+    # the tiny models and the shipped demo model in one models folder (links, nothing copied)
+    models_dir = root / "models"
+    (models_dir / "Stable-diffusion").mkdir(parents=True)
+    for model in (tiny_models_dir / "Stable-diffusion").iterdir():
+        (models_dir / "Stable-diffusion" / model.name).symlink_to(model)
+    demo = SHIPPED_MODELS_DIR / "Stable-diffusion" / DEMO_MODEL
+    (models_dir / "Stable-diffusion" / DEMO_MODEL).symlink_to(demo)
     port = free_port()
     command = [
         sys.executable, "-m", "core", "serve", "--workers", "0", "--queue", url, "--no-ui", "--safe-mode",
-        "--port", str(port), "--data-dir", str(data_dir), "--models-dir", str(tiny_models_dir),
+        "--port", str(port), "--data-dir", str(data_dir), "--models-dir", str(models_dir),
         "--lease-s", str(LEASE_S),
     ]  # fmt: skip
     log = logs / "api.log"
-    running = Cluster(url, data_dir, tiny_models_dir, logs)
+    running = Cluster(url, data_dir, models_dir, logs)
     running.api = subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=_env())
     running.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
@@ -191,9 +201,10 @@ def test_two_workers_run_each_job_once_and_a_killed_workers_job_is_finished_by_t
     cluster.wait_for(lambda: cluster.job(victim)["progress"] > 0, what="the victim's first step")
     os.kill(killed["pid"], signal.SIGKILL)
     survivor = next(w for w in workers if w["pid"] != killed["pid"])
+    # 19 more, 20 in all (issue #27): the demo model and a tiny one, alternating
     jobs = [
-        cluster.submit(model=TINY_MODEL if i % 2 else SECOND_MODEL, seed=i, batch_size=1 + i % 2)
-        for i in range(10)
+        cluster.submit(model=TINY_MODEL if i % 2 else DEMO_MODEL, seed=i, batch_size=1 + i % 2)
+        for i in range(19)
     ]
     everything = [victim, *jobs]
     cluster.wait_for(
