@@ -33,9 +33,11 @@ def test_startup_lists_have_a1111s_shapes(easel, styles_file):
         assert client.get("/sdapi/v1/face-restorers").json() == []
         modes = [m["name"] for m in client.get("/sdapi/v1/latent-upscale-modes").json()]
         assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
-        for empty in ("/sd-modules", "/hypernetworks", "/realesrgan-models", "/script-info", "/sd-vae"):
+        for empty in ("/sd-modules", "/hypernetworks", "/realesrgan-models", "/script-info"):
             response = client.get(f"/sdapi/v1{empty}")
             assert (response.status_code, response.json()) == (200, []), empty
+        # VAE files are listed (tests/test_vae_selection.py checks which): A1111's entry shape
+        assert all(set(vae) == {"model_name", "filename"} for vae in client.get("/sdapi/v1/sd-vae").json())
         assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
         assert client.get("/sdapi/v1/cmd-flags").json()["api_server_stop"] is False
         for action in ("/refresh-checkpoints", "/refresh-loras", "/refresh-embeddings", "/refresh-vae"):
