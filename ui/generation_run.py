@@ -49,6 +49,7 @@ def build_request(
     init_image: Any | None = None,
     denoising_strength: float | None = None,
     vae: str | None = None,
+    mask: Any | None = None,
 ) -> GenerationRequest:
     """The form's values as the one request type every front end uses."""
     request = GenerationRequest(
@@ -70,6 +71,8 @@ def build_request(
     if init_image is not None:
         request.init_image = init_image.convert("RGB") if hasattr(init_image, "convert") else init_image
         request.denoising_strength = float(denoising_strength if denoising_strength is not None else 0.75)
+        if mask is not None:  # inpainting: white = repaint, as A1111's uploaded mask
+            request.mask = mask.convert("L") if hasattr(mask, "convert") else mask
     return request
 
 
@@ -100,6 +103,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     )
     extra_inputs += form.hires.inputs() if form.hires is not None else [gr.State(None) for _ in range(5)]
     extra_inputs.append(form.vae)
+    extra_inputs.append(form.mask if form.mask is not None else gr.State(None))
     panel = form.results
 
     def generate(
@@ -124,6 +128,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         hr_steps: float | None,
         hr_denoise: float | None,
         vae: str | None,
+        mask: Any | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -133,7 +138,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         try:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
-                width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae,
+                width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae, mask,
             )  # fmt: skip
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc

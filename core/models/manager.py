@@ -34,6 +34,7 @@ from core.models.memory_modes import HEADROOM_BYTES, validate_mode
 from core.models.recommended import read_recommended
 from plugin_api.scanning import scan_model_files
 from core.families import FamilyAdapter, all_families, get_family
+from core.families.sd15 import INPAINT_IN_CHANNELS
 from core.models.files import (
     CHECKPOINT_SUFFIXES,
     HashCache,
@@ -69,10 +70,16 @@ class ModelInfo:
     # epsilon or v-prediction, and why (core/models/prediction.py); None for flow models
     prediction: Prediction | None = None
 
+    @property
+    def inpainting(self) -> bool:
+        """An inpainting checkpoint (9-channel UNet; core/sampling/inpaint_model.py)."""
+        return self.variant.endswith("inpaint")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "family": self.family,
+            "inpainting": self.inpainting,
             "format": self.format,
             "size": self.size,
             "hash": self.hash,
@@ -244,6 +251,7 @@ class ModelManager:
                     return ModelInfo(
                         name, family.name, "diffusers", size, self.hashes.short_hash(path), path,
                         native_size=native_size(path), recommended=read_recommended(path),
+                        variant="inpaint" if unet_in_channels(path) == INPAINT_IN_CHANNELS else "",
                         prediction=folder_prediction(path, family),
                     )  # fmt: skip
             raise ModelError(
@@ -474,6 +482,13 @@ def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     return target
+
+
+def unet_in_channels(folder: Path) -> int | None:
+    """A diffusers folder's UNet input width (9: an inpainting model)."""
+    config = read_json(folder / "unet" / "config.json") or {}
+    value = config.get("in_channels")
+    return value if isinstance(value, int) else None
 
 
 def native_size(folder: Path) -> int | None:

@@ -146,8 +146,13 @@ def denoise(
     init: InitImage | None = None,
     preview_every: int = 1,
     late_cfg: LateCfg | None = None,
+    image_conditioning: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
+
+    ``image_conditioning`` (B, C, h, w) is concatenated to the latents on the channel axis
+    at every step: the mask and masked-image latents of an inpainting UNet
+    (``core.sampling.inpaint_model``).
 
     ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based).
     Raises ``SamplingInterrupted`` or ``BatchSkipped`` when the token says so.
@@ -164,6 +169,10 @@ def denoise(
     adapter.set_timesteps(scheduler, steps, shape, device)
     timesteps = scheduler.timesteps
     full_schedule = [float(v) for v in timesteps.detach().cpu()]
+    # an inpainting UNet at full strength starts from pure noise, as diffusers' inpaint
+    # pipeline does (is_strength_max): the image reaches it through image_conditioning
+    if init is not None and image_conditioning is not None and init.strength >= 1.0:
+        init = None
     if init is not None:
         timesteps = _strength_timesteps(scheduler, steps, init.strength)
         if len(timesteps) == 0:
@@ -186,6 +195,11 @@ def denoise(
         "added_cond_kwargs": dict(model_cond.extra),
         "cfg_batch": use_cfg,  # True: the batch is [uncond..., cond...]
     }
+    extra_channels = None
+    if image_conditioning is not None:
+        extra_channels = image_conditioning.to(device, dtype)
+        if use_cfg:
+            extra_channels = torch.cat([extra_channels, extra_channels])
     step_kwargs = _step_kwargs(scheduler, generators)
     # CPU copies, taken once (reading a CUDA tensor's value inside the loop would sync)
     timestep_values = [float(v) for v in timesteps.detach().cpu()]
@@ -208,6 +222,9 @@ def denoise(
             model_input = torch.cat([latents, latents]) if use_cfg else latents
             if scale_input is not None:
                 model_input = scale_input(model_input, t)
+            denoiser_input = model_input
+            if extra_channels is not None:
+                denoiser_input = torch.cat([model_input, extra_channels], dim=1)
             sigma = _current_sigma(scheduler, sigma_values)
             state = StepState(
                 step=index,
@@ -218,7 +235,7 @@ def denoise(
                 elapsed_s=time.perf_counter() - started,
             )
             extra = hooks.denoiser_kwargs(ctx, state)
-            prediction = adapter.denoise(components, model_input.to(dtype), t, model_cond, extra)
+            prediction = adapter.denoise(components, denoiser_input.to(dtype), t, model_cond, extra)
             if use_cfg:
                 negative_pred, positive_pred = prediction.chunk(2)
                 prediction = adapter.combine_cfg(negative_pred, positive_pred, step_cfg[index])
@@ -229,8 +246,9 @@ def denoise(
             latents = output.prev_sample
             denoised = getattr(output, "pred_original_sample", None)
 
-            if init is not None and init.mask is not None:
-                # keep the unmasked area on the original image's noise schedule
+            if init is not None and init.mask is not None and extra_channels is None:
+                # keep the unmasked area on the original image's noise schedule (not for an
+                # inpainting UNet, which sees that area itself: as diffusers)
                 keep = init.latents.to(device, latents.dtype)
                 if index < total - 1:
                     keep = _noised(scheduler, adapter.flow, keep, noise, timesteps[index + 1])
