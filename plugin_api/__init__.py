@@ -24,7 +24,9 @@ from plugin_api.types import (
     UpscalerSpec,
 )
 
-API_VERSION = "1.3"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae
+# 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
+# 1.4: plugin_api.model_folders (A1111 and ComfyUI folder names)
+API_VERSION = "1.4"
 
 __all__ = [
     "API_VERSION",

@@ -208,3 +208,25 @@ def test_unloaded_weights_are_an_error_naming_the_folder(comfy, tmp_path):
     message = str(caught.value)
     assert message.startswith(f"{sidecar / 'vae'}: weights missing (encoder."), message
     assert "ae.safetensors" in message and "easel.json" in message
+
+
+def test_extensions_list_comfyui_loras_controlnets_and_upscalers(tmp_path, tiny_sd15_dir):
+    """loras/, controlnet/ and upscale_models/ are read as A1111's Lora/, ControlNet/ and ESRGAN/."""
+    from core.config import Settings
+    from core.host import Host
+    from extensions.controlnet import STATE as CONTROLNET
+    from extensions.lora import STATE as LORA
+    from tests import controlnet_files, esrgan_files, lora_files
+
+    models = tmp_path / "models"
+    lora_files.make_peft_lora(tiny_sd15_dir, models / "loras" / "comfy-style.safetensors", seed=1)
+    controlnet = controlnet_files.make_controlnet(tiny_sd15_dir)
+    controlnet_files.save_single_file(controlnet, models / "controlnet" / "comfy-canny.safetensors")
+    esrgan_files.write_compact(models / "upscale_models" / "2x-comfy.safetensors")
+    host = Host(Settings(data_dir=tmp_path / "data", models_dir=models, device="cpu")).start()
+    try:
+        assert "comfy-style" in [i.name for i in LORA.library.scan()]
+        assert "comfy-canny" in [i.name for i in CONTROLNET.library.scan()]
+        assert "2x-comfy" in host.upscalers.names()
+    finally:
+        host.stop()

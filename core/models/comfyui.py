@@ -17,16 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ModelError
+from plugin_api.model_folders import folder_names
 
-# A1111 kind -> every folder name that holds it (A1111/Forge first, then ComfyUI's)
-FOLDER_NAMES: dict[str, tuple[str, ...]] = {
-    "Stable-diffusion": ("Stable-diffusion", "checkpoints", "diffusion_models", "unet"),
-    "Lora": ("Lora", "loras"),
-    "ControlNet": ("ControlNet", "controlnet"),
-    "ESRGAN": ("ESRGAN", "upscale_models"),
-    "VAE": ("VAE", "vae"),
-    "text_encoders": ("text_encoders", "clip"),
-}
 A1111_MARKERS = ("Stable-diffusion", "Lora", "ESRGAN")
 COMFYUI_MARKERS = ("checkpoints", "diffusion_models", "unet", "text_encoders", "clip", "loras", "upscale_models")
 SIDECAR_SUFFIX = ".easel.json"
@@ -36,8 +28,7 @@ QWEN3_EMBED = "embed_tokens.weight"
 FLUX_VAE_KEY = "decoder.conv_in.weight"  # [channels, 16, 3, 3]: a 16-channel latent VAE
 
 
-def folder_names(kind: str) -> tuple[str, ...]:
-    return FOLDER_NAMES.get(kind, (kind,))
+__all__ = ["ZImageFiles", "folder_names", "layouts", "zimage_companions"]
 
 
 def layouts(models_dir: Path) -> list[str]:
