@@ -43,7 +43,7 @@ from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
-from core.sampling import vae_precision
+from core.sampling import inpaint_model, vae_precision
 from core.sampling.hires import schedule_length, upscale_latents
 from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
@@ -311,11 +311,21 @@ class Engine:
             )
             on_progress(ProgressEvent(step, total, batch_index, req.batch_count, elapsed, eta, preview))
 
+        conditioning = None
+        if inpaint_model.is_inpainting_model(model):
+            conditioning = placement.run(
+                "vae",
+                lambda: inpaint_model.image_conditioning(
+                    model, seeds, req.width, req.height,
+                    prepared.pixels if prepared else None, prepared.mask if prepared else None,
+                ),
+                ctx.warnings,
+            )  # fmt: skip
         started = time.perf_counter()
         latents = self._sample_pass(
             checked, model, placement, ctx, cond, uncond, seeds, cancel,
             steps=req.steps, width=req.width, height=req.height, on_step=report,
-            init=prepared.init if prepared else None,
+            init=prepared.init if prepared else None, image_conditioning=conditioning,
         )  # fmt: skip
         if hires is not None:
             first_steps = ctx.total_steps
@@ -368,11 +378,19 @@ class Engine:
             ).float()
         strength = float(req.denoising_strength)
         init = InitImage(latents=upscaled, strength=strength)
+        conditioning = None
+        if inpaint_model.is_inpainting_model(model):
+            # as A1111's hires pass: the whole image masked, the zero image under it
+            conditioning = placement.run(
+                "vae",
+                lambda: inpaint_model.image_conditioning(model, seeds, plan.width, plan.height),
+                ctx.warnings,
+            )
 
         return self._sample_pass(
             checked, model, placement, ctx, cond, uncond, seeds, cancel,
             steps=schedule_length(plan.steps, strength), width=plan.width, height=plan.height,
-            on_step=on_step, init=init,
+            on_step=on_step, init=init, image_conditioning=conditioning,
         )  # fmt: skip
 
     def _sample_pass(
@@ -391,6 +409,7 @@ class Engine:
         height: int,
         on_step: Callable[[int, int, float, Any], None],
         init: InitImage | None,
+        image_conditioning: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One run of the sampling loop (the first pass or the hires pass), retried in the
         next memory mode when it runs out of memory."""
@@ -427,6 +446,7 @@ class Engine:
                 on_step=on_step,
                 init=init,
                 preview_every=self._preview_every(),
+                image_conditioning=image_conditioning,
             )
 
         return placement.run("denoiser", sample, ctx.warnings)

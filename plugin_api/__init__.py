@@ -24,8 +24,10 @@ from plugin_api.types import (
     UpscalerSpec,
 )
 
-API_VERSION = "1.4"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
-# 1.4: GenerationRequest.scheduler, .shift, .styles; SamplerSpec.options, .note
+# 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
+# 1.4: GenerationRequest.scheduler, .shift, .styles; SamplerSpec.options, .note;
+# 1.5: plugin_api.model_folders (A1111 and ComfyUI folder names)
+API_VERSION = "1.5"
 
 __all__ = [
     "API_VERSION",

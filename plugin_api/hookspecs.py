@@ -52,7 +52,9 @@ def register_upscalers(register: Callable[[UpscalerSpec], None], host: Any) -> N
     :param register: call ``register(UpscalerSpec(...))`` once per upscaler.
     :param host: the host being started: ``host.settings`` says where the models are
         (``models_dir``) and whether pickle files may be loaded (``allow_pickle``), so
-        an extension can register one upscaler per model file. Optional: an
+        an extension can register one upscaler per model file
+        (``plugin_api.model_folders.model_folders(models_dir, "ESRGAN")`` lists A1111's
+        and ComfyUI's folders of a kind). Optional: an
         implementation that does not name it does not get it.
 
     Return value ignored.

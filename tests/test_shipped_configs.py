@@ -16,6 +16,9 @@ EXPECTED = {
     ("sd15", "vae"): 83_653_863,
     ("sd15", "text_encoder"): 123_060_480,
     ("sd2", "unet"): 865_910_724,
+    # the inpainting UNets: conv_in reads 9 channels instead of 4 (320 * 5 * 3 * 3 more)
+    ("sd15-inpaint", "unet"): 859_535_364,
+    ("sd2-inpaint", "unet"): 865_925_124,
     ("sdxl", "unet"): 2_567_463_684,
     ("sdxl", "text_encoder_2"): 694_659_840,
 }

@@ -47,6 +47,7 @@ class GenerationForm:
     results: ResultsPanel
     init_image: gr.Image | None = None
     denoising_strength: gr.Slider | None = None
+    mask: gr.Image | None = None  # img2img only: white = repaint (inpainting)
     hires: HiresControls | None = None  # txt2img only
 
     def parameter_inputs(self) -> list[gr.components.Component]:
@@ -81,7 +82,7 @@ def build_generation_form(
     size_w = defaults.get("width", choices.DEFAULT_SIZE)
     size_h = defaults.get("height", choices.DEFAULT_SIZE)
     late_placeholder, late_start_placeholder = choices.late_cfg_placeholders(defaults)
-    init_image = denoising = None
+    init_image = denoising = mask = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
             prompt = gr.Textbox(
@@ -110,6 +111,11 @@ def build_generation_form(
             if img2img:
                 init_image = gr.Image(
                     label=t("gen.init_image"), type="pil", elem_id=f"{prefix}_init_image", height=256
+                )
+                # A1111's inpaint upload: a black-and-white mask, white where to repaint
+                # (inpainting checkpoints read it as their extra UNet input)
+                mask = gr.Image(
+                    label=t("gen.mask"), type="pil", image_mode="L", elem_id=f"{prefix}_mask", height=160
                 )
                 denoising = gr.Slider(
                     0.0, 1.0, value=0.75, step=0.01, label=t("gen.denoising"), elem_id=f"{prefix}_denoising"
@@ -257,4 +263,5 @@ def build_generation_form(
         hires=hires,
         init_image=init_image,
         denoising_strength=denoising,
+        mask=mask,
     )

@@ -51,6 +51,7 @@ def build_request(
     vae: str | None = None,
     scheduler: str | None = None,
     styles: list[str] | None = None,
+    mask: Any | None = None,
 ) -> GenerationRequest:
     """The form's values as the one request type every front end uses."""
     request = GenerationRequest(
@@ -74,6 +75,8 @@ def build_request(
     if init_image is not None:
         request.init_image = init_image.convert("RGB") if hasattr(init_image, "convert") else init_image
         request.denoising_strength = float(denoising_strength if denoising_strength is not None else 0.75)
+        if mask is not None:  # inpainting: white = repaint, as A1111's uploaded mask
+            request.mask = mask.convert("L") if hasattr(mask, "convert") else mask
     return request
 
 
@@ -105,6 +108,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     extra_inputs += form.hires.inputs() if form.hires is not None else [gr.State(None) for _ in range(5)]
     extra_inputs.append(form.vae)
     extra_inputs += [form.scheduler, form.styles.styles]
+    extra_inputs.append(form.mask if form.mask is not None else gr.State(None))
     panel = form.results
 
     def generate(
@@ -131,6 +135,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         vae: str | None,
         scheduler: str | None,
         styles: list[str] | None,
+        mask: Any | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -141,7 +146,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
                 width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae, scheduler,
-                styles,
+                styles, mask,
             )  # fmt: skip
         except RequestError as exc:
             log.info("refused a WebUI generation: %s", exc)

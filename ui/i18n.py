@@ -57,6 +57,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.skip": ("Skip", "跳过"),
     "gen.init_image": ("Input image", "输入图像"),
     "gen.denoising": ("Denoising strength", "重绘幅度"),
+    "gen.mask": ("Inpaint mask (white = repaint; optional)", "重绘蒙版（白色为重绘区域，可选）"),
     "gen.progress": ("Progress", "进度"),
     "gen.preview": ("Preview", "预览"),
     "gen.gallery": ("Output", "输出"),

@@ -30,6 +30,11 @@ def prediction_cell(info) -> str:
     return f"{info.prediction.label} ({info.prediction.source})"
 
 
+def family_cell(info) -> str:
+    """ "sd15/inpainting" for an inpainting checkpoint (9-channel UNet), else the family."""
+    return f"{info.family}/inpainting" if info.inpainting else info.family
+
+
 def run(args: argparse.Namespace) -> int:
     from core.cli.main import settings_from_args
     from core.models.manager import ModelManager
@@ -40,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"models": [i.as_dict() for i in infos], "problems": manager.problems}, indent=2))
         return 0
     rows = [("NAME", "FAMILY", "FORMAT", "SIZE", "HASH", "PREDICTION")]
-    rows += [(i.name, i.family, i.format, human_size(i.size), i.hash, prediction_cell(i)) for i in infos]
+    rows += [
+        (i.name, family_cell(i), i.format, human_size(i.size), i.hash, prediction_cell(i)) for i in infos
+    ]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     default = manager.default_name()
     for index, row in enumerate(rows):

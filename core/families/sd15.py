@@ -7,6 +7,7 @@ folder, so the same adapter serves both.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from core.families.clip_text import encode_chunks, tokenize_pair
 UNET_PREFIX = "model.diffusion_model."
 SD1_TEXT_PREFIX = "cond_stage_model.transformer."
 SD2_TEXT_PREFIX = "cond_stage_model.model."
-PIPELINE_CLASSES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"}
+PIPELINE_CLASSES = {
+    "StableDiffusionPipeline",
+    "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionInpaintPipeline",
+}
+# an inpainting UNet reads 4 latent + 1 mask + 4 masked-image latent channels
+INPAINT_IN_CHANNELS = 9
+INPAINT_SUFFIX = "-inpaint"
 SD2_DEFAULTS = FamilyDefaults(width=768, height=768, steps=20, cfg_scale=7.0, sampler="Euler a")
 
 
@@ -35,6 +43,13 @@ def load_single_file_components(
         str(path), config=str(config_dir), local_files_only=True, dtype=dtype, **kwargs
     )
     return dict(pipe.components)
+
+
+def read_class_name(config_dir: Path) -> str | None:
+    try:
+        return json.loads((config_dir / "model_index.json").read_text("utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 class SD15Family(FamilyAdapter):
@@ -55,10 +70,12 @@ class SD15Family(FamilyAdapter):
             return None
         if UNET_PREFIX + "label_emb.0.0.weight" in shapes:
             return None  # SDXL-like (a UNet with added conditioning)
+        # sd-v1-5-inpainting & co.: the same layout with a 9-channel conv_in
+        suffix = INPAINT_SUFFIX if len(conv_in) > 1 and conv_in[1] == INPAINT_IN_CHANNELS else ""
         if any(k.startswith(SD2_TEXT_PREFIX) for k in shapes):
-            return "sd2"
+            return "sd2" + suffix
         if any(k.startswith(SD1_TEXT_PREFIX) for k in shapes):
-            return "sd15"
+            return "sd15" + suffix
         return None
 
     def detect_folder(self, model_index: dict[str, Any]) -> bool:
@@ -70,7 +87,12 @@ class SD15Family(FamilyAdapter):
         return SD2_DEFAULTS if variant == "sd2" else self.defaults
 
     def config_dir_for(self, variant: str) -> str:
-        return "sd2" if variant.startswith("sd2") else "sd15"
+        base = "sd2" if variant.startswith("sd2") else "sd15"
+        return base + (INPAINT_SUFFIX if variant.endswith(INPAINT_SUFFIX) else "")
+
+    def latent_channels(self, components: dict[str, Any]) -> int:
+        # the VAE's, not the UNet's input width (9 for an inpainting UNet)
+        return int(components["vae"].config.latent_channels)
 
     def load_folder(self, path: Path, dtype: torch.dtype, **overrides: Any) -> dict[str, Any]:
         from diffusers import StableDiffusionPipeline
@@ -88,10 +110,12 @@ class SD15Family(FamilyAdapter):
     def load_single_file(
         self, path: Path, config_dir: Path, dtype: torch.dtype, state_dict: dict | None = None
     ) -> dict[str, Any]:
-        from diffusers import StableDiffusionPipeline
+        from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
+        # the config folder says which pipeline its UNet belongs to (same components)
+        inpaint = "Inpaint" in str(read_class_name(config_dir))
         return load_single_file_components(
-            StableDiffusionPipeline,
+            StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline,
             path,
             config_dir,
             dtype,

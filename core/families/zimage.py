@@ -9,8 +9,8 @@ A1111's convention (``cfg_scale`` = diffusers' ``guidance_scale`` + 1), so Turbo
 applied: the text goes to Qwen as written (it reads Chinese natively).
 
 Single files (ComfyUI ``diffusion_models/*.safetensors``) hold only the transformer; the
-text encoder, tokenizer and VAE come from the config folder, which must then be a full
-diffusers Z-Image folder (``<name>.config/`` beside the file).
+text encoder and VAE come from ComfyUI's files beside it (``core/families/zimage_files.py``,
+``core/models/comfyui.py``) or from a full diffusers Z-Image folder at ``<name>.config/``.
 """
 
 from __future__ import annotations

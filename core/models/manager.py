@@ -34,6 +34,9 @@ from core.models.memory_modes import HEADROOM_BYTES, validate_mode
 from core.models.recommended import read_recommended
 from plugin_api.scanning import scan_model_files
 from core.families import FamilyAdapter, all_families, get_family
+from core.families import zimage_files
+from core.families.sd15 import INPAINT_IN_CHANNELS
+from core.models import comfyui
 from core.models.files import (
     CHECKPOINT_SUFFIXES,
     HashCache,
@@ -69,10 +72,16 @@ class ModelInfo:
     # epsilon or v-prediction, and why (core/models/prediction.py); None for flow models
     prediction: Prediction | None = None
 
+    @property
+    def inpainting(self) -> bool:
+        """An inpainting checkpoint (9-channel UNet; core/sampling/inpaint_model.py)."""
+        return self.variant.endswith("inpaint")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "family": self.family,
+            "inpainting": self.inpainting,
             "format": self.format,
             "size": self.size,
             "hash": self.hash,
@@ -189,12 +198,16 @@ class ModelManager:
 
     def folders(self, kind: str) -> list[Path]:
         """Existing folders of one A1111 kind ("Lora", "ControlNet", "ESRGAN", "VAE",
-        "Stable-diffusion"): the user's models folder first, then the shipped one."""
+        "Stable-diffusion", "text_encoders"): the user's models folder first, then the shipped
+        one; in each, A1111's name and ComfyUI's (``checkpoints/``, ``diffusion_models/``,
+        ``loras/``...: core/models/comfyui.py), so either layout, or both, is read."""
         found: list[Path] = []
         for root in (Path(self.settings.models_dir), SHIPPED_MODELS_DIR):
-            folder = root / kind
-            if folder.is_dir() and folder.resolve() not in [f.resolve() for f in found]:
-                found.append(folder)
+            for name in comfyui.folder_names(kind):
+                folder = root / name
+                # one folder once (VAE/ and vae/ are one on a case-insensitive disk)
+                if folder.is_dir() and folder.resolve() not in [f.resolve() for f in found]:
+                    found.append(folder)
         return found
 
     def refresh(self) -> list[ModelInfo]:
@@ -244,6 +257,7 @@ class ModelManager:
                     return ModelInfo(
                         name, family.name, "diffusers", size, self.hashes.short_hash(path), path,
                         native_size=native_size(path), recommended=read_recommended(path),
+                        variant="inpaint" if unet_in_channels(path) == INPAINT_IN_CHANNELS else "",
                         prediction=folder_prediction(path, family),
                     )  # fmt: skip
             raise ModelError(
@@ -330,11 +344,20 @@ class ModelManager:
                 # listed; diffusers reads it again with weights_only=True
                 config_dir = self.config_dir_for(info, family)
                 refuse_pickle_folder(config_dir, allow_pickle)  # a <name>.config/ sidecar too
-                components = family.load_single_file(info.path, config_dir, self.dtype)
+                if family.name == "zimage" and not zimage_files.is_full_folder(config_dir):
+                    components = self._load_zimage_files(info, config_dir)
+                elif family.name == "zimage" and (files := zimage_files.original_layout_files(info.path, config_dir)):
+                    cache = self.settings.state_dir / "model_configs"
+                    components = zimage_files.load_from_files(files, config_dir, self.dtype, cache)
+                else:
+                    components = family.load_single_file(info.path, config_dir, self.dtype)
         except ModelError:
             raise
         except Exception as exc:
             raise ModelError(f"{info.path}: cannot load as {family.label}: {type(exc).__name__}: {exc}") from exc
+        for component, module in components.items():
+            # a weight the files lacked would only fail after sampling ("Tensor on device meta")
+            zimage_files.refuse_meta(module, self._component_source(info, family, component))
         if info.format != "diffusers" and info.prediction is not None and "scheduler" in components:
             components["scheduler"] = with_prediction(components["scheduler"], info.prediction)
         model = LoadedModel(info.name, info.family, info.path, info, family, components, dtype=self.dtype)
@@ -352,6 +375,23 @@ class ModelManager:
             model.acceleration = accelerate(components, family.denoiser_name, self.device, options)
         model.device = self.device  # where it computes, wherever its weights wait
         return model
+
+    def _component_source(self, info: ModelInfo, family: FamilyAdapter, component: str) -> str:
+        """Where a component's weights were read, for errors: a Z-Image single file takes all
+        but its transformer from the full diffusers folder beside it."""
+        if info.format != "diffusers" and family.name == "zimage" and component != "transformer":
+            config_dir = self.config_dir_for(info, family)
+            if zimage_files.is_full_folder(config_dir):
+                return str(config_dir / component)
+        return f"{info.path} ({component})"
+
+    def _load_zimage_files(self, info: ModelInfo, config_dir: Path) -> dict[str, Any]:
+        """ComfyUI's Z-Image: the transformer file plus a Qwen3 text encoder file and a VAE
+        file from text_encoders/ (clip/) and vae/ (or named in <name>.easel.json)."""
+        folders = {"text_encoders": self.folders("text_encoders"), "VAE": self.folders("VAE")}
+        files = comfyui.zimage_companions(info.path, zimage_files.caption_width(config_dir), folders)
+        log.info("Z-Image %r: text encoder %s, VAE %s", info.name, files.text_encoder, files.vae)
+        return zimage_files.load_from_files(files, config_dir, self.dtype, self.settings.state_dir / "model_configs")
 
     def _fits_on_device(self, nbytes: int) -> bool:
         """Load straight onto the device unless an offload mode is set, or (auto) the
@@ -474,6 +514,13 @@ def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     return target
+
+
+def unet_in_channels(folder: Path) -> int | None:
+    """A diffusers folder's UNet input width (9: an inpainting model)."""
+    config = read_json(folder / "unet" / "config.json") or {}
+    value = config.get("in_channels")
+    return value if isinstance(value, int) else None
 
 
 def native_size(folder: Path) -> int | None:

@@ -105,7 +105,7 @@ def detect_prediction(
         return Prediction(V_PREDICTION, SDXL_ZTSNR_KEY in shapes, source="v_pred key (ComfyUI)")
     if sidecar_scheduler is not None:
         return from_scheduler_config(sidecar_scheduler, f"{checkpoint.stem}.config scheduler")
-    if variant == "sd2":
+    if variant.startswith("sd2"):
         conv_in = shapes.get(CONV_IN)
         if conv_in is not None and len(conv_in) > 1 and conv_in[1] != 4:
             return Prediction(EPSILON, source=f"SD2 UNet with {conv_in[1]} input channels")

@@ -25,6 +25,10 @@ from plugin_api.types import GenerationRequest
 class PreparedInit:
     init: InitImage
     finish: Callable[[list[Image.Image]], list[Image.Image]]
+    # what an inpainting UNet's conditioning is made of (core.sampling.inpaint_model):
+    # the init image at the sampling size, (1, 3, H, W) in [-1, 1], and the mask over it
+    pixels: torch.Tensor | None = None
+    mask: Image.Image | None = None
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -103,4 +107,4 @@ def prepare_init(request: GenerationRequest, model, seeds: list[int]) -> Prepare
             finished.append(Image.composite(image, original, mask_full))
         return finished
 
-    return PreparedInit(init=init, finish=finish)
+    return PreparedInit(init=init, finish=finish, pixels=pixels, mask=mask)

@@ -147,8 +147,13 @@ def denoise(
     preview_every: int = 1,
     late_cfg: LateCfg | None = None,
     set_timesteps: Callable[[int, Any], None] | None = None,
+    image_conditioning: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
+
+    ``image_conditioning`` (B, C, h, w) is concatenated to the latents on the channel axis
+    at every step: the mask and masked-image latents of an inpainting UNet
+    (``core.sampling.inpaint_model``).
 
     ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based).
     ``set_timesteps(steps, device)``: the schedule type's own (core.schedules), used
@@ -170,6 +175,10 @@ def denoise(
         adapter.set_timesteps(scheduler, steps, shape, device)
     timesteps = scheduler.timesteps
     full_schedule = [float(v) for v in timesteps.detach().cpu()]
+    # an inpainting UNet at full strength starts from pure noise, as diffusers' inpaint
+    # pipeline does (is_strength_max): the image reaches it through image_conditioning
+    if init is not None and image_conditioning is not None and init.strength >= 1.0:
+        init = None
     if init is not None:
         timesteps = _strength_timesteps(scheduler, steps, init.strength)
         if len(timesteps) == 0:
@@ -192,6 +201,11 @@ def denoise(
         "added_cond_kwargs": dict(model_cond.extra),
         "cfg_batch": use_cfg,  # True: the batch is [uncond..., cond...]
     }
+    extra_channels = None
+    if image_conditioning is not None:
+        extra_channels = image_conditioning.to(device, dtype)
+        if use_cfg:
+            extra_channels = torch.cat([extra_channels, extra_channels])
     step_kwargs = _step_kwargs(scheduler, generators)
     if hasattr(scheduler, "noise_sampler_seed"):
         # DPM++ SDE draws its noise from a Brownian tree that ignores ``generator`` and is
@@ -218,6 +232,9 @@ def denoise(
             model_input = torch.cat([latents, latents]) if use_cfg else latents
             if scale_input is not None:
                 model_input = scale_input(model_input, t)
+            denoiser_input = model_input
+            if extra_channels is not None:
+                denoiser_input = torch.cat([model_input, extra_channels], dim=1)
             sigma = _current_sigma(scheduler, sigma_values)
             state = StepState(
                 step=index,
@@ -228,7 +245,7 @@ def denoise(
                 elapsed_s=time.perf_counter() - started,
             )
             extra = hooks.denoiser_kwargs(ctx, state)
-            prediction = adapter.denoise(components, model_input.to(dtype), t, model_cond, extra)
+            prediction = adapter.denoise(components, denoiser_input.to(dtype), t, model_cond, extra)
             if use_cfg:
                 negative_pred, positive_pred = prediction.chunk(2)
                 prediction = adapter.combine_cfg(negative_pred, positive_pred, step_cfg[index])
@@ -239,8 +256,9 @@ def denoise(
             latents = output.prev_sample
             denoised = getattr(output, "pred_original_sample", None)
 
-            if init is not None and init.mask is not None:
-                # keep the unmasked area on the original image's noise schedule
+            if init is not None and init.mask is not None and extra_channels is None:
+                # keep the unmasked area on the original image's noise schedule (not for an
+                # inpainting UNet, which sees that area itself: as diffusers)
                 keep = init.latents.to(device, latents.dtype)
                 if index < total - 1:
                     keep = _noised(scheduler, adapter.flow, keep, noise, timesteps[index + 1])

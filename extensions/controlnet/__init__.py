@@ -43,6 +43,7 @@ from extensions.controlnet.preprocessors import (
 from extensions.controlnet.units import ControlUnit, fit_image, parse_units
 from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import hookimpl
+from plugin_api.model_folders import model_folders
 from plugin_api.types import GenerationContext, GenerationRequest, PreprocessorSpec, StepState, Tab
 
 log = logging.getLogger("easel.controlnet")
@@ -74,10 +75,12 @@ STATE = _State()
 @hookimpl
 def startup(host: Any) -> None:
     STATE.host = host
-    user = Path(host.settings.models_dir) / CONTROLNET_FOLDER
-    same = user.resolve() == SHIPPED_DIR.resolve()
-    STATE.library.folders = [user] if same else [user, SHIPPED_DIR]
-    STATE.annotators.folder = user / ANNOTATORS_FOLDER
+    # ControlNet/ and, in a ComfyUI models folder, controlnet/ (plugin_api.model_folders)
+    models_dir = Path(host.settings.models_dir)
+    user = model_folders(models_dir, CONTROLNET_FOLDER) or [models_dir / CONTROLNET_FOLDER]
+    same = any(f.resolve() == SHIPPED_DIR.resolve() for f in user)
+    STATE.library.folders = user if same else [*user, SHIPPED_DIR]
+    STATE.annotators.folder = user[0] / ANNOTATORS_FOLDER
 
 
 @hookimpl

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 # A1111's folder names under models/ (and the neighbours Forge adds)
-UPSCALER_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT", "ScuNET", "Upscalers")
+# A1111's folders, then ComfyUI's upscale_models/ (plugin_api.model_folders: "ESRGAN")
+UPSCALER_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT", "ScuNET", "Upscalers", "upscale_models")
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 PICKLE_OPT_IN = "pickle files can run code when loaded; start Easel with --allow-pickle to load them"

@@ -23,6 +23,7 @@ from extensions.lora.adapters import LoraApplyError, PoolRegistry
 from extensions.lora.library import LORA_FOLDER, LoraFileError, LoraLibrary
 from extensions.lora.syntax import LoraUse, extract_tags, from_extension_args
 from plugin_api.hookspecs import hookimpl
+from plugin_api.model_folders import model_folders
 from plugin_api.types import GenerationContext, GenerationRequest, Tab
 
 log = logging.getLogger("easel.lora")
@@ -47,9 +48,11 @@ STATE = _State()
 @hookimpl
 def startup(host: Any) -> None:
     STATE.host = host
-    user = Path(host.settings.models_dir) / LORA_FOLDER
-    folders = [user] if user.resolve() == SHIPPED_LORA_DIR.resolve() else [user, SHIPPED_LORA_DIR]
-    STATE.library.folders = folders
+    # Lora/ and, in a ComfyUI models folder, loras/ (plugin_api.model_folders)
+    models_dir = Path(host.settings.models_dir)
+    user = model_folders(models_dir, LORA_FOLDER) or [models_dir / LORA_FOLDER]
+    shipped = [] if any(f.resolve() == SHIPPED_LORA_DIR.resolve() for f in user) else [SHIPPED_LORA_DIR]
+    STATE.library.folders = [*user, *shipped]
 
 
 @hookimpl

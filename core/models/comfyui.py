@@ -1,0 +1,124 @@
+"""ComfyUI's models folder beside A1111's: which subfolder holds what, and the files a
+Z-Image transformer is used with.
+
+``--models-dir`` may be an A1111/Forge folder (``Stable-diffusion/``, ``Lora/``...), a
+ComfyUI one (``checkpoints/``, ``diffusion_models/``...) or both at once: every kind is read
+from all of its names. ComfyUI users have Z-Image-Turbo as three files,
+``diffusion_models/z_image_turbo*.safetensors`` (the transformer),
+``text_encoders/qwen_3_4b*.safetensors`` (Qwen3-4B) and ``vae/ae.safetensors`` (the Flux VAE);
+:func:`zimage_companions` finds the text encoder and VAE for a transformer, from a sidecar
+``<name>.easel.json`` when there is one, else by their tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import ModelError
+from plugin_api.model_folders import folder_names
+
+A1111_MARKERS = ("Stable-diffusion", "Lora", "ESRGAN")
+COMFYUI_MARKERS = ("checkpoints", "diffusion_models", "unet", "text_encoders", "clip", "loras", "upscale_models")
+SIDECAR_SUFFIX = ".easel.json"
+# a Qwen3 text encoder (q_norm exists in Qwen3, not Qwen2), with or without ComfyUI's "model."
+QWEN3_KEY = "layers.0.self_attn.q_norm.weight"
+QWEN3_EMBED = "embed_tokens.weight"
+FLUX_VAE_KEY = "decoder.conv_in.weight"  # [channels, 16, 3, 3]: a 16-channel latent VAE
+
+
+__all__ = ["ZImageFiles", "folder_names", "layouts", "zimage_companions"]
+
+
+def layouts(models_dir: Path) -> list[str]:
+    """Which layouts a models folder has: ["a1111"], ["comfyui"], both, or none."""
+    found = []
+    if any((models_dir / name).is_dir() for name in A1111_MARKERS):
+        found.append("a1111")
+    if any((models_dir / name).is_dir() for name in COMFYUI_MARKERS):
+        found.append("comfyui")
+    return found
+
+
+@dataclass(frozen=True)
+class ZImageFiles:
+    transformer: Path
+    text_encoder: Path
+    vae: Path
+    tokenizer: Path | None = None  # a tokenizer folder the user supplies (else the built one)
+
+
+def _shapes(path: Path) -> dict[str, list[int]]:
+    from core.models.files import read_safetensors_header
+
+    return {k: v["shape"] for k, v in read_safetensors_header(path).items()}
+
+
+def qwen3_width(shapes: dict[str, list[int]]) -> int | None:
+    """The hidden size of a Qwen3 text encoder file (None: not one)."""
+    for prefix in ("model.", ""):
+        if prefix + QWEN3_KEY in shapes and prefix + QWEN3_EMBED in shapes:
+            return int(shapes[prefix + QWEN3_EMBED][1])
+    return None
+
+
+def is_flux_vae(shapes: dict[str, list[int]]) -> bool:
+    conv = shapes.get(FLUX_VAE_KEY) or shapes.get("first_stage_model." + FLUX_VAE_KEY)
+    return conv is not None and len(conv) == 4 and conv[1] == 16
+
+
+def _files(folders: list[Path]) -> list[Path]:
+    return sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*.safetensors") if p.is_file())
+
+
+def zimage_companions(transformer: Path, caption_width: int, folders: dict[str, list[Path]]) -> ZImageFiles:
+    """The text encoder and VAE files for a Z-Image transformer file. ``folders`` maps
+    "text_encoders" and "VAE" to the folders searched; ``caption_width`` is the width the
+    transformer's caption embedder expects (Qwen3-4B: 2560)."""
+    sidecar = transformer.with_name(transformer.stem + SIDECAR_SUFFIX)
+    if sidecar.is_file():
+        return _from_sidecar(transformer, sidecar, folders)
+    encoders = [p for p in _files(folders.get("text_encoders", [])) if qwen3_width(_shapes(p)) == caption_width]
+    vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p))]
+    missing = []
+    if not encoders:
+        where = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
+        missing.append(f"a Qwen3 text encoder file of width {caption_width} (e.g. qwen_3_4b.safetensors) in {where}")
+    if not vaes:
+        where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"
+        missing.append(f"a 16-channel (Flux) VAE file (e.g. ae.safetensors) in {where}")
+    if missing:
+        raise ModelError(
+            f"{transformer}: a Z-Image file holds only the transformer; Easel needs "
+            + " and ".join(missing)
+            + f", or a sidecar {sidecar.name} naming them"
+        )
+    return ZImageFiles(transformer, encoders[0], vaes[0])
+
+
+def _from_sidecar(transformer: Path, sidecar: Path, folders: dict[str, list[Path]]) -> ZImageFiles:
+    """``{"text_encoder": "qwen_3_4b.safetensors", "vae": "ae.safetensors", "tokenizer": "dir"}``:
+    names inside the text_encoders/ and vae/ folders, or paths relative to the sidecar."""
+    try:
+        data = json.loads(sidecar.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{sidecar}: unreadable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{sidecar}: expected a JSON object with text_encoder and vae")
+
+    def find(key: str, kind: str, required: bool = True) -> Path | None:
+        value = data.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ModelError(f"{sidecar}: {key!r} must name a file")
+        for base in [*folders.get(kind, []), sidecar.parent]:
+            candidate = (base / value).resolve()
+            if candidate.exists() and candidate.is_relative_to(base.resolve()):
+                return candidate
+        raise ModelError(f"{sidecar}: {key} {value!r} not found in {', '.join(map(str, folders.get(kind, [])))}")
+
+    text_encoder, vae = find("text_encoder", "text_encoders"), find("vae", "VAE")
+    assert text_encoder is not None and vae is not None
+    return ZImageFiles(transformer, text_encoder, vae, find("tokenizer", "text_encoders", required=False))
