@@ -212,7 +212,7 @@ def test_sdapi_img2img_with_a_mask_and_the_webui_request(inpaint_setup, monkeypa
 
     form = build_request(
         PROMPT, NEGATIVE, "tiny-inpainting", "Euler", STEPS, CFG, "", "", SIZE, SIZE, SEED, 1, 1,
-        image, 1.0, None, mask,
+        image, 1.0, None, mask=mask,
     )  # fmt: skip
     assert form.mode == "inpaint" and np.array_equal(np.asarray(form.mask), np.asarray(mask))
     form.mask_blur = 0  # the form keeps A1111's default blur of 4; 0 to compare with the reference
