@@ -44,6 +44,6 @@ def test_a_job_run_twice_saves_its_images_once(tmp_path, sd15_only):
 def test_the_embedded_worker_keeps_a1111_numbers(tmp_path, sd15_only):
     engine = make_engine(tmp_path, sd15_only)
     engine.generate(request(), job_id="abc123")
-    engine.generate(request(), job_id="abc123")
+    engine.generate(request(), job_id="def456")  # the same job again reuses its images (journal)
     names = sorted(p.name for p in (tmp_path / "outputs").rglob("*.png"))
     assert names == ["00000-5.png", "00001-6.png", "00002-5.png", "00003-6.png"]

@@ -90,7 +90,7 @@ def test_sillytavern(served):
     # vaes: /sd-vae or Forge's /sd-modules, whichever answers an array
     vaes = [client.get("/sdapi/v1/sd-vae"), client.get("/sdapi/v1/sd-modules")]
     data = next(r.json() for r in vaes if r.is_success)
-    assert isinstance(data, list) and [x["model_name"] for x in data] == []
+    assert isinstance(data, list) and [x["model_name"] for x in data] == ["tiny-vae.safetensors"]
     samplers = [x["name"] for x in client.get("/sdapi/v1/samplers").json()]
     schedulers = [x["name"] for x in client.get("/sdapi/v1/schedulers").json()]  # ids: "karras"
     assert "DPM++ 2M" in samplers and "karras" in schedulers
