@@ -96,6 +96,10 @@ class Settings:
     lease_s: float = 30.0  # a dead worker's job is claimed again this long after its last heartbeat
     max_attempts: int = 3  # runs started before a job is failed as a poison job
     affinity_passes: int = 3  # times the head of the queue may be passed over for a loaded model
+    # where a worker leaves its images for the API node: "shared-folder" (the outputs
+    # folder, mounted on every machine) or "db" (their bytes in the queue; core/jobs/result_images.py)
+    result_images: str = "shared-folder"
+    result_image_max_mb: float = 64.0  # --result-images db: one image's bound in the queue
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -130,6 +134,10 @@ class Settings:
         settings.affinity_passes = _positive(
             "EASEL_AFFINITY_PASSES", int, settings.affinity_passes, zero=True
         )
+        from core.jobs.result_images import max_image_bytes, result_images_mode
+
+        settings.result_images = result_images_mode(None)  # an unknown value names the variable
+        settings.result_image_max_mb = max_image_bytes(None) / (1024 * 1024)
         disabled = os.environ.get("EASEL_DISABLE", "")
         settings.disabled_extensions = {n.strip() for n in disabled.split(",") if n.strip()}
         for key, value in overrides.items():

@@ -133,9 +133,20 @@ class JobClient:
             error=_record_field(record, "error"),
             result=_record_field(record, "result") or {},
         )
+        if snapshot.finished and snapshot.result.get("stored_images"):
+            snapshot.result = self._local_images(job_id, snapshot.result)
         if status == "queued":
             snapshot.queue_position = self.queue_position(job_id)
         return snapshot
+
+    def _local_images(self, job_id: str, result: dict[str, Any]) -> dict[str, Any]:
+        """A job whose worker stored its images in the queue (--result-images db, maybe on
+        another machine): its paths on this node, written from the queue when missing."""
+        try:
+            return {**result, "paths": [str(p) for p in self.service.image_paths(job_id)]}
+        except Exception:  # the job still shows, without images, if they cannot be had
+            log.exception("job %s: could not fetch its stored images", job_id)
+            return result
 
     def queue_position(self, job_id: str) -> int | None:
         """1-based place among queued jobs, None when it is not queued."""

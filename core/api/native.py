@@ -57,8 +57,8 @@ def job_view(record: JobRecord, service: JobService) -> JobView:
         # Absolute locations are the server's business; clients fetch images by URL. The
         # names inside the outputs folder are not: `easel generate` on the same data
         # folder prints them as its own paths.
-        files = service.output_names(result.get("paths", []))
-        result = {k: v for k, v in result.items() if k != "paths"} | {"files": files}
+        files = service.result_files(result)
+        result = {k: v for k, v in result.items() if k not in ("paths", "stored_images")} | {"files": files}
     return JobView(
         id=record.id,
         kind=record.kind,
@@ -135,10 +135,7 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
 
     @router.get("/jobs/{job_id}/images/{index}", summary="One result image (the written file)")
     def job_image(job_id: str, index: int) -> FileResponse:
-        paths = service.image_paths(job_id)
-        if not 0 <= index < len(paths):
-            raise JobNotFound(f"{job_id}/images/{index}")
-        path = paths[index]
+        path = service.image_path(job_id, index)  # a stored image is fetched from the queue once
         if not path.is_file():
             raise JobNotFound(f"{job_id}/images/{index} (file removed)")
         return FileResponse(

@@ -52,6 +52,10 @@ def worker_command(args: argparse.Namespace, settings: object, queue_url: str, d
         command += ["--lease-s", str(args.lease_s)]
     if args.max_attempts:
         command += ["--max-attempts", str(args.max_attempts)]
+    if args.result_images:
+        command += ["--result-images", args.result_images]
+    if args.result_image_max_mb:
+        command += ["--result-image-max-mb", str(args.result_image_max_mb)]
     return command
 
 

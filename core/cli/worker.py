@@ -32,6 +32,17 @@ def add_queue_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="runs of a job before it fails as a poison job (EASEL_MAX_ATTEMPTS, 3)",
     )
+    parser.add_argument(
+        "--result-images",
+        choices=("shared-folder", "db"),
+        help="how the API node gets a worker's images: the outputs folder mounted on every machine, "
+        "or their bytes stored in the queue (EASEL_RESULT_IMAGES, shared-folder)",
+    )
+    parser.add_argument(
+        "--result-image-max-mb",
+        type=float,
+        help="--result-images db: the largest image stored in the queue (EASEL_RESULT_IMAGE_MAX_MB, 64)",
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -48,7 +59,14 @@ def queue_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise SettingError(f"--lease-s {args.lease_s}: must be > 0 seconds")
     if args.max_attempts is not None and args.max_attempts < 1:
         raise SettingError(f"--max-attempts {args.max_attempts}: must be at least 1")
-    return {"lease_s": args.lease_s, "max_attempts": args.max_attempts}
+    if args.result_image_max_mb is not None and args.result_image_max_mb <= 0:
+        raise SettingError(f"--result-image-max-mb {args.result_image_max_mb}: must be > 0")
+    return {
+        "lease_s": args.lease_s,
+        "max_attempts": args.max_attempts,
+        "result_images": args.result_images,
+        "result_image_max_mb": args.result_image_max_mb,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         lease_s=settings.lease_s,
         max_attempts=settings.max_attempts,
         affinity_passes=settings.affinity_passes,
+        result_images=settings.result_images,
+        result_image_max_mb=settings.result_image_max_mb,
     )
     worker = service.worker
     signals = {"count": 0}
@@ -95,7 +115,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     service.start(recover=False)
-    log.info("worker %s on %s, queue %s", worker.worker_id, device, _shown(url))
+    log.info(
+        "worker %s on %s, queue %s, result images: %s",
+        worker.worker_id,
+        device,
+        _shown(url),
+        settings.result_images,
+    )
     try:
         while worker.is_alive():
             worker.join(0.5)

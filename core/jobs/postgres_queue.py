@@ -27,6 +27,7 @@ from core.jobs.queue import (
     poison_reason,
 )
 from core.jobs.record import FAILED, INTERRUPTED, QUEUED, RETRYABLE_STATUSES, RUNNING, STATUSES, JobRecord
+from core.jobs.result_images import ResultImage
 
 CHANNEL = "easel_jobs"
 MAX_NOTIFY_BYTES = 7900  # PostgreSQL refuses payloads of 8000 bytes or more
@@ -62,6 +63,15 @@ CREATE TABLE IF NOT EXISTS easel_workers (
     model TEXT, job_id TEXT, heartbeat_at DOUBLE PRECISION NOT NULL,
     started_at DOUBLE PRECISION NOT NULL, model_loads INTEGER NOT NULL DEFAULT 0,
     jobs_done INTEGER NOT NULL DEFAULT 0, draining BOOLEAN NOT NULL DEFAULT FALSE
+);
+-- image bytes of finished jobs (--result-images db), one row per image
+CREATE TABLE IF NOT EXISTS easel_job_images (
+    job_id TEXT NOT NULL REFERENCES easel_jobs (id) ON DELETE CASCADE,
+    idx    INTEGER NOT NULL,
+    root   TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    data   BYTEA NOT NULL,
+    PRIMARY KEY (job_id, idx)
 );
 """
 
@@ -256,6 +266,7 @@ class PostgresJobQueue(JobQueue):
         status: str,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        images: list[ResultImage] | None = None,
     ) -> JobRecord | None:
         from psycopg.types.json import Jsonb
 
@@ -269,7 +280,20 @@ class PostgresJobQueue(JobQueue):
                     WHERE id = %s AND worker_id = %s AND status = 'running' RETURNING {_COLUMNS}""",
                 (status, Jsonb(result) if result is not None else None, error, status, job_id, worker_id),
             ).fetchone()
+            if row is not None and images:  # only the finish that counted stores bytes
+                cur.executemany(
+                    """INSERT INTO easel_job_images (job_id, idx, root, name, data) VALUES (%s, %s, %s, %s, %s)
+                       ON CONFLICT (job_id, idx) DO UPDATE SET root = EXCLUDED.root, name = EXCLUDED.name,
+                           data = EXCLUDED.data""",
+                    [(job_id, i.index, i.root, i.name, i.data) for i in images],
+                )
         return _record(row) if row else None
+
+    def result_image(self, job_id: str, index: int) -> bytes | None:
+        row = self._one(
+            "SELECT data FROM easel_job_images WHERE job_id = %s AND idx = %s", (job_id, int(index))
+        )
+        return bytes(row["data"]) if row else None
 
     def record_images(self, job_id: str, paths: list[str]) -> JobRecord | None:
         """Images found on disk after a crash (core/jobs/recovery.py), added once each."""
@@ -328,6 +352,8 @@ class PostgresJobQueue(JobQueue):
                     WHERE id = %s RETURNING {_COLUMNS}""",
                 (job_id,),
             ).fetchone()
+            # its old result is gone, so are the bytes of its images (the run stores new ones)
+            cur.execute("DELETE FROM easel_job_images WHERE job_id = %s", (job_id,))
         return _record(row)
 
     def recover_running(self, only_expired: bool, reason: str) -> list[str]:

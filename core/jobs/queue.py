@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.jobs.record import JobRecord
+from core.jobs.result_images import ResultImage
 
 
 class JobNotFound(KeyError):
@@ -151,9 +152,16 @@ class JobQueue(ABC):
         status: str,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        images: list[ResultImage] | None = None,
     ) -> JobRecord | None:
         """Record the end of a running job (done, failed or interrupted). Ignored (None)
-        when the job is no longer running under this worker."""
+        when the job is no longer running under this worker. ``images``: the bytes of
+        its image files (``--result-images db``), stored in the same transaction, so a
+        finished job never lacks them and a late finish stores none."""
+
+    @abstractmethod
+    def result_image(self, job_id: str, index: int) -> bytes | None:
+        """The stored bytes of a job's image (``--result-images db``); None if none."""
 
     @abstractmethod
     def cancel(self, job_id: str) -> JobRecord:

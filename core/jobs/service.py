@@ -38,6 +38,17 @@ from core.jobs.record import DONE, FINISHED_STATUSES, QUEUED, RUNNING, JobRecord
 from core.jobs.recovery import recover_images
 from core.jobs.remote_events import RemoteEvents, progress_event
 from core.jobs.requests import request_from_json, request_to_json
+from core.jobs.result_images import (
+    DB,
+    DEFAULT_MAX_MB,
+    OUTPUTS,
+    SHARED_FOLDER,
+    TRANSIENT,
+    ResultImage,
+    local_path,
+    read_result_images,
+    write_atomically,
+)
 from core.jobs.results import result_to_json, write_transient_images
 from core.jobs.worker import Runner, Worker
 from core.results import CancelToken, GenerationResult, ProgressEvent
@@ -72,6 +83,8 @@ class JobService:
         lease_s: float = 60.0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         affinity_passes: int = DEFAULT_AFFINITY_PASSES,
+        result_images: str = SHARED_FOLDER,
+        result_image_max_mb: float = DEFAULT_MAX_MB,
     ) -> None:
         self.queue = queue
         self.runner = runner
@@ -79,6 +92,13 @@ class JobService:
         self.engine = engine
         self.transient_dir = Path(transient_dir)
         self.image_roots = tuple(Path(p).resolve() for p in (*image_roots, self.transient_dir))
+        # --result-images db: this process's worker stores its images' bytes in the queue;
+        # stored images are written back under the same name into these folders
+        self.result_images = result_images
+        self.max_image_bytes = int(result_image_max_mb * 1024 * 1024)
+        self.stored_image_roots = {TRANSIENT: self.transient_dir.resolve()}
+        if image_roots:
+            self.stored_image_roots[OUTPUTS] = Path(image_roots[0]).resolve()
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.events = EventHub()
         self._lock = threading.Lock()
@@ -124,6 +144,8 @@ class JobService:
             device=str(engine.models.device) if shared else "",
             max_attempts=int(getattr(settings, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
             affinity_passes=int(getattr(settings, "affinity_passes", DEFAULT_AFFINITY_PASSES)),
+            result_images=str(getattr(settings, "result_images", SHARED_FOLDER)),
+            result_image_max_mb=float(getattr(settings, "result_image_max_mb", DEFAULT_MAX_MB)),
         )
 
     # --- lifecycle ------------------------------------------------------------------
@@ -368,17 +390,54 @@ class JobService:
             subscription.close()
 
     def image_paths(self, job_id: str) -> list[Path]:
-        """The files of a finished job's images, each checked to lie inside an image root."""
+        """The files of a finished job's images, each checked to lie inside an image root.
+        An image whose bytes the worker stored in the queue (``--result-images db``) is
+        written into this node's folder first when it is not there yet."""
         record = self.queue.get(job_id)
         if record is None:
             raise JobNotFound(job_id)
-        paths = []
-        for name in (record.result or {}).get("paths", []):
-            path = Path(name).resolve()
-            if not any(path.is_relative_to(root) for root in self.image_roots):
-                raise PermissionError(f"job {job_id}: image path {name} lies outside the image folders")
-            paths.append(path)
-        return paths
+        count = len((record.result or {}).get("paths", []))
+        return [self._image_path(record, index) for index in range(count)]
+
+    def image_path(self, job_id: str, index: int) -> Path:
+        """One image's file (as ``image_paths``), only this one fetched from the queue."""
+        record = self.queue.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        if not 0 <= index < len((record.result or {}).get("paths", [])):
+            raise JobNotFound(f"{job_id}/images/{index}")
+        return self._image_path(record, index)
+
+    def _image_path(self, record: JobRecord, index: int) -> Path:
+        result = record.result or {}
+        stored = result.get("stored_images") or []
+        if index < len(stored):
+            return self._stored_image(record.id, index, stored[index])
+        name = result["paths"][index]
+        path = Path(name).resolve()
+        if not any(path.is_relative_to(root) for root in self.image_roots):
+            raise PermissionError(f"job {record.id}: image path {name} lies outside the image folders")
+        return path
+
+    def _stored_image(self, job_id: str, index: int, entry: dict[str, Any]) -> Path:
+        """This node's file of a stored image: there already (an earlier request, or the
+        worker shares this data folder), or written now from the queue's bytes."""
+        path = local_path(entry, self.stored_image_roots)
+        if path.is_file():
+            return path
+        data = self.queue.result_image(job_id, index)
+        if data is None:  # retried since, or stored by a worker of an older version
+            return path  # the caller answers "file removed"
+        write_atomically(path, data)
+        log.info("job %s: image %d written from the queue to %s", job_id, index, path)
+        return path
+
+    def result_files(self, result: dict[str, Any]) -> list[str | None]:
+        """Each image's name in the outputs folder (the result's ``files``): the stored
+        name when the worker stored its bytes, else the path relative to this node's folders."""
+        stored = result.get("stored_images") or []
+        names = self.output_names(result.get("paths", []))
+        return [str(stored[i].get("name")) if i < len(stored) else n for i, n in enumerate(names)]
 
     def output_names(self, paths: list[str]) -> list[str | None]:
         """Each path relative to the image folder it lies in (None outside them)."""
@@ -447,6 +506,17 @@ class JobService:
             # not saved (save_images=false): keep them where clients can still fetch them
             paths = write_transient_images(self.transient_dir / record.id, result.images, result.infotexts)
         return result_to_json(result, paths, saved=bool(result.paths))
+
+    def job_images(self, record: JobRecord, stored: dict[str, Any]) -> list[ResultImage]:
+        """--result-images db: the bytes of the job's image files, as written, stored with
+        its finish; their places go into the result (``stored_images``) for the API node."""
+        if self.result_images != DB:
+            return []
+        entries, images = read_result_images(
+            record.id, list(stored.get("paths") or []), self.stored_image_roots, self.max_image_bytes
+        )
+        stored["stored_images"] = entries
+        return images
 
     def job_recorded(self, record: JobRecord) -> None:
         journal = getattr(self.engine, "journal", None)

@@ -37,8 +37,9 @@ from core.jobs.record import (
     STATUSES,
     JobRecord,
 )
+from core.jobs.result_images import ResultImage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -64,6 +65,15 @@ CREATE TABLE IF NOT EXISTS workers (
     model TEXT, job_id TEXT, heartbeat_at REAL NOT NULL, started_at REAL NOT NULL,
     model_loads INTEGER NOT NULL DEFAULT 0, jobs_done INTEGER NOT NULL DEFAULT 0,
     draining INTEGER NOT NULL DEFAULT 0
+);
+-- schema 3: image bytes of finished jobs (--result-images db), one row per image
+CREATE TABLE IF NOT EXISTS job_images (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    idx    INTEGER NOT NULL,
+    root   TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    data   BLOB NOT NULL,
+    PRIMARY KEY (job_id, idx)
 );
 """
 # Added in schema 2 (several workers): ALTERed into a version-1 file.
@@ -140,6 +150,7 @@ class SqliteJobQueue(JobQueue):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")  # a deleted job takes its image bytes along
             self._local.conn = conn
             with self._connections_lock:
                 self._all_connections.append(conn)
@@ -291,6 +302,7 @@ class SqliteJobQueue(JobQueue):
         status: str,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        images: list[ResultImage] | None = None,
     ) -> JobRecord | None:
         if status not in STATUSES or status in (QUEUED, RUNNING):
             raise ValueError(f"cannot finish a job as {status!r}")
@@ -311,7 +323,20 @@ class SqliteJobQueue(JobQueue):
                     RUNNING,
                 ),
             ).fetchone()
+            if row is not None and images:  # only the finish that counted stores bytes
+                conn.executemany(
+                    "INSERT OR REPLACE INTO job_images (job_id, idx, root, name, data) VALUES (?, ?, ?, ?, ?)",
+                    [(job_id, i.index, i.root, i.name, i.data) for i in images],
+                )
         return _row_to_record(row) if row else None
+
+    def result_image(self, job_id: str, index: int) -> bytes | None:
+        row = (
+            self._conn()
+            .execute("SELECT data FROM job_images WHERE job_id = ? AND idx = ?", (job_id, int(index)))
+            .fetchone()
+        )
+        return bytes(row["data"]) if row else None
 
     def cancel(self, job_id: str) -> JobRecord:
         with self._write() as conn:
@@ -348,6 +373,8 @@ class SqliteJobQueue(JobQueue):
                     WHERE id = ? AND status IN ({marks})""",
                 (new_seq, QUEUED, job_id, *retryable),
             )
+            # its old result is gone, so are the bytes of its images (the run stores new ones)
+            conn.execute("DELETE FROM job_images WHERE job_id = ?", (job_id,))
         record = self.get(job_id)
         assert record is not None
         return record

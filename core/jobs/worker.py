@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from core.jobs.queue import DEFAULT_AFFINITY_PASSES, DEFAULT_MAX_ATTEMPTS, JobQueue, WorkerInfo
 from core.jobs.record import DONE, FAILED, INTERRUPTED, JobRecord
+from core.jobs.result_images import ResultImage
 from core.results import CancelToken, GenerationInterrupted, GenerationResult, ProgressEvent
 from plugin_api.types import GenerationRequest
 
@@ -37,6 +38,9 @@ class WorkerListener(Protocol):
 
     def job_finished(self, record: JobRecord, result: GenerationResult | None) -> dict[str, Any] | None:
         """Called before the record is finished; returns the result JSON to store."""
+
+    def job_images(self, record: JobRecord, stored: dict[str, Any]) -> list[ResultImage]:
+        """The image bytes to store with the finish (``--result-images db``), else []."""
 
     def job_recorded(self, record: JobRecord) -> None: ...
 
@@ -201,24 +205,34 @@ class Worker(threading.Thread):
             beating.set()
         if status == INTERRUPTED and error is None:
             error = "interrupted"
+        images: list[ResultImage] = []
         try:
             stored = self.listener.job_finished(record, result)
-        except Exception as exc:  # writing preview files etc. must not lose the job
+            if stored is not None:
+                images = self.listener.job_images(record, stored)
+        except Exception as exc:  # writing preview files, an image too large etc. must not lose the job
             log.exception("job %s: could not store its result", record.id)
-            status, error, stored = FAILED, f"could not store the result: {exc}", None
-        finished = self._finish(record.id, status, stored, error)
+            status, error, stored, images = FAILED, f"could not store the result: {exc}", None, []
+        finished = self._finish(record.id, status, stored, error, images)
         self._current = None
         heartbeat.join(timeout=5)
         self.listener.job_recorded(finished or self.queue.get(record.id) or record)
 
     def _finish(
-        self, job_id: str, status: str, result: dict[str, Any] | None, error: str | None
+        self,
+        job_id: str,
+        status: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        images: list[ResultImage] | None = None,
     ) -> JobRecord | None:
         """Record the outcome; a busy database gets a few more chances, so a finished
         job is not left looking like one that died with its server."""
         for attempt in range(5):
             try:
-                return self.queue.finish(job_id, self.worker_id, status, result=result, error=error)
+                return self.queue.finish(
+                    job_id, self.worker_id, status, result=result, error=error, images=images or None
+                )
             except Exception:
                 log.exception("job %s: could not record %s (attempt %d)", job_id, status, attempt + 1)
                 time.sleep(self.finish_retry_s * (attempt + 1))
