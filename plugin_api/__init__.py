@@ -15,6 +15,7 @@ from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from plugin_api.types import (
     GenerationContext,
     GenerationRequest,
+    InterrogatorSpec,
     PreprocessorSpec,
     PromptTransform,
     SamplerSpec,
@@ -24,14 +25,16 @@ from plugin_api.types import (
     UpscalerSpec,
 )
 
-API_VERSION = "1.4"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
+API_VERSION = "1.5"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
 # 1.4: GenerationRequest.scheduler, .shift, .styles; SamplerSpec.options, .note
+# 1.5: register_interrogators, InterrogatorSpec
 
 __all__ = [
     "API_VERSION",
     "PROJECT_NAME",
     "GenerationContext",
     "GenerationRequest",
+    "InterrogatorSpec",
     "InvalidRequest",
     "PreprocessorSpec",
     "PromptTransform",

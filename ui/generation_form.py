@@ -46,6 +46,7 @@ class GenerationForm:
     preview: gr.Image
     results: ResultsPanel
     init_image: gr.Image | None = None
+    interrogate: gr.Button | None = None  # img2img: caption the init image into the prompt
     denoising_strength: gr.Slider | None = None
     hires: HiresControls | None = None  # txt2img only
 
@@ -81,7 +82,7 @@ def build_generation_form(
     size_w = defaults.get("width", choices.DEFAULT_SIZE)
     size_h = defaults.get("height", choices.DEFAULT_SIZE)
     late_placeholder, late_start_placeholder = choices.late_cfg_placeholders(defaults)
-    init_image = denoising = None
+    init_image = denoising = interrogate = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
             prompt = gr.Textbox(
@@ -111,6 +112,7 @@ def build_generation_form(
                 init_image = gr.Image(
                     label=t("gen.init_image"), type="pil", elem_id=f"{prefix}_init_image", height=256
                 )
+                interrogate = gr.Button(t("gen.interrogate"), elem_id=f"{prefix}_interrogate", size="sm")
                 denoising = gr.Slider(
                     0.0, 1.0, value=0.75, step=0.01, label=t("gen.denoising"), elem_id=f"{prefix}_denoising"
                 )
@@ -256,5 +258,6 @@ def build_generation_form(
         results=results,
         hires=hires,
         init_image=init_image,
+        interrogate=interrogate,
         denoising_strength=denoising,
     )

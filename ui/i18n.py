@@ -91,6 +91,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "png.parsed": ("Parsed fields", "解析后的字段"),
     "png.send_to_txt2img": ("Send to txt2img", "发送到文生图"),
     "png.send_to_img2img": ("Send to img2img", "发送到图生图"),
+    "png.caption": ("Caption", "图像描述"),
+    "gen.interrogate": ("Interrogate", "反推提示词"),
     # extensions tab
     "ext.installed": ("Installed extensions", "已安装的扩展"),
     "ext.refresh": ("Refresh", "刷新"),
