@@ -46,6 +46,7 @@ class GenerationForm:
     preview: gr.Image
     results: ResultsPanel
     init_image: gr.Image | None = None
+    shift: gr.Textbox | None = None  # flow-matching models only (hidden for the others)
     interrogate: gr.Button | None = None  # img2img: caption the init image into the prompt
     denoising_strength: gr.Slider | None = None
     hires: HiresControls | None = None  # txt2img only
@@ -180,6 +181,12 @@ def build_generation_form(
                     value="", label=t("gen.late_cfg_start"), placeholder=late_start_placeholder,
                     elem_id=f"{prefix}_late_cfg_start", max_lines=1,
                 )  # fmt: skip
+            # the sigma shift of flow-matching models (Z-Image users set it); empty: the
+            # model's own. A text field like late CFG, so empty never sends 0.
+            shift = gr.Textbox(
+                value="", label=t("gen.shift"), info=t("gen.shift_info"), elem_id=f"{prefix}_shift",
+                max_lines=1, visible=choices.is_flow_model(service, default_model),
+            )  # fmt: skip
             with gr.Row():
                 width = gr.Slider(
                     64,
@@ -259,5 +266,6 @@ def build_generation_form(
         hires=hires,
         init_image=init_image,
         interrogate=interrogate,
+        shift=shift,
         denoising_strength=denoising,
     )

@@ -51,6 +51,7 @@ def build_request(
     vae: str | None = None,
     scheduler: str | None = None,
     styles: list[str] | None = None,
+    shift: str | float | None = None,
 ) -> GenerationRequest:
     """The form's values as the one request type every front end uses."""
     request = GenerationRequest(
@@ -66,6 +67,7 @@ def build_request(
         sampler=sampler or None,
         scheduler=scheduler or None,
         styles=list(styles or []),
+        shift=_optional_number(shift, "shift"),
         model=model or None,
         vae=vae or None,
         batch_size=int(batch_size),
@@ -105,6 +107,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     extra_inputs += form.hires.inputs() if form.hires is not None else [gr.State(None) for _ in range(5)]
     extra_inputs.append(form.vae)
     extra_inputs += [form.scheduler, form.styles.styles]
+    extra_inputs.append(form.shift if form.shift is not None else gr.State(None))
     panel = form.results
 
     def generate(
@@ -131,6 +134,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         vae: str | None,
         scheduler: str | None,
         styles: list[str] | None,
+        shift: str | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -141,7 +145,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
                 width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae, scheduler,
-                styles,
+                styles, shift,
             )  # fmt: skip
         except RequestError as exc:
             log.info("refused a WebUI generation: %s", exc)
@@ -226,6 +230,13 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         outputs=[form.sampler, form.late_cfg_scale, form.late_cfg_start],
         show_progress="hidden",
     )
+    if form.shift is not None:  # shown for flow-matching models only
+        form.model.change(
+            lambda name: gr.update(visible=choices.is_flow_model(service, name)),
+            inputs=[form.model],
+            outputs=[form.shift],
+            show_progress="hidden",
+        )
     wire_downloads(panel, last_result)
     return last_result
 
