@@ -15,7 +15,7 @@ from core.plugins.generation_hooks import GenerationHooks
 from core.plugins.manager import ExtensionManager
 from core.plugins.registries import Registry
 from core.user_settings import UserSettings
-from plugin_api.types import PreprocessorSpec, SamplerSpec, SettingSpec, Tab, UpscalerSpec
+from plugin_api.types import InterrogatorSpec, PreprocessorSpec, SamplerSpec, SettingSpec, Tab, UpscalerSpec
 
 log = logging.getLogger("easel")
 
@@ -27,6 +27,7 @@ class Host:
         self.samplers: Registry[SamplerSpec] = Registry("sampler", SamplerSpec)
         self.upscalers: Registry[UpscalerSpec] = Registry("upscaler", UpscalerSpec)
         self.preprocessors: Registry[PreprocessorSpec] = Registry("preprocessor", PreprocessorSpec)
+        self.interrogators: Registry[InterrogatorSpec] = Registry("interrogator", InterrogatorSpec)
         self.setting_specs: Registry[SettingSpec] = Registry("setting", SettingSpec, key="key")
         self.user_settings = UserSettings(
             self.settings.state_dir / "settings.json",
@@ -44,6 +45,7 @@ class Host:
         self._collect("register_samplers", self.samplers)
         self._collect("register_upscalers", self.upscalers)
         self._collect("register_preprocessors", self.preprocessors)
+        self._collect("register_interrogators", self.interrogators)
         self._collect("register_settings", self.setting_specs)
         self.extensions.hooks.call("startup", host=self)
         self.started = True

@@ -15,6 +15,7 @@ from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from plugin_api.types import (
     GenerationContext,
     GenerationRequest,
+    InterrogatorSpec,
     PreprocessorSpec,
     PromptTransform,
     SamplerSpec,
@@ -26,14 +27,16 @@ from plugin_api.types import (
 
 # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
 # 1.4: GenerationRequest.scheduler, .shift, .styles; SamplerSpec.options, .note;
-# 1.5: plugin_api.model_folders (A1111 and ComfyUI folder names)
-API_VERSION = "1.5"
+# 1.5: plugin_api.model_folders (A1111 and ComfyUI folder names);
+# 1.6: register_interrogators, InterrogatorSpec
+API_VERSION = "1.6"
 
 __all__ = [
     "API_VERSION",
     "PROJECT_NAME",
     "GenerationContext",
     "GenerationRequest",
+    "InterrogatorSpec",
     "InvalidRequest",
     "PreprocessorSpec",
     "PromptTransform",

@@ -16,6 +16,7 @@ import pluggy
 from plugin_api.types import (
     GenerationContext,
     GenerationRequest,
+    InterrogatorSpec,
     PreprocessorSpec,
     SamplerSpec,
     SettingSpec,
@@ -70,6 +71,19 @@ def register_preprocessors(register: Callable[[PreprocessorSpec], None]) -> None
         extension passes ``threshold_a``, ``threshold_b`` (``None`` = your default) and
         ``resolution``, so accept ``**options``. ``needs_weights`` names files that must
         be in ``models/ControlNet/annotators`` (a request is refused while one is missing).
+
+    Return value ignored.
+    """
+
+
+@hookspec
+def register_interrogators(register: Callable[[InterrogatorSpec], None]) -> None:
+    """Add image captioners for ``/sdapi/v1/interrogate`` and the WebUI's Interrogate buttons.
+
+    :param register: call ``register(InterrogatorSpec(...))`` once per captioner. A request
+        names one by its ``name`` or an A1111 alias (``"clip"``, ``"deepdanbooru"``); among
+        several for an alias, the first that can run (``missing()`` is None, ``for_models``
+        fits the current model) answers, in registration order.
 
     Return value ignored.
     """

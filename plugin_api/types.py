@@ -186,6 +186,26 @@ class UpscalerSpec:
 
 
 @dataclass
+class InterrogatorSpec:
+    """An image captioner (A1111's "interrogate") as registered by extensions.
+
+    ``interrogate(image)`` takes a PIL RGB image and returns the caption. ``aliases`` are
+    the A1111 model names it answers to (``"clip"``, ``"deepdanbooru"``); its own ``name``
+    always works. ``missing()`` returns None when it can run, else what to install (weights,
+    a package): the request is then refused with that text, or the next interrogator for
+    the same alias is tried. ``for_models``: answer an alias only while one of these models
+    is the current one (a captioner that knows one model's world); empty means any model.
+    """
+
+    name: str
+    interrogate: Callable[[Any], str]
+    aliases: tuple[str, ...] = ()
+    missing: Callable[[], str | None] | None = None
+    for_models: tuple[str, ...] = ()
+    note: str = ""  # shown in listings: what it captions and how
+
+
+@dataclass
 class PreprocessorSpec:
     """A control-image preprocessor (canny, depth...) as registered by extensions."""
 

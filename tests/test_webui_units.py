@@ -297,3 +297,21 @@ def test_styles_picker_lists_and_applies_styles_csv(host):
     apply = blocks.fns[0].fn  # "apply to prompt": styles written into the boxes, choice cleared
     styled, styled_negative, cleared = apply("a cat", "", ["framed"])
     assert (styled, styled_negative) == ("a cat, framed", "blurry") and cleared["value"] == []
+
+
+def test_shift_is_sent_and_shown_for_flow_matching_models_only():
+    from types import SimpleNamespace
+
+    from ui import choices
+
+    def request(shift):
+        return build_request("p", "", None, None, 4, 7, "", "", 64, 64, None, 1, 1, shift=shift)
+
+    assert request("3").shift == 3.0 and request("").shift is None and request(None).shift is None
+    with pytest.raises(RequestError) as error:
+        request("lots")
+    assert error.value.field == "shift"
+    infos = [SimpleNamespace(name="z", family="zimage"), SimpleNamespace(name="s", family="sd15")]
+    service = SimpleNamespace(engine=SimpleNamespace(models=SimpleNamespace(list=lambda: infos)))
+    assert choices.is_flow_model(service, "z") and not choices.is_flow_model(service, "s")
+    assert not choices.is_flow_model(service, None)

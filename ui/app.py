@@ -43,7 +43,7 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
             with gr.Tab(t("tab.queue"), id="queue", elem_id="tab_queue") as queue_tab:
                 queue = build_queue_tab(client)
             with gr.Tab(t("tab.png_info"), id="png_info", elem_id="tab_png_info") as png_info_tab:
-                png_info = build_png_info_tab()
+                png_info = build_png_info_tab(host)
             with gr.Tab(t("tab.extensions"), id="extensions", elem_id="tab_extensions") as extensions_tab:
                 build_extensions_tab(host)
             with gr.Tab(t("tab.settings"), id="settings", elem_id="tab_settings") as settings_tab:

@@ -91,6 +91,19 @@ def model_family(service: Any, name: str | None) -> str | None:
     return None
 
 
+def is_flow_model(service: Any, name: str | None) -> bool:
+    """Whether the model samples by flow matching (Z-Image): only those take a shift."""
+    family = model_family(service, name)
+    if not family:
+        return False
+    from core.families import get_family
+
+    try:
+        return bool(get_family(family).flow)
+    except Exception:  # an unknown family name: no flow controls
+        return False
+
+
 def _safe_list(engine: Any) -> list[Any]:
     try:
         return list(engine.models.list())

@@ -46,6 +46,8 @@ class GenerationForm:
     preview: gr.Image
     results: ResultsPanel
     init_image: gr.Image | None = None
+    shift: gr.Textbox | None = None  # flow-matching models only (hidden for the others)
+    interrogate: gr.Button | None = None  # img2img: caption the init image into the prompt
     denoising_strength: gr.Slider | None = None
     mask: gr.Image | None = None  # img2img only: white = repaint (inpainting)
     hires: HiresControls | None = None  # txt2img only
@@ -82,7 +84,7 @@ def build_generation_form(
     size_w = defaults.get("width", choices.DEFAULT_SIZE)
     size_h = defaults.get("height", choices.DEFAULT_SIZE)
     late_placeholder, late_start_placeholder = choices.late_cfg_placeholders(defaults)
-    init_image = denoising = mask = None
+    init_image = denoising = mask = interrogate = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
             prompt = gr.Textbox(
@@ -117,6 +119,7 @@ def build_generation_form(
                 mask = gr.Image(
                     label=t("gen.mask"), type="pil", image_mode="L", elem_id=f"{prefix}_mask", height=160
                 )
+                interrogate = gr.Button(t("gen.interrogate"), elem_id=f"{prefix}_interrogate", size="sm")
                 denoising = gr.Slider(
                     0.0, 1.0, value=0.75, step=0.01, label=t("gen.denoising"), elem_id=f"{prefix}_denoising"
                 )
@@ -184,6 +187,12 @@ def build_generation_form(
                     value="", label=t("gen.late_cfg_start"), placeholder=late_start_placeholder,
                     elem_id=f"{prefix}_late_cfg_start", max_lines=1,
                 )  # fmt: skip
+            # the sigma shift of flow-matching models (Z-Image users set it); empty: the
+            # model's own. A text field like late CFG, so empty never sends 0.
+            shift = gr.Textbox(
+                value="", label=t("gen.shift"), info=t("gen.shift_info"), elem_id=f"{prefix}_shift",
+                max_lines=1, visible=choices.is_flow_model(service, default_model),
+            )  # fmt: skip
             with gr.Row():
                 width = gr.Slider(
                     64,
@@ -262,6 +271,8 @@ def build_generation_form(
         results=results,
         hires=hires,
         init_image=init_image,
+        interrogate=interrogate,
+        shift=shift,
         denoising_strength=denoising,
         mask=mask,
     )

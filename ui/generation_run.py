@@ -52,6 +52,7 @@ def build_request(
     scheduler: str | None = None,
     styles: list[str] | None = None,
     mask: Any | None = None,
+    shift: str | float | None = None,
 ) -> GenerationRequest:
     """The form's values as the one request type every front end uses."""
     request = GenerationRequest(
@@ -67,6 +68,7 @@ def build_request(
         sampler=sampler or None,
         scheduler=scheduler or None,
         styles=list(styles or []),
+        shift=_optional_number(shift, "shift"),
         model=model or None,
         vae=vae or None,
         batch_size=int(batch_size),
@@ -109,6 +111,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     extra_inputs.append(form.vae)
     extra_inputs += [form.scheduler, form.styles.styles]
     extra_inputs.append(form.mask if form.mask is not None else gr.State(None))
+    extra_inputs.append(form.shift if form.shift is not None else gr.State(None))
     panel = form.results
 
     def generate(
@@ -136,6 +139,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         scheduler: str | None,
         styles: list[str] | None,
         mask: Any | None,
+        shift: str | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -146,7 +150,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
                 width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae, scheduler,
-                styles, mask,
+                styles, mask, shift,
             )  # fmt: skip
         except RequestError as exc:
             log.info("refused a WebUI generation: %s", exc)
@@ -231,6 +235,13 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         outputs=[form.sampler, form.late_cfg_scale, form.late_cfg_start],
         show_progress="hidden",
     )
+    if form.shift is not None:  # shown for flow-matching models only
+        form.model.change(
+            lambda name: gr.update(visible=choices.is_flow_model(service, name)),
+            inputs=[form.model],
+            outputs=[form.shift],
+            show_progress="hidden",
+        )
     wire_downloads(panel, last_result)
     return last_result
 

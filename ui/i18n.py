@@ -92,6 +92,13 @@ TEXTS: dict[str, tuple[str, str]] = {
     "png.parsed": ("Parsed fields", "解析后的字段"),
     "png.send_to_txt2img": ("Send to txt2img", "发送到文生图"),
     "png.send_to_img2img": ("Send to img2img", "发送到图生图"),
+    "png.caption": ("Caption", "图像描述"),
+    "gen.interrogate": ("Interrogate", "反推提示词"),
+    "gen.shift": ("Shift", "偏移 (shift)"),
+    "gen.shift_info": (
+        "Flow-matching models only; empty: the model's own",
+        "仅流匹配模型；留空：使用模型自己的值",
+    ),
     # extensions tab
     "ext.installed": ("Installed extensions", "已安装的扩展"),
     "ext.refresh": ("Refresh", "刷新"),

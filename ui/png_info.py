@@ -39,6 +39,8 @@ class PngInfoTab:
     fields: gr.State  # the parsed fields, normalised (see ``form_fields``)
     send_to_txt2img: gr.Button
     send_to_img2img: gr.Button
+    interrogate: gr.Button | None = None
+    caption: gr.Textbox | None = None
 
 
 def open_image(path: str | None) -> Any:
@@ -110,7 +112,7 @@ def form_fields(parsed: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def build_png_info_tab() -> PngInfoTab:
+def build_png_info_tab(host: Any = None) -> PngInfoTab:
     with gr.Row(equal_height=False):
         with gr.Column():
             # a file path, not a PIL image: Gradio's own decoding may drop the text chunks
@@ -123,6 +125,9 @@ def build_png_info_tab() -> PngInfoTab:
             with gr.Row():
                 send_txt = gr.Button(t("png.send_to_txt2img"), elem_id="png_info_send_to_txt2img")
                 send_img = gr.Button(t("png.send_to_img2img"), elem_id="png_info_send_to_img2img")
+            with gr.Row():
+                interrogate = gr.Button(t("gen.interrogate"), elem_id="png_info_interrogate", size="sm")
+                caption = gr.Textbox(label=t("png.caption"), elem_id="png_info_caption", interactive=False)
     fields = gr.State({})
 
     def on_image(path: str | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -135,4 +140,9 @@ def build_png_info_tab() -> PngInfoTab:
         return text, values, form_fields(values)
 
     image.change(on_image, inputs=[image], outputs=[raw, parsed, fields])
-    return PngInfoTab(image, raw, parsed, fields, send_txt, send_img)
+    if host is not None:
+        from ui.interrogate import wire_interrogate
+
+        # the image's own model (its infotext) decides which captioner may answer
+        wire_interrogate(host, interrogate, image, fields, caption)
+    return PngInfoTab(image, raw, parsed, fields, send_txt, send_img, interrogate, caption)

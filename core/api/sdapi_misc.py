@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from core.api.catalog import Catalog
 from core.api.images import decode_base64_image
 from core.api.sdapi_models import SdapiInterrogateRequest
+from core.interrogate import InterrogatorUnavailable, find_interrogator
 from core.jobs import JobService
 from core.sampling.hires import LATENT_MODES
 from core.styles import load_styles, styles_path
@@ -72,16 +73,17 @@ def add_startup_routes(router: APIRouter, host: Any, service: JobService, catalo
     def script_info() -> list[dict[str, Any]]:
         return []
 
-    @router.post("/interrogate", summary="Caption an image (A1111); needs an interrogator")
-    async def interrogate(body: SdapiInterrogateRequest) -> JSONResponse:
+    @router.post("/interrogate", summary="Caption an image (A1111) with a registered interrogator")
+    async def interrogate(body: SdapiInterrogateRequest) -> Any:
         # the image is read first, so a bad one is named as such (422 "image")
-        await run_in_threadpool(decode_base64_image, body.image, "image")
-        return refused(
-            422,
-            f"no interrogator {body.model!r} is installed: Easel ships none yet; captioning needs an "
-            "interrogator extension (CLIP or BLIP weights in models/), see issue #22",
-            "/sdapi/v1/interrogate",
-        )
+        image = await run_in_threadpool(decode_base64_image, body.image, "image")
+        try:
+            spec = find_interrogator(host.interrogators, body.model, catalog.default_model())
+        except InterrogatorUnavailable as exc:
+            # 422, never 404: A1111 clients read a 404 as "not an A1111 server"
+            return refused(422, f"model: {exc}", "/sdapi/v1/interrogate")
+        caption = await run_in_threadpool(spec.interrogate, image.convert("RGB"))
+        return {"caption": caption}
 
     @router.post("/refresh-checkpoints", summary="Scan the models folder again (A1111)")
     def refresh_checkpoints() -> None:

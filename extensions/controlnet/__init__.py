@@ -40,7 +40,13 @@ from extensions.controlnet.preprocessors import (
     builtin_specs,
     canonical_name,
 )
-from extensions.controlnet.units import ControlUnit, fit_image, parse_units
+from extensions.controlnet.units import (
+    ControlUnit,
+    fit_image,
+    parse_units,
+    pixel_perfect_resolution,
+    resolve_image,
+)
 from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import hookimpl
 from plugin_api.model_folders import model_folders
@@ -144,16 +150,20 @@ def check_unit(unit: ControlUnit, family: str) -> None:
 def validate_request(request: GenerationRequest, family: str) -> None:
     units = [u for u in parse_units(request.extension_args.get(NAME)) if u.active]
     for unit in units:
+        resolve_image(unit, request.init_image)  # txt2img: refused before queueing
         check_unit(unit, family)
 
 
 def preprocess(unit: ControlUnit, width: int, height: int) -> Any:
     """The unit's control map at the generation size (fit first, then preprocess)."""
     spec = find_preprocessor(unit)
+    resolution = unit.processor_res
+    if unit.pixel_perfect:  # from the raw image, before fitting, as sd-webui-controlnet does
+        resolution = pixel_perfect_resolution(unit.image, width, height, unit.resize_mode)
     fitted = fit_image(unit.image, width, height, unit.resize_mode)
     try:
         out = spec.process(
-            fitted, threshold_a=unit.threshold_a, threshold_b=unit.threshold_b, resolution=unit.processor_res
+            fitted, threshold_a=unit.threshold_a, threshold_b=unit.threshold_b, resolution=resolution
         )
     except PreprocessorWeightsMissing as exc:
         raise InvalidRequest(f"{unit.field}.module", str(exc)) from exc
@@ -175,17 +185,13 @@ def before_sample(ctx: GenerationContext) -> None:
     prepared = []
     req = ctx.request
     for unit in units:
+        resolve_image(unit, req.init_image)
         check_unit(unit, ctx.family or "")
         info = STATE.library.find(unit.model)
         try:
             model = STATE.library.load(info, denoiser, ctx.model.device, denoiser.dtype)
         except ControlNetFileError as exc:
             raise InvalidRequest(f"{unit.field}.model", str(exc)) from exc
-        if unit.control_mode.strip().lower() not in ("balanced", "0"):
-            ctx.warnings.append(
-                f"ControlNet unit {unit.index}: control_mode {unit.control_mode!r} is not "
-                "supported; Balanced was used"
-            )
         image = preprocess(unit, req.width, req.height)
         control = image_to_control(image, ctx.model.device, denoiser.dtype)
         prepared.append(PreparedUnit(unit, model, control, image))

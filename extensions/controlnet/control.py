@@ -6,6 +6,14 @@ back through ``denoiser_kwargs`` as ``down_block_additional_residuals`` and
 ``mid_block_additional_residual``, the keyword arguments diffusers' UNet takes; the core
 adds them to the UNet's skip connections. A step where no unit applies returns nothing,
 so the UNet call is exactly the one without ControlNet.
+
+``control_mode`` follows sd-webui-controlnet: "My prompt is more important" and
+"ControlNet is more important" use its soft weighting (the residual of block ``i`` of
+``n`` scaled by ``0.825 ** (n - 1 - i)``: shallow blocks, which fix layout and detail,
+count less than the deep ones); "ControlNet is more important" also applies the
+residuals to the conditional half of the CFG batch only, so CFG pushes the image towards
+the control (its "CFG-side" injection). diffusers' ``guess_mode`` is the same idea with
+the same 0.825 ladder, but in its pipeline, not in the ControlNet call Easel makes.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from extensions.controlnet.units import ControlUnit
+from extensions.controlnet.units import BALANCED, CONTROL_MODE, ControlUnit
+
+SOFT_DECAY = 0.825  # sd-webui-controlnet's (and ControlNet's guess mode) per-block ladder
 
 
 @dataclass
@@ -61,12 +71,31 @@ def residuals(
             added_cond_kwargs=_cast(added, model.dtype),
             return_dict=False,
         )
+        down, mid = _apply_control_mode(item.unit, list(down), mid, bool(inputs.get("cfg_batch")))
         if down_sum is None:
             down_sum, mid_sum = list(down), mid
         else:
             down_sum = [a + b for a, b in zip(down_sum, down, strict=True)]
             mid_sum = mid_sum + mid
     return {"down_block_additional_residuals": down_sum, "mid_block_additional_residual": mid_sum}
+
+
+def _apply_control_mode(
+    unit: ControlUnit, down: list[torch.Tensor], mid: torch.Tensor, cfg_batch: bool
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The residuals after sd-webui-controlnet's control mode (Balanced: unchanged)."""
+    if unit.control_mode == BALANCED:
+        return down, mid
+    count = len(down) + 1  # the mid block is the deepest, weight 1
+    down = [d * SOFT_DECAY ** float(count - 1 - i) for i, d in enumerate(down)]
+    if unit.control_mode == CONTROL_MODE and cfg_batch:
+        # the batch is [uncond..., cond...]: zero the uncond rows
+        half = mid.shape[0] // 2
+        mark = torch.ones(mid.shape[0], 1, 1, 1, dtype=mid.dtype, device=mid.device)
+        mark[:half] = 0
+        down = [d * mark for d in down]
+        mid = mid * mark
+    return down, mid
 
 
 def _cast(added: dict[str, Any] | None, dtype: Any) -> dict[str, Any] | None:

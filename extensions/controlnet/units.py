@@ -50,6 +50,15 @@ IMAGE_KEYS = ("image", "input_image")
 MODULE_KEYS = ("preprocessor", "module")
 START_KEYS = ("start", "guidance_start")
 END_KEYS = ("end", "guidance_end")
+# sd-webui-controlnet's ControlMode, in its enum order (the integer forms index it)
+BALANCED, PROMPT_MODE, CONTROL_MODE = (
+    "Balanced",
+    "My prompt is more important",
+    "ControlNet is more important",
+)
+CONTROL_MODES = (BALANCED, PROMPT_MODE, CONTROL_MODE)
+# sd-webui-controlnet's words when a unit has no image and there is no img2img init image
+NO_INPUT_IMAGE = "controlnet is enabled but no input image is given"
 
 
 @dataclass
@@ -66,7 +75,10 @@ class ControlUnit:
     processor_res: int = 512
     threshold_a: float | None = None
     threshold_b: float | None = None
-    control_mode: str = "Balanced"
+    control_mode: str = BALANCED
+    pixel_perfect: bool = False
+    # no image in the request: the img2img init image is used (sd-webui-controlnet's rule)
+    from_init_image: bool = False
 
     @property
     def active(self) -> bool:
@@ -80,7 +92,8 @@ class ControlUnit:
         return (
             f"Module: {self.preprocessor}, Model: {self.model}, Weight: {self.weight:g}, "
             f"Resize Mode: {RESIZE_LABELS[self.resize_mode]}, Guidance Start: {self.start:g}, "
-            f"Guidance End: {self.end:g}"
+            f"Guidance End: {self.end:g}, Pixel Perfect: {self.pixel_perfect}, "
+            f"Control Mode: {self.control_mode}"
         )
 
 
@@ -140,6 +153,46 @@ def _threshold(value: Any, field: str) -> float | None:
     return None if number < 0 else number  # A1111 sends -1 for "the default"
 
 
+def parse_control_mode(raw: dict[str, Any], field: str) -> str:
+    """``control_mode`` as sd-webui-controlnet reads it: a name or its index (0/1/2); the
+    older boolean ``guessmode`` (before control_mode existed) when control_mode is absent:
+    guess mode became "ControlNet is more important"."""
+    value = raw.get("control_mode")
+    if value is None:
+        guess = raw.get("guessmode", raw.get("guess_mode"))
+        if guess is None:
+            return BALANCED
+        if not isinstance(guess, bool):
+            raise InvalidRequest(f"{field}.guessmode", f"expected true or false, got {guess!r}")
+        return CONTROL_MODE if guess else BALANCED
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{field}.control_mode", f"expected a name or 0/1/2, got {value!r}")
+    text = str(value).strip()
+    if text.lstrip("-").isdigit() or isinstance(value, float):
+        try:
+            index = int(float(text))
+        except ValueError:
+            index = -1
+        if 0 <= index < len(CONTROL_MODES):
+            return CONTROL_MODES[index]
+    for mode in CONTROL_MODES:
+        if text.lower() == mode.lower():
+            return mode
+    raise InvalidRequest(
+        f"{field}.control_mode",
+        f"unknown control mode {value!r}; use {', '.join(repr(m) for m in CONTROL_MODES)} (or 0/1/2)",
+    )
+
+
+def _flag(raw: dict[str, Any], key: str, field: str) -> bool:
+    value = raw.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{field}.{key}", f"expected true or false, got {value!r}")
+    return value
+
+
 def parse_units(args: Any, decode: bool = True) -> list[ControlUnit]:
     """The enabled units with a model (weight 0 included: callers skip inactive ones).
     Raises InvalidRequest naming the field for anything malformed."""
@@ -193,9 +246,11 @@ def _parse_unit(raw: dict[str, Any], index: int, field: str, model: str, decode:
     if not isinstance(module, str):
         raise InvalidRequest(f"{field}.module", "expected a preprocessor name")
     image_value, image_key = _pick(raw, IMAGE_KEYS, None)
-    if image_value is None or image_value == "":
-        raise InvalidRequest(f"{field}.{IMAGE_KEYS[1]}", "the unit has a model but no control image")
-    image = decode_image(image_value, f"{field}.{image_key}") if decode else None
+    if isinstance(image_value, dict) and not image_value.get("image"):
+        image_value = None  # {"image": null, "mask": ...}: no image either
+    # no image: the img2img init image stands in (resolve_image); txt2img refuses it there
+    from_init = image_value is None or image_value == ""
+    image = decode_image(image_value, f"{field}.{image_key}") if decode and not from_init else None
     res = raw.get("processor_res", 512)
     resolution = 512 if res is None or (isinstance(res, int | float) and res < 0) else res
     return ControlUnit(
@@ -211,8 +266,36 @@ def _parse_unit(raw: dict[str, Any], index: int, field: str, model: str, decode:
         processor_res=int(_number(resolution, f"{field}.processor_res", 64, 4096)),
         threshold_a=_threshold(raw.get("threshold_a"), f"{field}.threshold_a"),
         threshold_b=_threshold(raw.get("threshold_b"), f"{field}.threshold_b"),
-        control_mode=str(raw.get("control_mode", "Balanced")),
+        control_mode=parse_control_mode(raw, field),
+        pixel_perfect=_flag(raw, "pixel_perfect", field),
+        from_init_image=from_init,
     )
+
+
+def resolve_image(unit: ControlUnit, init_image: Image.Image | None) -> None:
+    """A unit without an image takes the img2img init image, as sd-webui-controlnet does;
+    without one (txt2img) it is refused with sd-webui-controlnet's message. The init
+    image is fitted "Just Resize": that is how Easel's img2img fits the init image itself
+    (A1111's img2img resize mode 0, which sd-webui-controlnet then applies to the unit)."""
+    if not unit.from_init_image:
+        return
+    if init_image is None:
+        raise InvalidRequest(
+            f"{unit.field}.{IMAGE_KEYS[1]}",
+            f"{NO_INPUT_IMAGE} (a unit without an image uses the img2img init image; in txt2img give it one)",
+        )
+    unit.image = ImageOps.exif_transpose(init_image).convert("RGB")
+    unit.resize_mode = "just_resize"
+
+
+def pixel_perfect_resolution(image: Image.Image, width: int, height: int, mode: str) -> int:
+    """sd-webui-controlnet's "pixel perfect" preprocessor resolution: the raw image's short
+    side scaled by the factor the resize mode will apply, so the preprocessor works at the
+    size its map ends up at (Resize and Fill scales by the smaller factor, the others by
+    the larger)."""
+    k_h, k_w = height / image.height, width / image.width
+    factor = min(k_h, k_w) if mode == "fill" else max(k_h, k_w)
+    return max(1, round(factor * min(image.height, image.width)))
 
 
 def fit_image(image: Image.Image, width: int, height: int, mode: str) -> Image.Image:

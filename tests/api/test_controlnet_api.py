@@ -164,3 +164,68 @@ def test_bad_units_are_422_naming_the_field(server, unit, field, message):
         assert response.status_code == 422, response.text
         assert field in response.json()["errors"] and message in response.json()["errors"]
         assert txt2img(client).status_code == 200
+
+
+def img2img(client, units=None, **extra):
+    body = {
+        "init_images": [b64_circle()],
+        "denoising_strength": 0.7,
+        "prompt": "a yellow circle",
+        "seed": 4,
+        "steps": 3,
+        "width": 64,
+        "height": 64,
+        "override_settings": {"sd_model_checkpoint": "tiny-sd15"},
+        **extra,
+    }
+    if units is not None:
+        body["alwayson_scripts"] = {"controlnet": {"args": units}}
+    return client.post("/sdapi/v1/img2img", json=body)
+
+
+def test_unit_without_image_uses_the_img2img_init_image(server):
+    """sd-webui-controlnet: a unit with a model and no image takes the init image (fitted
+    as img2img fits it: Just Resize). The reference: the same unit given that image."""
+    with server.client() as client:
+        plain = img2img(client)
+        implicit = img2img(client, [a1111_unit(input_image=None, resize_mode="Crop and Resize")])
+        explicit = img2img(client, [a1111_unit(input_image=b64_circle(), resize_mode="Just Resize")])
+        for response in (plain, implicit, explicit):
+            assert response.status_code == 200, response.text
+        assert np.array_equal(decoded(implicit), decoded(explicit))
+        assert not np.array_equal(decoded(implicit), decoded(plain))
+
+
+def test_unit_without_image_in_txt2img_is_refused_as_sd_webui_controlnet_does(server):
+    with server.client() as client:
+        response = txt2img(client, [a1111_unit(input_image=None)])
+        assert response.status_code == 422, response.text
+        errors = response.json()["errors"]
+        assert "alwayson_scripts.controlnet.args.0.input_image" in errors
+        assert "controlnet is enabled but no input image is given" in errors
+
+
+def test_control_modes_by_name_index_and_guessmode(server):
+    with server.client() as client:
+        images = {}
+        for key, unit in {
+            "balanced": a1111_unit(),
+            "balanced0": a1111_unit(control_mode=0),
+            "prompt": a1111_unit(control_mode="My prompt is more important"),
+            "prompt1": a1111_unit(control_mode=1),
+            "control": a1111_unit(control_mode="ControlNet is more important"),
+            "control2": a1111_unit(control_mode="2"),
+            "guess": {k: v for k, v in a1111_unit(guessmode=True).items() if k != "control_mode"},
+        }.items():
+            response = txt2img(client, [unit])
+            assert response.status_code == 200, (key, response.text)
+            images[key] = decoded(response)
+        assert np.array_equal(images["balanced"], images["balanced0"])
+        assert np.array_equal(images["prompt"], images["prompt1"])
+        assert np.array_equal(images["control"], images["control2"])
+        assert np.array_equal(images["control"], images["guess"])
+        assert not np.array_equal(images["balanced"], images["prompt"])
+        assert not np.array_equal(images["prompt"], images["control"])
+        bad = txt2img(client, [a1111_unit(control_mode="Prompt first")])
+        assert bad.status_code == 422
+        assert "alwayson_scripts.controlnet.args.0.control_mode" in bad.json()["errors"]

@@ -58,9 +58,11 @@ def test_refused_actions_say_why_and_are_logged(easel, caplog):
         assert client.post("/sdapi/v1/server-kill").status_code == 403
         restart = client.post("/sdapi/v1/server-restart")
         assert restart.status_code == 501 and "supervisor" in restart.json()["detail"]
-        # no interrogator: a 4xx that says what is missing, never a 404
-        interrogate = client.post("/sdapi/v1/interrogate", json={"image": b64_png_small(), "model": "clip"})
-        assert interrogate.status_code == 422 and "interrogator" in interrogate.json()["detail"]
+        # no interrogator for the name: a 4xx that says what to install, never a 404
+        interrogate = client.post(
+            "/sdapi/v1/interrogate", json={"image": b64_png_small(), "model": "deepdanbooru"}
+        )
+        assert interrogate.status_code == 422 and "register_interrogators" in interrogate.json()["detail"]
         bad_image = client.post("/sdapi/v1/interrogate", json={"image": "!!", "model": "clip"})
         assert bad_image.status_code == 422 and "image" in bad_image.text
         assert client.get("/api/v1/health").json()["status"] == "ok"  # still up
