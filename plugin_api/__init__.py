@@ -24,8 +24,9 @@ from plugin_api.types import (
     UpscalerSpec,
 )
 
-API_VERSION = "1.4"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
-# 1.4: GenerationRequest.scheduler, .shift, .styles; SamplerSpec.options, .note
+API_VERSION = "1.6"  # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
+# 1.4: GenerationRequest.scheduler, .shift, .styles; SamplerSpec.options, .note;
+# 1.6: plugin_api.images (the host's one image gate: open_image, MAX_IMAGE_SIDE)
 
 __all__ = [
     "API_VERSION",

@@ -25,6 +25,25 @@ def png_claiming_size(width: int, height: int) -> str:
     return base64.b64encode(png).decode()
 
 
+def png_bomb(width: int, height: int) -> str:
+    """A real, complete PNG of ``width`` x ``height`` black greyscale pixels, compressed to a
+    few dozen KB (8192x8192 is about 87 KB: the issue's request), built row by row so the
+    test itself never holds the pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)  # filter byte + pixels
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+BOMB = png_bomb(8192, 8192)
+
+
 def small_png() -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64)).save(buffer, format="PNG")
@@ -142,6 +161,27 @@ CASES = [
     ("detect with A1111's defaults", "POST", "/controlnet/detect",
      {**DETECT, "controlnet_processor_res": -1, "controlnet_threshold_a": -1, "controlnet_threshold_b": "200"},
      200, ""),
+    # issue #23, point 4: one image gate, the size read from the header before decoding
+    ("detect bomb 8192", "POST", "/controlnet/detect", {**DETECT, "controlnet_input_images": [BOMB]}, 422,
+     "controlnet_input_images.0"),
+    ("detect bomb second image", "POST", "/controlnet/detect",
+     {**DETECT, "controlnet_input_images": [small_png(), BOMB]}, 422, "controlnet_input_images.1"),
+    ("ControlNet unit bomb", "POST", "/sdapi/v1/txt2img",
+     {**OK, "alwayson_scripts": {"controlnet": {"args": [
+         {"input_image": BOMB, "module": "canny", "model": "easel-demo-canny"}]}}}, 422, "input_image"),
+    ("img2img init bomb 8192", "POST", "/sdapi/v1/img2img", {**OK, "init_images": [BOMB]}, 422, "init_images.0"),
+    ("native init bomb 8192", "POST", "/api/v1/jobs", {**OK, "init_image": BOMB}, 422, "init_image"),
+    ("img2img mask bomb", "POST", "/sdapi/v1/img2img", {**OK, "init_images": [small_png()], "mask": BOMB}, 422,
+     "mask"),
+    ("native mask bomb", "POST", "/api/v1/jobs", {**OK, "init_image": small_png(), "mask": BOMB}, 422, "mask"),
+    ("extras single bomb", "POST", "/sdapi/v1/extra-single-image", {"image": BOMB, "upscaler_1": "Lanczos"}, 422,
+     "image"),
+    ("extras batch bomb", "POST", "/sdapi/v1/extra-batch-images",
+     {"imageList": [{"data": small_png(), "name": "a.png"}, {"data": BOMB, "name": "b.png"}],
+      "upscaler_1": "Lanczos"}, 422, "imageList.1.data"),
+    ("png-info bomb 8192", "POST", "/sdapi/v1/png-info", {"image": BOMB}, 422, "image"),
+    ("one pixel past the side", "POST", "/controlnet/detect",
+     {**DETECT, "controlnet_input_images": [png_claiming_size(4097, 16)]}, 422, "4096"),
 ]  # fmt: skip
 
 
@@ -195,3 +235,44 @@ def test_unexpected_error_is_a_json_500_and_the_server_stays_up(easel, monkeypat
         monkeypatch.undo()
         assert client.get("/api/v1/models").status_code == 200
         assert client.get("/api/v1/health").json()["status"] == "ok"
+
+
+# The issue measured 1.2 -> 2.7 GB for this request. Decoding it at all costs 64 MB
+# (greyscale) plus 192 MB as RGB; refused from the header it costs the request's own bytes.
+RSS_BOUND = 48 * 1024 * 1024
+
+
+def test_detect_bomb_does_not_grow_the_server(easel):
+    """The server runs in this process (tests/api/conftest.py), so its RSS is ours: sample
+    it in a thread while the request runs and bound the peak growth."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+    with easel.client() as client:
+        # warm up: the first detect imports the preprocessors, which is not the bomb's cost
+        assert client.post("/controlnet/detect", json=DETECT).status_code == 200
+        baseline = process.memory_info().rss
+        peak = baseline
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, process.memory_info().rss)
+                done.wait(0.002)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            body = json.dumps({**DETECT, "controlnet_input_images": [BOMB]}).encode()
+            assert len(body) < 150_000  # the issue's ~87 KB request, not a big upload
+            response = client.post("/controlnet/detect", content=body, headers=JSON)
+        finally:
+            done.set()
+            sampler.join()
+        assert response.status_code == 422, response.text[:300]
+        assert "controlnet_input_images.0" in response.text
+        growth = peak - baseline
+        assert growth < RSS_BOUND, f"RSS grew {growth / 2**20:.0f} MB on an 87 KB request"
