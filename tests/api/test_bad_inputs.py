@@ -180,6 +180,45 @@ CASES = [
      {"imageList": [{"data": small_png(), "name": "a.png"}, {"data": BOMB, "name": "b.png"}],
       "upscaler_1": "Lanczos"}, 422, "imageList.1.data"),
     ("png-info bomb 8192", "POST", "/sdapi/v1/png-info", {"image": BOMB}, 422, "image"),
+    # issue #23, point 8: extension arguments are refused before a job exists
+    ("esrgan upscaler path", "POST", "/api/v1/jobs", {**OK, "extension_args": {"esrgan": {"upscaler": "../../x"}}},
+     422, "extension_args.esrgan.upscaler"),
+    ("esrgan scale nan", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"esrgan": {"upscaler": "Lanczos", "scale": "nan"}}}, 422, "extension_args.esrgan.scale"),
+    ("esrgan scale 1e9", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"esrgan": {"upscaler": "Lanczos", "scale": 1e9}}}, 422, "extension_args.esrgan.scale"),
+    ("esrgan scale inf text", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"esrgan": {"upscaler": "Lanczos", "scale": "inf"}}}, 422, "extension_args.esrgan.scale"),
+    ("esrgan upscaler not text", "POST", "/api/v1/jobs", {**OK, "extension_args": {"esrgan": {"upscaler": 3}}}, 422,
+     "extension_args.esrgan.upscaler"),
+    ("esrgan via alwayson_scripts", "POST", "/sdapi/v1/txt2img",
+     {**OK, "alwayson_scripts": {"esrgan": {"args": ["../../x", 2]}}}, 422, "esrgan"),
+    ("lora unknown name", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"lora": {"loras": [{"name": "no-such-lora", "weight": 0.5}]}}}, 422,
+     "extension_args.lora.loras.0.name"),
+    ("lora weight nan", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"lora": {"loras": [{"name": "tiny-style", "weight": "nan"}]}}}, 422,
+     "extension_args.lora.loras.0.weight"),
+    ("lora te inf", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"lora": {"loras": [{"name": "tiny-style", "te": "-inf"}]}}}, 422,
+     "extension_args.lora.loras.0.te"),
+    ("lora weight as list", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"lora": {"loras": [{"name": "tiny-style", "weight": [1]}]}}}, 422,
+     "extension_args.lora.loras.0.weight"),
+    ("lora loras not a list", "POST", "/api/v1/jobs", {**OK, "extension_args": {"lora": {"loras": "tiny-style"}}}, 422,
+     "extension_args.lora.loras"),
+    ("zh_prompt unknown mode", "POST", "/api/v1/jobs", {**OK, "extension_args": {"zh_prompt": {"mode": "yell"}}}, 422,
+     "extension_args.zh_prompt.mode"),
+    ("zh_prompt mode as number", "POST", "/api/v1/jobs", {**OK, "extension_args": {"zh_prompt": {"mode": 5}}}, 422,
+     "extension_args.zh_prompt.mode"),
+    ("zh_prompt enabled as text", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"zh_prompt": {"enabled": "yes"}}}, 422, "extension_args.zh_prompt.enabled"),
+    ("zh_prompt unknown key", "POST", "/api/v1/jobs", {**OK, "extension_args": {"zh_prompt": {"mood": "off"}}}, 422,
+     "extension_args.zh_prompt.mood"),
+    ("zh_prompt as number", "POST", "/api/v1/jobs", {**OK, "extension_args": {"zh_prompt": 42}}, 422,
+     "extension_args.zh_prompt"),
+    ("zh_prompt via alwayson_scripts", "POST", "/sdapi/v1/txt2img",
+     {**OK, "alwayson_scripts": {"zh_prompt": {"args": ["yell"]}}}, 422, "zh_prompt"),
     ("one pixel past the side", "POST", "/controlnet/detect",
      {**DETECT, "controlnet_input_images": [png_claiming_size(4097, 16)]}, 422, "4096"),
 ]  # fmt: skip
@@ -193,6 +232,7 @@ def test_bad_input_is_refused_clearly_and_the_server_stays_up(
 ):
     with easel.client() as client:
         jobs_before = easel.service.queue.count()
+        listed_before = client.get("/api/v1/jobs").json()["total"]
         if isinstance(body, bytes):
             response = client.request(method, path, content=body, headers=JSON)
         elif body is None:
@@ -206,6 +246,8 @@ def test_bad_input_is_refused_clearly_and_the_server_stays_up(
             assert needle.lower() in response.text.lower(), response.text[:500]
             assert len(response.content) < 10_000  # no echo of a huge input
         assert easel.service.queue.count() == jobs_before  # nothing queued for it
+        if status != 200:  # no job exists for a refused request, as a client sees it too
+            assert client.get("/api/v1/jobs").json()["total"] == listed_before
         assert client.get("/api/v1/health").json()["status"] == "ok"
 
 
