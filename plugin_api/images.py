@@ -63,7 +63,7 @@ def open_image(source: bytes | str | Path | Any, field: str) -> Any:
             field, f"image is far too large; the limit is {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels"
         ) from None
     except Exception:  # Pillow raises many types for garbage input
-        raise InvalidRequest(field, "not a readable image (expected PNG, JPEG or WebP)") from None
+        raise InvalidRequest(field, "not an image Pillow can read (PNG, JPEG, WebP...)") from None
     width, height = image.size  # from the header: nothing decoded yet
     try:
         check_size(field, width, height)
