@@ -22,17 +22,10 @@ MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
 
 
-def _limit_pillow() -> None:
-    """Pillow's own bomb check (a warning at 89 M pixels, an error at twice that) is far
-    above our limit; bring it down to ours so even a decode that bypasses this module
-    (a library opening a file itself) raises DecompressionBombError at 2x our limit."""
-    from PIL import Image
-
-    if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-
-
-_limit_pillow()  # at import: also covers images Gradio decodes for the WebUI's own tabs
+# Pillow's global MAX_IMAGE_PIXELS is left alone on purpose: Easel itself writes and reopens
+# results larger than the input limit (Extras upscales to 8192x8192), and a lowered global
+# would break those. Inputs are checked here from the header instead; Pillow's own
+# DecompressionBombError (past ~179 M pixels) is still caught and named below.
 
 
 def _too_large(field: str, width: int, height: int) -> InvalidRequest:
@@ -54,7 +47,6 @@ def open_image(source: bytes | str | Path | Any, field: str) -> Any:
     naming ``field`` for garbage, damaged data or a size past the limits."""
     from PIL import Image
 
-    _limit_pillow()
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         image = Image.open(stream)  # lazy: reads the header only
