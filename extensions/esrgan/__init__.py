@@ -163,19 +163,20 @@ def post_sample_request(args: Any) -> tuple[str, float] | None:
     UpscalerInputError naming the field; numbers as text ("2") are read as A1111 does."""
     if not args:
         return None
-    field = f"extension_args.{NAME}"
+    base = f"extension_args.{NAME}"
+    fields = {"upscaler": f"{base}.upscaler", "scale": f"{base}.scale"}
     if isinstance(args, dict) and isinstance(args.get("args"), list):
         listed = args["args"]
-        field += ".args"
         if listed and isinstance(listed[0], dict):
             args = listed[0]
-            field += ".0"
-        else:
+            fields = {key: f"{base}.args.0.{key}" for key in fields}
+        else:  # A1111's positional form: [name, scale]
             args = dict(zip(("upscaler", "scale"), listed, strict=False))
+            fields = {"upscaler": f"{base}.args.0", "scale": f"{base}.args.1"}
         if not args:
             return None
     if not isinstance(args, dict) or not isinstance(args.get("upscaler"), str):
-        raise UpscalerInputError(f"{field}.upscaler", 'expected {"upscaler": name, "scale": number}')
+        raise UpscalerInputError(fields["upscaler"], 'expected {"upscaler": name, "scale": number}')
     scale = args.get("scale", 2)
     number: float | None = None
     if not isinstance(scale, bool) and isinstance(scale, int | float | str):
@@ -187,9 +188,17 @@ def post_sample_request(args: Any) -> tuple[str, float] | None:
     # comparison, so test for finiteness explicitly rather than trust `1 <= x <= 8`)
     if number is None or not math.isfinite(number) or not 1 <= number <= MAX_POST_SCALE:
         raise UpscalerInputError(
-            f"{field}.scale", f"must be a finite number from 1 to {MAX_POST_SCALE:g}, got {scale!r}"
+            fields["scale"], f"must be a finite number from 1 to {MAX_POST_SCALE:g}, got {scale!r}"
         )
     return args["upscaler"], number
+
+
+def upscaler_field(args: Any) -> str:
+    """Where the upscaler's name was, as the client spelled the arguments."""
+    listed = args.get("args") if isinstance(args, dict) else None
+    if isinstance(listed, list) and listed:
+        return f"extension_args.{NAME}.args.0" + (".upscaler" if isinstance(listed[0], dict) else "")
+    return f"extension_args.{NAME}.upscaler"
 
 
 @hookimpl
@@ -205,7 +214,9 @@ def validate_request(request: GenerationRequest, family: str) -> None:
     name = wanted[0]
     if STATE.host.upscalers.get(name) is None:
         known = ", ".join(STATE.host.upscalers.names())
-        raise InvalidRequest(f"extension_args.{NAME}.upscaler", f"no upscaler {name!r} (known: {known})")
+        raise InvalidRequest(
+            upscaler_field(request.extension_args.get(NAME)), f"no upscaler {name!r} (known: {known})"
+        )
 
 
 @hookimpl
