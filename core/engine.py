@@ -43,7 +43,7 @@ from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
-from core.sampling import inpaint_model, vae_precision
+from core.sampling import finite, inpaint_model, vae_precision
 from core.sampling.hires import schedule_length, upscale_latents
 from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
@@ -337,11 +337,14 @@ class Engine:
             latents = self._hires_pass(
                 checked, model, placement, ctx, cond, uncond, seeds, latents, report_hires, cancel
             )
+        # NaN guard: a NaN latent would decode to a black image reported "done"
+        finite.check_latents(latents, ctx, checked.model_name)
         decoded = placement.run(
             "vae",
             lambda: vae_precision.decode(model.adapter, model.components, latents, ctx.warnings),
             ctx.warnings,
         )
+        finite.check_decoded(decoded, ctx, checked.model_name)  # after the float32 retry
         images = tensor_to_pil(decoded)
         return prepared.finish(images) if prepared else images
 

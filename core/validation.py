@@ -15,6 +15,7 @@ from core.families import FamilyAdapter, get_family
 from core.samplers import display_name, names_for, resolve_sampler
 from core.sampling.hires import HiresPlan, plan_hires
 from core.schedules import ScheduleType, find_schedule, schedule_choices, split_schedule_suffix
+from plugin_api.images import MAX_IMAGE_SIDE
 from plugin_api.types import GenerationRequest, SamplerSpec
 
 MIN_SIZE, MAX_SIZE = 64, 2048
@@ -218,3 +219,9 @@ def _check_image(value: Any, field: str) -> None:
         raise RequestError(field, f"must be an image, got {type(value).__name__}")
     if value.width < 8 or value.height < 8:
         raise RequestError(field, f"image is too small ({value.width}x{value.height})")
+    # the API's image gate already refused these before decoding; Python and WebUI callers
+    # hand over decoded images, which get the same limit here (one limit for every door)
+    if value.width > MAX_IMAGE_SIDE or value.height > MAX_IMAGE_SIDE:
+        raise RequestError(
+            field, f"image is {value.width}x{value.height}; the limit is {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
+        )

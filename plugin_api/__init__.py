@@ -28,8 +28,9 @@ from plugin_api.types import (
 # 1.2: SettingSpec.path, plugin_api.paths; 1.3: GenerationRequest.vae;
 # 1.4: GenerationRequest.scheduler, .shift, .styles; SamplerSpec.options, .note;
 # 1.5: plugin_api.model_folders (A1111 and ComfyUI folder names);
-# 1.6: register_interrogators, InterrogatorSpec
-API_VERSION = "1.6"
+# 1.6: register_interrogators, InterrogatorSpec;
+# 1.7: plugin_api.images (the host's one image gate: open_image, MAX_IMAGE_SIDE)
+API_VERSION = "1.7"
 
 __all__ = [
     "API_VERSION",

@@ -174,7 +174,7 @@ def test_clear_errors_and_the_next_request_works(engine, base):
         (unit(model="evil"), "units.0.model", "pickle"),
         (unit(module="depth_midas"), "units.0.module", "dpt_hybrid-midas-501f0c75.pt"),
         (unit(module="no_such_pre"), "units.0.module", "unknown preprocessor 'no_such_pre'"),
-        (unit(image="bm90IGFuIGltYWdl"), "units.0.image", "not a readable image"),
+        (unit(image="bm90IGFuIGltYWdl"), "units.0.image", "not an image Pillow can read"),
         (unit(image=None), "units.0.input_image", "no input image is given"),
         (unit(weight=5), "units.0.weight", "from 0 to 2"),
         (unit(start=0.8, end=0.2), "units.0.start", "after end"),

@@ -46,11 +46,13 @@ class PngInfoTab:
 def open_image(path: str | None) -> Any:
     if not path:
         return None
-    from PIL import Image
+    from plugin_api.errors import InvalidRequest
+    from plugin_api.images import open_image as open_checked  # size checked before decoding
 
-    with Image.open(path) as image:
-        image.load()
-        return image
+    try:
+        return open_checked(path, "image")
+    except InvalidRequest as exc:
+        raise gr.Error(exc.message) from None
 
 
 def read_parameters(image: Any) -> str:

@@ -9,7 +9,8 @@ GroupNorm). Two safeguards, as diffusers and A1111 have them:
   pipeline does this opt in (``FamilyAdapter.upcast_vae``): SD 1.x VAEs work in float16.
 - NaN check (A1111's "Automatically revert VAE to 32-bit floats", on by default): a decode
   in half precision that gives NaN or inf is done again in float32, the VAE stays in
-  float32 from then on (as in A1111), and the result's warnings say so.
+  float32 from then on (as in A1111), and the result's warnings say so. A result still
+  NaN in float32 fails the job (``core.sampling.finite``), never a black "done" image.
 
 On a CPU Easel loads models in float32, where neither path triggers; they matter on GPUs
 without bfloat16 and on Apple MPS (float16).
@@ -30,7 +31,6 @@ NAN_RETRY_WARNING = (
     "the VAE produced NaN/inf in {dtype}: decoded again in float32, and the VAE stays in float32 "
     "for this model (A1111's automatic VAE precision); a VAE made for float16 avoids the cost"
 )
-NAN_FP32_WARNING = "the VAE produced NaN/inf even in float32: the image is black where it did"
 
 
 @contextmanager
@@ -71,7 +71,8 @@ def decode(
         images = adapter.decode(components, latents)
         if bool(torch.isfinite(images).all()):
             return images
-    warnings.append(NAN_FP32_WARNING)
+    # still non-finite in float32: the caller's NaN guard (core/sampling/finite.py) fails
+    # the job naming the likely cause; the retry above is all precision can do
     return images
 
 

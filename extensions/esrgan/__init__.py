@@ -16,6 +16,7 @@ architecture, or why they cannot be used) and ``ui_tabs`` (Extras).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from pathlib import Path
@@ -24,8 +25,9 @@ from typing import Any
 from extensions.esrgan.loading import UpscalerFile, UpscalerFileError, find_upscaler_files, load_upscaler
 from extensions.esrgan.tiling import DEFAULT_OVERLAP
 from extensions.esrgan.upscaling import ModelCache, UpscalerInputError, file_upscaler, resolve_device
+from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import hookimpl
-from plugin_api.types import GenerationContext, SettingSpec, Tab, UpscalerSpec
+from plugin_api.types import GenerationContext, GenerationRequest, SettingSpec, Tab, UpscalerSpec
 
 log = logging.getLogger("easel.esrgan")
 
@@ -152,35 +154,76 @@ def register_api_routes(router: Any) -> None:
         return await run_in_threadpool(lambda: [describe(f) for f in STATE.files])
 
 
-def post_sample_request(ctx: GenerationContext) -> tuple[str, float] | None:
+MAX_POST_SCALE = 8.0
+
+
+def post_sample_request(args: Any) -> tuple[str, float] | None:
     """``extension_args["esrgan"]``: ``{"upscaler": name, "scale": 2}`` (scale default 2),
-    or A1111's alwayson_scripts form ``{"args": [name, scale]}``."""
-    args = ctx.request.extension_args.get(NAME)
+    or A1111's alwayson_scripts form ``{"args": [name, scale]}``. Raises
+    UpscalerInputError naming the field; numbers as text ("2") are read as A1111 does."""
     if not args:
         return None
+    base = f"extension_args.{NAME}"
+    fields = {"upscaler": f"{base}.upscaler", "scale": f"{base}.scale"}
     if isinstance(args, dict) and isinstance(args.get("args"), list):
         listed = args["args"]
         if listed and isinstance(listed[0], dict):
             args = listed[0]
-        else:
+            fields = {key: f"{base}.args.0.{key}" for key in fields}
+        else:  # A1111's positional form: [name, scale]
             args = dict(zip(("upscaler", "scale"), listed, strict=False))
+            fields = {"upscaler": f"{base}.args.0", "scale": f"{base}.args.1"}
         if not args:
             return None
     if not isinstance(args, dict) or not isinstance(args.get("upscaler"), str):
-        raise UpscalerInputError("extension_args.esrgan", 'expected {"upscaler": name, "scale": number}')
+        raise UpscalerInputError(fields["upscaler"], 'expected {"upscaler": name, "scale": number}')
     scale = args.get("scale", 2)
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 1 <= scale <= 8:
+    number: float | None = None
+    if not isinstance(scale, bool) and isinstance(scale, int | float | str):
+        try:
+            number = float(scale)
+        except (ValueError, OverflowError):
+            number = None
+    # "nan" and "inf" parse as floats: the range check must refuse them too (NaN fails every
+    # comparison, so test for finiteness explicitly rather than trust `1 <= x <= 8`)
+    if number is None or not math.isfinite(number) or not 1 <= number <= MAX_POST_SCALE:
         raise UpscalerInputError(
-            "extension_args.esrgan.scale", f"must be a number from 1 to 8, got {scale!r}"
+            fields["scale"], f"must be a finite number from 1 to {MAX_POST_SCALE:g}, got {scale!r}"
         )
-    return args["upscaler"], float(scale)
+    return args["upscaler"], number
+
+
+def upscaler_field(args: Any) -> str:
+    """Where the upscaler's name was, as the client spelled the arguments."""
+    listed = args.get("args") if isinstance(args, dict) else None
+    if isinstance(listed, list) and listed:
+        return f"extension_args.{NAME}.args.0" + (".upscaler" if isinstance(listed[0], dict) else "")
+    return f"extension_args.{NAME}.upscaler"
+
+
+@hookimpl
+def validate_request(request: GenerationRequest, family: str) -> None:
+    """Refuse bad post-sample upscaling before a job exists (it used to run the whole
+    generation and end "done" with a warning)."""
+    try:
+        wanted = post_sample_request(request.extension_args.get(NAME))
+    except UpscalerInputError as exc:
+        raise InvalidRequest(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from None
+    if wanted is None or STATE.host is None:
+        return
+    name = wanted[0]
+    if STATE.host.upscalers.get(name) is None:
+        known = ", ".join(STATE.host.upscalers.names())
+        raise InvalidRequest(
+            upscaler_field(request.extension_args.get(NAME)), f"no upscaler {name!r} (known: {known})"
+        )
 
 
 @hookimpl
 def after_sample(ctx: GenerationContext, images: list[Any]) -> list[Any] | None:
     try:
-        wanted = post_sample_request(ctx)
-    except UpscalerInputError as exc:
+        wanted = post_sample_request(ctx.request.extension_args.get(NAME))
+    except UpscalerInputError as exc:  # validate_request refuses these; kept for direct callers
         ctx.warnings.append(f"ESRGAN: post-sample upscaling skipped: {exc}")
         return None
     if wanted is None or STATE.host is None:

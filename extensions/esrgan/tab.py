@@ -39,17 +39,17 @@ def upscale_images(state: Any, images: list[Any], options: ExtrasOptions, progre
 
 
 def open_images(paths: list[Any]) -> list[Any]:
-    from PIL import Image, UnidentifiedImageError
+    """Uploaded files through the host's image gate (size from the header before decoding)."""
+    from plugin_api.errors import InvalidRequest
+    from plugin_api.images import open_image
 
     images = []
-    for item in paths or []:
+    for index, item in enumerate(paths or []):
         path = getattr(item, "name", item)
         try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image)
-        except (UnidentifiedImageError, OSError):
-            raise ValueError(f"{path}: not an image Pillow can read (PNG, JPEG, WebP...)") from None
+            images.append(open_image(path, f"images.{index}"))
+        except InvalidRequest as exc:
+            raise ValueError(f"{path}: {exc.message}") from None
     return images
 
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from extensions.lora.adapters import LoraApplyError, PoolRegistry
 from extensions.lora.library import LORA_FOLDER, LoraFileError, LoraLibrary
-from extensions.lora.syntax import LoraUse, extract_tags, from_extension_args
+from extensions.lora.syntax import LoraUse, check_extension_args, extract_tags, from_extension_args
+from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import hookimpl
 from plugin_api.model_folders import model_folders
 from plugin_api.types import GenerationContext, GenerationRequest, Tab
@@ -72,6 +73,17 @@ def transform_prompt(request: GenerationRequest, ctx: GenerationContext) -> None
         merged[use.name.lower()] = use  # the same LoRA twice: the last mention wins
     ctx.state[NAME] = {"uses": list(merged.values())}
     ctx.warnings.extend(f"LoRA: {p}" for p in [*problems, *more])
+
+
+@hookimpl
+def validate_request(request: GenerationRequest, family: str) -> None:
+    """Refuse bad structured LoRA arguments before a job exists (they used to run to the
+    end and finish "done" with a warning). Prompt tags stay lenient, as in A1111."""
+    for field, name in check_extension_args(request.extension_args.get(NAME)):
+        try:
+            STATE.library.find(name)
+        except LoraFileError as exc:
+            raise InvalidRequest(field, str(exc)) from None
 
 
 @hookimpl

@@ -125,5 +125,47 @@ def from_extension_args(value: Any) -> tuple[list[LoraUse], list[str]]:
     return uses, problems
 
 
+def check_extension_args(value: Any) -> list[tuple[str, str]]:
+    """``extension_args["lora"]`` checked strictly, for ``validate_request``: raises
+    InvalidRequest naming the field (``extension_args.lora.loras.0.weight``) for a bad
+    shape or a weight that is not a finite number; returns (field, name) per entry so the
+    caller can check that each LoRA exists."""
+    from plugin_api.errors import InvalidRequest
+
+    if value is None:
+        return []
+    base = "extension_args.lora"
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"loras"})
+        if unknown:
+            raise InvalidRequest(
+                f"{base}.{unknown[0]}", 'unknown key; expected {"loras": [{"name", "weight"}]}'
+            )
+        entries, base = value.get("loras", []), f"{base}.loras"
+    else:
+        entries = value
+    if not isinstance(entries, list):
+        raise InvalidRequest(base, 'must be a list of {"name", "weight"}')
+    named = []
+    for index, entry in enumerate(entries):
+        where = f"{base}.{index}"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+            raise InvalidRequest(f"{where}.name", "needs a LoRA name (text)")
+        for key in ("weight", "te", "unet"):
+            if key not in entry:
+                continue
+            raw = entry[key]
+            try:
+                if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                    raise LoraSyntaxError("not a number")
+                _number(str(raw), where)
+            except (LoraSyntaxError, OverflowError):
+                raise InvalidRequest(f"{where}.{key}", f"must be a finite number, got {raw!r}") from None
+        named.append((f"{where}.name", entry["name"].strip()))
+    return named
+
+
 def format_tag(name: str, weight: float = 1.0) -> str:
     return f"<lora:{name}:{weight:g}>"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from extensions.zh_prompt.translator import MODES, Translator
+from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import hookimpl
 from plugin_api.paths import confine
 from plugin_api.types import GenerationContext, GenerationRequest, SettingSpec
@@ -129,6 +130,45 @@ def requested_mode(request: GenerationRequest) -> str | None:
     if isinstance(args, list | tuple) and args:
         return str(args[0])
     return None
+
+
+ARG_KEYS = ("mode", "enabled", "args")
+
+
+def _check_mode(value: Any, field: str) -> None:
+    if not isinstance(value, str) or value not in MODE_CHOICES:
+        raise InvalidRequest(field, f"expected one of {', '.join(MODE_CHOICES)}, got {value!r}")
+
+
+@hookimpl
+def validate_request(request: GenerationRequest, family: str) -> None:
+    """Refuse malformed ``extension_args["zh_prompt"]`` before a job exists (an unknown
+    mode used to be a warning and a wrong type was silently ignored)."""
+    args = request.extension_args.get(NAME)
+    field = f"extension_args.{NAME}"
+    if args is None:
+        return
+    if isinstance(args, str):
+        _check_mode(args, field)
+    elif isinstance(args, dict):
+        unknown = sorted(set(args) - set(ARG_KEYS))
+        if unknown:
+            raise InvalidRequest(f"{field}.{unknown[0]}", f"unknown key; expected {', '.join(ARG_KEYS)}")
+        if "enabled" in args and not isinstance(args["enabled"], bool):
+            raise InvalidRequest(f"{field}.enabled", f"expected true or false, got {args['enabled']!r}")
+        if "mode" in args:
+            _check_mode(args["mode"], f"{field}.mode")
+        if "args" in args:
+            listed = args["args"]
+            if not isinstance(listed, list):
+                raise InvalidRequest(f"{field}.args", f"expected a list [mode], got {listed!r}")
+            if listed:
+                _check_mode(listed[0], f"{field}.args.0")
+    elif isinstance(args, list):
+        if args:
+            _check_mode(args[0], f"{field}.0")
+    else:
+        raise InvalidRequest(field, f'expected {{"mode": m}} or a mode name, got {type(args).__name__}')
 
 
 def resolve_mode(request: GenerationRequest, ctx: GenerationContext) -> str:

@@ -25,6 +25,25 @@ def png_claiming_size(width: int, height: int) -> str:
     return base64.b64encode(png).decode()
 
 
+def png_bomb(width: int, height: int) -> str:
+    """A real, complete PNG of ``width`` x ``height`` black greyscale pixels, compressed to a
+    few dozen KB (8192x8192 is about 87 KB: the issue's request), built row by row so the
+    test itself never holds the pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)  # filter byte + pixels
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+BOMB = png_bomb(8192, 8192)
+
+
 def small_png() -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64)).save(buffer, format="PNG")
@@ -142,6 +161,68 @@ CASES = [
     ("detect with A1111's defaults", "POST", "/controlnet/detect",
      {**DETECT, "controlnet_processor_res": -1, "controlnet_threshold_a": -1, "controlnet_threshold_b": "200"},
      200, ""),
+    # issue #23, point 4: one image gate, the size read from the header before decoding
+    ("detect bomb 8192", "POST", "/controlnet/detect", {**DETECT, "controlnet_input_images": [BOMB]}, 422,
+     "controlnet_input_images.0"),
+    ("detect bomb second image", "POST", "/controlnet/detect",
+     {**DETECT, "controlnet_input_images": [small_png(), BOMB]}, 422, "controlnet_input_images.1"),
+    ("ControlNet unit bomb", "POST", "/sdapi/v1/txt2img",
+     {**OK, "alwayson_scripts": {"controlnet": {"args": [
+         {"input_image": BOMB, "module": "canny", "model": "easel-demo-canny"}]}}}, 422, "input_image"),
+    ("img2img init bomb 8192", "POST", "/sdapi/v1/img2img", {**OK, "init_images": [BOMB]}, 422, "init_images.0"),
+    ("native init bomb 8192", "POST", "/api/v1/jobs", {**OK, "init_image": BOMB}, 422, "init_image"),
+    ("img2img mask bomb", "POST", "/sdapi/v1/img2img", {**OK, "init_images": [small_png()], "mask": BOMB}, 422,
+     "mask"),
+    ("native mask bomb", "POST", "/api/v1/jobs", {**OK, "init_image": small_png(), "mask": BOMB}, 422, "mask"),
+    ("extras single bomb", "POST", "/sdapi/v1/extra-single-image", {"image": BOMB, "upscaler_1": "Lanczos"}, 422,
+     "image"),
+    ("extras batch bomb", "POST", "/sdapi/v1/extra-batch-images",
+     {"imageList": [{"data": small_png(), "name": "a.png"}, {"data": BOMB, "name": "b.png"}],
+      "upscaler_1": "Lanczos"}, 422, "imageList.1.data"),
+    ("png-info bomb 8192", "POST", "/sdapi/v1/png-info", {"image": BOMB}, 422, "image"),
+    # issue #23, point 8: extension arguments are refused before a job exists
+    ("esrgan upscaler path", "POST", "/api/v1/jobs", {**OK, "extension_args": {"esrgan": {"upscaler": "../../x"}}},
+     422, "extension_args.esrgan.upscaler"),
+    ("esrgan scale nan", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"esrgan": {"upscaler": "Lanczos", "scale": "nan"}}}, 422, "extension_args.esrgan.scale"),
+    ("esrgan scale 1e9", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"esrgan": {"upscaler": "Lanczos", "scale": 1e9}}}, 422, "extension_args.esrgan.scale"),
+    ("esrgan scale inf text", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"esrgan": {"upscaler": "Lanczos", "scale": "inf"}}}, 422, "extension_args.esrgan.scale"),
+    ("esrgan upscaler not text", "POST", "/api/v1/jobs", {**OK, "extension_args": {"esrgan": {"upscaler": 3}}}, 422,
+     "extension_args.esrgan.upscaler"),
+    ("esrgan via alwayson_scripts", "POST", "/sdapi/v1/txt2img",
+     {**OK, "alwayson_scripts": {"esrgan": {"args": ["../../x", 2]}}}, 422, "esrgan.args.0"),
+    ("esrgan scale via alwayson_scripts", "POST", "/sdapi/v1/txt2img",
+     {**OK, "alwayson_scripts": {"esrgan": {"args": ["Lanczos", "nan"]}}}, 422, "esrgan.args.1"),
+    ("lora unknown name", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"lora": {"loras": [{"name": "no-such-lora", "weight": 0.5}]}}}, 422,
+     "extension_args.lora.loras.0.name"),
+    ("lora weight nan", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"lora": {"loras": [{"name": "tiny-style", "weight": "nan"}]}}}, 422,
+     "extension_args.lora.loras.0.weight"),
+    ("lora te inf", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"lora": {"loras": [{"name": "tiny-style", "te": "-inf"}]}}}, 422,
+     "extension_args.lora.loras.0.te"),
+    ("lora weight as list", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"lora": {"loras": [{"name": "tiny-style", "weight": [1]}]}}}, 422,
+     "extension_args.lora.loras.0.weight"),
+    ("lora loras not a list", "POST", "/api/v1/jobs", {**OK, "extension_args": {"lora": {"loras": "tiny-style"}}}, 422,
+     "extension_args.lora.loras"),
+    ("zh_prompt unknown mode", "POST", "/api/v1/jobs", {**OK, "extension_args": {"zh_prompt": {"mode": "yell"}}}, 422,
+     "extension_args.zh_prompt.mode"),
+    ("zh_prompt mode as number", "POST", "/api/v1/jobs", {**OK, "extension_args": {"zh_prompt": {"mode": 5}}}, 422,
+     "extension_args.zh_prompt.mode"),
+    ("zh_prompt enabled as text", "POST", "/api/v1/jobs",
+     {**OK, "extension_args": {"zh_prompt": {"enabled": "yes"}}}, 422, "extension_args.zh_prompt.enabled"),
+    ("zh_prompt unknown key", "POST", "/api/v1/jobs", {**OK, "extension_args": {"zh_prompt": {"mood": "off"}}}, 422,
+     "extension_args.zh_prompt.mood"),
+    ("zh_prompt as number", "POST", "/api/v1/jobs", {**OK, "extension_args": {"zh_prompt": 42}}, 422,
+     "extension_args.zh_prompt"),
+    ("zh_prompt via alwayson_scripts", "POST", "/sdapi/v1/txt2img",
+     {**OK, "alwayson_scripts": {"zh_prompt": {"args": ["yell"]}}}, 422, "zh_prompt"),
+    ("one pixel past the side", "POST", "/controlnet/detect",
+     {**DETECT, "controlnet_input_images": [png_claiming_size(4097, 16)]}, 422, "4096"),
 ]  # fmt: skip
 
 
@@ -153,6 +234,7 @@ def test_bad_input_is_refused_clearly_and_the_server_stays_up(
 ):
     with easel.client() as client:
         jobs_before = easel.service.queue.count()
+        listed_before = client.get("/api/v1/jobs").json()["total"]
         if isinstance(body, bytes):
             response = client.request(method, path, content=body, headers=JSON)
         elif body is None:
@@ -166,6 +248,8 @@ def test_bad_input_is_refused_clearly_and_the_server_stays_up(
             assert needle.lower() in response.text.lower(), response.text[:500]
             assert len(response.content) < 10_000  # no echo of a huge input
         assert easel.service.queue.count() == jobs_before  # nothing queued for it
+        if status != 200:  # no job exists for a refused request, as a client sees it too
+            assert client.get("/api/v1/jobs").json()["total"] == listed_before
         assert client.get("/api/v1/health").json()["status"] == "ok"
 
 
@@ -195,3 +279,44 @@ def test_unexpected_error_is_a_json_500_and_the_server_stays_up(easel, monkeypat
         monkeypatch.undo()
         assert client.get("/api/v1/models").status_code == 200
         assert client.get("/api/v1/health").json()["status"] == "ok"
+
+
+# The issue measured 1.2 -> 2.7 GB for this request. Decoding it at all costs 64 MB
+# (greyscale) plus 192 MB as RGB; refused from the header it costs the request's own bytes.
+RSS_BOUND = 48 * 1024 * 1024
+
+
+def test_detect_bomb_does_not_grow_the_server(easel):
+    """The server runs in this process (tests/api/conftest.py), so its RSS is ours: sample
+    it in a thread while the request runs and bound the peak growth."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+    with easel.client() as client:
+        # warm up: the first detect imports the preprocessors, which is not the bomb's cost
+        assert client.post("/controlnet/detect", json=DETECT).status_code == 200
+        baseline = process.memory_info().rss
+        peak = baseline
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, process.memory_info().rss)
+                done.wait(0.002)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            body = json.dumps({**DETECT, "controlnet_input_images": [BOMB]}).encode()
+            assert len(body) < 150_000  # the issue's ~87 KB request, not a big upload
+            response = client.post("/controlnet/detect", content=body, headers=JSON)
+        finally:
+            done.set()
+            sampler.join()
+        assert response.status_code == 422, response.text[:300]
+        assert "controlnet_input_images.0" in response.text
+        growth = peak - baseline
+        assert growth < RSS_BOUND, f"RSS grew {growth / 2**20:.0f} MB on an 87 KB request"

@@ -154,7 +154,7 @@ def test_native_job_with_units(server):
         (
             {"input_image": "bm90IGFuIGltYWdl"},
             "alwayson_scripts.controlnet.args.0.input_image",
-            "not a readable",
+            "not an image Pillow can read",
         ),
     ],
 )
