@@ -22,12 +22,13 @@ Plain ASGI, so streaming responses (Server-Sent Events) pass through untouched.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from core.api.security import send_json
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # bind addresses that mean "every interface", not a name a browser would send
@@ -137,18 +138,7 @@ async def _refuse(send: Any, status: int, detail: str, scope_type: str) -> None:
         # closing before accepting makes the server answer the handshake with 403
         await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
         return
-    payload = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    await send_json(send, status, {"detail": detail})
 
 
 class OriginGuardMiddleware:

@@ -19,9 +19,10 @@ MAX_BODY_BYTES = 50 * 1024 * 1024
 Scope = dict[str, Any]
 
 
-async def _send_json(
+async def send_json(
     send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()
 ) -> None:
+    """A whole JSON response from plain ASGI (middlewares answer before any app runs)."""
     payload = json.dumps(body).encode()
     await send(
         {
@@ -71,7 +72,7 @@ class BasicAuthMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        await _send_json(
+        await send_json(
             send,
             401,
             {"detail": "authentication required"},
@@ -100,7 +101,7 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_json(send, 400, {"detail": "invalid Content-Length"})
+                    await send_json(send, 400, {"detail": "invalid Content-Length"})
                     return
                 if declared > self.max_bytes:
                     await self._refuse(send)
@@ -135,6 +136,6 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
 
     async def _refuse(self, send: Any) -> None:
-        await _send_json(
+        await send_json(
             send, 413, {"detail": f"request body too large (limit {self.max_bytes // (1024 * 1024)} MB)"}
         )
