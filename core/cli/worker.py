@@ -82,21 +82,7 @@ def run(args: argparse.Namespace) -> int:
     host = Host(settings).start()
     engine = Engine(host)
     device = str(engine.models.device)
-    service = JobService(
-        queue,
-        engine.generate,
-        validate=engine.validate,
-        transient_dir=settings.state_dir / "transient",
-        image_roots=(settings.outputs_dir,),
-        engine=engine,
-        shared=True,
-        device=device,
-        lease_s=settings.lease_s,
-        max_attempts=settings.max_attempts,
-        affinity_passes=settings.affinity_passes,
-        result_images=settings.result_images,
-        result_image_max_mb=settings.result_image_max_mb,
-    )
+    service = JobService.for_engine(engine, queue, settings=settings, shared=True)
     worker = service.worker
     signals = {"count": 0}
 
