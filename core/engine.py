@@ -30,6 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,14 @@ class Engine:
         cancel: CancelToken | None = None,
     ) -> GenerationResult:
         checked = self._validate(request)
-        with self._lock, torch.inference_mode():
-            return self._generate(checked, job_id, on_progress, cancel or CancelToken())
+        cancel = cancel or CancelToken()
+        # hooks of this job run under the time limit and reach the crash marker
+        # (core/plugins/hook_guard.py, crash_marker.py)
+        hooks = getattr(getattr(self.host, "extensions", None), "hooks", None)
+        timeout_s = float(getattr(self.host.settings, "extension_hook_timeout_s", 0) or 0)
+        guard = hooks.job(job_id, cancel, timeout_s) if hooks is not None else nullcontext()
+        with self._lock, torch.inference_mode(), guard:
+            return self._generate(checked, job_id, on_progress, cancel)
 
     def _generate(
         self,
