@@ -71,6 +71,8 @@ class Settings:
     # an extension that killed or hung the worker this many times is quarantined (not
     # loaded until `easel extensions enable NAME`); one crash at import is enough
     extension_crash_limit: int = 2
+    # the WebUI's uploads (in <data dir>/.easel/uploads): 413 past this many MB (ui/uploads.py)
+    upload_quota_mb: float = 1024.0
     allow_pickle: bool = False  # pickle checkpoints (.ckpt/.pt/.bin), weights_only=True
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     host: str = "127.0.0.1"
@@ -122,6 +124,7 @@ class Settings:
         settings.extension_hook_timeout_s = _positive(
             "EASEL_EXTENSION_HOOK_TIMEOUT_S", float, settings.extension_hook_timeout_s, zero=True
         )
+        settings.upload_quota_mb = _positive("EASEL_UPLOAD_QUOTA_MB", float, settings.upload_quota_mb)
         settings.extension_crash_limit = _positive(
             "EASEL_EXTENSION_CRASH_LIMIT", int, settings.extension_crash_limit
         )
