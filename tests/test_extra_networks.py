@@ -86,7 +86,7 @@ def run(engine, calls, prompt, **extra):
 
 
 def test_tags_are_taken_out_and_activated_once_per_request(hosted):
-    host, engine, calls = hosted
+    _, engine, calls = hosted
     result = run(engine, calls, "a red circle, <recorder:one:0.8>, blue <RECORDER:two>")
     # once for the request (batch_count 2 does not call it twice), tags in prompt order,
     # with the model loaded, the seeds drawn and the prompt already without its tags
@@ -135,7 +135,7 @@ def test_a_refusal_is_a_request_error_and_deactivate_still_runs(hosted):
 
 
 def test_a_failing_activate_is_reported_and_the_image_is_made(hosted):
-    host, engine, calls = hosted
+    _, engine, calls = hosted
     result = run(engine, calls, "a red circle <recorder:explode>")
     assert len(result.images) == 1 and [c[0] for c in calls] == ["activate", "deactivate"]
     assert any("'a_recorder' failed in activate" in w and "activate exploded" in w for w in result.warnings)
