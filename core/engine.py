@@ -4,9 +4,11 @@
     result = engine.generate(GenerationRequest(prompt="a red circle"), on_progress=print)
 
 Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
-validate (no model loads; extensions' ``validate_request``) -> ``transform_prompt`` chain -> load the model (``model_loaded``
-after a fresh load) -> ``before_sample`` -> arrange the weights for the memory mode
-(``core.models.offload``) -> encode prompts -> per batch: sampling loop
+validate (no model loads; extensions' ``validate_request``) -> extra-network tags out ->
+``transform_prompt`` chain -> tags out again -> load the model (``model_loaded``
+after a fresh load) -> ``before_sample`` -> extra networks' ``activate`` -> arrange the
+weights for the memory mode (``core.models.offload``) -> encode prompts (with
+``ctx.prompt_embeddings``; ``TI hashes``) -> per batch: sampling loop
 (``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
 ``image_saved``. Each phase that runs out of device memory is retried in the next memory
 mode, with a warning in the result.
