@@ -35,6 +35,16 @@ class ExtraNetworkParams:
     items: list[str]
     tag: str = ""  # the tag as written, for messages
 
+    @property
+    def positional(self) -> list[str]:
+        """The items without ``=`` (A1111's ``positional``): ``<lora:x:0.5:te=1>`` -> ``["x", "0.5"]``."""
+        return [item for item in self.items if "=" not in item]
+
+    @property
+    def named(self) -> dict[str, str]:
+        """The ``key=value`` items (A1111's ``named``): ``<lora:x:te=1>`` -> ``{"te": "1"}``."""
+        return dict(item.split("=", 1) for item in self.items if "=" in item)
+
 
 @dataclass
 class ExtraNetworkCard:

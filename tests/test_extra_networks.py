@@ -159,3 +159,5 @@ def test_split_tags_is_a1111s_parse():
         ("lora", ["x", "0.5"], "<lora:x:0.5>"),
         ("hypernet", ["y"], "<hypernet:y>"),
     ]
+    (_, params), *_ = split_tags("<lora:x:0.5:te=1:unet=0.2>")[1]
+    assert params.positional == ["x", "0.5"] and params.named == {"te": "1", "unet": "0.2"}
