@@ -96,12 +96,22 @@ def as_float(image) -> np.ndarray:
 
 
 def test_embedding_matches_diffusers_load_textual_inversion(engine, webui):
-    import diffusers
-
     ours = generate(engine, "a red circle, trio_style")
     assert ours.warnings == []
+    path = webui / "models" / "embeddings" / "trio_style.safetensors"
     components = engine.models.get("tiny-sd15").components
-    # diffusers adds tokens and table rows: on copies, never on the engine's shared model
+    expected = diffusers_sd15(components, path, "trio_style", "a red circle, trio_style")
+    assert np.abs(as_float(ours.images[0]) - expected).max() <= TOLERANCE
+    plain = generate(engine, "a red circle, trio_style_not")
+    # the embedding matters: 8.6 levels apart here; Easel and diffusers: 0.5 (rounding)
+    assert np.abs(as_float(plain.images[0]) - expected).max() > 4 * TOLERANCE
+
+
+def diffusers_sd15(components, embedding_path, token, prompt) -> np.ndarray:
+    """diffusers' pipeline with ``load_textual_inversion`` on copies of the text encoder and
+    tokenizer (it adds tokens and rows: never on the engine's shared model)."""
+    import diffusers
+
     pipe = diffusers.StableDiffusionPipeline(
         vae=components["vae"],
         text_encoder=copy.deepcopy(components["text_encoder"]),
@@ -113,17 +123,11 @@ def test_embedding_matches_diffusers_load_textual_inversion(engine, webui):
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
-    pipe.load_textual_inversion(
-        str(webui / "models" / "embeddings" / "trio_style.safetensors"), token="trio_style"
-    )
-    expected = pipe(
-        "a red circle, trio_style", negative_prompt="blurry", num_inference_steps=4, guidance_scale=7.0,
+    pipe.load_textual_inversion(str(embedding_path), token=token)
+    return pipe(
+        prompt, negative_prompt="blurry", num_inference_steps=4, guidance_scale=7.0,
         height=64, width=64, generator=torch.Generator("cpu").manual_seed(42), output_type="np",
     ).images[0]  # fmt: skip
-    assert np.abs(as_float(ours.images[0]) - expected).max() <= TOLERANCE
-    plain = generate(engine, "a red circle, trio_style_not")
-    # the embedding matters: 8.6 levels apart here, against 1.5 between Easel and diffusers
-    assert np.abs(as_float(plain.images[0]) - expected).max() > 4 * TOLERANCE
 
 
 def test_sdxl_embedding_matches_diffusers_on_both_encoders(engine, webui):
@@ -265,3 +269,19 @@ def test_cards_for_the_browser(engine, api):
     # SDXL by its two vector sets; a 32-wide tiny one matches no real model's width
     assert cards["xl_look"]["family"] == "sdxl" and cards["solo"]["family"] == "unknown"
     assert cards["solo"]["preview"] is None and cards["trio_style"]["extension"] == "embeddings"
+
+
+def test_a1111_pt_file_with_allow_pickle_matches_diffusers(make_host, webui):
+    from core.engine import Engine
+
+    # last in this file: like the LoRA library, the extension follows the host started last
+    host = make_host(models_dir=webui / "models", allow_pickle=True)
+    engine = Engine(host)
+    ours = generate(engine, "a red circle, pickled")
+    assert 'TI hashes: "pickled: ' in ours.infotexts[0]
+    components = engine.models.get("tiny-sd15").components
+    expected = diffusers_sd15(
+        components, webui / "embeddings" / "pickled.pt", "pickled", "a red circle, pickled"
+    )
+    assert np.abs(as_float(ours.images[0]) - expected).max() <= TOLERANCE
+    host.stop()

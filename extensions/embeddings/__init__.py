@@ -71,8 +71,10 @@ def startup(host: Any) -> None:
 
 @hookimpl
 def shutdown(host: Any) -> None:
-    if STATE.host is host:
+    if STATE.host is host:  # its folders and pickle permission leave with it
         STATE.host = None
+        STATE.library.folders = []
+        STATE.library.allow_pickle = False
 
 
 @hookimpl
