@@ -95,6 +95,7 @@ def as_float(image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
+@pytest.mark.slow  # diffusers' pipeline beside Easel's
 def test_embedding_matches_diffusers_load_textual_inversion(engine, webui):
     ours = generate(engine, "a red circle, trio_style")
     assert ours.warnings == []
@@ -130,6 +131,7 @@ def diffusers_sd15(components, embedding_path, token, prompt) -> np.ndarray:
     ).images[0]  # fmt: skip
 
 
+@pytest.mark.slow  # diffusers' pipeline beside Easel's
 def test_sdxl_embedding_matches_diffusers_on_both_encoders(engine, webui):
     import diffusers
     from safetensors.torch import load_file
@@ -271,6 +273,7 @@ def test_cards_for_the_browser(engine, api):
     assert cards["solo"]["preview"] is None and cards["trio_style"]["extension"] == "embeddings"
 
 
+@pytest.mark.slow  # diffusers' pipeline beside Easel's
 def test_a1111_pt_file_with_allow_pickle_matches_diffusers(make_host, webui):
     from core.engine import Engine
 
