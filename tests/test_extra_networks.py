@@ -161,3 +161,23 @@ def test_split_tags_is_a1111s_parse():
     ]
     (_, params), *_ = split_tags("<lora:x:0.5:te=1:unet=0.2>")[1]
     assert params.positional == ["x", "0.5"] and params.named == {"te": "1", "unet": "0.2"}
+
+
+def test_lora_cards_come_from_the_bundled_extension(make_host, tmp_path_factory, tiny_sd15_dir):
+    """The LoRA extension on extra networks: its files listed as cards with A1111's tag."""
+    from tests.lora_files import make_peft_lora
+
+    models = tmp_path_factory.mktemp("card-models")
+    lora = make_peft_lora(tiny_sd15_dir, models / "Lora" / "outline.safetensors", seed=3)
+    (models / "Lora" / "outline.preview.png").write_bytes(b"\x89PNG preview")
+    host = make_host(models_dir=models)
+    try:
+        cards = [card for card in host.extra_network_cards() if card["network"] == "lora"]
+        lora_state = host.extensions.records["lora"].module.STATE
+        cards_by_name = {card["name"]: card for card in cards}
+        card = cards_by_name["outline"]
+        assert card["prompt"] == "<lora:outline:1>" and card["family"] == "sd15"
+        assert card["path"] == str(lora) and card["preview"] == str(models / "Lora" / "outline.preview.png")
+        assert card["hash"] == lora_state.library.find("outline").hash and card["extension"] == "lora"
+    finally:
+        host.stop()
