@@ -4,9 +4,11 @@
     result = engine.generate(GenerationRequest(prompt="a red circle"), on_progress=print)
 
 Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
-validate (no model loads; extensions' ``validate_request``) -> ``transform_prompt`` chain -> load the model (``model_loaded``
-after a fresh load) -> ``before_sample`` -> arrange the weights for the memory mode
-(``core.models.offload``) -> encode prompts -> per batch: sampling loop
+validate (no model loads; extensions' ``validate_request``) -> extra-network tags out ->
+``transform_prompt`` chain -> tags out again -> load the model (``model_loaded``
+after a fresh load) -> ``before_sample`` -> extra networks' ``activate`` -> arrange the
+weights for the memory mode (``core.models.offload``) -> encode prompts (with
+``ctx.prompt_embeddings``; ``TI hashes``) -> per batch: sampling loop
 (``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
 ``image_saved``. Each phase that runs out of device memory is retried in the next memory
 mode, with a warning in the result.
@@ -41,6 +43,8 @@ from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
+from core.plugins.extra_networks import ExtraNetworks
+from core.prompt_embeddings import PromptEmbeddings, record_embeddings
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling import finite, inpaint_model, vae_precision
@@ -71,6 +75,7 @@ class Engine:
         self.models = models or ModelManager(host.settings)
         self.journal = ImageJournal(host.settings.state_dir / "image-journal")
         self._lock = threading.Lock()  # one generation at a time: models are shared
+        self.extra_networks = ExtraNetworks(getattr(host, "extra_networks", None))
 
     # --- queries -----------------------------------------------------------------------
 
@@ -153,7 +158,11 @@ class Engine:
         )
         for warning in checked.warnings:
             log.info("job %s: %s", job_id, warning)
+        # extra-network tags out before the chain (a translator must not see them) and
+        # again after it (a wildcard may have written one)
+        self.extra_networks.take_tags(req, ctx)
         hooks.transform_prompt(req, ctx)
+        self.extra_networks.take_tags(req, ctx)
         for field in ("prompt", "negative_prompt"):
             if not isinstance(getattr(req, field), str):
                 raise RequestError(field, "a transform_prompt hook left it as non-text")
@@ -170,12 +179,15 @@ class Engine:
         ctx.seeds = [base_seed + i for i in range(total_images)]
         ctx.total_steps = req.steps
         hooks.before_sample(ctx)
-
-        # after before_sample: the placement must see the LoRA layers it added
-        mode, why = self._memory_mode(checked, model)
-        log.info("memory mode %s (%s)", mode, why)
-        with Placement(model, mode, self.models.device) as placement:
-            result = self._generate_batches(checked, model, ctx, placement, on_progress, cancel)
+        try:
+            self.extra_networks.activate(ctx)
+            # after the activation: the placement must see the LoRA layers it added
+            mode, why = self._memory_mode(checked, model)
+            log.info("memory mode %s (%s)", mode, why)
+            with Placement(model, mode, self.models.device) as placement:
+                result = self._generate_batches(checked, model, ctx, placement, on_progress, cancel)
+        finally:
+            self.extra_networks.deactivate(ctx)
         result.parameters = self._parameters(req, checked, base_seed)
         result.parameters["memory_mode"] = placement.mode
         result.warnings = list(ctx.warnings)
@@ -193,6 +205,7 @@ class Engine:
     ) -> GenerationResult:
         req, family, hooks = checked.request, checked.family, self.host.generation_hooks
         use_cfg = checked.uses_cfg
+        embeddings = PromptEmbeddings(ctx.prompt_embeddings)
         cond, uncond = placement.run(
             "text",
             lambda: family.encode_prompt_pair(
@@ -203,9 +216,11 @@ class Engine:
                 req.width,
                 req.height,
                 use_cfg,
+                embeddings=embeddings,
             ),
             ctx.warnings,
         )
+        record_embeddings(embeddings, ctx)
         if (
             uncond is not None
             and req.negative_prompt == ""

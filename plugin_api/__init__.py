@@ -11,6 +11,7 @@ semantic versioning (a minor bump adds hooks or fields, a major bump breaks them
 """
 
 from plugin_api.errors import InvalidRequest
+from plugin_api.extra_networks import ExtraNetworkCard, ExtraNetworkParams, ExtraNetworkSpec, PromptEmbedding
 from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from plugin_api.types import (
     GenerationContext,
@@ -30,16 +31,22 @@ from plugin_api.types import (
 # 1.5: plugin_api.model_folders (A1111 and ComfyUI folder names);
 # 1.6: register_interrogators, InterrogatorSpec;
 # 1.7: plugin_api.images (the host's one image gate: open_image, MAX_IMAGE_SIDE)
-API_VERSION = "1.7"
+# 1.8: register_extra_networks, plugin_api.extra_networks (ExtraNetworkSpec, ExtraNetworkParams,
+#      ExtraNetworkCard, PromptEmbedding, preview_beside), GenerationContext.prompt_embeddings
+API_VERSION = "1.8"
 
 __all__ = [
     "API_VERSION",
     "PROJECT_NAME",
+    "ExtraNetworkCard",
+    "ExtraNetworkParams",
+    "ExtraNetworkSpec",
     "GenerationContext",
     "GenerationRequest",
     "InterrogatorSpec",
     "InvalidRequest",
     "PreprocessorSpec",
+    "PromptEmbedding",
     "PromptTransform",
     "SamplerSpec",
     "SettingSpec",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pluggy
 
+from plugin_api.extra_networks import ExtraNetworkSpec
 from plugin_api.types import (
     GenerationContext,
     GenerationRequest,
@@ -84,6 +85,29 @@ def register_interrogators(register: Callable[[InterrogatorSpec], None]) -> None
         names one by its ``name`` or an A1111 alias (``"clip"``, ``"deepdanbooru"``); among
         several for an alias, the first that can run (``missing()`` is None, ``for_models``
         fits the current model) answers, in registration order.
+
+    Return value ignored.
+    """
+
+
+@hookspec
+def register_extra_networks(register: Callable[[ExtraNetworkSpec], None]) -> None:
+    """Add extra networks: ``<name:arg1:arg2>`` prompt tags and their handlers (A1111's
+    ``register_extra_network``), plus the cards of the WebUI's browser.
+
+    Called once at start-up, after every extension is loaded, in load order.
+
+    :param register: call ``register(ExtraNetworkSpec(name=..., activate=...))`` once per
+        tag name. A name that is already taken is refused (reported, not raised).
+
+    Then, per request (see ``plugin_api.extra_networks``): the tags are taken out of the
+    positive prompt before and again after the ``transform_prompt`` chain (recorded as
+    that extension's prompt transform); ``activate(ctx, params_list)`` is called once for
+    every registered network, right after ``before_sample`` (model loaded, seeds set,
+    prompt not yet encoded), with the list of that network's tags in prompt order (empty
+    when the prompt has none); ``deactivate(ctx)`` once after the request, however it
+    ended. ``list_cards()`` is called when the browser or ``GET /api/v1/extra-networks``
+    lists the cards.
 
     Return value ignored.
     """

@@ -115,6 +115,8 @@ class GenerationContext:
     total_steps: int = 0
     prompt_transforms: list[PromptTransform] = field(default_factory=list)
     extra_params: dict[str, str] = field(default_factory=dict)
+    # textual-inversion embeddings for this request: name -> plugin_api.extra_networks.PromptEmbedding
+    prompt_embeddings: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # set by the host; extensions may call ctx.is_cancelled() in long work

@@ -15,7 +15,8 @@ HOOKS = docs.hook_names()
 def test_all_design_hooks_exist():
     assert set(HOOKS) == {
         "register_samplers", "register_upscalers", "register_preprocessors", "register_interrogators",
-        "register_api_routes", "ui_tabs", "register_settings", "validate_request", "transform_prompt",
+        "register_api_routes", "ui_tabs", "register_settings", "register_extra_networks", "validate_request",
+        "transform_prompt",
         "model_loaded", "before_sample", "denoiser_kwargs", "on_step", "after_sample",
         "image_saved", "startup", "shutdown",
     }  # fmt: skip
