@@ -51,6 +51,7 @@ ZSNR = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True, "time
 CASES = {
     "sd21-base": ("sd21-base", None, "eps", {"prediction_type": "epsilon"}),
     "sd21-768-v": ("sd21-768-v", None, "v", {"prediction_type": "v_prediction"}),
+    "xl-vpred": ("xl-vpred", None, "v", {"prediction_type": "v_prediction"}),
     "xl-vpred-ztsnr": ("xl-vpred-ztsnr", None, "v+ztsnr", ZSNR),
     "sd21-base+vae": ("sd21-base", VAE, "eps", {"prediction_type": "epsilon"}),
 }
@@ -71,10 +72,11 @@ def user_files(tmp_path_factory, tiny_sdxl_dir) -> Path:
         tiny_models.write_config_sidecar(sd2_folder, path)
     marker = torch.tensor([])  # ComfyUI's markers carry no data; the key is the message
     xl = tiny_models.sdxl_to_ldm(tiny_models.tiny_sdxl_components())
-    path = tiny_models.write_single_file(
-        checkpoints / "xl-vpred-ztsnr.safetensors", {**xl, "v_pred": marker, "ztsnr": marker}
-    )
-    tiny_models.write_config_sidecar(tiny_sdxl_dir, path)
+    for name, markers in (("xl-vpred", ("v_pred",)), ("xl-vpred-ztsnr", ("v_pred", "ztsnr"))):
+        path = tiny_models.write_single_file(
+            checkpoints / f"{name}.safetensors", {**xl, **dict.fromkeys(markers, marker)}
+        )
+        tiny_models.write_config_sidecar(tiny_sdxl_dir, path)  # its scheduler: SDXL's epsilon
     write_tiny_vae(root / "models" / "VAE" / VAE)
     return root
 
@@ -127,6 +129,7 @@ def test_the_references_tell_the_files_apart(references):
     parameterization or the VAE were ignored, the comparisons below would fail."""
     assert max_diff(references["sd21-base"], references["sd21-768-v"]) > 10 * TOLERANCE
     assert max_diff(references["sd21-base"], references["sd21-base+vae"]) > 10 * TOLERANCE
+    assert max_diff(references["xl-vpred"], references["xl-vpred-ztsnr"]) > 10 * TOLERANCE
 
 
 def test_easel_models_and_the_apis_report_the_parameterization(user_files, capsys):
@@ -138,6 +141,7 @@ def test_easel_models_and_the_apis_report_the_parameterization(user_files, capsy
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert "eps (sd21-base.yaml: parameterization eps)" in rows["sd21-base"]
     assert "v (sd21-768-v.yaml: parameterization v)" in rows["sd21-768-v"]
+    assert "v (v_pred key (ComfyUI))" in rows["xl-vpred"]
     assert "v+ztsnr (v_pred key (ComfyUI))" in rows["xl-vpred-ztsnr"]
 
 
