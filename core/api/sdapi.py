@@ -130,7 +130,9 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
             "current_task": live.job_id,
         }
 
-    @router.post("/interrupt", summary="Stop the running job (A1111)")
+    @router.post(
+        "/interrupt", summary="Stop the running job (A1111); with worker processes, every job that runs"
+    )
     def interrupt() -> dict[str, Any]:
         return {"interrupted": service.interrupt()}
 
