@@ -221,7 +221,7 @@ def test_sd2_inpainting_is_detected_as_epsilon_inpainting(inpaint_setup, capsys)
     assert family.config_dir_for(variant) == "sd2-inpaint"  # real-size shapes: the shipped config
     assert cli_main(["models", "--models-dir", str(root / "models"), "--data-dir", str(root / "cli")]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
-    assert "inpainting" in rows[SD2_INPAINTING] and "eps" in rows[SD2_INPAINTING]
+    assert rows[SD2_INPAINTING].split()[1] == "sd15/sd2-inpainting" and "eps" in rows[SD2_INPAINTING]
 
 
 def test_sd2_inpaint_equals_diffusers_inpaint_pipeline(inpaint_setup, monkeypatch):

@@ -124,6 +124,7 @@ def max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max())
 
 
+@pytest.mark.slow
 def test_the_references_tell_the_files_apart(references):
     """Same SD2 weights, only the yaml differs; the same model with another VAE: if the
     parameterization or the VAE were ignored, the comparisons below would fail."""
@@ -139,6 +140,7 @@ def test_easel_models_and_the_apis_report_the_parameterization(user_files, capsy
     argv = ["models", "--models-dir", str(root / "models"), "--data-dir", str(root / "cli-list")]
     assert main(argv) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows["sd21-base"].split()[1] == rows["sd21-768-v"].split()[1] == "sd15/sd2"
     assert "eps (sd21-base.yaml: parameterization eps)" in rows["sd21-base"]
     assert "v (sd21-768-v.yaml: parameterization v)" in rows["sd21-768-v"]
     assert "v (v_pred key (ComfyUI))" in rows["xl-vpred"]
