@@ -278,6 +278,11 @@ def test_queue_tab_lists_the_queues_workers(tmp_path):
     by_id = {row[0]: row for row in rows}
     assert by_id["gpu1"][1:6] == ["box", 7, "cuda:1", "m", "j"] and by_id["gpu1"][7] == "alive"
     assert by_id["draining"][7] == "draining"
+    # with a lease of 0.05 s, 0.2 s without a heartbeat is more than two: a dead worker
+    short = JobService(queue, runner=lambda *a, **k: None, transient_dir=tmp_path / "t", lease_s=0.05)
+    time.sleep(0.2)
+    stale = {row[0]: row for row in worker_rows(JobClient(short))}
+    assert stale["gpu1"][7].startswith("stale: no heartbeat for 0.") and stale["draining"][7] == "draining"
     queue.close()
 
 

@@ -30,6 +30,7 @@ from core.api.sdapi_models import (
 from core.errors import RequestError
 from core.jobs import JobService
 from core.jobs.record import CANCELLED, DONE, INTERRUPTED
+from core.models.prediction import yaml_beside
 from core.schedules import SCHEDULE_TYPES
 
 
@@ -39,6 +40,11 @@ def a1111_error(status: int, error: str, detail: str, job_id: str) -> JSONRespon
         status_code=status,
         content={"error": error, "detail": detail, "body": "", "errors": detail, "job_id": job_id},
     )
+
+
+def checkpoint_yaml(info: Any) -> Any:
+    """The ``<stem>.yaml`` beside a single-file checkpoint (A1111's checkpoint config)."""
+    return None if info.format == "diffusers" else yaml_beside(info.path)
 
 
 def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIRouter:
@@ -124,7 +130,9 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
             "current_task": live.job_id,
         }
 
-    @router.post("/interrupt", summary="Stop the running job (A1111)")
+    @router.post(
+        "/interrupt", summary="Stop the running job (A1111); with worker processes, every job that runs"
+    )
     def interrupt() -> dict[str, Any]:
         return {"interrupted": service.interrupt()}
 
@@ -141,7 +149,10 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
                 "hash": m.hash,
                 "sha256": getattr(m, "sha256", None),
                 "filename": str(m.path),
-                "config": None,
+                # A1111's: the yaml beside the checkpoint that configures it, else None
+                "config": str(yaml) if (yaml := checkpoint_yaml(m)) else None,
+                # not A1111's: what the file predicts, as `easel models` shows it
+                "easel_prediction": m.prediction.label if m.prediction else None,
             }
             for m in catalog.models()
         ]
