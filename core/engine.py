@@ -7,7 +7,8 @@ Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
 validate (no model loads; extensions' ``validate_request``) -> ``transform_prompt`` chain -> load the model (``model_loaded``
 after a fresh load) -> ``before_sample`` -> arrange the weights for the memory mode
 (``core.models.offload``) -> encode prompts -> per batch: sampling loop
-(``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
+(``patch_denoiser``/``prepare_noise`` per pass; ``denoiser_kwargs``, ``before_denoiser``,
+``after_denoiser``, ``after_cfg`` every denoiser call; ``on_step`` every step) -> decode -> ``after_sample`` -> save ->
 ``image_saved``. Each phase that runs out of device memory is retried in the next memory
 mode, with a warning in the result.
 
@@ -393,7 +394,7 @@ class Engine:
         return self._sample_pass(
             checked, model, placement, ctx, cond, uncond, seeds, cancel,
             steps=schedule_length(plan.steps, strength), width=plan.width, height=plan.height,
-            on_step=on_step, init=init, image_conditioning=conditioning,
+            on_step=on_step, init=init, image_conditioning=conditioning, hires=True,
         )  # fmt: skip
 
     def _sample_pass(
@@ -413,6 +414,7 @@ class Engine:
         on_step: Callable[[int, int, float, Any], None],
         init: InitImage | None,
         image_conditioning: torch.Tensor | None = None,
+        hires: bool = False,
     ) -> torch.Tensor:
         """One run of the sampling loop (the first pass or the hires pass), retried in the
         next memory mode when it runs out of memory."""
@@ -450,6 +452,8 @@ class Engine:
                 init=init,
                 preview_every=self._preview_every(),
                 image_conditioning=image_conditioning,
+                sample_fn=checked.sampler.sample,
+                hires=hires,
             )
 
         return placement.run("denoiser", sample, ctx.warnings)

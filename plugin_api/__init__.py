@@ -13,12 +13,14 @@ semantic versioning (a minor bump adds hooks or fields, a major bump breaks them
 from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from plugin_api.types import (
+    DenoiserCall,
     GenerationContext,
     GenerationRequest,
     InterrogatorSpec,
     PreprocessorSpec,
     PromptTransform,
     SamplerSpec,
+    SamplingNoise,
     SettingSpec,
     StepState,
     Tab,
@@ -30,11 +32,14 @@ from plugin_api.types import (
 # 1.5: plugin_api.model_folders (A1111 and ComfyUI folder names);
 # 1.6: register_interrogators, InterrogatorSpec;
 # 1.7: plugin_api.images (the host's one image gate: open_image, MAX_IMAGE_SIDE)
-API_VERSION = "1.7"
+# 1.8: sampling-maths hooks (patch_denoiser, prepare_noise, before_denoiser,
+#      after_denoiser, after_cfg; DenoiserCall, SamplingNoise); SamplerSpec.sample
+API_VERSION = "1.8"
 
 __all__ = [
     "API_VERSION",
     "PROJECT_NAME",
+    "DenoiserCall",
     "GenerationContext",
     "GenerationRequest",
     "InterrogatorSpec",
@@ -42,6 +47,7 @@ __all__ = [
     "PreprocessorSpec",
     "PromptTransform",
     "SamplerSpec",
+    "SamplingNoise",
     "SettingSpec",
     "StepState",
     "Tab",
