@@ -220,8 +220,10 @@ class SamplerSpec:
     ``sample(model, x, sigmas, extra_args={}, callback=..., disable=True)``, adding
     ``noise_sampler`` when the function takes it:
 
-    - ``x``: the start latents (txt2img: the noise times ``sigmas[0]``; img2img: the image
-      noised to ``sigmas[0]``); ``sigmas``: a float32 tensor of the pass's noise levels,
+    - ``x``: the start latents, the same as the scheduler's samplers start from
+      (txt2img: the noise times the scheduler's ``init_noise_sigma``, which is
+      ``sigmas[0]`` except for diffusers' "leading" timestep spacing, where it is
+      ``sqrt(sigmas[0]**2 + 1)``; img2img: the image noised to ``sigmas[0]``); ``sigmas``: a float32 tensor of the pass's noise levels,
       ending with 0 (flow models: sigmas from 1 to 0);
     - ``model(x, sigma)`` returns the denoised estimate (x0) of ``x`` at noise level
       ``sigma`` (a float or a tensor of one value per image): the host scales the input,

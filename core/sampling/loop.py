@@ -285,7 +285,7 @@ def _denoise_pass(
             keep = (init.latents.to(device, torch.float32), init.mask)
         return run_sample_function(
             sample_fn, guided=guided, scheduler=scheduler, timesteps=timesteps,
-            sigmas=sigma_values[first:], x=latents if init is not None else noise * sigma_values[first],
+            sigmas=sigma_values[first:], x=latents,
             step_cfg=step_cfg, generators=generators, ctx=ctx, cancel=cancel, on_step=on_step,
             preview_every=preview_every, keep=keep,
         )  # fmt: skip
