@@ -44,6 +44,10 @@ def register_samplers(register: Callable[[SamplerSpec], None]) -> None:
         already taken is refused (reported, not raised) so built-ins cannot be replaced
         by accident.
 
+    A sampler is a diffusers scheduler (``make_scheduler``) or, with ``SamplerSpec.sample``
+    (API 1.8), a stepping function of its own in k-diffusion's form, run by the host
+    with CFG and the sampling-maths hooks inside its ``model`` (see ``SamplerSpec``).
+
     Return value ignored.
     """
 

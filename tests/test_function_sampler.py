@@ -19,7 +19,7 @@ from plugin_api import GenerationRequest
 HAND_SAMPLERS = textwrap.dedent(
     """
     import torch
-    from diffusers import EulerDiscreteScheduler
+    from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
     from plugin_api import SamplerSpec, hookimpl
 
     CALLBACKS = []
@@ -52,9 +52,14 @@ HAND_SAMPLERS = textwrap.dedent(
     def euler_schedule(config):
         return EulerDiscreteScheduler.from_config(config)
 
+    def flow_schedule(config):
+        return FlowMatchEulerDiscreteScheduler.from_config(config)
+
     @hookimpl
     def register_samplers(register):
         register(SamplerSpec("Hand Euler", euler_schedule, sample=sample_euler))
+        # the same function on flow-matching models: the host hands it x0 estimates there too
+        register(SamplerSpec("Hand Euler (flow)", flow_schedule, flow=True, sample=sample_euler))
         register(SamplerSpec("Hand Euler a", euler_schedule, sample=sample_euler_ancestral))
     """
 )
@@ -72,7 +77,7 @@ COUNTER = textwrap.dedent(
 
     @hookimpl
     def on_step(ctx, step):
-        DENOISED.append(step.denoised.clone())
+        DENOISED.append(step.denoised.clone() if step.denoised is not None else None)
     """
 )
 
@@ -155,3 +160,18 @@ def test_noise_sampler_draws_from_the_seed(engine):
     assert not np.array_equal(a[0], other[0])
     # seed 12 is the second image of the seed-11 batch: each image has its own generator
     assert np.abs(a[1] - other[0]).max() <= 2 / 255
+
+
+def test_the_same_function_on_a_flow_matching_model(engine):
+    counter = engine.host.extensions.records["counter"].module
+    request = dict(model="tiny-zimage", negative_prompt="", cfg_scale=1.0, batch_size=1)
+    counter.CALLS.clear()
+    builtin = engine.generate(_request(sampler="Euler", **request))
+    builtin_calls = list(counter.CALLS)
+    counter.CALLS.clear()
+    hand = engine.generate(_request(sampler="Hand Euler", **request))
+    assert hand.warnings == [] and parse_infotext(hand.infotexts[0])["Sampler"] == "Hand Euler"
+    # the same sigmas (0-1) at the same steps, and the same image
+    hand_calls = list(counter.CALLS)
+    assert hand_calls == builtin_calls and builtin_calls[0][1] <= 1.0
+    assert np.abs(_images(hand) - _images(builtin)).max() <= 1 / 255

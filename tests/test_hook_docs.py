@@ -17,7 +17,8 @@ def test_all_design_hooks_exist():
         "register_samplers", "register_upscalers", "register_preprocessors", "register_interrogators",
         "register_api_routes", "ui_tabs", "register_settings", "validate_request", "transform_prompt",
         "model_loaded", "before_sample", "denoiser_kwargs", "on_step", "after_sample",
-        "image_saved", "startup", "shutdown",
+        "image_saved", "startup", "shutdown", "patch_denoiser", "prepare_noise", "before_denoiser",
+        "after_denoiser", "after_cfg",
     }  # fmt: skip
 
 

@@ -341,6 +341,8 @@ def _denoise_pass(
 
 def _current_sigma(scheduler: Any, sigma_values: list[float] | None) -> float | None:
     index = getattr(scheduler, "step_index", None)
+    if index is None:  # before the first step of a scheduler without scale_model_input (flow)
+        index = getattr(scheduler, "begin_index", None)
     if sigma_values is None or index is None or index >= len(sigma_values):
         return None
     return sigma_values[index]
