@@ -146,6 +146,13 @@ def run_sample_function(
         kwargs["noise_sampler"] = noise_sampler
     sigma_tensor = torch.tensor(sigmas, dtype=torch.float32)
     result = sample(model, x, sigma_tensor, **kwargs)
+    if not isinstance(result, torch.Tensor) or result.shape != x.shape:
+        got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
+        name = getattr(sample, "__qualname__", repr(sample))
+        # an extension's bug: say whose, rather than fail later in the VAE
+        raise ValueError(
+            f"sampler function {name} returned {got}, expected latents of shape {tuple(x.shape)}"
+        )
     if keep is not None:
         original, mask = keep
         result = (1 - mask) * original + mask * result
