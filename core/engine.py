@@ -9,7 +9,9 @@ validate (no model loads; extensions' ``validate_request``) -> extra-network tag
 after a fresh load) -> ``before_sample`` -> extra networks' ``activate`` -> arrange the
 weights for the memory mode (``core.models.offload``) -> encode prompts (with
 ``ctx.prompt_embeddings``; ``TI hashes``) -> per batch: sampling loop
-(``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
+(``patch_denoiser``/``prepare_noise`` per pass; ``denoiser_kwargs``, ``before_denoiser``,
+``after_denoiser``, ``after_cfg`` every denoiser call; ``on_step`` every step) -> decode ->
+``after_sample`` -> save ->
 ``image_saved``. Each phase that runs out of device memory is retried in the next memory
 mode, with a warning in the result.
 
@@ -408,7 +410,7 @@ class Engine:
         return self._sample_pass(
             checked, model, placement, ctx, cond, uncond, seeds, cancel,
             steps=schedule_length(plan.steps, strength), width=plan.width, height=plan.height,
-            on_step=on_step, init=init, image_conditioning=conditioning,
+            on_step=on_step, init=init, image_conditioning=conditioning, hires=True,
         )  # fmt: skip
 
     def _sample_pass(
@@ -428,6 +430,7 @@ class Engine:
         on_step: Callable[[int, int, float, Any], None],
         init: InitImage | None,
         image_conditioning: torch.Tensor | None = None,
+        hires: bool = False,
     ) -> torch.Tensor:
         """One run of the sampling loop (the first pass or the hires pass), retried in the
         next memory mode when it runs out of memory."""
@@ -465,6 +468,8 @@ class Engine:
                 init=init,
                 preview_every=self._preview_every(),
                 image_conditioning=image_conditioning,
+                sample_fn=checked.sampler.sample,
+                hires=hires,
             )
 
         return placement.run("denoiser", sample, ctx.warnings)

@@ -14,12 +14,14 @@ from plugin_api.errors import InvalidRequest
 from plugin_api.extra_networks import ExtraNetworkCard, ExtraNetworkParams, ExtraNetworkSpec, PromptEmbedding
 from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from plugin_api.types import (
+    DenoiserCall,
     GenerationContext,
     GenerationRequest,
     InterrogatorSpec,
     PreprocessorSpec,
     PromptTransform,
     SamplerSpec,
+    SamplingNoise,
     SettingSpec,
     StepState,
     Tab,
@@ -32,12 +34,15 @@ from plugin_api.types import (
 # 1.6: register_interrogators, InterrogatorSpec;
 # 1.7: plugin_api.images (the host's one image gate: open_image, MAX_IMAGE_SIDE)
 # 1.8: register_extra_networks, plugin_api.extra_networks (ExtraNetworkSpec, ExtraNetworkParams,
-#      ExtraNetworkCard, PromptEmbedding, preview_beside), GenerationContext.prompt_embeddings
+#      ExtraNetworkCard, PromptEmbedding, preview_beside), GenerationContext.prompt_embeddings;
+#      sampling-maths hooks (patch_denoiser, prepare_noise, before_denoiser,
+#      after_denoiser, after_cfg; DenoiserCall, SamplingNoise); SamplerSpec.sample
 API_VERSION = "1.8"
 
 __all__ = [
     "API_VERSION",
     "PROJECT_NAME",
+    "DenoiserCall",
     "ExtraNetworkCard",
     "ExtraNetworkParams",
     "ExtraNetworkSpec",
@@ -49,6 +54,7 @@ __all__ = [
     "PromptEmbedding",
     "PromptTransform",
     "SamplerSpec",
+    "SamplingNoise",
     "SettingSpec",
     "StepState",
     "Tab",

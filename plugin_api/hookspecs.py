@@ -15,11 +15,13 @@ import pluggy
 
 from plugin_api.extra_networks import ExtraNetworkSpec
 from plugin_api.types import (
+    DenoiserCall,
     GenerationContext,
     GenerationRequest,
     InterrogatorSpec,
     PreprocessorSpec,
     SamplerSpec,
+    SamplingNoise,
     SettingSpec,
     StepState,
     Tab,
@@ -42,6 +44,10 @@ def register_samplers(register: Callable[[SamplerSpec], None]) -> None:
     :param register: call ``register(SamplerSpec(...))`` once per sampler. A name that is
         already taken is refused (reported, not raised) so built-ins cannot be replaced
         by accident.
+
+    A sampler is a diffusers scheduler (``make_scheduler``) or, with ``SamplerSpec.sample``
+    (API 1.8), a stepping function of its own in k-diffusion's form, run by the host
+    with CFG and the sampling-maths hooks inside its ``model`` (see ``SamplerSpec``).
 
     Return value ignored.
     """
@@ -221,6 +227,102 @@ def denoiser_kwargs(ctx: GenerationContext, step: StepState) -> dict[str, Any] |
     batch is ``[uncond..., cond...]``, two halves of the images' size). Return a dict or ``None``. The dicts of all
     extensions are merged: where two give the same key, tensors (or lists/tuples of
     tensors, element-wise) are added, so two ControlNet-like extensions combine.
+    """
+
+
+# --- the sampling maths: per sampling pass, then per denoiser call -----------------------
+#
+# One sampling pass (a batch's txt2img/img2img pass, and again its hires-fix pass) runs:
+#   patch_denoiser (entered) -> prepare_noise -> for every denoiser call:
+#   denoiser_kwargs -> before_denoiser -> denoiser -> after_denoiser -> CFG -> after_cfg
+#   -> the sampler's step -> on_step (once per step) ... -> patch_denoiser (exited).
+# "Every denoiser call" means every real call: a second-order sampler calls the denoiser
+# twice per step; a step-cache that skips the denoiser for a step skips these hooks too.
+# They run in Python around the denoiser, never inside it: with torch.compile (regional
+# or full) the compiled graphs stay whole; only a patch_denoiser patch that changes
+# modules inside a compiled region costs a recompile (see there). A pass with no
+# implementation of a hook pays one check per call for it, nothing more.
+
+
+@hookspec
+def patch_denoiser(ctx: GenerationContext, denoiser: Any) -> Any:
+    """Patch the denoiser for one sampling pass (ComfyUI's model patches: FreeU, attention
+    changes...). Return a context manager, or ``None`` to leave the model alone.
+
+    Called once per sampling pass (each batch's pass, and the hires-fix pass after it),
+    in load order, before ``prepare_noise``; the host enters each returned context
+    manager before the first step and exits it after the last, also when the pass fails,
+    is interrupted or skipped, so a patch (torch forward hooks, swapped attention
+    processors, set attributes) never outlives its pass. Undo in ``__exit__`` exactly
+    what ``__enter__`` did.
+
+    :param denoiser: the model's denoiser module (``unet`` or ``transformer``, as in
+        ``ctx.model.components``); shared by every request: patch it only inside the
+        context manager.
+
+    Cost with ``torch.compile``: forward hooks or attributes added to a module inside a
+    compiled region change what the graph guards on, so that region recompiles on the
+    first patched call (and the unpatched graph is reused after ``__exit__``); patch
+    modules outside the compiled blocks where you can. Return value: a context manager
+    or ``None``; anything else is reported and ignored.
+    """
+
+
+@hookspec
+def prepare_noise(ctx: GenerationContext, noise: SamplingNoise) -> None:
+    """Change the noise a sampling pass starts from (A1111's initial noise and
+    ``on_extra_noise``): assign ``noise.noise`` a tensor of the same shape.
+
+    Called once per sampling pass, in load order (a chain: each implementation sees the
+    noise the previous one left), after ``patch_denoiser`` and before the first step.
+    In txt2img the pass starts from this noise times the first sigma; in img2img,
+    inpainting and the hires pass it is mixed into ``noise.init_latents`` at the
+    strength's noise level. Noise the sampler draws during the steps (ancestral and SDE
+    samplers) is not this noise: a sampler with its own stepping function controls that
+    (``SamplerSpec.sample``). Return value ignored.
+    """
+
+
+@hookspec
+def before_denoiser(ctx: GenerationContext, call: DenoiserCall) -> None:
+    """Change the denoiser's inputs or the CFG scale for one call (A1111's
+    ``on_cfg_denoiser``).
+
+    Called on every denoiser call, in load order (a chain), after ``denoiser_kwargs``
+    and just before the denoiser runs. Assign new values to ``call.x`` (the scaled
+    latent input, CFG batch ``[uncond..., cond...]``), ``call.encoder_hidden_states``,
+    ``call.added_cond_kwargs``, ``call.denoiser_kwargs`` or ``call.cfg_scale`` (the CFG
+    scale of this step: per-step guidance schedules). Shapes must not change: a
+    replaced tensor of another shape counts as the extension's failure. Return value
+    ignored. An implementation that raises is disabled for the rest of the generation
+    and its changes to ``call`` are undone.
+    """
+
+
+@hookspec
+def after_denoiser(ctx: GenerationContext, call: DenoiserCall) -> None:
+    """Change the denoiser's predictions before CFG combines them (A1111's
+    ``on_cfg_denoised``, ComfyUI's pre-CFG functions).
+
+    Called on every denoiser call, in load order (a chain), right after the denoiser:
+    ``call.uncond_pred`` and ``call.cond_pred`` hold the two halves of the prediction
+    (without CFG: ``cond_pred`` alone), in the model's convention
+    (``call.prediction_type``). Assign new tensors of the same shape to change what CFG
+    combines. Return value ignored; failures are handled as in ``before_denoiser``.
+    """
+
+
+@hookspec
+def after_cfg(ctx: GenerationContext, call: DenoiserCall) -> None:
+    """Change the guided prediction (A1111's ``on_cfg_after_cfg``, ComfyUI's post-CFG
+    functions: CFG rescale, dynamic thresholding).
+
+    Called on every denoiser call, in load order (a chain), after CFG combined
+    ``call.uncond_pred`` and ``call.cond_pred`` with ``call.cfg_scale`` into
+    ``call.prediction`` (``uncond + scale * (cond - uncond)``; without CFG it is
+    ``cond_pred``) and before the sampler steps with it. Assign ``call.prediction`` a
+    tensor of the same shape; the halves stay readable. Return value ignored; failures
+    are handled as in ``before_denoiser``.
     """
 
 

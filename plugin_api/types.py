@@ -150,6 +150,59 @@ class StepState:
 
 
 @dataclass
+class DenoiserCall:
+    """One denoiser call with classifier-free guidance, as the sampling-maths hooks see it.
+
+    The same object goes through ``before_denoiser`` -> (the denoiser) -> ``after_denoiser``
+    -> (CFG) -> ``after_cfg`` for one call; the host fills the prediction fields as it goes.
+    Tensors are torch tensors on the model's device. To change one, assign a new tensor
+    of the same shape (``call.x = call.x * 0.9``), do not edit it in place: the host
+    restores an extension's fields when it fails, which it can do only for assignments.
+
+    With CFG (``cfg_batch`` True) the batch of ``x``, ``encoder_hidden_states`` and
+    ``added_cond_kwargs`` is ``[uncond..., cond...]``: two halves of the images' size.
+    Without (CFG scale 1 and no late CFG) it holds the cond half alone, ``uncond_pred``
+    stays None and ``cfg_scale`` is not used.
+    """
+
+    step: int  # 0-based index of the sampling step this call belongs to
+    total_steps: int
+    timestep: float  # the denoiser's timestep for this call
+    sigma: float | None  # the noise level (k-diffusion's sigma; flow models: 0-1), if known
+    # the denoiser's latent input, scaled by the scheduler (inpainting UNets' extra mask
+    # channels are appended after the hooks, so they never appear here)
+    x: Any
+    encoder_hidden_states: Any  # the text conditioning, same batch order as ``x``
+    added_cond_kwargs: dict[str, Any]  # SDXL's text_embeds/time_ids; empty for SD1.x
+    denoiser_kwargs: dict[str, Any]  # the merged results of denoiser_kwargs hooks
+    cfg_scale: float  # the CFG scale this call combines with (per step: late CFG applied)
+    cfg_batch: bool
+    # what the denoiser predicts: "epsilon", "v_prediction" or "flow" (a velocity)
+    prediction_type: str = "epsilon"
+    uncond_pred: Any | None = None  # set from after_denoiser on: the uncond half
+    cond_pred: Any | None = None  # ... and the cond half (the whole batch without CFG)
+    prediction: Any | None = None  # set for after_cfg: the combined prediction
+
+
+@dataclass
+class SamplingNoise:
+    """The noise a sampling pass starts from, given to ``prepare_noise``.
+
+    ``noise`` has the latents' shape, one image per seed, each drawn from its own CPU
+    generator (float32, unit variance, on the model's device). txt2img starts from
+    ``noise`` times the first sigma; img2img, inpainting and the hires pass mix it into
+    ``init_latents`` at the strength's noise level (A1111's "extra noise" point), and
+    inpainting re-noises the kept area with it at every step.
+    """
+
+    noise: Any
+    seeds: list[int]
+    init_latents: Any | None = None  # the image's latents (img2img, hires); None: txt2img
+    strength: float = 1.0  # denoising strength (1.0 for txt2img)
+    hires: bool = False  # True in the hires fix's second pass
+
+
+@dataclass
 class SamplerSpec:
     """A sampler as registered through register_samplers.
 
@@ -161,6 +214,27 @@ class SamplerSpec:
     request's schedule type (Karras, Exponential...) as diffusers options in that config
     (``use_karras_sigmas``, ``timestep_spacing``...): do not override those in
     ``from_config``'s keyword arguments, or the schedule type cannot apply.
+
+    A sampler with its own stepping function sets ``sample`` as well, with k-diffusion's
+    signature, and the host runs it instead of the scheduler's ``step`` (which is then
+    never called: ``make_scheduler`` only provides the schedule, e.g. Euler's, to which
+    the request's schedule type applies). The host calls
+    ``sample(model, x, sigmas, extra_args={}, callback=..., disable=True)``, adding
+    ``noise_sampler`` when the function takes it:
+
+    - ``x``: the start latents, the same as the scheduler's samplers start from
+      (txt2img: the noise times the scheduler's ``init_noise_sigma``, which is
+      ``sigmas[0]`` except for diffusers' "leading" timestep spacing, where it is
+      ``sqrt(sigmas[0]**2 + 1)``; img2img: the image noised to ``sigmas[0]``); ``sigmas``: a float32 tensor of the pass's noise levels,
+      ending with 0 (flow models: sigmas from 1 to 0);
+    - ``model(x, sigma)`` returns the denoised estimate (x0) of ``x`` at noise level
+      ``sigma`` (a float or a tensor of one value per image): the host scales the input,
+      runs every sampling-maths hook and CFG, and converts the prediction (epsilon, v or
+      flow velocity) to x0, so one function serves every model family;
+    - ``callback({"x", "i", "sigma", "denoised"})`` after each step ``i``: the host's
+      progress, previews, ``on_step`` hooks and cancellation ride on it;
+    - ``noise_sampler(sigma, sigma_next)`` returns fresh unit noise drawn from the
+      images' own seeded generators (use it, not ``torch.randn``, so a seed repeats).
     """
 
     name: str
@@ -173,6 +247,10 @@ class SamplerSpec:
     # set when the sampler only approximates the algorithm its name stands for: why, and
     # what runs instead (every result made with it carries this as a warning)
     note: str = ""
+    # optional: a stepping function of its own, k-diffusion's form
+    # ``sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **kw) -> x``
+    # (see SamplerSpec's docstring); None: the scheduler's ``step`` does the stepping
+    sample: Callable[..., Any] | None = None
 
 
 @dataclass

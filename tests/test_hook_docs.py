@@ -18,7 +18,8 @@ def test_all_design_hooks_exist():
         "register_api_routes", "ui_tabs", "register_settings", "register_extra_networks", "validate_request",
         "transform_prompt",
         "model_loaded", "before_sample", "denoiser_kwargs", "on_step", "after_sample",
-        "image_saved", "startup", "shutdown",
+        "image_saved", "startup", "shutdown", "patch_denoiser", "prepare_noise", "before_denoiser",
+        "after_denoiser", "after_cfg",
     }  # fmt: skip
 
 

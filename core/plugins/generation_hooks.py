@@ -12,6 +12,7 @@ from typing import Any
 
 from core.errors import RequestError
 from core.plugins.dispatch import HookDispatcher
+from core.plugins.sampling_hooks import SamplingHooks
 from plugin_api.errors import InvalidRequest
 from plugin_api.types import GenerationContext, GenerationRequest, PromptTransform, StepState
 
@@ -99,6 +100,10 @@ class GenerationHooks:
             if isinstance(result, dict):
                 merged = merge_denoiser_kwargs(merged, result)
         return merged
+
+    def sampling(self, ctx: GenerationContext) -> SamplingHooks:
+        """The sampling-maths hooks for one sampling pass (core.plugins.sampling_hooks)."""
+        return SamplingHooks(self._hooks, ctx)
 
     def on_step(self, ctx: GenerationContext, step: StepState) -> None:
         self._step_call("on_step", ctx, step)
