@@ -15,6 +15,7 @@ from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from plugin_api.types import (
     GenerationContext,
     GenerationRequest,
+    GenerationResult,
     InterrogatorSpec,
     PreprocessorSpec,
     PromptTransform,
@@ -30,13 +31,18 @@ from plugin_api.types import (
 # 1.5: plugin_api.model_folders (A1111 and ComfyUI folder names);
 # 1.6: register_interrogators, InterrogatorSpec;
 # 1.7: plugin_api.images (the host's one image gate: open_image, MAX_IMAGE_SIDE)
-API_VERSION = "1.7"
+# 1.8: seeds before transform_prompt, ctx.prompts/negative_prompts per image, ctx.settings,
+#      ctx.results, ctx.dry_run, generation_finished/generation_failed, validate_request's
+#      settings, ui_tabs' host, GenerationResult exported, run_generation(settings=),
+#      plugin_api.testing.serve / host helpers
+API_VERSION = "1.8"
 
 __all__ = [
     "API_VERSION",
     "PROJECT_NAME",
     "GenerationContext",
     "GenerationRequest",
+    "GenerationResult",
     "InterrogatorSpec",
     "InvalidRequest",
     "PreprocessorSpec",
