@@ -16,9 +16,7 @@ class RequestError(EaselError, InvalidRequest):
     tests catch every refusal, the host's and its own, with ``except InvalidRequest``."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+        InvalidRequest.__init__(self, field, message)  # sets .field, .message and the text
 
 
 class SettingError(EaselError, ValueError):
