@@ -126,7 +126,7 @@ def start_host(
     """A started host (the real one) with the built-ins and ``extensions`` registered, a
     tiny model under ``tmp_path`` (or ``model_dir``), data under ``tmp_path / "data"``.
     ``settings``: user settings to set first (``register_settings`` keys), checked as the
-    Settings tab checks them. ``host_settings``: the host's own (``api_auth=("u", "p")``...).
+    Settings tab checks them. ``host_settings``: the host's own (``api_auth="user:secret"``...).
     Stop it with ``host.stop()``.
     """
     return _start_host(extensions, tmp_path, model_dir, settings, host_settings)[0]
@@ -230,7 +230,7 @@ def serve(
 
     ``client`` is an ``httpx.Client`` (FastAPI's ``TestClient``) on ``http://127.0.0.1``;
     ``client.host`` is the host (``client.host.get_setting(key)``); the tiny model is the
-    only, so the default, model (send ``width``/``height`` 64 to keep it fast). ``host_settings``: e.g. ``api_auth=("user", "secret")`` to check
+    only, so the default, model (send ``width``/``height`` 64 to keep it fast). ``host_settings``: e.g. ``api_auth="user:secret"`` to check
     that your routes sit behind ``--api-auth`` as the host's do.
     """
     from fastapi.testclient import TestClient

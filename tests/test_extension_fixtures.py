@@ -122,6 +122,7 @@ def test_blocklist_reads_the_setting_and_refuses_in_transform_prompt(fixture_eng
         host.set_setting("blocklist.words", "")
 
 
+@pytest.mark.slow
 def test_the_three_through_the_cli(tmp_path, models_dir, capsys):
     common = [
         "--models-dir", str(models_dir), "--data-dir", str(tmp_path / "data"), "--extensions-dir", str(FIXTURES),

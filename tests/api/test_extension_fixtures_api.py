@@ -15,6 +15,9 @@ import pytest
 from core.config import BUNDLED_EXTENSION_NAMES
 from tests.api.conftest import TINY_MODEL, serving
 
+# a server of its own (a model load and extension folders): ~20 s on 2 cores
+pytestmark = pytest.mark.slow
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixture_extensions"
 SMALL = {"steps": 2, "width": 64, "height": 64}
 
