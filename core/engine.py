@@ -41,7 +41,7 @@ from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
-from core.prompt_stage import dry_copy, new_context, run_prompt_stage
+from core.prompt_stage import dry_copy, new_context, run_prompt_stage, user_settings
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling import finite, inpaint_model, vae_precision
@@ -124,7 +124,7 @@ class Engine:
         self.models.vaes.resolve(req.vae, self.models.info(checked.model_name))  # RequestError("vae")
         if req.styles is not None and not isinstance(req.styles, list):
             raise RequestError("styles", "must be a list of style names")
-        self.host.generation_hooks.validate_request(req, checked.family.name, self.host.user_settings.all())
+        self.host.generation_hooks.validate_request(req, checked.family.name, user_settings(self.host))
         width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
         return checked

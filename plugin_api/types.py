@@ -172,7 +172,7 @@ class StepState:
 
     step: int  # 0-based index of the step in this sampling pass
     total_steps: int  # steps of this pass (the hires pass counts its own)
-    timestep: float  # the denoiser's timestep at this step (0-999; flow models: 0-1000)
+    timestep: float  # the denoiser's timestep (SD: from ~999 down to 0; flow matching: 1000 down)
     # the noise level of the latents entering this step, in the scheduler's units (the
     # ``sigmas`` of k-diffusion-style schedulers: ~14.6 at the start of SD1.5 down to 0;
     # flow matching: 1.0 to 0.0); None for schedulers without sigmas (DDIM, PNDM)

@@ -43,3 +43,15 @@ CALL_FREQUENCY = re.compile(r"\bCalled (once|twice|\w+ times) (per|each|every|fo
 def test_hook_says_how_often_it_is_called(name):
     doc = inspect.getdoc(getattr(hookspecs, name)) or ""
     assert CALL_FREQUENCY.search(doc), f"{name}: its docstring needs a 'Called once per ...' sentence"
+
+
+def test_porting_table_names_only_what_exists():
+    """Every hook call and ``ctx.`` field the A1111 porting table names exists."""
+    from plugin_api.types import GenerationContext
+
+    fields = set(GenerationContext.__dataclass_fields__)
+    for _, easel, _ in docs.PORTING_TABLE:
+        for hook in re.findall(r"`(\w+)\(", easel):
+            assert hook in HOOKS or hook in {"InvalidRequest"}, f"porting table: no hook {hook!r}"
+        for field in re.findall(r"ctx\.(\w+)", easel):
+            assert field in fields or hasattr(GenerationContext, field), f"porting table: no ctx.{field}"
