@@ -93,6 +93,8 @@ def test_every_hookspec_is_called_through_the_real_host(tmp_path, tiny_models_di
     assert len(real) == 1 and real[0][2] is False and len(dry) == 2  # one per submitted request
     validate = [c[3] for c in snapshot if c[0] == "validate_request"]
     assert validate and all(dict(args["settings"]).get("blocklist.models") is not None for args in validate)
+    ui_tabs = [c[3] for c in snapshot if c[0] == "ui_tabs"]
+    assert ui_tabs[0]["host"] is running.host  # API 1.8: tab builders reach settings without a global
     for name in ("register_samplers", "register_settings", "startup", "register_api_routes", "ui_tabs"):
         assert sum(1 for c in snapshot if c[0] == name) == 1, name
     assert sum(1 for c in calls if c[0] == "shutdown") == 1
