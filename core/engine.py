@@ -4,12 +4,15 @@
     result = engine.generate(GenerationRequest(prompt="a red circle"), on_progress=print)
 
 Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
-validate (no model loads; extensions' ``validate_request``) -> ``transform_prompt`` chain -> load the model (``model_loaded``
-after a fresh load) -> ``before_sample`` -> arrange the weights for the memory mode
-(``core.models.offload``) -> encode prompts -> per batch: sampling loop
-(``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
-``image_saved``. Each phase that runs out of device memory is retried in the next memory
-mode, with a warning in the result.
+validate (no model loads; extensions' ``validate_request``) -> the prompt stage
+(``core.prompt_stage``: styles, seeds, the ``transform_prompt`` chain, per-image prompts)
+-> load the model (``model_loaded`` after a fresh load) -> ``before_sample`` -> arrange the
+weights for the memory mode (``core.models.offload``) -> encode every distinct prompt pair
+-> per batch: sampling loop (``denoiser_kwargs``/``on_step`` every step) -> decode ->
+``after_sample`` -> save -> ``image_saved``; then ``generation_finished`` once (or
+``generation_failed`` once, with the error). Each phase that runs out of device memory is
+retried in the next memory mode, with a warning in the result. ``validate`` (the queue's
+submit) also runs the prompt stage on a throwaway copy (``ctx.dry_run``).
 
 During sampling, ``ctx.state["easel.denoiser_inputs"]`` holds the denoiser's
 conditioning (``encoder_hidden_states``, ``added_cond_kwargs``, ``cfg_batch``) for hooks
