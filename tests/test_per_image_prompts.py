@@ -60,3 +60,43 @@ def test_a_hook_that_breaks_the_per_image_lists_is_named(tmp_path, tiny_sd15_dir
             model_dir=tiny_sd15_dir,
         )
     assert refused.value.field == "prompts"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_fixture", ["tiny_sd15_dir", "tiny_sdxl_dir"])
+def test_prompts_of_different_lengths_share_a_batch(tmp_path, request, model_fixture):
+    """A prompt past CLIP's 75 tokens encodes to two chunks (154 tokens), a short one to 77:
+    the short rows are padded with their last token (as A1111's stack_conds), the longest
+    row is left as it is, so that image equals the same prompt generated alone."""
+    import numpy as np
+
+    model_dir = request.getfixturevalue(model_fixture)
+    long_prompt = " ".join(["a red circle on a blue square"] * 15)  # ~105 tokens
+
+    def two_lengths(request, ctx):
+        ctx.prompts = ["a cat", long_prompt]
+
+    tokens = []
+
+    @hookimpl
+    def denoiser_kwargs(ctx, step):
+        tokens.append(ctx.state["easel.denoiser_inputs"]["encoder_hidden_states"].shape[:2])
+
+    module = extension("two_lengths", two_lengths)
+    module.denoiser_kwargs = denoiser_kwargs
+    batch = run_generation(
+        [module],
+        GenerationRequest(prompt="x", seed=9, batch_size=2, save_images=False),
+        tmp_path / "batch",
+        model_dir=model_dir,
+    )
+    alone = run_generation(
+        [],
+        GenerationRequest(prompt=long_prompt, seed=10, save_images=False),
+        tmp_path / "alone",
+        model_dir=model_dir,
+    )
+    assert tokens[0] == (4, 154)  # [uncond x2, cond x2], both rows at the long prompt's length
+    got = np.asarray(batch.images[1], dtype=np.int16)
+    want = np.asarray(alone.images[0], dtype=np.int16)
+    assert np.abs(got - want).max() <= 2
