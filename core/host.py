@@ -104,7 +104,7 @@ class Host:
         """Tabs from every extension as ``(extension, Tab)``, in load order. A malformed
         result is reported and dropped; building the tab is the WebUI's job."""
         tabs: list[tuple[str, Tab]] = []
-        for extension, result in self.extensions.hooks.call("ui_tabs"):
+        for extension, result in self.extensions.hooks.call("ui_tabs", host=self):
             for item in result or []:
                 if isinstance(item, Tab):
                     tabs.append((extension, item))

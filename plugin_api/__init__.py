@@ -17,6 +17,7 @@ from plugin_api.types import (
     DenoiserCall,
     GenerationContext,
     GenerationRequest,
+    GenerationResult,
     InterrogatorSpec,
     PreprocessorSpec,
     PromptTransform,
@@ -36,7 +37,11 @@ from plugin_api.types import (
 # 1.8: register_extra_networks, plugin_api.extra_networks (ExtraNetworkSpec, ExtraNetworkParams,
 #      ExtraNetworkCard, PromptEmbedding, preview_beside), GenerationContext.prompt_embeddings;
 #      sampling-maths hooks (patch_denoiser, prepare_noise, before_denoiser,
-#      after_denoiser, after_cfg; DenoiserCall, SamplingNoise); SamplerSpec.sample
+#      after_denoiser, after_cfg; DenoiserCall, SamplingNoise); SamplerSpec.sample;
+#      seeds before transform_prompt, ctx.prompts/negative_prompts per image, ctx.settings,
+#      ctx.results, ctx.dry_run, generation_finished/generation_failed, validate_request's
+#      settings, ui_tabs' host, GenerationResult exported, run_generation(settings=),
+#      plugin_api.testing.serve / host helpers
 API_VERSION = "1.8"
 
 __all__ = [
@@ -48,6 +53,7 @@ __all__ = [
     "ExtraNetworkSpec",
     "GenerationContext",
     "GenerationRequest",
+    "GenerationResult",
     "InterrogatorSpec",
     "InvalidRequest",
     "PreprocessorSpec",

@@ -8,8 +8,9 @@ them in place.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 
@@ -71,7 +72,10 @@ class GenerationRequest:
     hr_resize_y: int = 0
     output_format: str = "png"  # png | jpeg | webp
     save_images: bool = True
-    # per-extension arguments, keyed by extension name (A1111's alwayson_scripts)
+    # per-extension arguments, keyed by extension name. /sdapi/v1's
+    # ``alwayson_scripts: {"<Name>": {"args": [...]}}`` arrives here as
+    # ``extension_args["<name>"] == {"args": [...]}``: the script name is matched to a loaded
+    # extension's name case-insensitively (spaces may stand for "_"), the value is kept whole
     extension_args: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,8 +102,21 @@ class GenerationContext:
     """Everything about one generation in progress. One per request.
 
     Extensions read it in every per-generation hook. They may store their own state in
-    ``state[<extension name>]`` and add A1111-style infotext fields (``"Lora hashes"``)
-    to ``extra_params``.
+    ``state[<extension name>]``, add A1111-style infotext fields (``"Lora hashes"``) to
+    ``extra_params`` (strings), and put structured results (JSON types) in
+    ``results[<extension name>]``.
+
+    "Extension name" everywhere means the name the host lists the extension under
+    (``easel extensions list``, ``GET /api/v1/extensions``): its folder name, its ``.py``
+    file's stem, or its entry point's name; as A1111 and Forge name extensions by folder.
+
+    Per image: ``seeds``, ``prompts`` and ``negative_prompts`` have one entry per image of
+    the request (``batch_size * batch_count``, image ``i`` is in batch ``i // batch_size``).
+    The seeds are drawn before ``transform_prompt`` runs; ``prompts`` start as
+    ``[request.prompt] * n`` and a ``transform_prompt`` implementation may set one prompt
+    per image (wildcards, dynamic prompts: A1111's ``p.all_prompts`` / ``all_seeds``).
+    What is in these lists after the ``transform_prompt`` chain is what is encoded for
+    each image and recorded in its infotext.
     """
 
     request: GenerationRequest
@@ -111,29 +128,62 @@ class GenerationContext:
     model: Any | None = None  # the loaded model handle (see model_loaded)
     device: str = "cpu"
     dtype: str = "float32"
+    # one seed per image, drawn before transform_prompt (request.seed -1: a random base);
+    # image i gets seeds[i] (A1111's all_seeds)
     seeds: list[int] = field(default_factory=list)
+    # one prompt / negative prompt per image (A1111's all_prompts / all_negative_prompts)
+    prompts: list[str] = field(default_factory=list)
+    negative_prompts: list[str] = field(default_factory=list)
     total_steps: int = 0
     prompt_transforms: list[PromptTransform] = field(default_factory=list)
     extra_params: dict[str, str] = field(default_factory=dict)
     # textual-inversion embeddings for this request: name -> plugin_api.extra_networks.PromptEmbedding
     prompt_embeddings: dict[str, Any] = field(default_factory=dict)
+    # structured results by extension name (JSON types): they reach the native job result
+    # (``result.results``), /sdapi/v1 ``info.extra_generation_params`` and, when set before
+    # an image is saved, its infotext (as ``<name>: <compact JSON>``)
+    results: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # the user settings (``register_settings`` keys and the host's), read-only, as they
+    # were when the generation started: ``ctx.settings.get("myext.option")``
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # True while the host checks a request at submit time (see transform_prompt): nothing
+    # is generated from this context, so skip expensive work that cannot refuse
+    dry_run: bool = False
     # set by the host; extensions may call ctx.is_cancelled() in long work
     is_cancelled: Callable[[], bool] = field(default=lambda: False, repr=False)
 
 
 @dataclass
 class StepState:
-    """The sampling loop's state at one step (given to denoiser_kwargs and on_step)."""
+    """The sampling loop's state at one step (given to denoiser_kwargs and on_step).
 
-    step: int  # 0-based index of the step
-    total_steps: int
-    timestep: float
+    ``latents`` is not the same tensor in both hooks:
+
+    - in ``denoiser_kwargs`` (before the denoiser runs) it is the denoiser's input at this
+      step: the current latents, doubled to ``[uncond..., cond...]`` when CFG is batched,
+      and scaled by the scheduler's ``scale_model_input`` (divided by
+      ``sqrt(sigma**2 + 1)`` for the Euler/DPM family); its batch is twice the images'.
+    - in ``on_step`` (after the scheduler step) it is the new latent of the images (batch =
+      images of this batch, not scaled): what the next step starts from, and after the
+      last step what is decoded.
+
+    Read it, do not modify it (the loop may reuse the tensor).
+    """
+
+    step: int  # 0-based index of the step in this sampling pass
+    total_steps: int  # steps of this pass (the hires pass counts its own)
+    timestep: float  # the denoiser's timestep (SD: from ~999 down to 0; flow matching: 1000 down)
+    # the noise level of the latents entering this step, in the scheduler's units (the
+    # ``sigmas`` of k-diffusion-style schedulers: ~14.6 at the start of SD1.5 down to 0;
+    # flow matching: 1.0 to 0.0); None for schedulers without sigmas (DDIM, PNDM)
     sigma: float | None = None
-    latents: Any | None = None  # torch.Tensor; read-only by convention
-    denoised: Any | None = None  # the model's x0 estimate after this step, if known
-    preview: Any | None = None  # a cheap PIL preview, when the host made one
+    latents: Any | None = None  # torch.Tensor; see above; read-only by convention
+    denoised: Any | None = None  # on_step: the model's x0 estimate at this step, if known
+    preview: Any | None = None  # on_step: a cheap PIL preview, when the host made one
+    # wall-clock seconds since this sampling pass started (of the current batch; the hires
+    # pass starts its own clock): in denoiser_kwargs up to this step, in on_step including it
     elapsed_s: float = 0.0
 
     @property
@@ -143,6 +193,8 @@ class StepState:
 
     @property
     def eta_s(self) -> float:
+        """Estimated seconds left in this pass, from ``elapsed_s`` (0.0 before the first
+        step is timed)."""
         done = self.step + 1
         if done <= 0 or math.isclose(self.elapsed_s, 0.0):
             return 0.0
@@ -318,9 +370,36 @@ class Tab:
     A ``build`` that takes one argument receives ``generate(request) -> {"images": [PIL
     images], "infotexts": [str], "error": str | None}``: it queues a ``GenerationRequest``
     as a job (the same queue as txt2img) and waits for it, so a tab can offer its own
-    Generate button (the ControlNet tab does).
+    Generate button (the ControlNet tab does). A parameter named ``host`` receives the host
+    (API 1.8: ``host.get_setting(key)``, ``host.set_setting(key, value)``...), so a tab
+    needs no module global: ``def build(host)``, ``def build(generate, host)``.
     """
 
     title: str
     build: Callable[..., Any]
     elem_id: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    """What a generation gives back (``plugin_api.testing.run_generation`` returns it; the
+    ``generation_finished`` hook receives it): the images of one request with everything
+    needed to show and reproduce them. Lists are per image, in order."""
+
+    images: list[Any]  # PIL images, in order
+    seeds: list[int]  # one per image
+    infotexts: list[str]  # A1111 `parameters` text, one per image
+    paths: list[str] = field(default_factory=list)  # written files, when saved
+    parameters: dict[str, Any] = field(default_factory=dict)  # the request as run
+    prompt: str = ""  # the prompt the model saw (after transform_prompt)
+    negative_prompt: str = ""
+    original_prompt: str = ""
+    original_negative_prompt: str = ""
+    # per image, what was encoded for it (ctx.prompts / ctx.negative_prompts after the chain)
+    prompts: list[str] = field(default_factory=list)
+    negative_prompts: list[str] = field(default_factory=list)
+    extra_params: dict[str, str] = field(default_factory=dict)  # ctx.extra_params
+    results: dict[str, Any] = field(default_factory=dict)  # ctx.results, by extension name
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    elapsed_s: float = 0.0

@@ -63,6 +63,39 @@ class ExtraNetworks:
         prompt, found = split_tags(request.prompt)
         if not found:
             return
+        self._take(found, ctx, request.prompt, prompt, request.negative_prompt)
+        request.prompt = prompt
+
+    def take_image_tags(self, ctx: GenerationContext) -> None:
+        """After the ``transform_prompt`` chain: the tags a hook wrote into the images'
+        prompts (a wildcard choosing a LoRA). Every image's prompt loses its tags; the
+        networks get the first image's, as A1111's ``parse_prompts`` uses the first
+        prompt's extra-network data for the whole batch."""
+        ctx.request.prompt = split_tags(ctx.request.prompt)[0]
+        first: list[str] | None = None
+        for index, prompt in enumerate(ctx.prompts):
+            stripped, found = split_tags(prompt)
+            tags = [params.tag for _, params in found]
+            if first is None:
+                first = tags
+                if found:
+                    self._take(found, ctx, prompt, stripped, ctx.negative_prompts[index])
+            elif tags != first:
+                ctx.warnings.append(
+                    f"image {index + 1} has other extra-network tags ({', '.join(tags) or 'none'}) than the "
+                    f"first image ({', '.join(first) or 'none'}): the first image's apply to the whole "
+                    "request, as in A1111"
+                )
+            ctx.prompts[index] = stripped
+
+    def _take(
+        self,
+        found: list[tuple[str, ExtraNetworkParams]],
+        ctx: GenerationContext,
+        prompt_before: str,
+        prompt_after: str,
+        negative: str,
+    ) -> None:
         taken: dict[str, list[ExtraNetworkParams]] = ctx.state.setdefault(STATE_KEY, {})
         owners: list[str] = []
         for name, params in found:
@@ -82,13 +115,12 @@ class ExtraNetworks:
         ctx.prompt_transforms.append(
             PromptTransform(
                 extension="+".join(owners),
-                prompt_before=request.prompt,
-                prompt_after=prompt,
-                negative_before=request.negative_prompt,
-                negative_after=request.negative_prompt,
+                prompt_before=prompt_before,
+                prompt_after=prompt_after,
+                negative_before=negative,
+                negative_after=negative,
             )
         )
-        request.prompt = prompt
 
     def activate(self, ctx: GenerationContext) -> None:
         """``activate(ctx, params_list)`` of every network, in registration order.
