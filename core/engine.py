@@ -37,6 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,12 @@ class Engine:
         checked = self._validate(request)
         cancel = cancel or CancelToken()
         hooks = self.host.generation_hooks
-        with self._lock, torch.inference_mode():
+        # hooks of this job run under the time limit and reach the crash marker
+        # (core/plugins/hook_guard.py, crash_marker.py)
+        dispatcher = getattr(getattr(self.host, "extensions", None), "hooks", None)
+        timeout_s = float(getattr(self.host.settings, "extension_hook_timeout_s", 0) or 0)
+        guard = dispatcher.job(job_id, cancel, timeout_s) if dispatcher is not None else nullcontext()
+        with self._lock, torch.inference_mode(), guard:
             ctx = self._new_context(checked, job_id, cancel)
             try:
                 result = self._generate(checked, ctx, on_progress, cancel)

@@ -57,6 +57,7 @@ class Host:
     def stop(self) -> None:
         if self.started:
             self.extensions.hooks.call("shutdown", host=self)
+            self.extensions.close()
             self.started = False
 
     def _collect(self, hook: str, registry: Registry) -> None:

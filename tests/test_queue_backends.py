@@ -212,3 +212,18 @@ def test_recovered_images_are_added_once_to_the_job_result(queue_factory):
     again = queue.record_images(job.id, ["/out/b.png"])
     assert again.result["paths"] == ["/out/a.png", "/out/b.png"]
     assert queue.record_images("no-such-job", ["/out/c.png"]) is None
+
+
+def test_a_crashed_jobs_error_names_the_extension_once_it_is_known(queue_factory):
+    # Start-up names the extension that killed the worker (core/plugins/crash_marker.py):
+    # added to an interrupted job's error; a running or done job is left alone.
+    queue = queue_factory()
+    crashed, running = queue.put("txt2img", {"prompt": "a"}), queue.put("txt2img", {"prompt": "b"})
+    queue.claim("w", lease_s=30)
+    queue.recover_running(only_expired=False, reason="interrupted: the server stopped")
+    queue.claim("w2", lease_s=30)
+    note = "extension 'killer' was running before_sample when the worker process died"
+    record = queue.note_error(crashed.id, note)
+    assert record.error == f"interrupted: the server stopped; {note}"
+    assert queue.note_error(running.id, note).error is None  # still running: not touched
+    assert queue.note_error("no-such-job", note) is None

@@ -188,5 +188,10 @@ class JobQueue(ABC):
         each; the job's status is unchanged. None when there is no such job."""
         raise NotImplementedError(f"{type(self).__name__} cannot record recovered images")
 
+    def note_error(self, job_id: str, note: str) -> JobRecord | None:
+        """Add ``note`` to the error of a job that is not running or done (start-up names
+        the extension that killed the worker running it). None when there is no such job."""
+        raise NotImplementedError(f"{type(self).__name__} cannot annotate jobs")
+
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

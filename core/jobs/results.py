@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.results import GenerationResult
+from core.saving.writer import give_normal_mode
 
 
 def _jsonable(value: Any) -> Any:
@@ -60,6 +61,7 @@ def write_transient_images(folder: Path, images: list[Any], infotexts: list[str]
         target = folder / f"{index:05d}.png"
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
         try:
+            give_normal_mode(fd)
             with os.fdopen(fd, "wb") as handle:
                 image.save(handle, format="PNG", pnginfo=info)
             os.replace(tmp, target)

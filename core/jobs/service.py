@@ -165,6 +165,7 @@ class JobService:
             journal = getattr(self.engine, "journal", None)
             if journal is not None:
                 recover_images(self.queue, journal, self.engine.outputs_dir)
+        self._name_crashed_extensions()
         self._remove_old_transient()
         if run_worker:
             self.worker.start()
@@ -174,6 +175,24 @@ class JobService:
                 self.queue, self.events, ignore=lambda job_id: job_id == self.worker.current_job_id
             ).start()
         return self
+
+    def _name_crashed_extensions(self) -> None:
+        """Jobs whose worker process an extension killed say which one (the extension
+        manager found it in the crash marker when it loaded; core/plugins/crash_marker.py)."""
+        extensions = getattr(getattr(self.engine, "host", None), "extensions", None)
+        for crash in getattr(extensions, "crashes", []):
+            if not crash.get("job_id"):
+                continue
+            note = (
+                f"extension {crash['extension']!r} was running {crash['hook']} when the worker process died"
+            )
+            quarantine = extensions.quarantined().get(crash["extension"])
+            if quarantine:
+                note += f" ({quarantine})"
+            try:
+                self.queue.note_error(str(crash["job_id"]), note)
+            except Exception:
+                log.exception("job %s: could not name the extension that crashed it", crash["job_id"])
 
     def stop(self) -> None:
         """Interrupt the running job (it is recorded as interrupted) and close the queue."""

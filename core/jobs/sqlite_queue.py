@@ -29,6 +29,7 @@ from core.jobs.queue import (
     poison_reason,
 )
 from core.jobs.record import (
+    DONE,
     FAILED,
     INTERRUPTED,
     QUEUED,
@@ -408,6 +409,16 @@ class SqliteJobQueue(JobQueue):
                 (INTERRUPTED, reason, now, *params),
             ).fetchall()
         return [row["id"] for row in rows]
+
+    def note_error(self, job_id: str, note: str) -> JobRecord | None:
+        with self._write() as conn:
+            conn.execute(
+                """UPDATE jobs SET error = CASE WHEN error IS NULL OR error = '' THEN ?
+                        ELSE error || '; ' || ? END
+                    WHERE id = ? AND status NOT IN (?, ?)""",
+                (note, note, job_id, RUNNING, DONE),
+            )
+        return self.get(job_id)
 
     def requeue_expired(self, max_attempts: int) -> list[tuple[str, str]]:
         now = time.time()
