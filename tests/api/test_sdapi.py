@@ -223,3 +223,38 @@ def test_sd_vae_lists_files_and_override_settings_picks_one(easel):
     assert json.loads(own["info"])["sd_vae_name"] is None
     assert own["images"][0] != chosen.json()["images"][0]  # another VAE, another image
     assert bad.status_code == 422 and "override_settings.sd_vae" in bad.text
+
+
+@pytest.mark.parametrize("fill", [0, 1, 2, 3])
+def test_inpainting_fill_reaches_the_engine(easel, fill):
+    """A1111's "Masked content" is applied, not accepted and ignored: the API's image is
+    the engine's for the same request with that mode."""
+    import numpy as np
+
+    init = Image.new("RGB", (64, 64), (200, 30, 30))
+    init.paste((20, 20, 220), (16, 16, 48, 48))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    common = dict(prompt="a green dot", seed=5, steps=3, width=64, height=64, cfg_scale=7.0)
+    payload = {
+        **common, "init_images": [b64_png(init)], "mask": b64_png(mask), "mask_blur": 0,
+        "inpainting_fill": fill, "denoising_strength": 0.9, "sampler_name": "Euler",
+        "override_settings": {"sd_model_checkpoint": TINY_MODEL},
+    }  # fmt: skip
+    with easel.client() as client:
+        response = client.post("/sdapi/v1/img2img", json=payload)
+    assert response.status_code == 200, response.text
+    request = GenerationRequest(
+        **common,
+        init_image=init,
+        mask=mask,
+        mask_blur=0,
+        inpainting_fill=fill,
+        denoising_strength=0.9,
+        sampler="Euler",
+        model=TINY_MODEL,
+        save_images=False,
+    )
+    expected = easel.engine.generate(request)
+    got = np.asarray(decode(response.json()["images"][0]).convert("RGB"))
+    assert np.array_equal(got, np.asarray(expected.images[0]))
