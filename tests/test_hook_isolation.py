@@ -73,7 +73,7 @@ def broken_host(make_host, tmp_path_factory):
 
 
 def test_the_extension_implements_every_generation_hook():
-    assert GENERATION_HOOKS <= set(generation_specs())
+    assert set(generation_specs()) >= GENERATION_HOOKS
 
 
 def test_the_host_goes_on_and_names_the_extension_in_every_hook(broken_host, make_host):
