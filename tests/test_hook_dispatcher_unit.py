@@ -83,11 +83,12 @@ def test_a_failure_is_reported_with_extension_hook_error_and_traceback(caplog):
     assert "extension 'bad' failed in on_step: ValueError: boom" in caplog.messages
 
 
-def test_invalid_request_is_passed_on_only_from_refusing_hooks():
+def test_invalid_request_is_passed_on_only_from_refusing_hooks(caplog):
     refusal = InvalidRequest("prompt", "not allowed")
     hooks, failures = dispatcher({"judge": plugin("judge", raises=refusal)}, ["judge"])
-    with pytest.raises(InvalidRequest):
+    with caplog.at_level(logging.INFO, logger="easel.hooks"), pytest.raises(InvalidRequest):
         hooks.call("before_sample", ctx=None)
+    assert "extension 'judge' refused the request in before_sample" in caplog.messages
     assert failures == []
     assert hooks.call("on_step", ctx=None, step=None) == []  # not a refusing hook: a failure
     assert [(f.extension, f.hook) for f in failures] == [("judge", "on_step")]
@@ -115,3 +116,24 @@ def test_a_slow_per_step_hook_is_warned_about(caplog, monkeypatch):
     slow = [m for m in caplog.messages if "is slow" in m]
     assert len(slow) == 1 and slow[0].startswith("extension 'slow' is slow in on_step: 0.")
     assert slow[0].endswith(" s per call")
+
+
+class FakeClock:
+    """time.perf_counter for dispatch: each call ``step`` seconds after the last."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_trace_and_slow_warning_measure_exactly(caplog, monkeypatch):
+    monkeypatch.setattr(dispatch.time, "perf_counter", FakeClock(0.25))
+    monkeypatch.setattr(dispatch, "SLOW_STEP_HOOK_S", 0.25)
+    hooks, _ = dispatcher({"x": plugin("x")}, ["x"], trace=True)
+    with caplog.at_level(logging.INFO, logger="easel.hooks"):
+        hooks.call("on_step", ctx=None, step=None)
+    assert "hook on_step -> x (250.00 ms)" in caplog.messages
+    assert not [m for m in caplog.messages if "is slow" in m]  # exactly the limit is not over it

@@ -122,3 +122,15 @@ def test_a_third_chunk_and_the_comma_backtrack_boundary(tokenizer):
     # 21 tokens before the end: too far back, the chunk is filled up instead
     first, _ = tokenize_weighted(tokenizer, " ".join(["cat"] * 54) + ", " + " ".join(["dog"] * 30))
     assert first.tokens[1:76].count(dog) == 20
+
+
+def test_an_empty_prompt_is_one_empty_fragment_of_weight_one():
+    assert parse_prompt_attention("") == [("", 1.0)]
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_eos():
+    bare = CLIPTokenizer.from_pretrained(str(MODEL_CONFIGS_DIR / "clip_tokenizer"), model_max_length=77)
+    bare.pad_token = None
+    assert bare.pad_token_id is None
+    (chunk,) = tokenize_weighted(bare, "cat")
+    assert chunk.tokens[2:] == [bare.eos_token_id] * 75
