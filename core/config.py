@@ -15,7 +15,16 @@ SHIPPED_MODELS_DIR = PROJECT_ROOT / "models"
 # Folders in extensions/ that ship with Easel; anything else there was installed by a
 # user. `--safe-mode` loads only these. (A list, not an import: core never imports
 # the extensions package.)
-BUNDLED_EXTENSION_NAMES = ("zh_prompt", "lora", "controlnet", "esrgan", "interrogate")
+BUNDLED_EXTENSION_NAMES = (
+    "zh_prompt",
+    "lora",
+    "controlnet",
+    "esrgan",
+    "interrogate",
+    "embeddings",
+    "cfg_rescale",
+    "freeu",
+)
 MODEL_CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
 # core/models/memory_modes.py explains them; here so that the CLI can list them without torch
 MEMORY_MODE_CHOICES = ("auto", "full", "tiled-vae", "model-offload", "sequential-offload")

@@ -163,6 +163,12 @@ def test_workers_registry(queue_factory):
         "w1", "box", 123, "cuda:1", "tiny", "job1", 4,
     )  # fmt: skip
     assert abs(seen.heartbeat_at - time.time()) < 5
+    assert 0 <= seen.heartbeat_age_s < 5  # measured by the queue (PostgreSQL: the server's clock)
+    time.sleep(0.5)
+    (later,) = queue_factory().workers()
+    assert later.heartbeat_age_s >= 0.45  # it ages without heartbeats
+    queue.worker_seen(info)
+    assert queue.workers()[0].heartbeat_age_s < later.heartbeat_age_s  # a heartbeat resets it
     queue.worker_gone("w1")
     assert queue.workers() == []
 

@@ -431,7 +431,9 @@ class PostgresJobQueue(JobQueue):
             where, params = f"WHERE heartbeat_at >= {_NOW} - %s", [float(seen_within_s)]
         with self._conn().cursor() as cur:
             rows = cur.execute(
-                f"SELECT {_WORKER_COLUMNS} FROM easel_workers {where} ORDER BY started_at", params
+                f"SELECT {_WORKER_COLUMNS}, {_NOW} - heartbeat_at AS heartbeat_age_s "
+                f"FROM easel_workers {where} ORDER BY started_at",
+                params,
             ).fetchall()
         return [WorkerInfo(**row) for row in rows]
 

@@ -46,6 +46,9 @@ class WorkerInfo:
     model_loads: int = 0  # jobs that needed another model than the one it had loaded
     jobs_done: int = 0
     draining: bool = False
+    # seconds since its last heartbeat, by the queue's clock (PostgreSQL: the database
+    # server's), measured when the registry was read; never stored
+    heartbeat_age_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

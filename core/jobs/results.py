@@ -36,6 +36,11 @@ def result_to_json(result: GenerationResult, paths: list[str], saved: bool) -> d
         "negative_prompt": result.negative_prompt,
         "original_prompt": result.original_prompt,
         "original_negative_prompt": result.original_negative_prompt,
+        # per image, what was encoded (wildcards: each its own); ctx.results by extension
+        "prompts": list(result.prompts),
+        "negative_prompts": list(result.negative_prompts),
+        "extra_params": _jsonable(result.extra_params),
+        "results": _jsonable(result.results),
         "warnings": list(result.warnings),
         "interrupted": bool(result.interrupted),
         "elapsed_s": round(float(result.elapsed_s), 3),

@@ -464,6 +464,8 @@ class SqliteJobQueue(JobQueue):
         if seen_within_s is not None:
             where, params = "WHERE heartbeat_at >= ?", [time.time() - seen_within_s]
         rows = self._conn().execute(
-            f"SELECT {_WORKER_COLUMNS} FROM workers {where} ORDER BY started_at", params
+            f"SELECT {_WORKER_COLUMNS}, ? - heartbeat_at AS heartbeat_age_s FROM workers {where} "
+            "ORDER BY started_at",
+            [time.time(), *params],
         )
         return [WorkerInfo(**{**dict(row), "draining": bool(row["draining"])}) for row in rows]

@@ -23,7 +23,7 @@ log = logging.getLogger("easel.hooks")
 
 # A per-step hook slower than this is reported: it makes every generation slower.
 SLOW_STEP_HOOK_S = 1.0
-PER_STEP_HOOKS = frozenset({"on_step", "denoiser_kwargs"})
+PER_STEP_HOOKS = frozenset({"on_step", "denoiser_kwargs", "before_denoiser", "after_denoiser", "after_cfg"})
 # Hooks whose InvalidRequest refuses the request (passed on to the caller) instead of
 # counting as the extension's failure.
 REFUSING_HOOKS = frozenset({"validate_request", "transform_prompt", "before_sample"})
@@ -96,6 +96,12 @@ class HookDispatcher:
         if hook in PER_STEP_HOOKS and elapsed > SLOW_STEP_HOOK_S:
             log.warning("extension %r is slow in %s: %.2f s per call", name, hook, elapsed)
         return True, result
+
+    def report(self, name: str, hook: str, error: str) -> None:
+        """Report ``name``'s failure in ``hook`` found by the caller (a result the host
+        could not use), as a raised exception would be."""
+        log.error("extension %r failed in %s: %s", name, hook, error)
+        self._on_failure(HookFailure(extension=name, hook=hook, error=error))
 
     def _failed(self, name: str, hook: str) -> tuple[bool, None]:
         """Report the exception being handled as ``name``'s failure in ``hook``."""
