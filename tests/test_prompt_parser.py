@@ -134,3 +134,23 @@ def test_a_tokenizer_without_a_pad_token_pads_with_eos():
     assert bare.pad_token_id is None
     (chunk,) = tokenize_weighted(bare, "cat")
     assert chunk.tokens[2:] == [bare.eos_token_id] * 75
+
+
+class OneWordEmbedding:
+    """An embedding finder (core.prompt_embeddings' protocol) for the single word ``dog``."""
+
+    def __init__(self, tokenizer) -> None:
+        self.dog = tokenizer.convert_tokens_to_ids("dog</w>")
+        self.vectors = torch.ones(1, 4)
+
+    def find(self, tokens, position):
+        return (self.vectors, 1) if tokens[position] == self.dog else None
+
+
+def test_embeddings_move_with_the_phrase_after_the_comma(tokenizer):
+    """The comma backtrack carries the embedding placed right after the comma into the next
+    chunk (offset 0 there) and leaves the one before it where it was."""
+    prompt = "dog " + " ".join(["cat"] * 54) + ", dog " + " ".join(["bird"] * 30)
+    first, second = tokenize_weighted(tokenizer, prompt, embeddings=OneWordEmbedding(tokenizer))
+    assert [at for at, _ in first.fixes] == [0] and [at for at, _ in second.fixes] == [0]
+    assert first.tokens[1] == second.tokens[1] == 0  # the placeholder id under the vectors
