@@ -139,9 +139,9 @@ def test_a_tokenizer_without_a_pad_token_pads_with_eos():
 class OneWordEmbedding:
     """An embedding finder (core.prompt_embeddings' protocol) for the single word ``dog``."""
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, count: int = 1) -> None:
         self.dog = tokenizer.convert_tokens_to_ids("dog</w>")
-        self.vectors = torch.ones(1, 4)
+        self.vectors = torch.ones(count, 4)  # `count` vectors of width 4
 
     def find(self, tokens, position):
         return (self.vectors, 1) if tokens[position] == self.dog else None
@@ -154,3 +154,17 @@ def test_embeddings_move_with_the_phrase_after_the_comma(tokenizer):
     first, second = tokenize_weighted(tokenizer, prompt, embeddings=OneWordEmbedding(tokenizer))
     assert [at for at, _ in first.fixes] == [0] and [at for at, _ in second.fixes] == [0]
     assert first.tokens[1] == second.tokens[1] == 0  # the placeholder id under the vectors
+
+
+@pytest.mark.parametrize(("cats", "chunk", "at"), [(72, 0, 72), (73, 1, 0)])
+def test_a_multi_vector_embedding_never_straddles_a_chunk(tokenizer, cats, chunk, at):
+    """3 vectors fit at offset 72 (72 + 3 = 75 tokens); at 73 they go to the next chunk."""
+    prompt = " ".join(["cat"] * cats) + " dog"
+    chunks = tokenize_weighted(tokenizer, prompt, embeddings=OneWordEmbedding(tokenizer, count=3))
+    assert all(len(c.tokens) == len(c.weights) == 77 for c in chunks)
+    assert [[a for a, _ in c.fixes] for c in chunks] == [
+        [at] if i == chunk else [] for i in range(len(chunks))
+    ]
+    vectors = chunks[chunk].fixes[0][1]
+    assert tuple(vectors.shape) == (3, 4)
+    assert chunks[chunk].tokens[1 + at : 4 + at] == [0, 0, 0]
