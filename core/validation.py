@@ -172,6 +172,7 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
         _check_image(req.mask, "mask")
         req.mask_blur = _int(req, "mask_blur", 0, 64)
         req.inpaint_full_res_padding = _int(req, "inpaint_full_res_padding", 0, 256)
+        req.inpainting_fill = _int(req, "inpainting_fill", 0, 3)
     if not isinstance(req.extension_args, dict):
         raise RequestError("extension_args", "must be a mapping of extension name to arguments")
     hires = plan_hires(req, upscalers, defaults.size_multiple, MAX_SIZE)

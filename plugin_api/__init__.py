@@ -41,7 +41,8 @@ from plugin_api.types import (
 #      seeds before transform_prompt, ctx.prompts/negative_prompts per image, ctx.settings,
 #      ctx.results, ctx.dry_run, generation_finished/generation_failed, validate_request's
 #      settings, ui_tabs' host, GenerationResult exported, run_generation(settings=),
-#      plugin_api.testing.serve / host helpers
+#      plugin_api.testing.serve / host helpers;
+#      GenerationRequest.inpainting_fill (A1111's "Masked content")
 API_VERSION = "1.8"
 
 __all__ = [

@@ -60,6 +60,10 @@ class GenerationRequest:
     mask_blur: int = 4
     inpaint_full_res: bool = False  # A1111's "only masked"
     inpaint_full_res_padding: int = 32
+    # A1111's "Masked content", what the masked area starts from: 0 "fill" (the image's
+    # surrounding colours, blurred in), 1 "original", 2 "latent noise" (the seed's noise),
+    # 3 "latent nothing" (zero latents). A1111's UI default is "original"; its API's is "fill".
+    inpainting_fill: int = 1
     # hires fix (txt2img only, A1111's names): sample at width x height, upscale by
     # ``hr_scale`` (or to hr_resize_x x hr_resize_y), then an img2img pass at that size
     # with ``hr_second_pass_steps`` steps (0: ``steps``) and ``denoising_strength``.

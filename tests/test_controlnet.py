@@ -300,20 +300,29 @@ def test_other_extensions_add_preprocessors_and_refuse_requests(make_host, cn_mo
     assert error.value.field == "prompt" and "poster_ext" in str(error.value)
 
 
-def test_tab_builds_previews_and_generates_with_its_units(engine, base):
-    import gradio as gr
-
+def test_tab_builds_previews_and_generates_with_its_units(engine, base, tmp_path):
+    from core.jobs import JobService, SqliteJobQueue
     from extensions.controlnet import ui_tabs
-    from extensions.controlnet.tab import FIELDS_PER_UNIT, preview, request_from_form
-    from ui.extension_tabs import build_extension_tab
+    from ui.extension_tabs import job_runner
+    from ui.job_client import JobClient
 
     (tab,) = ui_tabs()
-    requests = []
+    # the WebUI's own job runner through a real SQLite queue: the unit's PIL image must
+    # survive the job record's JSON (core/jobs/requests.py) to reach the worker
+    service = JobService.for_engine(
+        engine, SqliteJobQueue(tmp_path / "queue.db"), settings=engine.host.settings
+    ).start(recover=False)
+    try:
+        tab_generates_through_the_queue(engine, tab, job_runner(JobClient(service)))
+    finally:
+        service.stop()
 
-    def run_job(request):  # what the WebUI's job runner does, minus the queue
-        requests.append(request)
-        result = engine.generate(request)
-        return {"images": result.images, "infotexts": result.infotexts, "error": None}
+
+def tab_generates_through_the_queue(engine, tab, run_job):
+    import gradio as gr
+
+    from extensions.controlnet.tab import FIELDS_PER_UNIT, preview, request_from_form
+    from ui.extension_tabs import build_extension_tab
 
     with gr.Blocks(), gr.Tabs():
         built = build_extension_tab("controlnet", tab, 0, run_job)
@@ -328,6 +337,42 @@ def test_tab_builds_previews_and_generates_with_its_units(engine, base):
     request = request_from_form("a yellow circle", "", 11, 2, 64, 64, values)
     request.model, request.save_images = "tiny-sd15", False
     outcome = run_job(request)
-    assert "ControlNet 0" in outcome["infotexts"][0]
+    assert outcome["error"] is None and "ControlNet 0" in outcome["infotexts"][0]
     direct, _ = generate(engine, [unit(resize_mode="Crop and Resize")])
     assert np.array_equal(np.asarray(outcome["images"][0]), direct)
+
+
+def test_weight_half_equals_diffusers_controlnet_pipeline(engine, cn_models):
+    """One unit at weight 0.5 ("Balanced", whole schedule, the image used as it is) against
+    diffusers' StableDiffusionControlNetPipeline with controlnet_conditioning_scale=0.5 on
+    the same weights, seed, prompt and Euler schedule."""
+    import diffusers
+    import torch
+
+    control = circle_image()
+    ours, result = generate(
+        engine, [unit(module="none", weight=0.5, resize_mode="Just Resize", image=control)],
+        steps=3, sampler="Euler", cfg_scale=7.0,
+    )  # fmt: skip
+    assert result.warnings == []
+    base = diffusers.StableDiffusionPipeline.from_pretrained(
+        str(cn_models / "Stable-diffusion" / "tiny-sd15"), safety_checker=None, feature_extractor=None
+    )
+    pipe = diffusers.StableDiffusionControlNetPipeline(
+        **{k: v for k, v in base.components.items() if k not in ("safety_checker", "feature_extractor")},
+        controlnet=diffusers.ControlNetModel.from_pretrained(str(cn_models / "ControlNet" / "tiny-sd15-cn")),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        "a yellow circle", image=control, controlnet_conditioning_scale=0.5, num_inference_steps=3,
+        guidance_scale=7.0, height=64, width=64, generator=torch.Generator("cpu").manual_seed(11),
+    ).images[0]  # fmt: skip
+    assert np.abs(ours.astype(int) - np.asarray(expected).astype(int)).max() <= 2
+    # and weight 0.5 is not weight 1 (the comparison above could tell them apart)
+    full, _ = generate(
+        engine, [unit(module="none", weight=1.0, resize_mode="Just Resize", image=control)],
+        steps=3, sampler="Euler", cfg_scale=7.0,
+    )  # fmt: skip
+    assert np.abs(full.astype(int) - ours.astype(int)).max() > 8

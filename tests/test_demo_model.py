@@ -130,6 +130,7 @@ def test_readme_command_draws_a_red_circle_on_blue(tmp_path, capsys, monkeypatch
     assert (j.color, j.shape, j.background) == ("red", "circle", "blue"), j
 
 
+@pytest.mark.slow  # the model's quality through diffusers alone, no Easel code: ~20-50 s
 def test_held_out_accuracy(pipe):
     from tools.demo_model.evaluate import evaluate, recommended_batch_fn
 

@@ -6,11 +6,14 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 
 from core.engine import Engine
 from core.errors import RequestError
 from core.sampling.memory import check_fits
 from plugin_api import GenerationRequest
+
+GREY = Image.new("RGB", (64, 64), (128, 128, 128))
 
 
 @pytest.fixture
@@ -44,6 +47,8 @@ def fresh_engine(host):
         ({"scheduler": "Karras-ish"}, "scheduler"),  # refused, never silently ignored
         ({"scheduler": 3}, "scheduler"),
         ({"model": "tiny-zimage", "shift": 0}, "shift"),
+        ({"init_image": GREY, "mask": GREY, "inpainting_fill": 4}, "inpainting_fill"),
+        ({"init_image": GREY, "mask": GREY, "inpainting_fill": "fill"}, "inpainting_fill"),
     ],
 )
 def test_invalid_field_is_named_before_loading(fresh_engine, overrides, field):

@@ -46,9 +46,6 @@ def scratch(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(scratch):
-    # `easel serve` needs the engine and the job queue + API (their own branches)
-    pytest.importorskip("core.engine", reason="the engine is not in this checkout yet")
-    pytest.importorskip("core.api.app", reason="the REST API / job service is not in this checkout yet")
     with running_server(scratch) as running:
         yield running
 
@@ -58,7 +55,8 @@ def browser():
     path = chromium_path()
     if path is None:
         pytest.skip("Chromium is not installed (`make test` installs it: apt-get install chromium)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    from playwright.sync_api import sync_playwright  # a declared test dependency
+
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         yield launched

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from core.api.images import ImageInputError
 from core.errors import ModelError, RequestError
 from core.jobs import JobNotFound, JobStateError, JobTimeout
+from core.jobs.result_images import ImagePathRefused
 
 log = logging.getLogger("easel.api")
 
@@ -90,6 +91,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def job_state(request: Request, exc: JobStateError) -> JSONResponse:
         _log_refusal(request, 409, str(exc))
         return JSONResponse(status_code=409, content={"error": "Conflict", "detail": str(exc)})
+
+    @app.exception_handler(ImagePathRefused)
+    async def image_path_refused(request: Request, exc: ImagePathRefused) -> JSONResponse:
+        _log_refusal(request, 403, str(exc))
+        return JSONResponse(status_code=403, content={"error": "Forbidden", "detail": str(exc)})
 
     @app.exception_handler(JobTimeout)
     async def job_timeout(_request: Request, exc: JobTimeout) -> JSONResponse:

@@ -131,6 +131,7 @@ def request_from_sdapi(body: SdapiGenerationBase, catalog: Catalog) -> Generatio
             request.mask_blur = 4 if body.mask_blur is None else body.mask_blur
             request.inpaint_full_res = body.inpaint_full_res
             request.inpaint_full_res_padding = body.inpaint_full_res_padding
+            request.inpainting_fill = body.inpainting_fill  # A1111's API default: 0, "fill"
     return request
 
 

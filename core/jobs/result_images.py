@@ -58,6 +58,11 @@ def result_images_mode(flag: str | None) -> str:
     return raw
 
 
+class ImagePathRefused(PermissionError):
+    """A job record names an image file outside the image folders (the record comes from
+    the queue, which other workers write): the API answers 403 and serves nothing."""
+
+
 def max_image_bytes(flag_mb: float | None = None) -> int:
     """The per-image bound in bytes (``--result-image-max-mb`` / EASEL_RESULT_IMAGE_MAX_MB)."""
     raw = flag_mb if flag_mb is not None else os.environ.get(MAX_MB_VARIABLE, "").strip() or DEFAULT_MAX_MB
@@ -112,7 +117,7 @@ def local_path(entry: dict[str, Any], roots: dict[str, Path]) -> Path:
         raise PermissionError(f"a stored image has no usable place: {entry!r}")
     path = (root / name).resolve()
     if not path.is_relative_to(root) or path == root:
-        raise PermissionError(f"stored image name {name!r} leaves its folder")
+        raise ImagePathRefused(f"stored image name {name!r} leaves its folder")
     return path
 
 

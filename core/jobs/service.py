@@ -44,6 +44,7 @@ from core.jobs.result_images import (
     OUTPUTS,
     SHARED_FOLDER,
     TRANSIENT,
+    ImagePathRefused,
     ResultImage,
     local_path,
     read_result_images,
@@ -447,7 +448,7 @@ class JobService:
         name = result["paths"][index]
         path = Path(name).resolve()
         if not any(path.is_relative_to(root) for root in self.image_roots):
-            raise PermissionError(f"job {record.id}: image path {name} lies outside the image folders")
+            raise ImagePathRefused(f"job {record.id}: image path {name} lies outside the image folders")
         return path
 
     def _stored_image(self, job_id: str, index: int, entry: dict[str, Any]) -> Path:

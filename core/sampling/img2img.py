@@ -5,6 +5,11 @@ Inpainting follows A1111 for ordinary (4-channel) checkpoints: the mask is blurr
 schedule; afterwards the original pixels are pasted back outside the (blurred) mask.
 "Only masked" (``inpaint_full_res``) crops the mask's bounding box plus padding, samples
 that crop at the requested size and scales it back into place.
+
+"Masked content" (``inpainting_fill``) is A1111's: "fill" paints the masked area with the
+image's surrounding colours (blurred in at falling radii) before it is encoded; "latent
+noise" and "latent nothing" replace the masked part of the init latents with the seed's
+noise or zeros; "original" leaves the image as it is.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from core.sampling import vae_precision
-from core.sampling.loop import InitImage
+from core.sampling.loop import InitImage, initial_noise, make_generators
 from plugin_api.types import GenerationRequest
 
 
@@ -60,6 +65,25 @@ def crop_region(mask: Image.Image, padding: int, width: int, height: int) -> tup
     return x1, y1, x2, y2
 
 
+FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
+# A1111's fill: (blur radius, times composited), widest first, then the sharp image itself
+FILL_PASSES = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))
+
+
+def fill_masked_area(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """The masked area painted with the colours around it: the unmasked pixels (alpha =
+    1 - mask, premultiplied so that blurring spreads colour, not black) blurred at falling
+    radii and composited over each other; outside the mask the image is unchanged."""
+    keep = Image.new("RGBa", image.size)
+    keep.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask.convert("L")))
+    filled = Image.new("RGBA", image.size)
+    for radius, repeats in FILL_PASSES:
+        blurred = keep.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
+        for _ in range(repeats):
+            filled.alpha_composite(blurred)
+    return filled.convert("RGB")
+
+
 def prepare_init(request: GenerationRequest, model, seeds: list[int]) -> PreparedInit:
     width, height = int(request.width), int(request.height)
     original = request.init_image.convert("RGB")
@@ -76,6 +100,9 @@ def prepare_init(request: GenerationRequest, model, seeds: list[int]) -> Prepare
         source = original.crop(region)
         mask = mask_full.crop(region)
     source = source.resize((width, height), Image.Resampling.LANCZOS)
+    fill = int(getattr(request, "inpainting_fill", ORIGINAL)) if mask is not None else ORIGINAL
+    if fill == FILL:
+        source = fill_masked_area(source, mask.resize(source.size, Image.Resampling.LANCZOS))
 
     adapter, components = model.adapter, model.components
     pixels = pil_to_tensor(source).to(model.device)
@@ -89,6 +116,11 @@ def prepare_init(request: GenerationRequest, model, seeds: list[int]) -> Prepare
         mask_small = mask.resize((latents.shape[3], latents.shape[2]), Image.Resampling.BILINEAR)
         m = torch.from_numpy(np.asarray(mask_small, dtype=np.float32) / 255.0)
         latent_mask = m.reshape(1, 1, *m.shape).repeat(len(seeds), 1, 1, 1).to(model.device)
+        if fill in (LATENT_NOISE, LATENT_NOTHING):
+            latents = latents.to(model.device) * (1 - latent_mask)
+            if fill == LATENT_NOISE:  # the seed's own noise, as A1111 draws it for the seed
+                noise = initial_noise(tuple(latents.shape), make_generators(seeds), latents.device)
+                latents = latents + noise.to(latents.dtype) * latent_mask
     init = InitImage(latents=latents, strength=float(request.denoising_strength), mask=latent_mask)
 
     def finish(images: list[Image.Image]) -> list[Image.Image]:

@@ -57,7 +57,8 @@ def test_extension_routes_and_alwayson_scripts(tmp_path, tiny_models_dir):
                 },
             )
             assert body.status_code == 200, body.text
-            assert json.loads(body.json()["info"])["seed"] >= 0
+            info = json.loads(body.json()["info"])
+            assert info["all_seeds"] == [info["seed"]] and f"Seed: {info['seed']}," in info["infotexts"][0]
         module = sys.modules["easel_user_extensions.echo_ext"]
         assert module.seen_args == [{"args": [1, "two", {"three": 3}]}]
     finally:

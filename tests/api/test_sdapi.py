@@ -187,7 +187,8 @@ def test_unknown_alwayson_script_is_refused_by_name(easel):
 
 
 def test_webuiapi_client_works_unmodified(easel):
-    webuiapi = pytest.importorskip("webuiapi")
+    import webuiapi  # a declared test dependency: missing is a failure, not a skip
+
     port = int(easel.url.rsplit(":", 1)[1])
     sampler = easel.engine.sampler_names("sd15")[0]
     api = webuiapi.WebUIApi(host="127.0.0.1", port=port, sampler=sampler, steps=2)
@@ -196,14 +197,14 @@ def test_webuiapi_client_works_unmodified(easel):
     assert result.info["seed"] == 42 and result.info["all_seeds"] == [42]
     assert result.parameters["prompt"] == "a yellow triangle"
     result = api.img2img(
-        images=[result.image], prompt="again", denoising_strength=0.5, width=64, height=64, steps=2
+        images=[result.image], prompt="again", denoising_strength=0.5, width=64, height=64, steps=2, seed=7
     )
-    assert result.image.size == (64, 64)
+    assert result.image.size == (64, 64) and result.info["all_seeds"] == [7]
     assert TINY_MODEL in " ".join(api.util_get_model_names())
     assert "Lanczos" in [u.name if hasattr(u, "name") else u["name"] for u in api.get_upscalers()]
-    assert api.get_progress()["state"]["job_count"] >= 0
+    assert api.get_progress()["state"]["job_count"] == 0  # nothing queued or running now
     info = api.png_info(result.image)
-    assert "Seed" in info.info
+    assert info.info == result.info["infotexts"][0] and "Seed: 7," in info.info
 
 
 def test_sd_vae_lists_files_and_override_settings_picks_one(easel):
@@ -227,3 +228,38 @@ def test_sd_vae_lists_files_and_override_settings_picks_one(easel):
     assert json.loads(own["info"])["sd_vae_name"] is None
     assert own["images"][0] != chosen.json()["images"][0]  # another VAE, another image
     assert bad.status_code == 422 and "override_settings.sd_vae" in bad.text
+
+
+@pytest.mark.parametrize("fill", [0, 1, 2, 3])
+def test_inpainting_fill_reaches_the_engine(easel, fill):
+    """A1111's "Masked content" is applied, not accepted and ignored: the API's image is
+    the engine's for the same request with that mode."""
+    import numpy as np
+
+    init = Image.new("RGB", (64, 64), (200, 30, 30))
+    init.paste((20, 20, 220), (16, 16, 48, 48))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    common = dict(prompt="a green dot", seed=5, steps=3, width=64, height=64, cfg_scale=7.0)
+    payload = {
+        **common, "init_images": [b64_png(init)], "mask": b64_png(mask), "mask_blur": 0,
+        "inpainting_fill": fill, "denoising_strength": 0.9, "sampler_name": "Euler",
+        "override_settings": {"sd_model_checkpoint": TINY_MODEL},
+    }  # fmt: skip
+    with easel.client() as client:
+        response = client.post("/sdapi/v1/img2img", json=payload)
+    assert response.status_code == 200, response.text
+    request = GenerationRequest(
+        **common,
+        init_image=init,
+        mask=mask,
+        mask_blur=0,
+        inpainting_fill=fill,
+        denoising_strength=0.9,
+        sampler="Euler",
+        model=TINY_MODEL,
+        save_images=False,
+    )
+    expected = easel.engine.generate(request)
+    got = np.asarray(decode(response.json()["images"][0]).convert("RGB"))
+    assert np.array_equal(got, np.asarray(expected.images[0]))

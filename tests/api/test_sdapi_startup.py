@@ -93,7 +93,9 @@ def test_a1111_coercion_on_sdapi_only(easel):
         # 2.5 -> 2 (truncated, as A1111's pydantic 1 does), "2" -> 2, 64.9 -> 64
         assert "Steps: 2," in infotext and "Hires steps: 2," in infotext and "Size: 64x64" in infotext
         assert "Hires upscale: 1.5" in infotext and "Denoising strength: 0.5" in infotext
-        assert info["seed"] >= 0  # null seed: the default, a random one
+        # null seed: the default, a random one, and the one written into the infotext
+        assert 0 <= info["seed"] < 2**32 and info["all_seeds"] == [info["seed"]]
+        assert f"Seed: {info['seed']}," in infotext
         assert info["batch_size"] == 1
         # text that is no number is still refused, naming the field
         bad = client.post("/sdapi/v1/txt2img", json={**BASE, "steps": "twenty"})
