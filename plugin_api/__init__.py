@@ -30,7 +30,8 @@ from plugin_api.types import (
 # 1.5: plugin_api.model_folders (A1111 and ComfyUI folder names);
 # 1.6: register_interrogators, InterrogatorSpec;
 # 1.7: plugin_api.images (the host's one image gate: open_image, MAX_IMAGE_SIDE)
-API_VERSION = "1.7"
+# 1.8: GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
+API_VERSION = "1.8"
 
 __all__ = [
     "API_VERSION",

@@ -148,6 +148,7 @@ def denoise(
     late_cfg: LateCfg | None = None,
     set_timesteps: Callable[[int, Any], None] | None = None,
     image_conditioning: torch.Tensor | None = None,
+    step_cache: Any = None,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
 
@@ -158,6 +159,8 @@ def denoise(
     ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based).
     ``set_timesteps(steps, device)``: the schedule type's own (core.schedules), used
     instead of the family's ``set_timesteps`` when set.
+    ``step_cache`` (``core.sampling.step_cache.StepCache``): started with the number of
+    denoiser calls once the schedule is known; the caller closes it.
     Raises ``SamplingInterrupted`` or ``BatchSkipped`` when the token says so.
     """
     adapter, components = model.adapter, model.components
@@ -218,6 +221,8 @@ def denoise(
     sigma_values = [float(v) for v in sigmas.detach().cpu()] if isinstance(sigmas, torch.Tensor) else None
     total = len(timesteps)
     ctx.total_steps = total
+    if step_cache is not None:
+        step_cache.start(total)
     started = time.perf_counter()
     scale_input = getattr(scheduler, "scale_model_input", None)
 
