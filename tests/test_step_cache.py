@@ -169,6 +169,29 @@ def test_demo_deepcache_keeps_the_judged_scene(shipped_engine):
     assert same >= len(prompts) - 1
 
 
+@pytest.mark.slow
+def test_demo_deepcache_with_controlnet(shipped_engine):
+    """The ControlNet still decides the layout on cached steps (its shallow residuals apply
+    there; the deep ones come with the reused features)."""
+    from tools.demo_model import judge, scenes
+
+    scene = scenes.Scene("blue", (scenes.make_shape("circle", "red", "left", "large"),))
+    unit = {"image": scenes.render(scene, 128), "module": "canny", "model": "easel-demo-canny", "weight": 1.0}
+    for seed in (1, 2):
+        images = []
+        for cache in (None, "deepcache:2"):
+            request = GenerationRequest(
+                prompt="a red circle on the right on a blue background", seed=seed, steps=20, cfg_scale=6.0,
+                model="easel-demo", save_images=False, cache=cache,
+                extension_args={"controlnet": {"units": [unit]}},
+            )  # fmt: skip
+            result = shipped_engine.generate(request)
+            assert result.warnings == []
+            images.append(result.images[0])
+        assert judge.judge(images[1]).position == judge.judge(images[0]).position == "left"
+        assert psnr(images[1], images[0]) >= 25.0
+
+
 def test_demo_refuses_transformer_methods(shipped_engine):
     with pytest.raises(RequestError) as info:
         shipped_engine.validate(GenerationRequest(prompt="x", cache="fbcache"))
@@ -179,7 +202,7 @@ def test_demo_refuses_transformer_methods(shipped_engine):
 
 
 @pytest.fixture(scope="module")
-def tiny_engine(tmp_path_factory, tiny_sd15_dir, tiny_zimage_dir):
+def tiny_engine(tmp_path_factory, tiny_sd15_dir, tiny_sdxl_dir, tiny_zimage_dir):
     from core.config import Settings
     from core.engine import Engine
     from core.host import Host
@@ -187,7 +210,7 @@ def tiny_engine(tmp_path_factory, tiny_sd15_dir, tiny_zimage_dir):
     root = tmp_path_factory.mktemp("cache-models")
     checkpoints = root / "Stable-diffusion"
     checkpoints.mkdir()
-    for target in (tiny_sd15_dir, tiny_zimage_dir):
+    for target in (tiny_sd15_dir, tiny_sdxl_dir, tiny_zimage_dir):
         (checkpoints / target.name).symlink_to(target.resolve(), target_is_directory=True)
     settings = Settings(
         models_dir=root, data_dir=tmp_path_factory.mktemp("data"), safe_mode=True, device="cpu"
@@ -212,6 +235,18 @@ def test_tiny_sd15_deepcache_with_hires_fix(tiny_engine):
     assert stats["full_calls"] == 6 + -(-hires_calls // 2)
     assert cached.images[0].size == plain.images[0].size == (96, 96)
     assert psnr(cached.images[0], plain.images[0]) >= 25.0
+
+
+def test_tiny_sdxl_deepcache(tiny_engine):
+    request = dict(prompt="a cat", negative_prompt="blurry", model="tiny-sdxl", seed=2, steps=10,
+                   width=64, height=64, save_images=False)  # fmt: skip
+    unet = tiny_engine.load_model("tiny-sdxl").components["unet"]
+    with LayerCalls(unet.mid_block) as calls:
+        cached = tiny_engine.generate(GenerationRequest(**request, cache="deepcache:3"))
+    assert calls.count == cached.parameters["cache"]["full_calls"] == 4  # calls 0, 3, 6, 9
+    plain = tiny_engine.generate(GenerationRequest(**request))
+    assert psnr(cached.images[0], plain.images[0]) >= 25.0
+    assert no_cache_hooks(unet)
 
 
 @pytest.mark.parametrize(
