@@ -10,7 +10,8 @@ one warm-up each. Printed as one JSON line:
   (cached Easel s / diffusers' plain pipeline s). diffusers has no DeepCache, and its
   Z-Image pipeline sets no cache context, without which its own cache hooks refuse to run,
   so diffusers is timed uncached;
-- ``psnr_db`` and ``ssim`` of the cached images against the uncached ones (same seeds);
+- ``psnr_db`` (100: identical) and ``ssim`` of the cached images against the uncached ones
+  (same seeds; the worst image of the batch);
 - for the demo model, the demo judge's accuracy (colour, background, shape, position; all
   four right = ``all``) on its held-out prompts, cached and uncached.
 
@@ -29,10 +30,13 @@ import torch
 from bench.workloads import Workload, _diffusers_guidance, _diffusers_pipeline, _models_dir, easel_request
 
 
+IDENTICAL_DB = 100.0  # PSNR reported for identical images (JSON has no infinity)
+
+
 def psnr_db(a: Any, b: Any) -> float:
     x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mse = float(((x - y) ** 2).mean())
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    return IDENTICAL_DB if mse == 0 else min(IDENTICAL_DB, float(10 * np.log10(255.0**2 / mse)))
 
 
 def ssim(a: Any, b: Any) -> float:
