@@ -29,7 +29,6 @@ import torch
 
 from bench.workloads import Workload, _diffusers_guidance, _diffusers_pipeline, _models_dir, easel_request
 
-
 IDENTICAL_DB = 100.0  # PSNR reported for identical images (JSON has no infinity)
 
 
