@@ -306,3 +306,23 @@ def test_an_interrupted_cached_job_leaves_no_hooks(tiny_engine):
     )  # fmt: skip
     assert result.interrupted
     assert no_cache_hooks(tiny_engine.load_model("tiny-sd15").components["unet"])
+
+
+def test_cli_cache_option_becomes_the_api_field():
+    from core.api.native import generation_request_from_job
+    from core.api.schemas import JobRequest
+    from core.cli.generate import request_fields
+    from core.cli.main import build_parser
+
+    def fields(*extra: str) -> dict:
+        return request_fields(build_parser().parse_args(["generate", "a cat", *extra]))
+
+    assert "cache" not in fields()
+    asked = fields("--cache", "deepcache:2")
+    assert asked["cache"] == {"method": "deepcache", "threshold": 2.0}
+    # the same request either way: through a server (JobRequest) or in-process
+    request = generation_request_from_job(JobRequest(**asked))
+    assert parse_cache(request.cache) == CachePlan("deepcache", 2.0)
+    assert parse_cache(
+        generation_request_from_job(JobRequest(**fields("--cache", "fbcache"))).cache
+    ) == CachePlan("fbcache", 0.05)
