@@ -11,7 +11,7 @@ one warm-up each. Printed as one JSON line:
   Z-Image pipeline sets no cache context, without which its own cache hooks refuse to run,
   so diffusers is timed uncached;
 - ``psnr_db`` (100: identical) and ``ssim`` of the cached images against the uncached ones
-  (same seeds; the worst image of the batch);
+  (same seeds): the worst image of the batch, and ``*_per_image``;
 - for the demo model, the demo judge's accuracy (colour, background, shape, position; all
   four right = ``all``) on its held-out prompts, cached and uncached.
 
@@ -153,6 +153,8 @@ def run_cache(
         times["diffusers"].append(timed(diffusers_run)[0])
     median = {side: float(np.median(values)) for side, values in times.items()}
     stats = cached.parameters.get("cache") or {}
+    pairs = list(zip(cached.images, plain.images, strict=True))
+    psnrs, ssims = [psnr_db(a, b) for a, b in pairs], [ssim(a, b) for a, b in pairs]
     report: dict[str, Any] = {
         "workload": workload.name,
         "cache": plan.label if plan else "off",
@@ -169,8 +171,10 @@ def run_cache(
         "diffusers_s": round(median["diffusers"], 4),
         "ratio_vs_uncached": round(median["cached"] / median["plain"], 3),
         "ratio_vs_diffusers": round(median["cached"] / median["diffusers"], 3),
-        "psnr_db": round(min(psnr_db(a, b) for a, b in zip(cached.images, plain.images, strict=True)), 2),
-        "ssim": round(min(ssim(a, b) for a, b in zip(cached.images, plain.images, strict=True)), 4),
+        "psnr_db": round(min(psnrs), 2),
+        "ssim": round(min(ssims), 4),
+        "psnr_db_per_image": [round(v, 2) for v in psnrs],
+        "ssim_per_image": [round(v, 4) for v in ssims],
         "warmup_s": round(warm_cached, 3),
         "uncached_warmup_s": round(warm_plain, 3),
         "warnings": cached.warnings,
