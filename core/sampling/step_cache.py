@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -372,8 +373,11 @@ def _block_stack(transformer: torch.nn.Module) -> list[torch.nn.Module]:
     return [block for name in _stack_names(transformer) for block in getattr(transformer, name)]
 
 
-# MagCache's ratios per transformer, measured by the first magcache pass of a schedule
-_MAG_RATIOS: dict[tuple, list[float]] = {}
+# MagCache's ratios per transformer (weakly held: gone with the model) and schedule,
+# measured by the first magcache pass of that schedule
+_MAG_RATIOS: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, list[float]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class StepCache:
@@ -395,8 +399,8 @@ class StepCache:
             self._active = DeepCache(denoiser, int(self.plan.threshold))
             deep = denoiser.mid_block if denoiser.mid_block is not None else denoiser.up_blocks[0]
         else:
-            key = (id(denoiser), total_calls, *self.schedule_key)
-            ratios = _MAG_RATIOS.get(key) if self.plan.method == "magcache" else None
+            key = (total_calls, *self.schedule_key)
+            ratios = _MAG_RATIOS.get(denoiser, {}).get(key) if self.plan.method == "magcache" else None
             self._active = TransformerCache(denoiser, self.plan, total_calls, ratios)
             if self.plan.method == "magcache" and ratios is None:
                 self.warnings.append(
@@ -410,7 +414,7 @@ class StepCache:
         if isinstance(self._active, TransformerCache):
             ratios = self._active.calibration()
             if ratios is not None:
-                _MAG_RATIOS[(id(self.denoiser), len(ratios), *self.schedule_key)] = ratios
+                _MAG_RATIOS.setdefault(self.denoiser, {})[(len(ratios), *self.schedule_key)] = ratios
         for item in (self._counter, self._active):
             if item is not None:
                 item.remove()
