@@ -5,6 +5,7 @@ Precedence: an explicit argument, then the environment variable, then the defaul
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,16 @@ SHIPPED_MODELS_DIR = PROJECT_ROOT / "models"
 # Folders in extensions/ that ship with Easel; anything else there was installed by a
 # user. `--safe-mode` loads only these. (A list, not an import: core never imports
 # the extensions package.)
-BUNDLED_EXTENSION_NAMES = ("zh_prompt", "lora", "controlnet", "esrgan", "interrogate")
+BUNDLED_EXTENSION_NAMES = (
+    "zh_prompt",
+    "lora",
+    "controlnet",
+    "esrgan",
+    "interrogate",
+    "embeddings",
+    "cfg_rescale",
+    "freeu",
+)
 MODEL_CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
 # core/models/memory_modes.py explains them; here so that the CLI can list them without torch
 MEMORY_MODE_CHOICES = ("auto", "full", "tiled-vae", "model-offload", "sequential-offload")
@@ -49,7 +59,7 @@ def _positive(name: str, kind: type, default: float, zero: bool = False) -> floa
         value = kind(raw)
     except ValueError:
         raise SettingError(f"{name}={raw!r} is not a number") from None
-    if value < 0 or (value == 0 and not zero):
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise SettingError(f"{name}={raw!r} must be {'>= 0' if zero else '> 0'}")
     return value
 
@@ -64,6 +74,14 @@ class Settings:
     safe_mode: bool = False  # load bundled extensions only
     disabled_extensions: set[str] = field(default_factory=set)  # for this run only
     trace_hooks: bool = False
+    # a hook called during a job that runs longer than this fails the job, naming the
+    # extension (0: no limit; core/plugins/hook_guard.py says what can and cannot be done)
+    extension_hook_timeout_s: float = 300.0
+    # an extension that killed or hung the worker this many times is quarantined (not
+    # loaded until `easel extensions enable NAME`); one crash at import is enough
+    extension_crash_limit: int = 2
+    # the WebUI's uploads (in <data dir>/.easel/uploads): 413 past this many MB (ui/uploads.py)
+    upload_quota_mb: float = 1024.0
     allow_pickle: bool = False  # pickle checkpoints (.ckpt/.pt/.bin), weights_only=True
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     host: str = "127.0.0.1"
@@ -112,6 +130,13 @@ class Settings:
         settings.extension_dirs = env_paths("EASEL_EXTENSIONS_DIR")
         settings.safe_mode = env_flag("EASEL_SAFE_MODE")
         settings.trace_hooks = env_flag("EASEL_TRACE_HOOKS")
+        settings.extension_hook_timeout_s = _positive(
+            "EASEL_EXTENSION_HOOK_TIMEOUT_S", float, settings.extension_hook_timeout_s, zero=True
+        )
+        settings.upload_quota_mb = _positive("EASEL_UPLOAD_QUOTA_MB", float, settings.upload_quota_mb)
+        settings.extension_crash_limit = _positive(
+            "EASEL_EXTENSION_CRASH_LIMIT", int, settings.extension_crash_limit
+        )
         settings.allow_pickle = env_flag("EASEL_ALLOW_PICKLE")
         settings.allow_remote_install = env_flag("EASEL_ALLOW_REMOTE_INSTALL")
         settings.allow_server_control = env_flag("EASEL_API_SERVER_STOP")

@@ -4,12 +4,19 @@
     result = engine.generate(GenerationRequest(prompt="a red circle"), on_progress=print)
 
 Order of work (hooks at the documented points, see ``plugin_api.hookspecs``):
-validate (no model loads; extensions' ``validate_request``) -> ``transform_prompt`` chain -> load the model (``model_loaded``
-after a fresh load) -> ``before_sample`` -> arrange the weights for the memory mode
-(``core.models.offload``) -> encode prompts -> per batch: sampling loop
-(``denoiser_kwargs``/``on_step`` every step) -> decode -> ``after_sample`` -> save ->
-``image_saved``. Each phase that runs out of device memory is retried in the next memory
-mode, with a warning in the result.
+validate (no model loads; extensions' ``validate_request``) -> the prompt stage
+(``core.prompt_stage``: styles, seeds, extra-network tags out, the ``transform_prompt``
+chain, tags out of the per-image prompts) -> load the model (``model_loaded`` after a fresh
+load) -> ``before_sample`` -> extra networks' ``activate`` -> arrange the weights for the
+memory mode (``core.models.offload``) -> encode every distinct prompt pair (with
+``ctx.prompt_embeddings``; ``TI hashes``) -> per batch: sampling loop
+(``patch_denoiser``/``prepare_noise`` per pass; ``denoiser_kwargs``, ``before_denoiser``,
+``after_denoiser``, ``after_cfg`` every denoiser call; ``on_step`` every step) -> decode ->
+``after_sample`` -> save -> ``image_saved``; then ``generation_finished`` once (or
+``generation_failed`` once, with the error); extra networks' ``deactivate`` however it
+ends. Each phase that runs out of device memory is retried in the next memory mode, with a
+warning in the result. ``validate`` (the queue's submit) also runs the prompt stage on a
+throwaway copy (``ctx.dry_run``).
 
 During sampling, ``ctx.state["easel.denoiser_inputs"]`` holds the denoiser's
 conditioning (``encoder_hidden_states``, ``added_cond_kwargs``, ``cfg_batch``) for hooks
@@ -24,12 +31,13 @@ loads), ``ModelError`` when the model cannot be loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,9 @@ from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
+from core.plugins.extra_networks import ExtraNetworks
+from core.prompt_embeddings import PromptEmbeddings, record_embeddings
+from core.prompt_stage import dry_copy, new_context, run_prompt_stage, user_settings
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling import finite, inpaint_model, vae_precision
@@ -49,13 +60,14 @@ from core.sampling.hires import upscale_images as upscale_hires_images
 from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, InitImage, LateCfg, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits
+from core.sampling.prompt_batches import PromptEncodings
 from core.sampling.step_cache import INFOTEXT_KEY as CACHE_KEY
 from core.sampling.step_cache import StepCacheStats, check_plan, step_cache
 from core.saving.infotext import TRANSFORMED_NEGATIVE_PROMPT, TRANSFORMED_PROMPT, build_infotext
 from core.saving.journal import ImageJournal
 from core.saving.writer import save_image
 from core.schedules import SCHEDULE_TYPES, build_scheduler
-from core.styles import apply_styles, styles_path
+from core.styles import styles_path
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
 
@@ -74,6 +86,7 @@ class Engine:
         self.models = models or ModelManager(host.settings)
         self.journal = ImageJournal(host.settings.state_dir / "image-journal")
         self._lock = threading.Lock()  # one generation at a time: models are shared
+        self.extra_networks = ExtraNetworks(getattr(host, "extra_networks", None))
 
     # --- queries -----------------------------------------------------------------------
 
@@ -94,8 +107,28 @@ class Engine:
             return model
 
     def validate(self, request: GenerationRequest) -> GenerationRequest:
-        """A copy of ``request`` with defaults filled; raises RequestError."""
-        return self._validate(request).request
+        """A copy of ``request`` with defaults filled; raises RequestError. Also runs the
+        prompt stage (seeds, ``transform_prompt``) on a throwaway copy with
+        ``ctx.dry_run``, so that a refusal there comes before anything is queued."""
+        checked = self._validate(request)
+        dry = dataclasses.replace(checked, request=dry_copy(checked.request), warnings=[])
+        ctx = self._new_context(dry, None, CancelToken(), dry_run=True)
+        run_prompt_stage(ctx, self.host.generation_hooks, self.extra_networks)
+        return checked.request
+
+    def _new_context(
+        self, checked: ValidatedRequest, job_id: str | None, cancel: CancelToken, dry_run: bool = False
+    ) -> GenerationContext:
+        return new_context(
+            checked,
+            host=self.host,
+            styles_file=self._styles_path(),
+            job_id=job_id,
+            device=str(self.models.device),
+            dtype=str(self.models.dtype).replace("torch.", ""),
+            is_cancelled=lambda: cancel.interrupted,
+            dry_run=dry_run,
+        )
 
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
         checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
@@ -105,7 +138,7 @@ class Engine:
         self.models.vaes.resolve(req.vae, self.models.info(checked.model_name))  # RequestError("vae")
         if req.styles is not None and not isinstance(req.styles, list):
             raise RequestError("styles", "must be a list of style names")
-        self.host.generation_hooks.validate_request(req, checked.family.name)
+        self.host.generation_hooks.validate_request(req, checked.family.name, user_settings(self.host))
         width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
         if checked.cache is not None:
@@ -124,45 +157,37 @@ class Engine:
         cancel: CancelToken | None = None,
     ) -> GenerationResult:
         checked = self._validate(request)
-        with self._lock, torch.inference_mode():
-            return self._generate(checked, job_id, on_progress, cancel or CancelToken())
+        cancel = cancel or CancelToken()
+        hooks = self.host.generation_hooks
+        # hooks of this job run under the time limit and reach the crash marker
+        # (core/plugins/hook_guard.py, crash_marker.py)
+        dispatcher = getattr(getattr(self.host, "extensions", None), "hooks", None)
+        timeout_s = float(getattr(self.host.settings, "extension_hook_timeout_s", 0) or 0)
+        guard = dispatcher.job(job_id, cancel, timeout_s) if dispatcher is not None else nullcontext()
+        with self._lock, torch.inference_mode(), guard:
+            ctx = self._new_context(checked, job_id, cancel)
+            try:
+                result = self._generate(checked, ctx, on_progress, cancel)
+            except Exception as exc:
+                hooks.generation_failed(ctx, exc)  # once per request, whatever the phase
+                raise
+            hooks.generation_finished(ctx, result)
+            return result
 
     def _generate(
         self,
         checked: ValidatedRequest,
-        job_id: str | None,
+        ctx: GenerationContext,
         on_progress: Callable[[ProgressEvent], None] | None,
         cancel: CancelToken,
     ) -> GenerationResult:
         started = time.perf_counter()
-        req, family, hooks = checked.request, checked.family, self.host.generation_hooks
-        # A1111 applies styles before anything reads the prompt; the infotext has the
-        # styled prompt and the style names ("Styles array")
-        req.prompt, req.negative_prompt, missing_styles = apply_styles(
-            req.prompt, req.negative_prompt, list(req.styles or []), self._styles_path()
-        )
-        ctx = GenerationContext(
-            request=req,
-            original_prompt=req.prompt,
-            original_negative_prompt=req.negative_prompt,
-            job_id=job_id,
-            model_name=checked.model_name,
-            family=family.name,
-            device=str(self.models.device),
-            dtype=str(self.models.dtype).replace("torch.", ""),
-            is_cancelled=lambda: cancel.interrupted,
-        )
-        ctx.warnings.extend(checked.warnings)
-        ctx.warnings.extend(
-            f"style {name!r} is not in {self._styles_path().name}: skipped, as A1111 skips it"
-            for name in missing_styles
-        )
+        req, hooks = checked.request, self.host.generation_hooks
         for warning in checked.warnings:
-            log.info("job %s: %s", job_id, warning)
-        hooks.transform_prompt(req, ctx)
-        for field in ("prompt", "negative_prompt"):
-            if not isinstance(getattr(req, field), str):
-                raise RequestError(field, "a transform_prompt hook left it as non-text")
+            log.info("job %s: %s", ctx.job_id, warning)
+        # seeds first, then the transform_prompt chain (extra-network tags out before and after it)
+        run_prompt_stage(ctx, hooks, self.extra_networks)
+        base_seed = req.seed
 
         model, fresh = self.models.acquire(checked.model_name)
         ctx.model = model
@@ -171,17 +196,17 @@ class Engine:
         # before the memory mode arranges the modules: the chosen VAE is one of them
         self.models.select_vae(model, req.vae)
 
-        base_seed = req.seed if req.seed != -1 else random.randrange(2**32)
-        total_images = req.batch_size * req.batch_count
-        ctx.seeds = [base_seed + i for i in range(total_images)]
         ctx.total_steps = req.steps
         hooks.before_sample(ctx)
-
-        # after before_sample: the placement must see the LoRA layers it added
-        mode, why = self._memory_mode(checked, model)
-        log.info("memory mode %s (%s)", mode, why)
-        with Placement(model, mode, self.models.device) as placement:
-            result = self._generate_batches(checked, model, ctx, placement, on_progress, cancel)
+        try:
+            self.extra_networks.activate(ctx)
+            # after the activation: the placement must see the LoRA layers it added
+            mode, why = self._memory_mode(checked, model)
+            log.info("memory mode %s (%s)", mode, why)
+            with Placement(model, mode, self.models.device) as placement:
+                result = self._generate_batches(checked, model, ctx, placement, on_progress, cancel)
+        finally:
+            self.extra_networks.deactivate(ctx)
         result.parameters = self._parameters(req, checked, base_seed)
         result.parameters["memory_mode"] = placement.mode
         cache_stats = ctx.state.get(CACHE_STATS)
@@ -189,6 +214,8 @@ class Engine:
             {**checked.cache.as_request(), **cache_stats.as_dict()} if cache_stats is not None else None
         )
         result.warnings = list(ctx.warnings)
+        # the context's own dicts: what generation_finished adds still reaches the caller
+        result.extra_params, result.results = ctx.extra_params, ctx.results
         result.elapsed_s = time.perf_counter() - started
         return result
 
@@ -203,27 +230,25 @@ class Engine:
     ) -> GenerationResult:
         req, family, hooks = checked.request, checked.family, self.host.generation_hooks
         use_cfg = checked.uses_cfg
-        cond, uncond = placement.run(
-            "text",
-            lambda: family.encode_prompt_pair(
+        # every distinct (prompt, negative) pair of the request is encoded once, up front;
+        # one PromptEmbeddings for them all, so TI hashes name every embedding any image used
+        embeddings = PromptEmbeddings(ctx.prompt_embeddings)
+        encodings = PromptEncodings(
+            lambda prompt, negative: family.encode_prompt_pair(
                 model.components,
-                req.prompt,
-                req.negative_prompt,
+                prompt,
+                negative,
                 req.clip_skip,
                 req.width,
                 req.height,
                 use_cfg,
+                embeddings=embeddings,
             ),
-            ctx.warnings,
-        )
-        if (
-            uncond is not None
-            and req.negative_prompt == ""
-            and self._setting(FORCE_ZERO_NEGATIVE_PROMPT, True)
-        ):
             # SDXL, as A1111 and diffusers: zeros for an empty negative, not the encoded ""
-            zeros = family.empty_negative(cond)
-            uncond = zeros if zeros is not None else uncond
+            family.empty_negative if self._setting(FORCE_ZERO_NEGATIVE_PROMPT, True) else None,
+        )
+        placement.run("text", lambda: encodings.encode_all(ctx.prompts, ctx.negative_prompts), ctx.warnings)
+        record_embeddings(embeddings, ctx)
         result = GenerationResult(
             images=[],
             seeds=[],
@@ -234,7 +259,11 @@ class Engine:
             original_negative_prompt=ctx.original_negative_prompt,
         )
         for batch_index in range(req.batch_count):
-            seeds = ctx.seeds[batch_index * req.batch_size : (batch_index + 1) * req.batch_size]
+            first = batch_index * req.batch_size
+            seeds = ctx.seeds[first : first + req.batch_size]
+            # one conditioning row per image: the images of a batch may have their own prompts
+            cond, uncond = encodings.batch(ctx.prompts[first : first + req.batch_size],
+                                           ctx.negative_prompts[first : first + req.batch_size])  # fmt: skip
             try:
                 images = self._run_batch(
                     checked, model, placement, ctx, cond, uncond, seeds, batch_index, on_progress, cancel
@@ -247,12 +276,14 @@ class Engine:
                 break
             images = hooks.after_sample(ctx, images)
             for position, (image, seed) in enumerate(zip(images, seeds, strict=False)):
-                infotext = self.infotext(checked, model, ctx, seed, position)
+                index = first + position
+                infotext = self.infotext(checked, model, ctx, seed, position, index)
                 result.images.append(image)
                 result.seeds.append(seed)
                 result.infotexts.append(infotext)
+                result.prompts.append(ctx.prompts[index])
+                result.negative_prompts.append(ctx.negative_prompts[index])
                 if req.save_images:
-                    index = batch_index * req.batch_size + position
                     path, written = self._save(image, req, ctx.job_id, index, seed, infotext)
                     result.paths.append(str(path))
                     if written:
@@ -403,7 +434,7 @@ class Engine:
         return self._sample_pass(
             checked, model, placement, ctx, cond, uncond, seeds, cancel,
             steps=schedule_length(plan.steps, strength), width=plan.width, height=plan.height,
-            on_step=on_step, init=init, image_conditioning=conditioning,
+            on_step=on_step, init=init, image_conditioning=conditioning, hires=True,
         )  # fmt: skip
 
     def _sample_pass(
@@ -423,10 +454,11 @@ class Engine:
         on_step: Callable[[int, int, float, Any], None],
         init: InitImage | None,
         image_conditioning: torch.Tensor | None = None,
+        hires: bool = False,
     ) -> torch.Tensor:
         """One run of the sampling loop (the first pass or the hires pass), retried in the
         next memory mode when it runs out of memory."""
-        batch, req = len(seeds), checked.request
+        req = checked.request
 
         def sample() -> Any:
             # a fresh scheduler per run: schedulers keep per-run state
@@ -451,8 +483,8 @@ class Engine:
                     model=model,
                     scheduler=built.scheduler,
                     set_timesteps=built.set_timesteps,
-                    cond=cond.repeat(batch),
-                    uncond=uncond.repeat(batch) if uncond is not None else None,
+                    cond=cond,  # already one row per image (PromptEncodings.batch)
+                    uncond=uncond,
                     cfg_scale=req.cfg_scale,
                     late_cfg=LateCfg.from_request(req),
                     steps=steps,
@@ -466,6 +498,8 @@ class Engine:
                     init=init,
                     preview_every=self._preview_every(),
                     image_conditioning=image_conditioning,
+                    sample_fn=checked.sampler.sample,
+                    hires=hires,
                     step_cache=cache,
                 )
                 ctx.warnings.extend(w for w in (cache.warnings if cache else []) if w not in ctx.warnings)
@@ -493,9 +527,19 @@ class Engine:
     # --- metadata ------------------------------------------------------------------------
 
     def infotext(
-        self, checked: ValidatedRequest, model: LoadedModel, ctx: GenerationContext, seed: int, position: int
+        self,
+        checked: ValidatedRequest,
+        model: LoadedModel,
+        ctx: GenerationContext,
+        seed: int,
+        position: int,
+        index: int = 0,
     ) -> str:
+        """The A1111 ``parameters`` text of image ``index`` of the request (``position`` in
+        its batch): its own seed and, when transforms changed it, its own prompt."""
         req = checked.request
+        prompt = ctx.prompts[index] if index < len(ctx.prompts) else req.prompt
+        negative = ctx.negative_prompts[index] if index < len(ctx.negative_prompts) else req.negative_prompt
         params: dict[str, Any] = {
             "Steps": req.steps,
             "Sampler": checked.sampler_name,
@@ -535,13 +579,15 @@ class Engine:
             # the names are written too so PNG Info and Easel show which were applied
             params["Styles array"] = json.dumps(list(req.styles), ensure_ascii=False)
         params.update(ctx.extra_params)
+        for extension, value in ctx.results.items():  # structured: one compact JSON field each
+            params[extension] = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
         if ctx.prompt_transforms:
-            # what the text encoder saw, after the transform_prompt chain (LoRA tags taken
-            # out, a Chinese prompt translated...)
-            if ctx.original_prompt != req.prompt:
-                params[TRANSFORMED_PROMPT] = req.prompt
-            if ctx.original_negative_prompt != req.negative_prompt:
-                params[TRANSFORMED_NEGATIVE_PROMPT] = req.negative_prompt
+            # what the text encoder saw for this image, after the transform_prompt chain
+            # (LoRA tags taken out, a Chinese prompt translated, a wildcard chosen...)
+            if ctx.original_prompt != prompt:
+                params[TRANSFORMED_PROMPT] = prompt
+            if ctx.original_negative_prompt != negative:
+                params[TRANSFORMED_NEGATIVE_PROMPT] = negative
             params["Prompt transforms"] = " > ".join(t.extension for t in ctx.prompt_transforms)
         params["Version"] = f"easel-{__version__}"
         # The prompt lines are the prompts as the user wrote them, <lora:...> tags included,

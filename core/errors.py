@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from plugin_api.errors import InvalidRequest
+
 
 class EaselError(Exception):
     """Base class: a problem Easel understood and can explain in one line."""
 
 
-class RequestError(EaselError, ValueError):
-    """A generation request is invalid; ``field`` names the offending parameter."""
+class RequestError(EaselError, InvalidRequest):
+    """A generation request is invalid; ``field`` names the offending parameter.
+
+    A subclass of ``plugin_api.InvalidRequest`` (a ``ValueError``), so an extension's own
+    tests catch every refusal, the host's and its own, with ``except InvalidRequest``."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+        InvalidRequest.__init__(self, field, message)  # sets .field, .message and the text
 
 
 class SettingError(EaselError, ValueError):

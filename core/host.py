@@ -15,6 +15,7 @@ from core.plugins.generation_hooks import GenerationHooks
 from core.plugins.manager import ExtensionManager
 from core.plugins.registries import Registry
 from core.user_settings import UserSettings
+from plugin_api.extra_networks import ExtraNetworkCard, ExtraNetworkSpec
 from plugin_api.types import InterrogatorSpec, PreprocessorSpec, SamplerSpec, SettingSpec, Tab, UpscalerSpec
 
 log = logging.getLogger("easel")
@@ -28,6 +29,7 @@ class Host:
         self.upscalers: Registry[UpscalerSpec] = Registry("upscaler", UpscalerSpec)
         self.preprocessors: Registry[PreprocessorSpec] = Registry("preprocessor", PreprocessorSpec)
         self.interrogators: Registry[InterrogatorSpec] = Registry("interrogator", InterrogatorSpec)
+        self.extra_networks: Registry[ExtraNetworkSpec] = Registry("extra network", ExtraNetworkSpec)
         self.setting_specs: Registry[SettingSpec] = Registry("setting", SettingSpec, key="key")
         self.user_settings = UserSettings(
             self.settings.state_dir / "settings.json",
@@ -47,6 +49,7 @@ class Host:
         self._collect("register_preprocessors", self.preprocessors)
         self._collect("register_interrogators", self.interrogators)
         self._collect("register_settings", self.setting_specs)
+        self._collect("register_extra_networks", self.extra_networks)
         self.extensions.hooks.call("startup", host=self)
         self.started = True
         return self
@@ -54,6 +57,7 @@ class Host:
     def stop(self) -> None:
         if self.started:
             self.extensions.hooks.call("shutdown", host=self)
+            self.extensions.close()
             self.started = False
 
     def _collect(self, hook: str, registry: Registry) -> None:
@@ -76,11 +80,32 @@ class Host:
     def register_api_routes(self, router: Any) -> None:
         self.extensions.hooks.call("register_api_routes", router=router)
 
+    def extra_network_cards(self) -> list[dict[str, Any]]:
+        """The extra-networks browser's cards: one dict per card (``ExtraNetworkCard``'s
+        fields plus ``network``, the tag name, and ``extension``), network by network in
+        registration order. A ``list_cards`` that raises is reported and lists nothing."""
+        cards: list[dict[str, Any]] = []
+        for spec in self.extra_networks:
+            if spec.list_cards is None:
+                continue
+            owner = self.extra_networks.owner(spec.name) or "?"
+            try:
+                listed = list(spec.list_cards())
+            except Exception:
+                log.exception("extension %r: list_cards of extra network %r failed", owner, spec.name)
+                continue
+            for card in listed:
+                if not isinstance(card, ExtraNetworkCard):
+                    log.error("extension %r: list_cards returned %r, not an ExtraNetworkCard", owner, card)
+                    continue
+                cards.append({"network": spec.name, "extension": owner, **vars(card)})
+        return cards
+
     def ui_tabs(self) -> list[tuple[str, Tab]]:
         """Tabs from every extension as ``(extension, Tab)``, in load order. A malformed
         result is reported and dropped; building the tab is the WebUI's job."""
         tabs: list[tuple[str, Tab]] = []
-        for extension, result in self.extensions.hooks.call("ui_tabs"):
+        for extension, result in self.extensions.hooks.call("ui_tabs", host=self):
             for item in result or []:
                 if isinstance(item, Tab):
                     tabs.append((extension, item))

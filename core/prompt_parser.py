@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 ROUND_BRACKET_MULTIPLIER = 1.1
 SQUARE_BRACKET_MULTIPLIER = 1 / 1.1
@@ -95,19 +96,39 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
 
 @dataclass
 class PromptChunk:
-    """77 token ids (BOS + 75 + EOS) and one weight per token."""
+    """77 token ids (BOS + 75 + EOS) and one weight per token.
+
+    ``fixes`` are textual-inversion embeddings placed in this chunk, A1111's
+    ``PromptChunkFix``: (offset after BOS, vectors (count, width)); their token ids are
+    placeholders whose input embeddings the encoder replaces by the vectors."""
 
     tokens: list[int] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
+    fixes: list[tuple[int, Any]] = field(default_factory=list)
 
 
-def tokenize_weighted(tokenizer, prompt: str, min_chunks: int = 1) -> list[PromptChunk]:
+class EmbeddingFinder(Protocol):
+    """Finds a textual-inversion embedding whose name's tokens start at ``position``
+    (``core.prompt_embeddings.EmbeddingLookup``)."""
+
+    def find(self, tokens: list[int], position: int) -> tuple[Any, int] | None:
+        """(vectors (count, width), how many prompt tokens the name takes) or None."""
+
+
+EMBEDDING_PLACEHOLDER = 0  # A1111's token id under an embedding's vectors (never encoded as such)
+
+
+def tokenize_weighted(
+    tokenizer, prompt: str, min_chunks: int = 1, embeddings: EmbeddingFinder | None = None
+) -> list[PromptChunk]:
     """Tokenize an A1111 prompt into weighted 77-token chunks.
 
     ``tokenizer`` is a CLIP tokenizer; padding uses its pad token (EOS for SD1.x, "!"
     for the OpenCLIP encoders), as both A1111 and diffusers do. The result has at least
     ``min_chunks`` chunks: extra chunks hold an empty prompt, which is how A1111 pads a
-    negative prompt to the positive prompt's length.
+    negative prompt to the positive prompt's length. With ``embeddings``, an embedding's
+    name is replaced by as many placeholder tokens as it has vectors (A1111's
+    ``tokenize_line``); an embedding never straddles two chunks.
     """
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
@@ -152,14 +173,28 @@ def tokenize_weighted(tokenizer, prompt: str, min_chunks: int = 1) -> list[Promp
                 # move the words after the last comma into the next chunk
                 break_at = last_comma + 1
                 rest_tokens, rest_weights = current.tokens[break_at:], current.weights[break_at:]
+                # embeddings after the comma move with their words (A1111 loses them here)
+                rest_fixes = [(at - break_at, v) for at, v in current.fixes if at >= break_at]
+                current.fixes = [(at, v) for at, v in current.fixes if at < break_at]
                 current.tokens, current.weights = current.tokens[:break_at], current.weights[:break_at]
                 next_chunk()
-                current.tokens, current.weights = rest_tokens, rest_weights
+                current.tokens, current.weights, current.fixes = rest_tokens, rest_weights, rest_fixes
             if len(current.tokens) == CHUNK_TOKENS:
                 next_chunk()
-            current.tokens.append(token)
-            current.weights.append(weight)
-            position += 1
+            found = embeddings.find(tokens, position) if embeddings is not None else None
+            if found is None:
+                current.tokens.append(token)
+                current.weights.append(weight)
+                position += 1
+                continue
+            vectors, name_length = found
+            count = min(int(vectors.shape[0]), CHUNK_TOKENS)
+            if len(current.tokens) + count > CHUNK_TOKENS:
+                next_chunk()
+            current.fixes.append((len(current.tokens), vectors[:count]))
+            current.tokens += [EMBEDDING_PLACEHOLDER] * count
+            current.weights += [weight] * count
+            position += name_length
 
     if current.tokens or not chunks:
         next_chunk()

@@ -6,8 +6,12 @@ Shared by the engine, the job queue and every front end.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from plugin_api.types import GenerationResult
+
+__all__ = ["CancelToken", "GenerationInterrupted", "GenerationResult", "ProgressEvent"]
 
 
 class GenerationInterrupted(Exception):
@@ -59,21 +63,3 @@ class ProgressEvent:
         """Progress over the whole request, 0.0 to 1.0."""
         done = self.batch_index * self.total_steps + self.step
         return done / max(1, self.total_steps * self.batch_count)
-
-
-@dataclass
-class GenerationResult:
-    """The images of one request with everything needed to show and reproduce them."""
-
-    images: list[Any]  # PIL images, in order
-    seeds: list[int]  # one per image
-    infotexts: list[str]  # A1111 `parameters` text, one per image
-    paths: list[str] = field(default_factory=list)  # written files, when saved
-    parameters: dict[str, Any] = field(default_factory=dict)  # the request as run
-    prompt: str = ""  # the prompt the model saw (after transform_prompt)
-    negative_prompt: str = ""
-    original_prompt: str = ""
-    original_negative_prompt: str = ""
-    warnings: list[str] = field(default_factory=list)
-    interrupted: bool = False
-    elapsed_s: float = 0.0

@@ -8,8 +8,9 @@ them in place.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 
@@ -75,7 +76,10 @@ class GenerationRequest:
     # "magcache" | "taylorseer" | "deepcache" | "off", "threshold": number}; the string
     # forms "deepcache:3" and "deepcache 3" (the infotext's) are accepted too
     cache: dict[str, Any] | str | None = None
-    # per-extension arguments, keyed by extension name (A1111's alwayson_scripts)
+    # per-extension arguments, keyed by extension name. /sdapi/v1's
+    # ``alwayson_scripts: {"<Name>": {"args": [...]}}`` arrives here as
+    # ``extension_args["<name>"] == {"args": [...]}``: the script name is matched to a loaded
+    # extension's name case-insensitively (spaces may stand for "_"), the value is kept whole
     extension_args: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -102,8 +106,21 @@ class GenerationContext:
     """Everything about one generation in progress. One per request.
 
     Extensions read it in every per-generation hook. They may store their own state in
-    ``state[<extension name>]`` and add A1111-style infotext fields (``"Lora hashes"``)
-    to ``extra_params``.
+    ``state[<extension name>]``, add A1111-style infotext fields (``"Lora hashes"``) to
+    ``extra_params`` (strings), and put structured results (JSON types) in
+    ``results[<extension name>]``.
+
+    "Extension name" everywhere means the name the host lists the extension under
+    (``easel extensions list``, ``GET /api/v1/extensions``): its folder name, its ``.py``
+    file's stem, or its entry point's name; as A1111 and Forge name extensions by folder.
+
+    Per image: ``seeds``, ``prompts`` and ``negative_prompts`` have one entry per image of
+    the request (``batch_size * batch_count``, image ``i`` is in batch ``i // batch_size``).
+    The seeds are drawn before ``transform_prompt`` runs; ``prompts`` start as
+    ``[request.prompt] * n`` and a ``transform_prompt`` implementation may set one prompt
+    per image (wildcards, dynamic prompts: A1111's ``p.all_prompts`` / ``all_seeds``).
+    What is in these lists after the ``transform_prompt`` chain is what is encoded for
+    each image and recorded in its infotext.
     """
 
     request: GenerationRequest
@@ -115,27 +132,62 @@ class GenerationContext:
     model: Any | None = None  # the loaded model handle (see model_loaded)
     device: str = "cpu"
     dtype: str = "float32"
+    # one seed per image, drawn before transform_prompt (request.seed -1: a random base);
+    # image i gets seeds[i] (A1111's all_seeds)
     seeds: list[int] = field(default_factory=list)
+    # one prompt / negative prompt per image (A1111's all_prompts / all_negative_prompts)
+    prompts: list[str] = field(default_factory=list)
+    negative_prompts: list[str] = field(default_factory=list)
     total_steps: int = 0
     prompt_transforms: list[PromptTransform] = field(default_factory=list)
     extra_params: dict[str, str] = field(default_factory=dict)
+    # textual-inversion embeddings for this request: name -> plugin_api.extra_networks.PromptEmbedding
+    prompt_embeddings: dict[str, Any] = field(default_factory=dict)
+    # structured results by extension name (JSON types): they reach the native job result
+    # (``result.results``), /sdapi/v1 ``info.extra_generation_params`` and, when set before
+    # an image is saved, its infotext (as ``<name>: <compact JSON>``)
+    results: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # the user settings (``register_settings`` keys and the host's), read-only, as they
+    # were when the generation started: ``ctx.settings.get("myext.option")``
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # True while the host checks a request at submit time (see transform_prompt): nothing
+    # is generated from this context, so skip expensive work that cannot refuse
+    dry_run: bool = False
     # set by the host; extensions may call ctx.is_cancelled() in long work
     is_cancelled: Callable[[], bool] = field(default=lambda: False, repr=False)
 
 
 @dataclass
 class StepState:
-    """The sampling loop's state at one step (given to denoiser_kwargs and on_step)."""
+    """The sampling loop's state at one step (given to denoiser_kwargs and on_step).
 
-    step: int  # 0-based index of the step
-    total_steps: int
-    timestep: float
+    ``latents`` is not the same tensor in both hooks:
+
+    - in ``denoiser_kwargs`` (before the denoiser runs) it is the denoiser's input at this
+      step: the current latents, doubled to ``[uncond..., cond...]`` when CFG is batched,
+      and scaled by the scheduler's ``scale_model_input`` (divided by
+      ``sqrt(sigma**2 + 1)`` for the Euler/DPM family); its batch is twice the images'.
+    - in ``on_step`` (after the scheduler step) it is the new latent of the images (batch =
+      images of this batch, not scaled): what the next step starts from, and after the
+      last step what is decoded.
+
+    Read it, do not modify it (the loop may reuse the tensor).
+    """
+
+    step: int  # 0-based index of the step in this sampling pass
+    total_steps: int  # steps of this pass (the hires pass counts its own)
+    timestep: float  # the denoiser's timestep (SD: from ~999 down to 0; flow matching: 1000 down)
+    # the noise level of the latents entering this step, in the scheduler's units (the
+    # ``sigmas`` of k-diffusion-style schedulers: ~14.6 at the start of SD1.5 down to 0;
+    # flow matching: 1.0 to 0.0); None for schedulers without sigmas (DDIM, PNDM)
     sigma: float | None = None
-    latents: Any | None = None  # torch.Tensor; read-only by convention
-    denoised: Any | None = None  # the model's x0 estimate after this step, if known
-    preview: Any | None = None  # a cheap PIL preview, when the host made one
+    latents: Any | None = None  # torch.Tensor; see above; read-only by convention
+    denoised: Any | None = None  # on_step: the model's x0 estimate at this step, if known
+    preview: Any | None = None  # on_step: a cheap PIL preview, when the host made one
+    # wall-clock seconds since this sampling pass started (of the current batch; the hires
+    # pass starts its own clock): in denoiser_kwargs up to this step, in on_step including it
     elapsed_s: float = 0.0
 
     @property
@@ -145,10 +197,65 @@ class StepState:
 
     @property
     def eta_s(self) -> float:
+        """Estimated seconds left in this pass, from ``elapsed_s`` (0.0 before the first
+        step is timed)."""
         done = self.step + 1
         if done <= 0 or math.isclose(self.elapsed_s, 0.0):
             return 0.0
         return self.elapsed_s / done * (self.total_steps - done)
+
+
+@dataclass
+class DenoiserCall:
+    """One denoiser call with classifier-free guidance, as the sampling-maths hooks see it.
+
+    The same object goes through ``before_denoiser`` -> (the denoiser) -> ``after_denoiser``
+    -> (CFG) -> ``after_cfg`` for one call; the host fills the prediction fields as it goes.
+    Tensors are torch tensors on the model's device. To change one, assign a new tensor
+    of the same shape (``call.x = call.x * 0.9``), do not edit it in place: the host
+    restores an extension's fields when it fails, which it can do only for assignments.
+
+    With CFG (``cfg_batch`` True) the batch of ``x``, ``encoder_hidden_states`` and
+    ``added_cond_kwargs`` is ``[uncond..., cond...]``: two halves of the images' size.
+    Without (CFG scale 1 and no late CFG) it holds the cond half alone, ``uncond_pred``
+    stays None and ``cfg_scale`` is not used.
+    """
+
+    step: int  # 0-based index of the sampling step this call belongs to
+    total_steps: int
+    timestep: float  # the denoiser's timestep for this call
+    sigma: float | None  # the noise level (k-diffusion's sigma; flow models: 0-1), if known
+    # the denoiser's latent input, scaled by the scheduler (inpainting UNets' extra mask
+    # channels are appended after the hooks, so they never appear here)
+    x: Any
+    encoder_hidden_states: Any  # the text conditioning, same batch order as ``x``
+    added_cond_kwargs: dict[str, Any]  # SDXL's text_embeds/time_ids; empty for SD1.x
+    denoiser_kwargs: dict[str, Any]  # the merged results of denoiser_kwargs hooks
+    cfg_scale: float  # the CFG scale this call combines with (per step: late CFG applied)
+    cfg_batch: bool
+    # what the denoiser predicts: "epsilon", "v_prediction" or "flow" (a velocity)
+    prediction_type: str = "epsilon"
+    uncond_pred: Any | None = None  # set from after_denoiser on: the uncond half
+    cond_pred: Any | None = None  # ... and the cond half (the whole batch without CFG)
+    prediction: Any | None = None  # set for after_cfg: the combined prediction
+
+
+@dataclass
+class SamplingNoise:
+    """The noise a sampling pass starts from, given to ``prepare_noise``.
+
+    ``noise`` has the latents' shape, one image per seed, each drawn from its own CPU
+    generator (float32, unit variance, on the model's device). txt2img starts from
+    ``noise`` times the first sigma; img2img, inpainting and the hires pass mix it into
+    ``init_latents`` at the strength's noise level (A1111's "extra noise" point), and
+    inpainting re-noises the kept area with it at every step.
+    """
+
+    noise: Any
+    seeds: list[int]
+    init_latents: Any | None = None  # the image's latents (img2img, hires); None: txt2img
+    strength: float = 1.0  # denoising strength (1.0 for txt2img)
+    hires: bool = False  # True in the hires fix's second pass
 
 
 @dataclass
@@ -163,6 +270,27 @@ class SamplerSpec:
     request's schedule type (Karras, Exponential...) as diffusers options in that config
     (``use_karras_sigmas``, ``timestep_spacing``...): do not override those in
     ``from_config``'s keyword arguments, or the schedule type cannot apply.
+
+    A sampler with its own stepping function sets ``sample`` as well, with k-diffusion's
+    signature, and the host runs it instead of the scheduler's ``step`` (which is then
+    never called: ``make_scheduler`` only provides the schedule, e.g. Euler's, to which
+    the request's schedule type applies). The host calls
+    ``sample(model, x, sigmas, extra_args={}, callback=..., disable=True)``, adding
+    ``noise_sampler`` when the function takes it:
+
+    - ``x``: the start latents, the same as the scheduler's samplers start from
+      (txt2img: the noise times the scheduler's ``init_noise_sigma``, which is
+      ``sigmas[0]`` except for diffusers' "leading" timestep spacing, where it is
+      ``sqrt(sigmas[0]**2 + 1)``; img2img: the image noised to ``sigmas[0]``); ``sigmas``: a float32 tensor of the pass's noise levels,
+      ending with 0 (flow models: sigmas from 1 to 0);
+    - ``model(x, sigma)`` returns the denoised estimate (x0) of ``x`` at noise level
+      ``sigma`` (a float or a tensor of one value per image): the host scales the input,
+      runs every sampling-maths hook and CFG, and converts the prediction (epsilon, v or
+      flow velocity) to x0, so one function serves every model family;
+    - ``callback({"x", "i", "sigma", "denoised"})`` after each step ``i``: the host's
+      progress, previews, ``on_step`` hooks and cancellation ride on it;
+    - ``noise_sampler(sigma, sigma_next)`` returns fresh unit noise drawn from the
+      images' own seeded generators (use it, not ``torch.randn``, so a seed repeats).
     """
 
     name: str
@@ -175,6 +303,10 @@ class SamplerSpec:
     # set when the sampler only approximates the algorithm its name stands for: why, and
     # what runs instead (every result made with it carries this as a warning)
     note: str = ""
+    # optional: a stepping function of its own, k-diffusion's form
+    # ``sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **kw) -> x``
+    # (see SamplerSpec's docstring); None: the scheduler's ``step`` does the stepping
+    sample: Callable[..., Any] | None = None
 
 
 @dataclass
@@ -242,9 +374,36 @@ class Tab:
     A ``build`` that takes one argument receives ``generate(request) -> {"images": [PIL
     images], "infotexts": [str], "error": str | None}``: it queues a ``GenerationRequest``
     as a job (the same queue as txt2img) and waits for it, so a tab can offer its own
-    Generate button (the ControlNet tab does).
+    Generate button (the ControlNet tab does). A parameter named ``host`` receives the host
+    (API 1.8: ``host.get_setting(key)``, ``host.set_setting(key, value)``...), so a tab
+    needs no module global: ``def build(host)``, ``def build(generate, host)``.
     """
 
     title: str
     build: Callable[..., Any]
     elem_id: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    """What a generation gives back (``plugin_api.testing.run_generation`` returns it; the
+    ``generation_finished`` hook receives it): the images of one request with everything
+    needed to show and reproduce them. Lists are per image, in order."""
+
+    images: list[Any]  # PIL images, in order
+    seeds: list[int]  # one per image
+    infotexts: list[str]  # A1111 `parameters` text, one per image
+    paths: list[str] = field(default_factory=list)  # written files, when saved
+    parameters: dict[str, Any] = field(default_factory=dict)  # the request as run
+    prompt: str = ""  # the prompt the model saw (after transform_prompt)
+    negative_prompt: str = ""
+    original_prompt: str = ""
+    original_negative_prompt: str = ""
+    # per image, what was encoded for it (ctx.prompts / ctx.negative_prompts after the chain)
+    prompts: list[str] = field(default_factory=list)
+    negative_prompts: list[str] = field(default_factory=list)
+    extra_params: dict[str, str] = field(default_factory=dict)  # ctx.extra_params
+    results: dict[str, Any] = field(default_factory=dict)  # ctx.results, by extension name
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    elapsed_s: float = 0.0

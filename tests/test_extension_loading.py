@@ -215,3 +215,29 @@ def test_entry_point_extensions_are_discovered(tmp_path, ext_dir, monkeypatch):
     assert record.source == "entry-point" and record.version == "0.3.0"
     assert run_transform(host, "x")[0].prompt == "x ep"
     sys.modules.pop("ep_ext", None)
+
+
+def test_a_quarantined_extension_is_shown_in_the_extensions_tab_and_enable_lifts_it(make_host, tmp_path):
+    """Strikes (crashes or hangs, issue #23 point 10) up to the limit quarantine an
+    extension from the next start; the WebUI's Extensions tab shows it with the reason and
+    its Enable lifts it, through the same manager as `easel extensions enable`."""
+    from ui.extensions_tab import extension_rows, set_enabled
+
+    folder = tmp_path / "exts"
+    folder.mkdir()
+    (folder / "flaky.py").write_text("from plugin_api import hookimpl\n")
+    data_dir = tmp_path / "data"
+    first = make_host(data_dir=data_dir, safe_mode=False, extension_dirs=[folder], extension_crash_limit=2)
+    assert first.extensions.strike("flaky", "on_step", "job-1", "killed the process in") is False
+    assert first.extensions.strike("flaky", "on_step", "job-2", "killed the process in") is True
+    first.stop()
+
+    second = make_host(data_dir=data_dir, safe_mode=False, extension_dirs=[folder], extension_crash_limit=2)
+    [row] = [r for r in extension_rows(second) if r[0] == "flaky"]
+    assert row[1] == "quarantined" and "killed the process in on_step (job job-2)" in row[6]
+    assert "flaky" not in {r.name for r in second.extensions.loaded()}
+    assert "enabled" in set_enabled(second, "flaky", True)
+    second.stop()
+    third = make_host(data_dir=data_dir, safe_mode=False, extension_dirs=[folder], extension_crash_limit=2)
+    assert third.extensions.records["flaky"].state == "loaded"
+    third.stop()

@@ -171,6 +171,44 @@ def test_interrupt_running_job_within_a_step_then_retry(tmp_path, db_path):
         service.stop()
 
 
+def test_interrupt_without_a_job_id_reaches_a_job_on_another_worker(tmp_path, db_path):
+    """A1111's /interrupt names no job. An API node without a worker of its own (``easel
+    serve --workers 0``) must still stop what a worker process runs: the worker here is
+    another JobService on the same queue file, as ``easel worker`` is."""
+    runner = StepRunner(step_s=0.05)
+    worker = JobService(
+        SqliteJobQueue(db_path), runner, transient_dir=tmp_path / "w", shared=True, lease_s=30
+    ).start()
+    api = JobService(SqliteJobQueue(db_path), StepRunner(), transient_dir=tmp_path / "api")  # no worker
+    try:
+        assert api.interrupt() is False  # nothing runs: nothing to stop
+        job_id = api.submit(GenerationRequest(prompt="slow", steps=400))
+        assert runner.started.wait(10)
+        asked = time.monotonic()
+        assert api.interrupt() is True
+        record = worker.wait(job_id, timeout=10)
+        assert record.status == "interrupted" and time.monotonic() - asked < 3.0  # polled every 0.25 s
+    finally:
+        worker.stop()
+
+
+def test_a_worker_without_heartbeats_is_listed_stale(tmp_path, db_path):
+    """A worker killed with -9 leaves its row: it is shown not alive once two leases pass
+    without a heartbeat, by the age the queue measures."""
+    from core.jobs.queue import WorkerInfo
+
+    queue = SqliteJobQueue(db_path)
+    service = JobService(queue, StepRunner(), transient_dir=tmp_path / "t", lease_s=0.25)
+    queue.worker_seen(WorkerInfo(id="gone", host="box", pid=1, device="cpu", started_at=time.time()))
+    (fresh,) = service.workers()
+    assert fresh["alive"] and fresh["heartbeat_age_s"] < 0.5
+    time.sleep(0.6)  # more than two leases of 0.25 s
+    (stale,) = service.workers()
+    assert not stale["alive"] and stale["heartbeat_age_s"] >= 0.5
+    queue.worker_seen(WorkerInfo(id="gone", host="box", pid=1, device="cpu", started_at=time.time()))
+    assert service.workers()[0]["alive"]  # a heartbeat brings it back
+
+
 def test_failed_job_reports_the_error_and_worker_goes_on(tmp_path, db_path):
     service = make_service(tmp_path, db_path).start()
     try:

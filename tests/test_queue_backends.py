@@ -163,6 +163,12 @@ def test_workers_registry(queue_factory):
         "w1", "box", 123, "cuda:1", "tiny", "job1", 4,
     )  # fmt: skip
     assert abs(seen.heartbeat_at - time.time()) < 5
+    assert 0 <= seen.heartbeat_age_s < 5  # measured by the queue (PostgreSQL: the server's clock)
+    time.sleep(0.5)
+    (later,) = queue_factory().workers()
+    assert later.heartbeat_age_s >= 0.45  # it ages without heartbeats
+    queue.worker_seen(info)
+    assert queue.workers()[0].heartbeat_age_s < later.heartbeat_age_s  # a heartbeat resets it
     queue.worker_gone("w1")
     assert queue.workers() == []
 
@@ -206,3 +212,18 @@ def test_recovered_images_are_added_once_to_the_job_result(queue_factory):
     again = queue.record_images(job.id, ["/out/b.png"])
     assert again.result["paths"] == ["/out/a.png", "/out/b.png"]
     assert queue.record_images("no-such-job", ["/out/c.png"]) is None
+
+
+def test_a_crashed_jobs_error_names_the_extension_once_it_is_known(queue_factory):
+    # Start-up names the extension that killed the worker (core/plugins/crash_marker.py):
+    # added to an interrupted job's error; a running or done job is left alone.
+    queue = queue_factory()
+    crashed, running = queue.put("txt2img", {"prompt": "a"}), queue.put("txt2img", {"prompt": "b"})
+    queue.claim("w", lease_s=30)
+    queue.recover_running(only_expired=False, reason="interrupted: the server stopped")
+    queue.claim("w2", lease_s=30)
+    note = "extension 'killer' was running before_sample when the worker process died"
+    record = queue.note_error(crashed.id, note)
+    assert record.error == f"interrupted: the server stopped; {note}"
+    assert queue.note_error(running.id, note).error is None  # still running: not touched
+    assert queue.note_error("no-such-job", note) is None

@@ -98,3 +98,22 @@ def test_png_info_cli_round_trip(engine, capsys):
     parsed = json.loads(capsys.readouterr().out)
     assert parsed["Prompt"] == "a (blue:1.2) square, flat" and parsed["Seed"] == "3"
     assert parsed["Steps"] == "2" and parsed["Model"] == "tiny-sd15"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_saved_images_have_the_mode_the_umask_gives(tmp_path, umask):
+    """Outputs are ordinary files (issue #23, point 12): 0666 less the umask, as `open()`
+    would make them, not mkstemp's 0600. A fresh process per umask: the host reads it once."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys; os.umask(int(sys.argv[2], 8)); from PIL import Image;"
+        "from core.saving import save_image;"
+        "p = save_image(Image.new('RGB', (8, 8)), sys.argv[1], 'txt2img', 1, 'x');"
+        "print(oct(os.stat(p).st_mode & 0o777))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), oct(umask)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == oct(0o666 & ~umask)

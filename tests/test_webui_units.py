@@ -103,6 +103,31 @@ def test_failing_extension_tab_leaves_nothing_behind():
     assert "bad_ext" in error_html["props"]["value"] and "nope" in error_html["props"]["value"]
 
 
+def test_tab_build_gets_the_host_and_generate_by_name():
+    """API 1.8: a ``build`` with a parameter named ``host`` gets the host; the other
+    parameter still gets ``generate``; a build without parameters gets nothing."""
+    seen = {}
+    fake_host, generate = object(), object()
+
+    def with_host(host):
+        seen["host"] = host
+        gr.Textbox(elem_id="host_box")
+
+    def with_both(generate, host):
+        seen["both"] = (generate, host)
+
+    def plain():
+        seen["plain"] = True
+
+    with gr.Blocks(), gr.Tabs():
+        built = [
+            build_extension_tab("ext", Tab(title=str(i), build=build), i, generate, fake_host)
+            for i, build in enumerate((with_host, with_both, plain))
+        ]
+    assert all(tab.error is None for tab in built)
+    assert seen == {"host": fake_host, "both": (generate, fake_host), "plain": True}
+
+
 @pytest.fixture
 def host(tmp_path):
     host = Host(Settings.from_env(data_dir=tmp_path, safe_mode=True)).start()
@@ -278,6 +303,11 @@ def test_queue_tab_lists_the_queues_workers(tmp_path):
     by_id = {row[0]: row for row in rows}
     assert by_id["gpu1"][1:6] == ["box", 7, "cuda:1", "m", "j"] and by_id["gpu1"][7] == "alive"
     assert by_id["draining"][7] == "draining"
+    # with a lease of 0.05 s, 0.2 s without a heartbeat is more than two: a dead worker
+    short = JobService(queue, runner=lambda *a, **k: None, transient_dir=tmp_path / "t", lease_s=0.05)
+    time.sleep(0.2)
+    stale = {row[0]: row for row in worker_rows(JobClient(short))}
+    assert stale["gpu1"][7].startswith("stale: no heartbeat for 0.") and stale["draining"][7] == "draining"
     queue.close()
 
 

@@ -416,3 +416,92 @@ def zimage_to_single_file(components: dict[str, Any]) -> dict[str, torch.Tensor]
             [parts["q"], parts["k"], parts["v"]]
         )
     return out
+
+
+# --- SD 2.x ------------------------------------------------------------------------------
+
+# The shipped SD2 configs with only the sizes shrunk: every other field (linear
+# projections, upcast attention, OpenCLIP-as-CLIPTextModel with gelu, the tokenizer that
+# pads with "!", the DDIM scheduler and its parameterization) stays as shipped.
+TINY_SD2_UNET = {
+    "block_out_channels": [32, 64],
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "attention_head_dim": [2, 4],
+    "layers_per_block": 1,
+    "cross_attention_dim": 32,
+    "sample_size": 8,
+}
+TINY_SD2_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 3}
+TINY_SD2_VAE = {
+    "block_out_channels": [16, 16, 32, 32],
+    "layers_per_block": 1,
+    "norm_num_groups": 16,
+    "sample_size": 64,
+}
+
+
+def _shipped_config(folder: str, component: str, file: str = "config.json") -> dict[str, Any]:
+    import json
+
+    from core.config import MODEL_CONFIGS_DIR
+
+    return json.loads((MODEL_CONFIGS_DIR / folder / component / file).read_text("utf-8"))
+
+
+def tiny_sd2_components(seed: int = 0, inpaint: bool = False) -> dict[str, Any]:
+    """A tiny SD 2.x model from the shipped ``sd2`` (or ``sd2-inpaint``: 9-channel UNet,
+    epsilon) config folder, sizes shrunk as above."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from core.config import MODEL_CONFIGS_DIR
+
+    folder = "sd2-inpaint" if inpaint else "sd2"
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_config({**_shipped_config(folder, "unet"), **TINY_SD2_UNET})
+    vae = AutoencoderKL.from_config({**_shipped_config(folder, "vae"), **TINY_SD2_VAE})
+    text_config = {k: v for k, v in _shipped_config(folder, "text_encoder").items() if k != "architectures"}
+    text_encoder = CLIPTextModel(CLIPTextConfig(**{**text_config, **TINY_SD2_TEXT}))
+    tokenizer_config = _shipped_config(folder, "tokenizer", "tokenizer_config.json")
+    tokenizer = CLIPTokenizer.from_pretrained(
+        str(MODEL_CONFIGS_DIR / "clip_tokenizer"),
+        model_max_length=77,
+        pad_token=tokenizer_config["pad_token"],
+    )
+    assert len(tokenizer) == 49408 and tokenizer.pad_token_id == 0  # SD2 pads with "!"
+    scheduler = DDIMScheduler.from_config(_shipped_config(folder, "scheduler", "scheduler_config.json"))
+    return {
+        "unet": unet.eval(),
+        "vae": vae.eval(),
+        "text_encoder": text_encoder.eval(),
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+    }
+
+
+def sd2_to_ldm(components: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """An SD 2.x single file: LDM UNet/VAE keys and the OpenCLIP text encoder under
+    ``cond_stage_model.model.``, with the square ``text_projection`` real files carry
+    (diffusers reads the q/k/v split width from it)."""
+    unet, vae, text_encoder = components["unet"], components["vae"], components["text_encoder"]
+    up_attention = ["CrossAttn" in t for t in unet.config.up_block_types]
+    state = unet_to_ldm(unet.state_dict(), unet.config.layers_per_block, up_attention)
+    state.update(vae_to_ldm(vae.state_dict(), len(vae.config.block_out_channels)))
+    prefix = "cond_stage_model.model."
+    state.update(openclip_to_ldm(text_encoder.state_dict(), prefix))
+    width = text_encoder.config.hidden_size
+    state[prefix + "text_projection"] = torch.eye(width)
+    return state
+
+
+def save_sd2_folder(components: dict[str, Any], folder: Path) -> Path:
+    """A diffusers folder of the components (the pipeline class its UNet belongs to)."""
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+    inpaint = components["unet"].config.in_channels == 9
+    pipeline = StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline
+    pipeline(
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    ).save_pretrained(str(folder))
+    return Path(folder)

@@ -24,6 +24,7 @@ from ui.queue_tab import build_queue_tab
 from ui.send_to import wire_png_info_sends, wire_send_txt2img_to_img2img
 from ui.settings_tab import build_settings_tab
 from ui.txt2img import build_txt2img_tab
+from ui.uploads import DELETE_CACHE, MB, keep_uploads_in_data_folder
 
 log = logging.getLogger("easel.ui")
 
@@ -34,7 +35,7 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
     """The whole WebUI; every generation goes through ``service`` (the job queue)."""
     register_language_setting(host)
     client = JobClient(service)
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab(t("tab.txt2img"), id="txt2img", elem_id="tab_txt2img") as txt2img_tab:
                 txt2img = build_txt2img_tab(host, service, client)
@@ -63,6 +64,7 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
 def mount(app: Any, host: Any, service: Any) -> Any:
     """Build the WebUI and mount it at "/" of ``app``; returns the app."""
     add_language_middleware(app, host)
+    keep_uploads_in_data_folder(app, host)  # before the Blocks: Gradio reads the folder then
     blocks = build_blocks(host, service)
     return gr.mount_gradio_app(
         app,
@@ -74,4 +76,5 @@ def mount(app: Any, host: Any, service: Any) -> Any:
         footer_links=["api", "settings"],
         server_name=host.settings.host,
         server_port=host.settings.port,
+        max_file_size=int(float(host.settings.upload_quota_mb) * MB),
     )

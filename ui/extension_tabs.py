@@ -75,15 +75,31 @@ def job_runner(client: Any) -> Callable[[Any], dict[str, Any]]:
     return generate
 
 
-def _wants_generate(build: Callable[..., Any]) -> bool:
+def _parameters(build: Callable[..., Any]) -> list[str]:
     try:
-        return len(inspect.signature(build).parameters) >= 1
+        return list(inspect.signature(build).parameters)
     except (TypeError, ValueError):
-        return False
+        return []
+
+
+def _build_arguments(
+    build: Callable[..., Any], generate: Callable[[Any], dict[str, Any]] | None, host: Any
+) -> tuple[list[Any], dict[str, Any]]:
+    """A parameter named ``host`` gets the host (API 1.8); the first other parameter gets
+    ``generate`` (a build taking one argument always did)."""
+    names = _parameters(build)
+    kwargs = {"host": host} if "host" in names and host is not None else {}
+    others = [name for name in names if name != "host"]
+    args = [generate] if others and generate is not None else []
+    return args, kwargs
 
 
 def build_extension_tab(
-    extension: str, tab: Any, index: int, generate: Callable[[Any], dict[str, Any]] | None = None
+    extension: str,
+    tab: Any,
+    index: int,
+    generate: Callable[[Any], dict[str, Any]] | None = None,
+    host: Any | None = None,
 ) -> BuiltTab:
     """One extension tab; must be called inside a ``gr.Tabs``. A ``build`` that takes an
     argument receives ``generate`` (see ``job_runner``)."""
@@ -97,10 +113,8 @@ def build_extension_tab(
         container = gr.Column(elem_id=f"{elem_id}_content")
         try:
             with container:
-                if generate is not None and _wants_generate(tab.build):
-                    tab.build(generate)
-                else:
-                    tab.build()
+                args, kwargs = _build_arguments(tab.build, generate, host)
+                tab.build(*args, **kwargs)
         except Exception as exc:
             built.error = f"{type(exc).__name__}: {exc}"
             log.error(
@@ -131,5 +145,6 @@ def build_extension_tabs(host: Any, client: Any | None = None) -> list[BuiltTab]
         return []
     generate = job_runner(client) if client is not None else None
     return [
-        build_extension_tab(extension, tab, index, generate) for index, (extension, tab) in enumerate(tabs)
+        build_extension_tab(extension, tab, index, generate, host)
+        for index, (extension, tab) in enumerate(tabs)
     ]

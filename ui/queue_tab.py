@@ -53,7 +53,13 @@ def job_rows(client: JobClient, limit: int = 100) -> list[list[Any]]:
 def worker_rows(client: JobClient) -> list[list[Any]]:
     rows = []
     for w in client.workers():
-        state = "draining" if w["draining"] else ("alive" if w["alive"] else "no heartbeat")
+        state = "draining" if w["draining"] else "alive"
+        if not w["alive"] and not w["draining"]:
+            # presumed dead (killed, lost power): its row stays until it comes back
+            age = float(w.get("heartbeat_age_s", 0.0))
+            state = (
+                f"stale: no heartbeat for {age:.1f} s" if age < 10 else f"stale: no heartbeat for {age:.0f} s"
+            )
         rows.append(
             [
                 w["id"],

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ModelError, RequestError
+from core.models.files import read_safetensors_header, sniff_format
 from plugin_api.scanning import LORA_SUFFIXES, scan_model_files
 
 LORA_FOLDER = "Lora"
@@ -62,6 +63,23 @@ class Catalog:
     def upscalers(self) -> list[Any]:
         return list(self.host.upscalers)
 
+    def _lora_problem(self, path: Path) -> str | None:
+        """Why a LoRA file cannot be used, judged from its first bytes and header; None if it can."""
+        try:
+            kind = sniff_format(path)
+        except ModelError as exc:
+            return str(exc)
+        if kind == "pickle":
+            allowed = bool(getattr(self.host.settings, "allow_pickle", False))
+            return None if allowed else f"{path.name}: a pickle file; start with --allow-pickle to use it"
+        if kind != "safetensors":
+            return f"{path.name}: not a safetensors or torch file (damaged or another format)"
+        try:
+            read_safetensors_header(path)
+        except ModelError as exc:
+            return str(exc)
+        return None
+
     def loras(self) -> list[dict[str, Any]]:
         """LoRA files in every Lora folder the engine knows (the user's, then the shipped
         one); a name found twice is listed once, the user's copy winning."""
@@ -78,6 +96,8 @@ class Catalog:
                         "alias": path.stem,
                         "path": str(path),
                         "metadata": {},
+                        # A1111 lists every file; Easel also says which cannot be used and why
+                        "error": self._lora_problem(path),
                     }
         return sorted(found.values(), key=lambda item: item["name"].casefold())
 

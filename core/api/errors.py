@@ -19,9 +19,9 @@ log = logging.getLogger("easel.api")
 MAX_MESSAGE_CHARS = 300
 
 
-def field_error(field: str, message: str, status: int = 422) -> JSONResponse:
+def field_error(field: str, message: str, status: int = 422, **extra: Any) -> JSONResponse:
     """FastAPI's validation-error shape (``detail`` with ``loc``), plus a one-line
-    ``error`` that A1111 clients print."""
+    ``error`` that A1111 clients print (and ``extra`` keys, e.g. the ``job_id``)."""
     loc = ["body", *[part for part in field.split(".") if part]]
     return JSONResponse(
         status_code=status,
@@ -29,6 +29,7 @@ def field_error(field: str, message: str, status: int = 422) -> JSONResponse:
             "error": "RequestError",
             "detail": [{"loc": loc, "msg": message, "type": "value_error"}],
             "errors": f"{field}: {message}",
+            **extra,
         },
     )
 

@@ -227,6 +227,13 @@ def build_native_router(host: Any, service: JobService, catalog: Catalog) -> API
             for s in catalog.samplers()
         ]
 
+    @router.get("/extra-networks", summary="Extra-network cards (LoRA, embeddings...) for a browser")
+    def list_extra_networks(network: str | None = None) -> list[dict[str, Any]]:
+        cards = host.extra_network_cards()
+        if network is not None:
+            cards = [card for card in cards if card["network"].casefold() == network.casefold()]
+        return cards
+
     @router.get("/extensions", summary="Every extension with its state, load time and errors")
     def list_extensions() -> list[dict[str, Any]]:
         return host.extensions.listing()

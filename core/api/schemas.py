@@ -214,7 +214,10 @@ class WorkerView(BaseModel):
     loaded_model: str | None = Field(description="the model of its last job, so the one it has loaded")
     current_job: str | None
     last_heartbeat: float = Field(description="Unix seconds")
-    alive: bool = Field(description="heartbeat within two leases (EASEL_LEASE_S)")
+    heartbeat_age_s: float = Field(0.0, description="seconds since its last heartbeat, by the queue's clock")
+    alive: bool = Field(
+        description="heartbeat within two leases (EASEL_LEASE_S); false: presumed dead, stale"
+    )
     in_process: bool = Field(description="the worker thread of this server process")
     started_at: float
     jobs_done: int

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.api.catalog import Catalog
+from core.api.errors import field_error
 from core.api.extras import NONE_UPSCALER, html_info, upscale_one
 from core.api.images import decode_base64_image, encode_png_base64, file_base64
 from core.api.sdapi_convert import request_from_sdapi, sdapi_info_json
@@ -30,7 +31,19 @@ from core.api.sdapi_models import (
 from core.errors import RequestError
 from core.jobs import JobService
 from core.jobs.record import CANCELLED, DONE, INTERRUPTED
+from core.models.prediction import yaml_beside
 from core.schedules import SCHEDULE_TYPES
+
+# how the worker records a job that failed with the host's RequestError (core/jobs/worker.py)
+REFUSAL_PREFIX = "RequestError: "
+
+
+def refusal_in(error: str | None) -> tuple[str, str] | None:
+    """(field, message) when a job failed because the request was refused, else None."""
+    if not error or not error.startswith(REFUSAL_PREFIX):
+        return None
+    field, _, message = error[len(REFUSAL_PREFIX) :].partition(": ")
+    return (field, message) if field and message else None
 
 
 def a1111_error(status: int, error: str, detail: str, job_id: str) -> JSONResponse:
@@ -39,6 +52,11 @@ def a1111_error(status: int, error: str, detail: str, job_id: str) -> JSONRespon
         status_code=status,
         content={"error": error, "detail": detail, "body": "", "errors": detail, "job_id": job_id},
     )
+
+
+def checkpoint_yaml(info: Any) -> Any:
+    """The ``<stem>.yaml`` beside a single-file checkpoint (A1111's checkpoint config)."""
+    return None if info.format == "diffusers" else yaml_beside(info.path)
 
 
 def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIRouter:
@@ -57,6 +75,12 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
                 409, "JobCancelled", f"job {job_id} was cancelled before it ran", job_id
             )
         if record.status not in (DONE, INTERRUPTED):
+            refusal = refusal_in(record.error)
+            if refusal is not None:
+                # an extension refused the request once the job ran (before_sample, after
+                # the model loaded): the caller's request is at fault, so a 422 naming the
+                # field, as when the refusal comes at submit
+                return field_error(*refusal, job_id=job_id)  # type: ignore[return-value]
             return a1111_error(  # type: ignore[return-value]
                 500, "GenerationFailed", record.error or record.status, job_id
             )
@@ -124,7 +148,9 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
             "current_task": live.job_id,
         }
 
-    @router.post("/interrupt", summary="Stop the running job (A1111)")
+    @router.post(
+        "/interrupt", summary="Stop the running job (A1111); with worker processes, every job that runs"
+    )
     def interrupt() -> dict[str, Any]:
         return {"interrupted": service.interrupt()}
 
@@ -141,7 +167,10 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
                 "hash": m.hash,
                 "sha256": getattr(m, "sha256", None),
                 "filename": str(m.path),
-                "config": None,
+                # A1111's: the yaml beside the checkpoint that configures it, else None
+                "config": str(yaml) if (yaml := checkpoint_yaml(m)) else None,
+                # not A1111's: what the file predicts, as `easel models` shows it
+                "easel_prediction": m.prediction.label if m.prediction else None,
             }
             for m in catalog.models()
         ]

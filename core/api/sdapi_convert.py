@@ -193,9 +193,9 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
     started = record.started_at or record.created_at
     return {
         "prompt": prompt,
-        "all_prompts": [prompt] * count,
+        "all_prompts": _per_image(result, "prompts", "prompt", prompt, count),
         "negative_prompt": negative,
-        "all_negative_prompts": [negative] * count,
+        "all_negative_prompts": _per_image(result, "negative_prompts", "negative_prompt", negative, count),
         "seed": seeds[0] if seeds else asked.get("seed"),
         "all_seeds": seeds,
         # Easel has no variation seeds: say so rather than invent one
@@ -219,7 +219,9 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
         "denoising_strength": (
             asked.get("denoising_strength") if asked.get("init_image") or asked.get("enable_hr") else None
         ),
-        "extra_generation_params": {},
+        # A1111's extensions' infotext fields (strings), and Easel's structured results
+        # by extension name (ctx.results: JSON objects)
+        "extra_generation_params": {**(result.get("extra_params") or {}), **(result.get("results") or {})},
         "index_of_first_image": 0,
         "infotexts": result.get("infotexts", []),
         "styles": list(asked.get("styles") or []),
@@ -230,6 +232,16 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
         "warnings": result.get("warnings", []),
         "job_id": record.id,
     }
+
+
+def _per_image(result: dict[str, Any], key: str, shared_key: str, written: str, count: int) -> list[str]:
+    """A1111's ``all_prompts``: per image. Images that got prompts of their own (wildcards)
+    list them; when all saw the request's one prompt, the prompt as written (tags kept),
+    as A1111 lists it."""
+    per_image = result.get(key) or []
+    if per_image and any(value != result.get(shared_key) for value in per_image):
+        return list(per_image)
+    return [written] * count
 
 
 def sdapi_info_json(record: Any, catalog: Catalog) -> str:

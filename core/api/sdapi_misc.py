@@ -61,10 +61,6 @@ def add_startup_routes(router: APIRouter, host: Any, service: JobService, catalo
     def hypernetworks() -> list[dict[str, Any]]:
         return []
 
-    @router.get("/embeddings", summary="Textual inversions (A1111); none yet")
-    def embeddings() -> dict[str, Any]:
-        return {"loaded": {}, "skipped": {}}
-
     @router.get("/realesrgan-models", summary="RealESRGAN models (A1111); Easel's are in /upscalers")
     def realesrgan_models() -> list[dict[str, Any]]:
         return []
@@ -94,7 +90,8 @@ def add_startup_routes(router: APIRouter, host: Any, service: JobService, catalo
     def refresh_loras() -> None:
         return None
 
-    @router.post("/refresh-embeddings", summary="(A1111) nothing to refresh: no embeddings yet")
+    # GET /embeddings is served by the bundled embeddings extension (extensions/embeddings)
+    @router.post("/refresh-embeddings", summary="(A1111) nothing to refresh: embeddings are read on each use")
     def refresh_embeddings() -> None:
         return None
 

@@ -31,8 +31,12 @@ def prediction_cell(info) -> str:
 
 
 def family_cell(info) -> str:
-    """ "sd15/inpainting" for an inpainting checkpoint (9-channel UNet), else the family."""
-    return f"{info.family}/inpainting" if info.inpainting else info.family
+    """The family, plus "sd2" for an SD 2.x checkpoint (the sd15 family serves both) and
+    "inpainting" for an inpainting one (9-channel UNet): "sd15/sd2-inpainting"."""
+    cell = f"{info.family}/sd2" if info.variant.startswith("sd2") else info.family
+    if info.inpainting:
+        cell += "-inpainting" if cell.endswith("sd2") else "/inpainting"
+    return cell
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,9 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from core.prompt_embeddings import PromptEmbeddings
 
 
 @dataclass
@@ -116,9 +119,12 @@ class FamilyAdapter(ABC):
         width: int,
         height: int,
         need_negative: bool,
+        embeddings: PromptEmbeddings | None = None,
     ) -> tuple[Conditioning, Conditioning | None]:
         """Encode the prompt and (when CFG needs it) the negative prompt, each with batch
-        size 1; the loop repeats them per image. Both have the same token length."""
+        size 1; the loop repeats them per image. Both have the same token length.
+        ``embeddings``: the request's textual-inversion embeddings (CLIP families use
+        them; others ignore them)."""
 
     def empty_negative(self, cond: Conditioning) -> Conditioning | None:
         """The negative conditioning for an empty negative prompt when the family does not

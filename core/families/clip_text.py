@@ -5,12 +5,15 @@ Shared by the CLIP-based families (SD1.x/2.x, SDXL).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from core.families.devices import execution_device
-from core.prompt_parser import PromptChunk, tokenize_weighted
+from core.prompt_parser import EmbeddingFinder, PromptChunk, tokenize_weighted
 
 
 @dataclass
@@ -19,13 +22,41 @@ class ClipOutput:
     pooled: torch.Tensor | None  # (1, projection) from the first chunk, when asked for
 
 
-def tokenize_pair(tokenizer, prompt: str, negative: str) -> tuple[list[PromptChunk], list[PromptChunk]]:
+def tokenize_pair(
+    tokenizer, prompt: str, negative: str, embeddings: EmbeddingFinder | None = None
+) -> tuple[list[PromptChunk], list[PromptChunk]]:
     """Both prompts with the same number of chunks (the shorter padded with empty ones)."""
-    positive = tokenize_weighted(tokenizer, prompt)
-    negative_chunks = tokenize_weighted(tokenizer, negative, min_chunks=len(positive))
+    positive = tokenize_weighted(tokenizer, prompt, embeddings=embeddings)
+    negative_chunks = tokenize_weighted(tokenizer, negative, min_chunks=len(positive), embeddings=embeddings)
     if len(negative_chunks) > len(positive):
-        positive = tokenize_weighted(tokenizer, prompt, min_chunks=len(negative_chunks))
+        positive = tokenize_weighted(
+            tokenizer, prompt, min_chunks=len(negative_chunks), embeddings=embeddings
+        )
     return positive, negative_chunks
+
+
+@contextmanager
+def substituted_embeddings(text_encoder, fixes: list[tuple[int, Any]]) -> Iterator[None]:
+    """While encoding one chunk, replace the input embeddings under each fix by the
+    embedding's vectors (A1111's ``EmbeddingsWithFixes``): nothing on the model changes,
+    so the next prompt is unaffected."""
+    if not fixes:
+        yield
+        return
+
+    def replace(_module, _args, output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        for offset, vectors in fixes:
+            start = offset + 1  # after BOS
+            count = min(int(vectors.shape[0]), output.shape[1] - start - 1)  # EOS stays
+            output[:, start : start + count] = vectors[:count].to(output.device, output.dtype)
+        return output
+
+    handle = text_encoder.get_input_embeddings().register_forward_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _final_layer_norm(text_encoder) -> torch.nn.Module:
@@ -52,7 +83,8 @@ def encode_chunks(
     pooled = None
     for index, chunk in enumerate(chunks):
         ids = torch.tensor([chunk.tokens], device=device)
-        output = text_encoder(ids, output_hidden_states=hidden_layer is not None)
+        with substituted_embeddings(text_encoder, chunk.fixes):
+            output = text_encoder(ids, output_hidden_states=hidden_layer is not None)
         if hidden_layer is None:
             z = output[0]
         else:

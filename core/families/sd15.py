@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from core.families.base import Conditioning, FamilyAdapter, FamilyDefaults
 from core.families.clip_text import encode_chunks, tokenize_pair
+
+if TYPE_CHECKING:
+    from core.prompt_embeddings import PromptEmbeddings
 
 UNET_PREFIX = "model.diffusion_model."
 SD1_TEXT_PREFIX = "cond_stage_model.transformer."
@@ -133,9 +136,15 @@ class SD15Family(FamilyAdapter):
         width: int,
         height: int,
         need_negative: bool,
+        embeddings: PromptEmbeddings | None = None,
     ) -> tuple[Conditioning, Conditioning | None]:
         tokenizer, encoder = components["tokenizer"], components["text_encoder"]
-        positive_chunks, negative_chunks = tokenize_pair(tokenizer, prompt, negative)
+        lookup = (
+            embeddings.lookup(tokenizer, "text_encoder", encoder.get_input_embeddings().embedding_dim)
+            if embeddings
+            else None
+        )
+        positive_chunks, negative_chunks = tokenize_pair(tokenizer, prompt, negative, lookup)
         layers = encoder.config.num_hidden_layers
         skip = max(1, min(clip_skip, layers))
         # clip skip 1 = last layer; n > 1 = the n-th layer from the end, then the final norm

@@ -8,13 +8,16 @@ and the size/crop "time ids" go in as ``added_cond_kwargs``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from core.families.base import Conditioning, FamilyAdapter, FamilyDefaults
 from core.families.clip_text import encode_chunks, tokenize_pair
 from core.families.sd15 import load_pipeline_components, load_single_file_components
+
+if TYPE_CHECKING:
+    from core.prompt_embeddings import PromptEmbeddings
 
 PIPELINE_CLASSES = {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"}
 
@@ -64,10 +67,11 @@ class SDXLFamily(FamilyAdapter):
         width: int,
         height: int,
         need_negative: bool,
+        embeddings: PromptEmbeddings | None = None,
     ) -> tuple[Conditioning, Conditioning | None]:
         encoders = [
-            (components["tokenizer"], components["text_encoder"]),
-            (components["tokenizer_2"], components["text_encoder_2"]),
+            (components["tokenizer"], components["text_encoder"], "text_encoder"),
+            (components["tokenizer_2"], components["text_encoder_2"], "text_encoder_2"),
         ]
         # SDXL uses the penultimate layer without the final norm; clip skip goes deeper
         layer = -(1 + max(1, clip_skip))
@@ -75,8 +79,10 @@ class SDXLFamily(FamilyAdapter):
 
         def encode(which: int) -> Conditioning:
             hidden, pooled = [], None
-            for index, (tokenizer, encoder) in enumerate(encoders):
-                chunks = tokenize_pair(tokenizer, prompt, negative)[which]
+            for index, (tokenizer, encoder, component) in enumerate(encoders):
+                width = encoder.get_input_embeddings().embedding_dim
+                lookup = embeddings.lookup(tokenizer, component, width) if embeddings else None
+                chunks = tokenize_pair(tokenizer, prompt, negative, lookup)[which]
                 out = encode_chunks(encoder, chunks, layer, apply_final_norm=False, want_pooled=index == 1)
                 hidden.append(out.hidden)
                 if index == 1:

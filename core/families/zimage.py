@@ -16,13 +16,16 @@ text encoder and VAE come from ComfyUI's files beside it (``core/families/zimage
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from core.errors import ModelError
 from core.families.base import Conditioning, FamilyAdapter, FamilyDefaults
 from core.families.devices import execution_device
+
+if TYPE_CHECKING:
+    from core.prompt_embeddings import PromptEmbeddings
 
 DETECTION_KEY = "layers.0.adaLN_modulation.0.weight"
 SINGLE_FILE_PREFIX = "model.diffusion_model."
@@ -102,6 +105,7 @@ class ZImageFamily(FamilyAdapter):
         width: int,
         height: int,
         need_negative: bool,
+        embeddings: PromptEmbeddings | None = None,
     ) -> tuple[Conditioning, Conditioning | None]:
         tokenizer, encoder = components["tokenizer"], components["text_encoder"]
 

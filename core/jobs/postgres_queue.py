@@ -368,6 +368,16 @@ class PostgresJobQueue(JobQueue):
             ).fetchall()
         return [row["id"] for row in rows]
 
+    def note_error(self, job_id: str, note: str) -> JobRecord | None:
+        with self._tx() as cur:
+            cur.execute(
+                """UPDATE easel_jobs SET error = CASE WHEN error IS NULL OR error = '' THEN %s
+                        ELSE error || '; ' || %s END
+                    WHERE id = %s AND status NOT IN ('running', 'done')""",
+                (note, note, job_id),
+            )
+        return self.get(job_id)
+
     def requeue_expired(self, max_attempts: int) -> list[tuple[str, str]]:
         changed: list[tuple[str, str]] = []
         with self._tx() as cur:
@@ -431,7 +441,9 @@ class PostgresJobQueue(JobQueue):
             where, params = f"WHERE heartbeat_at >= {_NOW} - %s", [float(seen_within_s)]
         with self._conn().cursor() as cur:
             rows = cur.execute(
-                f"SELECT {_WORKER_COLUMNS} FROM easel_workers {where} ORDER BY started_at", params
+                f"SELECT {_WORKER_COLUMNS}, {_NOW} - heartbeat_at AS heartbeat_age_s "
+                f"FROM easel_workers {where} ORDER BY started_at",
+                params,
             ).fetchall()
         return [WorkerInfo(**row) for row in rows]
 

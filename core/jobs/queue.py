@@ -46,6 +46,9 @@ class WorkerInfo:
     model_loads: int = 0  # jobs that needed another model than the one it had loaded
     jobs_done: int = 0
     draining: bool = False
+    # seconds since its last heartbeat, by the queue's clock (PostgreSQL: the database
+    # server's), measured when the registry was read; never stored
+    heartbeat_age_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,6 +187,11 @@ class JobQueue(ABC):
         """Add image files a job wrote (found by start-up recovery) to its result, once
         each; the job's status is unchanged. None when there is no such job."""
         raise NotImplementedError(f"{type(self).__name__} cannot record recovered images")
+
+    def note_error(self, job_id: str, note: str) -> JobRecord | None:
+        """Add ``note`` to the error of a job that is not running or done (start-up names
+        the extension that killed the worker running it). None when there is no such job."""
+        raise NotImplementedError(f"{type(self).__name__} cannot annotate jobs")
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

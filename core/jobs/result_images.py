@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import SettingError
+from core.saving.writer import give_normal_mode
 
 RESULT_IMAGES_VARIABLE = "EASEL_RESULT_IMAGES"
 MAX_MB_VARIABLE = "EASEL_RESULT_IMAGE_MAX_MB"
@@ -121,6 +122,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     try:
+        give_normal_mode(fd)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.results import GenerationResult
+from core.saving.writer import give_normal_mode
 
 
 def _jsonable(value: Any) -> Any:
@@ -36,6 +37,11 @@ def result_to_json(result: GenerationResult, paths: list[str], saved: bool) -> d
         "negative_prompt": result.negative_prompt,
         "original_prompt": result.original_prompt,
         "original_negative_prompt": result.original_negative_prompt,
+        # per image, what was encoded (wildcards: each its own); ctx.results by extension
+        "prompts": list(result.prompts),
+        "negative_prompts": list(result.negative_prompts),
+        "extra_params": _jsonable(result.extra_params),
+        "results": _jsonable(result.results),
         "warnings": list(result.warnings),
         "interrupted": bool(result.interrupted),
         "elapsed_s": round(float(result.elapsed_s), 3),
@@ -55,6 +61,7 @@ def write_transient_images(folder: Path, images: list[Any], infotexts: list[str]
         target = folder / f"{index:05d}.png"
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
         try:
+            give_normal_mode(fd)
             with os.fdopen(fd, "wb") as handle:
                 image.save(handle, format="PNG", pnginfo=info)
             os.replace(tmp, target)

@@ -165,6 +165,7 @@ class JobService:
             journal = getattr(self.engine, "journal", None)
             if journal is not None:
                 recover_images(self.queue, journal, self.engine.outputs_dir)
+        self._name_crashed_extensions()
         self._remove_old_transient()
         if run_worker:
             self.worker.start()
@@ -174,6 +175,24 @@ class JobService:
                 self.queue, self.events, ignore=lambda job_id: job_id == self.worker.current_job_id
             ).start()
         return self
+
+    def _name_crashed_extensions(self) -> None:
+        """Jobs whose worker process an extension killed say which one (the extension
+        manager found it in the crash marker when it loaded; core/plugins/crash_marker.py)."""
+        extensions = getattr(getattr(self.engine, "host", None), "extensions", None)
+        for crash in getattr(extensions, "crashes", []):
+            if not crash.get("job_id"):
+                continue
+            note = (
+                f"extension {crash['extension']!r} was running {crash['hook']} when the worker process died"
+            )
+            quarantine = extensions.quarantined().get(crash["extension"])
+            if quarantine:
+                note += f" ({quarantine})"
+            try:
+                self.queue.note_error(str(crash["job_id"]), note)
+            except Exception:
+                log.exception("job %s: could not name the extension that crashed it", crash["job_id"])
 
     def stop(self) -> None:
         """Interrupt the running job (it is recorded as interrupted) and close the queue."""
@@ -259,7 +278,11 @@ class JobService:
                 "loaded_model": w.model,
                 "current_job": w.job_id,
                 "last_heartbeat": w.heartbeat_at,
-                "alive": now - w.heartbeat_at < 2 * self.lease_s,  # two missed leases: presumed dead
+                "heartbeat_age_s": round(max(0.0, w.heartbeat_age_s), 3),
+                # two missed leases: presumed dead (killed, lost power) and shown stale.
+                # The age is the queue's own (PostgreSQL: the database server's clock),
+                # so this node's clock need not agree with the workers'
+                "alive": w.heartbeat_age_s < 2 * self.lease_s,
                 "in_process": False,
                 "started_at": w.started_at,
                 "jobs_done": w.jobs_done,
@@ -281,6 +304,7 @@ class JobService:
                     "loaded_model": info.model,
                     "current_job": self.worker.current_job_id,
                     "last_heartbeat": now,
+                    "heartbeat_age_s": 0.0,
                     "alive": True,
                     "in_process": True,
                     "started_at": info.started_at,
@@ -315,13 +339,20 @@ class JobService:
         return record
 
     def interrupt(self, job_id: str | None = None) -> bool:
-        """Stop the running job (the given one, or whichever runs) within one step."""
+        """Stop the given running job within one step; without an id (A1111's
+        ``/sdapi/v1/interrupt``, which knows one job at a time) every job that runs, in
+        this process or in a worker process of this queue. True when one was asked to stop."""
+        if job_id is not None:
+            return self._interrupt_one(job_id)
+        running = {r.id for r in self.queue.list(statuses=(RUNNING,), limit=10_000)}
+        live = self._live
+        if live is not None:
+            running.add(live.job_id)
+        return any([self._interrupt_one(running_id) for running_id in sorted(running)])
+
+    def _interrupt_one(self, job_id: str) -> bool:
         with self._lock:
             live, cancel = self._live, self._cancel
-            if job_id is None:
-                if live is None or cancel is None:
-                    return False
-                job_id = live.job_id
             if live is not None and cancel is not None and live.job_id == job_id:
                 live.interrupted = True
                 cancel.interrupt()

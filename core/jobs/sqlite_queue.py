@@ -29,6 +29,7 @@ from core.jobs.queue import (
     poison_reason,
 )
 from core.jobs.record import (
+    DONE,
     FAILED,
     INTERRUPTED,
     QUEUED,
@@ -409,6 +410,16 @@ class SqliteJobQueue(JobQueue):
             ).fetchall()
         return [row["id"] for row in rows]
 
+    def note_error(self, job_id: str, note: str) -> JobRecord | None:
+        with self._write() as conn:
+            conn.execute(
+                """UPDATE jobs SET error = CASE WHEN error IS NULL OR error = '' THEN ?
+                        ELSE error || '; ' || ? END
+                    WHERE id = ? AND status NOT IN (?, ?)""",
+                (note, note, job_id, RUNNING, DONE),
+            )
+        return self.get(job_id)
+
     def requeue_expired(self, max_attempts: int) -> list[tuple[str, str]]:
         now = time.time()
         with self._write() as conn:
@@ -464,6 +475,8 @@ class SqliteJobQueue(JobQueue):
         if seen_within_s is not None:
             where, params = "WHERE heartbeat_at >= ?", [time.time() - seen_within_s]
         rows = self._conn().execute(
-            f"SELECT {_WORKER_COLUMNS} FROM workers {where} ORDER BY started_at", params
+            f"SELECT {_WORKER_COLUMNS}, ? - heartbeat_at AS heartbeat_age_s FROM workers {where} "
+            "ORDER BY started_at",
+            [time.time(), *params],
         )
         return [WorkerInfo(**{**dict(row), "draining": bool(row["draining"])}) for row in rows]

@@ -4,10 +4,13 @@ distributions with an ``easel.extensions`` entry point. Finding imports nothing.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.plugins.manifest import MANIFEST_NAME, Manifest, ManifestError, read_manifest
+
+log = logging.getLogger("easel.extensions")
 
 ENTRY_POINT_GROUP = "easel.extensions"
 DISABLED_SUFFIX = ".disabled"  # ComfyUI's convention: `foo.disabled/` is skipped
@@ -40,7 +43,14 @@ def _candidate_from_path(path: Path, source: str) -> Candidate | None:
         manifest = read_manifest(manifest_path, default_name=name)
     except ManifestError as exc:
         return Candidate(name, source, path, Manifest(name=name), error=str(exc))
-    # The module name comes from the file system; the manifest may not rename it.
+    # The extension's name is its folder's (or file's), as in A1111 and Forge: it keys
+    # extension_args, ctx.state/results, settings and load order. A different ``name`` in
+    # extension.toml cannot rename it; say so rather than ignore it silently.
+    if manifest.name != name:
+        log.warning(
+            "%s: name %r in %s is not used: an extension is named after its folder (%r)",
+            path, manifest.name, manifest_path.name, name,
+        )  # fmt: skip
     manifest.name = name
     return Candidate(name, source, path, manifest)
 

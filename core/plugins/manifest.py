@@ -1,6 +1,6 @@
 """``extension.toml``: an extension's name, version, host API range, requirements, order.
 
-    name = "my_ext"
+    name = "my_ext"              # = the folder name (see below)
     version = "1.2.0"
     description = "Adds a thing"
     api = ">=1.0,<2"             # host API versions it supports (plugin_api.API_VERSION)
@@ -8,7 +8,9 @@
     after = ["zh_prompt"]        # load after these (if present)
     before = []
 
-Every field is optional; a folder without the file is named after itself.
+Every field is optional. The extension's name is always its folder's (or its ``.py``
+file's stem, or its entry point's name), as in A1111 and Forge: ``name`` here must match
+it; a different one is reported at load time and not used.
 """
 
 from __future__ import annotations

@@ -5,11 +5,15 @@ Per batch:
      gives the same image on CPU and GPU;
   2. timesteps from the scheduler (cut by denoising strength for img2img);
   3. every step: scale the input, ask ``denoiser_kwargs`` hooks for extra conditioning,
-     run the denoiser once on the batched [uncond, cond] input, combine with CFG, step
+     run the denoiser once on the batched [uncond, cond] input, combine with CFG (with
+     the sampling-maths hooks around it: ``core.sampling.guidance``), step
      the scheduler, re-impose the unmasked area (inpainting), report (``on_step`` hook,
      progress event with a cheap preview every ``preview_every`` steps), check the
      cancel token.
-Decoding and saving are the engine's job.
+Decoding and saving are the engine's job. Around the pass: ``patch_denoiser`` contexts
+are entered before the noise is made and exited after the last step; ``prepare_noise``
+may change the noise. A sampler with its own stepping function (``SamplerSpec.sample``)
+replaces step 3's scheduler loop (``core.sampling.function_sampler``).
 
 No host-device synchronisation inside the loop on a GPU: the timestep and sigma values
 the hooks see are read from CPU copies made once before it, the scheduler starts from a
@@ -32,7 +36,9 @@ import torch
 
 from core.families.base import Conditioning
 from core.results import CancelToken
-from plugin_api.types import GenerationContext, StepState
+from core.sampling.function_sampler import run_sample_function
+from core.sampling.guidance import GuidedDenoiser, prediction_type
+from plugin_api.types import GenerationContext, SamplingNoise, StepState
 
 # ctx.state key holding the denoiser's conditioning during sampling (see denoise())
 DENOISER_INPUTS_KEY = "easel.denoiser_inputs"
@@ -148,6 +154,8 @@ def denoise(
     late_cfg: LateCfg | None = None,
     set_timesteps: Callable[[int, Any], None] | None = None,
     image_conditioning: torch.Tensor | None = None,
+    sample_fn: Callable[..., Any] | None = None,
+    hires: bool = False,
     step_cache: Any = None,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
@@ -159,10 +167,50 @@ def denoise(
     ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based).
     ``set_timesteps(steps, device)``: the schedule type's own (core.schedules), used
     instead of the family's ``set_timesteps`` when set.
+    ``sample_fn``: the sampler's own stepping function (``SamplerSpec.sample``), run
+    instead of ``scheduler.step``; ``hires``: this is the hires fix's second pass.
     ``step_cache`` (``core.sampling.step_cache.StepCache``): started with the number of
     denoiser calls once the schedule is known; the caller closes it.
     Raises ``SamplingInterrupted`` or ``BatchSkipped`` when the token says so.
     """
+    denoiser = model.components[model.adapter.denoiser_name]
+    sampling = hooks.sampling(ctx)
+    with sampling.patches(denoiser):
+        return _denoise_pass(
+            model=model, scheduler=scheduler, cond=cond, uncond=uncond, cfg_scale=cfg_scale,
+            steps=steps, seeds=seeds, width=width, height=height, ctx=ctx, hooks=hooks,
+            sampling=sampling, cancel=cancel, on_step=on_step, init=init,
+            preview_every=preview_every, late_cfg=late_cfg, set_timesteps=set_timesteps,
+            image_conditioning=image_conditioning, sample_fn=sample_fn, hires=hires,
+            step_cache=step_cache,
+        )  # fmt: skip
+
+
+def _denoise_pass(
+    *,
+    model: Any,
+    scheduler: Any,
+    cond: Conditioning,
+    uncond: Conditioning | None,
+    cfg_scale: float,
+    steps: int,
+    seeds: list[int],
+    width: int,
+    height: int,
+    ctx: GenerationContext,
+    hooks: Any,
+    sampling: Any,
+    cancel: CancelToken | None,
+    on_step: Callable[[int, int, float, Any], None] | None,
+    init: InitImage | None,
+    preview_every: int,
+    late_cfg: LateCfg | None,
+    set_timesteps: Callable[[int, Any], None] | None,
+    image_conditioning: torch.Tensor | None,
+    sample_fn: Callable[..., Any] | None,
+    hires: bool,
+    step_cache: Any,
+) -> torch.Tensor:
     adapter, components = model.adapter, model.components
     device = model.device
     denoiser = components[adapter.denoiser_name]
@@ -171,6 +219,13 @@ def denoise(
     generators = make_generators(seeds)
     shape = adapter.latent_shape(components, batch, width, height)
     noise = initial_noise(shape, generators, device)
+    if sampling.has("prepare_noise"):
+        given = SamplingNoise(
+            noise=noise, seeds=list(seeds), init_latents=init.latents if init is not None else None,
+            strength=init.strength if init is not None else 1.0, hires=hires,
+        )  # fmt: skip
+        sampling.prepare_noise(given)
+        noise = given.noise.to(device, torch.float32)
 
     if set_timesteps is not None:
         set_timesteps(steps, device)
@@ -223,6 +278,24 @@ def denoise(
     ctx.total_steps = total
     if step_cache is not None:
         step_cache.start(total)
+    guided = GuidedDenoiser(
+        adapter=adapter, components=components, cond=model_cond, use_cfg=use_cfg,
+        extra_channels=extra_channels, dtype=dtype, ctx=ctx, hooks=hooks, sampling=sampling,
+        prediction_type=prediction_type(adapter, scheduler),
+    )  # fmt: skip
+    if sample_fn is not None:
+        if sigma_values is None:
+            raise ValueError(f"{type(scheduler).__name__} has no sigmas for a sampler function")
+        first = len(sigma_values) - 1 - total  # img2img runs the schedule's tail
+        keep = None
+        if init is not None and init.mask is not None and extra_channels is None:
+            keep = (init.latents.to(device, torch.float32), init.mask)
+        return run_sample_function(
+            sample_fn, guided=guided, scheduler=scheduler, timesteps=timesteps,
+            sigmas=sigma_values[first:], x=latents,
+            step_cfg=step_cfg, generators=generators, ctx=ctx, cancel=cancel, on_step=on_step,
+            preview_every=preview_every, keep=keep,
+        )  # fmt: skip
     started = time.perf_counter()
     scale_input = getattr(scheduler, "scale_model_input", None)
 
@@ -237,9 +310,6 @@ def denoise(
             model_input = torch.cat([latents, latents]) if use_cfg else latents
             if scale_input is not None:
                 model_input = scale_input(model_input, t)
-            denoiser_input = model_input
-            if extra_channels is not None:
-                denoiser_input = torch.cat([model_input, extra_channels], dim=1)
             sigma = _current_sigma(scheduler, sigma_values)
             state = StepState(
                 step=index,
@@ -249,11 +319,7 @@ def denoise(
                 latents=model_input,
                 elapsed_s=time.perf_counter() - started,
             )
-            extra = hooks.denoiser_kwargs(ctx, state)
-            prediction = adapter.denoise(components, denoiser_input.to(dtype), t, model_cond, extra)
-            if use_cfg:
-                negative_pred, positive_pred = prediction.chunk(2)
-                prediction = adapter.combine_cfg(negative_pred, positive_pred, step_cfg[index])
+            prediction = guided.predict(model_input, t, state, step_cfg[index])
             with torch.profiler.record_function(SCHEDULER_RANGE):
                 output = scheduler.step(
                     prediction.to(latents.dtype), t, latents, **step_kwargs, return_dict=True
@@ -282,6 +348,8 @@ def denoise(
 
 def _current_sigma(scheduler: Any, sigma_values: list[float] | None) -> float | None:
     index = getattr(scheduler, "step_index", None)
+    if index is None:  # before the first step of a scheduler without scale_model_input (flow)
+        index = getattr(scheduler, "begin_index", None)
     if sigma_values is None or index is None or index >= len(sigma_values):
         return None
     return sigma_values[index]

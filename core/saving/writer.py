@@ -97,6 +97,7 @@ def save_image(
         path = folder / f"{name}{suffix}"
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
         try:
+            give_normal_mode(fd)
             with os.fdopen(fd, "wb") as f:
                 _write(image, f, pil_format, infotext)
                 f.flush()
@@ -108,6 +109,31 @@ def save_image(
             Path(tmp_name).unlink(missing_ok=True)
             raise
     return path
+
+
+def _current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (changing
+    it, even for a moment, races with every other thread creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes 0600 files; an output is an ordinary file: 0666 less the user's umask
+NORMAL_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def give_normal_mode(fd: int) -> None:
+    """Give a file made by ``tempfile.mkstemp`` the mode ``open()`` would have given it."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, NORMAL_FILE_MODE)
 
 
 def _write(image: Image.Image, f, pil_format: str, infotext: str) -> None:

@@ -22,7 +22,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from extensions.esrgan.loading import UpscalerFile, UpscalerFileError, find_upscaler_files, load_upscaler
+from extensions.esrgan.loading import (
+    UpscalerFile,
+    UpscalerFileError,
+    find_upscaler_files,
+    load_upscaler,
+    unusable_reason,
+)
 from extensions.esrgan.tiling import DEFAULT_OVERLAP
 from extensions.esrgan.upscaling import ModelCache, UpscalerInputError, file_upscaler, resolve_device
 from plugin_api.errors import InvalidRequest
@@ -82,7 +88,13 @@ def scale_from_name(name: str) -> int | None:
 def register_upscalers(register: Any, host: Any) -> None:
     STATE.host = host
     STATE.files = find_upscaler_files(models_dirs(host))
+    allow_pickle = bool(host.settings.allow_pickle)
     for file in STATE.files:
+        # offered only if it can run (GET /esrgan/upscalers lists every file, with why not)
+        reason = unusable_reason(file.path, allow_pickle)
+        if reason is not None:
+            log.warning("upscaler %r not offered: %s", file.name, reason)
+            continue
         register(
             UpscalerSpec(
                 name=file.name,

@@ -64,6 +64,28 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
+def unusable_reason(path: Path, allow_pickle: bool) -> str | None:
+    """Why ``path`` cannot be used, judged cheaply (first bytes, the safetensors header,
+    not the weights), or None: listings offer only the files that can run."""
+    try:
+        kind = _sniff(path)
+    except OSError as exc:
+        return f"{path}: cannot be read ({exc.strerror or exc})"
+    if kind == "pickle":
+        return None if allow_pickle else f"{path}: is a pickle file; {PICKLE_OPT_IN}"
+    if kind != "safetensors":
+        return f"{path}: not a safetensors or torch file (damaged or wrong type)"
+    from safetensors import safe_open
+
+    try:  # the header and the file's length must agree: a truncated file fails here
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            if not list(handle.keys()):
+                return f"{path}: holds no weights"
+    except Exception as exc:  # safetensors raises its own error types for damage
+        return f"{path}: damaged safetensors file ({exc})"
+    return None
+
+
 def read_state_dict(path: Path, allow_pickle: bool) -> dict[str, Any]:
     """The tensors in ``path``; raises UpscalerFileError naming the file."""
     path = Path(path)

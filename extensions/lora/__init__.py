@@ -4,8 +4,9 @@
 ``Lora hashes`` infotext field; a LoRA browser tab.
 
 Built only on ``plugin_api``: ``startup``/``shutdown`` (where the models folder is),
-``transform_prompt`` (tags out of the prompt), ``before_sample`` (adapters on, or all
-off for a request without LoRA) and ``ui_tabs``.
+``register_extra_networks`` (the host takes the ``<lora:...>`` tags out of the prompt and
+calls ``activate`` once per request: adapters on, or all off for a request without
+LoRA; ``list_cards`` for the browser), ``validate_request`` and ``ui_tabs``.
 
 A LoRA that cannot apply (unknown name, wrong family, keys that match nothing, corrupt
 or pickle file) does not fail the request: the image is made without it, a warning
@@ -21,8 +22,16 @@ from typing import Any
 
 from extensions.lora.adapters import LoraApplyError, PoolRegistry
 from extensions.lora.library import LORA_FOLDER, LoraFileError, LoraLibrary
-from extensions.lora.syntax import LoraUse, check_extension_args, extract_tags, from_extension_args
+from extensions.lora.syntax import (
+    LoraSyntaxError,
+    LoraUse,
+    check_extension_args,
+    format_tag,
+    from_extension_args,
+    parse_tag_args,
+)
 from plugin_api.errors import InvalidRequest
+from plugin_api.extra_networks import ExtraNetworkCard, ExtraNetworkParams, ExtraNetworkSpec, preview_beside
 from plugin_api.hookspecs import hookimpl
 from plugin_api.model_folders import model_folders
 from plugin_api.types import GenerationContext, GenerationRequest, Tab
@@ -63,16 +72,41 @@ def shutdown(host: Any) -> None:
 
 
 @hookimpl
-def transform_prompt(request: GenerationRequest, ctx: GenerationContext) -> None:
-    prompt, uses, problems = extract_tags(request.prompt)
-    if uses or problems:  # a prompt without tags is left exactly as it was
-        request.prompt = prompt
-    structured, more = from_extension_args(request.extension_args.get(NAME))
+def register_extra_networks(register: Any) -> None:
+    register(ExtraNetworkSpec(name=NAME, activate=activate, list_cards=list_cards, title="LoRA"))
+
+
+def _uses(ctx: GenerationContext, params_list: list[ExtraNetworkParams]) -> list[LoraUse]:
+    """The prompt's tags, then the structured field; problems become warnings."""
+    uses, problems = [], []
+    for params in params_list:
+        try:
+            if not params.items[0].strip():
+                raise LoraSyntaxError(f"{params.tag}: a LoRA tag needs a name")
+            uses.append(parse_tag_args(params.items[0], params.items[1:]))
+        except LoraSyntaxError as exc:
+            problems.append(str(exc))
+    structured, more = from_extension_args(ctx.request.extension_args.get(NAME))
     merged: dict[str, LoraUse] = {}
     for use in [*uses, *structured]:
         merged[use.name.lower()] = use  # the same LoRA twice: the last mention wins
-    ctx.state[NAME] = {"uses": list(merged.values())}
     ctx.warnings.extend(f"LoRA: {p}" for p in [*problems, *more])
+    return list(merged.values())
+
+
+def list_cards() -> list[ExtraNetworkCard]:
+    return [
+        ExtraNetworkCard(
+            name=info.name,
+            prompt=format_tag(info.name),
+            family=info.family,
+            path=str(info.path),
+            preview=preview_beside(info.path),
+            description=info.problem,
+            hash=info.hash,
+        )
+        for info in STATE.library.scan()
+    ]
 
 
 @hookimpl
@@ -86,11 +120,12 @@ def validate_request(request: GenerationRequest, family: str) -> None:
             raise InvalidRequest(field, str(exc)) from None
 
 
-@hookimpl
-def before_sample(ctx: GenerationContext) -> None:
+def activate(ctx: GenerationContext, params_list: list[ExtraNetworkParams]) -> None:
+    """Once per request, model loaded (the host's extra-network activation)."""
+    ctx.state[NAME] = {"uses": _uses(ctx, params_list)}
     if ctx.model is None:
         return
-    uses = [u for u in ctx.state.get(NAME, {}).get("uses", []) if u.active]
+    uses = [u for u in ctx.state[NAME]["uses"] if u.active]
     with STATE.pools.lock:
         if not uses:
             pool = STATE.pools.existing(ctx.model)
@@ -100,13 +135,15 @@ def before_sample(ctx: GenerationContext) -> None:
         try:
             _apply(ctx, uses)
         except BaseException as exc:
-            # the host logs the traceback; the user still learns that the LoRA was not applied
+            # the user learns that the LoRA was not applied; the log has the traceback
             ctx.warnings.append(f"LoRA not applied: {type(exc).__name__}: {exc}")
             ctx.extra_params.pop("Lora hashes", None)
             pool = STATE.pools.existing(ctx.model)
             if pool is not None:
                 pool.deactivate()
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("LoRA not applied")
 
 
 def _apply(ctx: GenerationContext, uses: list[LoraUse]) -> None:

@@ -240,6 +240,8 @@ def convert(prompt: str, mode: str, warnings: list[str]) -> tuple[str, str]:
 
 @hookimpl
 def transform_prompt(request: GenerationRequest, ctx: GenerationContext) -> None:
+    if ctx.dry_run:  # the submit-time check: translating cannot refuse, the real run does it
+        return
     if not (Translator.needs_work(request.prompt) or Translator.needs_work(request.negative_prompt)):
         return
     mode = resolve_mode(request, ctx)

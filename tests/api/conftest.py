@@ -190,11 +190,18 @@ def start_server_process(
     log: Path,
     auth: tuple[str, str] | None = None,
     extensions_dir: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """`python -m core serve` as its own process (API only; bundled extensions only, or
-    also those in ``extensions_dir``)."""
+    also those in ``extensions_dir``); ``env``: extra EASEL_* variables."""
     # one torch thread: see the note in the `easel` fixture
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     command = [
         sys.executable, "-m", "core", "serve", "--data-dir", str(data_dir), "--models-dir", str(models_dir),
         "--port", str(port), "--no-ui",

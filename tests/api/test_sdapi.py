@@ -149,6 +149,10 @@ def test_catalog_endpoints(easel):
         # the test's LoRA, and the demo LoRA shipped in models/Lora
         by_name = {lora["name"]: lora for lora in loras}
         assert sorted(by_name) == ["easel-outline", "tiny-style"] and by_name["tiny-style"]["metadata"] == {}
+        # the test's "LoRA" is a few bytes of text: listed as A1111 does, marked unusable
+        # with the reason (issue #23, point 12); the shipped one is usable
+        assert "not a safetensors or torch file" in by_name["tiny-style"]["error"]
+        assert by_name["easel-outline"]["error"] is None
         progress = client.get("/sdapi/v1/progress").json()
         assert {"progress", "eta_relative", "state", "current_image", "textinfo"} <= set(progress)
         assert {"job_count", "sampling_step", "sampling_steps", "interrupted", "skipped"} <= set(

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -193,6 +194,31 @@ def test_cancel_reaches_a_job_on_another_worker_process(cluster):
     assert took < 10, took
 
 
+def test_sdapi_interrupt_without_a_job_id_reaches_a_worker_process(cluster):
+    """A1111 clients stop a generation with a bare POST /sdapi/v1/interrupt; here the API
+    node runs no job itself (``--workers 0``): the job runs in an ``easel worker``."""
+    with httpx.Client(base_url=cluster.client.base_url, timeout=240) as client:
+        answer: dict = {}
+        payload = {**LONG, "steps": 150, "override_settings": {"sd_model_checkpoint": TINY_MODEL}}
+        thread = threading.Thread(
+            target=lambda: answer.update(response=client.post("/sdapi/v1/txt2img", json=payload))
+        )
+        thread.start()
+        job_id = cluster.wait_for(
+            lambda: next((w["current_job"] for w in cluster.live_workers() if w["current_job"]), None),
+            what="the txt2img job to run on a worker",
+        )
+        cluster.wait_for(lambda: cluster.job(job_id)["progress"] > 0, what="a first step")
+        asked = time.monotonic()
+        assert cluster.client.post("/sdapi/v1/interrupt").json() == {"interrupted": True}
+        thread.join(60)
+    took = time.monotonic() - asked
+    assert cluster.job(job_id)["status"] == "interrupted" and took < 10, took
+    # A1111 answers an interrupted txt2img with the images made so far (none here): a 200
+    assert answer["response"].status_code == 200, answer["response"].text
+    assert cluster.client.post("/sdapi/v1/interrupt").json() == {"interrupted": False}  # nothing runs
+
+
 def test_two_workers_run_each_job_once_and_a_killed_workers_job_is_finished_by_the_other(cluster):
     workers = cluster.ensure_workers(2)
     first_took = cluster.took()
@@ -232,6 +258,11 @@ def test_two_workers_run_each_job_once_and_a_killed_workers_job_is_finished_by_t
         names = sorted(Path(f).name for f in record["result"]["files"])
         assert names == sorted(p.name for p in mine if p.name.startswith(job_id))
     assert not [p for p in files if p.name.startswith(".tmp-")]
+    # the killed worker's row stays, shown stale: no heartbeat for more than two leases
+    listed = {w["pid"]: w for w in cluster.client.get("/api/v1/workers").json()}
+    assert listed[killed["pid"]]["alive"] is False
+    assert listed[killed["pid"]]["heartbeat_age_s"] >= 2 * LEASE_S
+    assert listed[survivor["pid"]]["alive"] is True
 
 
 def test_sigterm_drains_the_worker(cluster):
