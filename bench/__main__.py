@@ -13,6 +13,10 @@ is timed over ``--repeat`` alternating runs after one warm-up run (reported as
 ``python -m bench memory-modes --workload sdxl`` every memory mode (``bench/memory_modes.py``),
 ``python -m bench scale --workers 1,2`` images per minute per number of worker processes
 (``bench/scale.py``).
+
+``python -m bench demo --cache deepcache:3`` (or ``zimage --cache fbcache:0.1``...) measures a
+step cache instead: calls saved, time vs uncached Easel and diffusers, PSNR/SSIM vs the
+uncached image and, on the demo model, the judge's held-out accuracy (``bench/cache.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the JSON to this file")
     parser.add_argument("--workers", default="1,2", help="scale: worker counts, comma-separated")
     parser.add_argument("--jobs", type=int, default=8, help="scale: timed jobs per worker count")
+    parser.add_argument(
+        "--cache", metavar="METHOD[:THRESHOLD]", help="measure this step cache against the uncached run"
+    )
+    parser.add_argument(
+        "--judge-prompts", type=int, default=48, help="--cache on demo: held-out prompts to judge (0: none)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="easel-bench-") as scratch:
         if args.workload == "scale":
@@ -59,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
             from bench.memory_modes import run_memory_modes
 
             report = run_memory_modes(args.workload_name, args.device, scratch, args.repeat, args.steps)
+        elif args.cache:
+            from bench.cache import run_cache
+
+            report = run_cache(
+                WORKLOADS[args.workload], args.cache, args.device, args.repeat, scratch,
+                steps=args.steps, batch=args.batch, judge_prompts=args.judge_prompts,
+            )  # fmt: skip
         else:
             report = run_workload(
                 WORKLOADS[args.workload],

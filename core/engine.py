@@ -61,6 +61,8 @@ from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, InitImage, LateCfg, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits
 from core.sampling.prompt_batches import PromptEncodings
+from core.sampling.step_cache import INFOTEXT_KEY as CACHE_KEY
+from core.sampling.step_cache import StepCacheStats, check_plan, step_cache
 from core.saving.infotext import TRANSFORMED_NEGATIVE_PROMPT, TRANSFORMED_PROMPT, build_infotext
 from core.saving.journal import ImageJournal
 from core.saving.writer import save_image
@@ -70,6 +72,7 @@ from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
 
 log = logging.getLogger("easel.engine")
+CACHE_STATS = "easel.cache_stats"  # ctx.state: the step cache's counts (StepCacheStats)
 
 
 class Engine:
@@ -138,6 +141,9 @@ class Engine:
         self.host.generation_hooks.validate_request(req, checked.family.name, user_settings(self.host))
         width, height = checked.largest_size
         check_fits(width, height, req.batch_size, self.models.dtype, self.models.device, checked.uses_cfg)
+        if checked.cache is not None:
+            compile_mode = self.models.acceleration.compile_mode(self.models.device)
+            checked.warnings.extend(check_plan(checked.cache, checked.family, compile_mode, req.steps))
         return checked
 
     # --- generation --------------------------------------------------------------------
@@ -203,6 +209,10 @@ class Engine:
             self.extra_networks.deactivate(ctx)
         result.parameters = self._parameters(req, checked, base_seed)
         result.parameters["memory_mode"] = placement.mode
+        cache_stats = ctx.state.get(CACHE_STATS)
+        result.parameters["cache"] = (
+            {**checked.cache.as_request(), **cache_stats.as_dict()} if cache_stats is not None else None
+        )
         result.warnings = list(ctx.warnings)
         # the context's own dicts: what generation_finished adds still reaches the caller
         result.extra_params, result.results = ctx.extra_params, ctx.results
@@ -448,6 +458,7 @@ class Engine:
     ) -> torch.Tensor:
         """One run of the sampling loop (the first pass or the hires pass), retried in the
         next memory mode when it runs out of memory."""
+        req = checked.request
 
         def sample() -> Any:
             # a fresh scheduler per run: schedulers keep per-run state
@@ -457,33 +468,42 @@ class Engine:
                 dict(model.components["scheduler"].config),
                 flow=checked.family.flow,
                 family=checked.family.name,
-                shift=checked.request.shift,
+                shift=req.shift,
             )
             for warning in built.warnings:
                 if warning not in ctx.warnings:  # the hires pass builds it again
                     ctx.warnings.append(warning)
-            return denoise(
-                model=model,
-                scheduler=built.scheduler,
-                set_timesteps=built.set_timesteps,
-                cond=cond,  # already one row per image (PromptEncodings.batch)
-                uncond=uncond,
-                cfg_scale=checked.request.cfg_scale,
-                late_cfg=LateCfg.from_request(checked.request),
-                steps=steps,
-                seeds=seeds,
-                width=width,
-                height=height,
-                ctx=ctx,
-                hooks=self.host.generation_hooks,
-                cancel=cancel,
-                on_step=on_step,
-                init=init,
-                preview_every=self._preview_every(),
-                image_conditioning=image_conditioning,
-                sample_fn=checked.sampler.sample,
-                hires=hires,
-            )
+            stats = ctx.state.setdefault(CACHE_STATS, StepCacheStats()) if checked.cache else None
+            # the pass's schedule: MagCache's measured ratios are reused for the same one only
+            key = (checked.sampler_name, req.scheduler, steps, init.strength if init else 1.0, req.shift)
+            # the cache's hooks live for this pass only (removed on the way out, also on an
+            # error or an interrupt): nothing reaches the next pass or job
+            with step_cache(checked.cache, model, key, stats) as cache:
+                latents = denoise(
+                    model=model,
+                    scheduler=built.scheduler,
+                    set_timesteps=built.set_timesteps,
+                    cond=cond,  # already one row per image (PromptEncodings.batch)
+                    uncond=uncond,
+                    cfg_scale=req.cfg_scale,
+                    late_cfg=LateCfg.from_request(req),
+                    steps=steps,
+                    seeds=seeds,
+                    width=width,
+                    height=height,
+                    ctx=ctx,
+                    hooks=self.host.generation_hooks,
+                    cancel=cancel,
+                    on_step=on_step,
+                    init=init,
+                    preview_every=self._preview_every(),
+                    image_conditioning=image_conditioning,
+                    sample_fn=checked.sampler.sample,
+                    hires=hires,
+                    step_cache=cache,
+                )
+                ctx.warnings.extend(w for w in (cache.warnings if cache else []) if w not in ctx.warnings)
+            return latents
 
         return placement.run("denoiser", sample, ctx.warnings)
 
@@ -535,6 +555,8 @@ class Engine:
             params["VAE"] = model.vae_file.name
         if req.shift is not None:
             params["Shift"] = req.shift
+        if checked.cache is not None:
+            params[CACHE_KEY] = checked.cache.label  # "deepcache 3": a paste reproduces it
         if req.late_cfg_scale is not None:
             params["Late CFG scale"] = req.late_cfg_scale
             params["Late CFG start"] = req.late_cfg_start

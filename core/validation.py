@@ -14,6 +14,7 @@ from core.errors import ModelError, RequestError
 from core.families import FamilyAdapter, get_family
 from core.samplers import display_name, names_for, resolve_sampler
 from core.sampling.hires import HiresPlan, plan_hires
+from core.sampling.step_cache import CachePlan, parse_cache
 from core.schedules import ScheduleType, find_schedule, schedule_choices, split_schedule_suffix
 from plugin_api.images import MAX_IMAGE_SIDE
 from plugin_api.types import GenerationRequest, SamplerSpec
@@ -40,6 +41,7 @@ class ValidatedRequest:
     schedule: ScheduleType | None = None  # the schedule type (None: Automatic)
     # what the result must say about the request (an approximated sampler, a fallback)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    cache: CachePlan | None = None  # step caching, when the request asks for it
 
     @property
     def uses_cfg(self) -> bool:
@@ -178,7 +180,9 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
     hires = plan_hires(req, upscalers, defaults.size_multiple, MAX_SIZE)
     if hires is not None:
         req.denoising_strength = _float(req, "denoising_strength", 0.0, 1.0)
-    return ValidatedRequest(req, info.name, family, spec, sampler_name, hires, schedule, warnings)
+    cache = parse_cache(req.cache)
+    req.cache = cache.as_request() if cache is not None else None  # canonical, JSON
+    return ValidatedRequest(req, info.name, family, spec, sampler_name, hires, schedule, warnings, cache)
 
 
 def _sampler_and_schedule(

@@ -42,7 +42,8 @@ from plugin_api.types import (
 #      ctx.results, ctx.dry_run, generation_finished/generation_failed, validate_request's
 #      settings, ui_tabs' host, GenerationResult exported, run_generation(settings=),
 #      plugin_api.testing.serve / host helpers;
-#      GenerationRequest.inpainting_fill (A1111's "Masked content")
+#      GenerationRequest.inpainting_fill (A1111's "Masked content");
+#      GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
 API_VERSION = "1.8"
 
 __all__ = [

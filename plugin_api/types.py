@@ -76,6 +76,10 @@ class GenerationRequest:
     hr_resize_y: int = 0
     output_format: str = "png"  # png | jpeg | webp
     save_images: bool = True
+    # step caching (core/sampling/step_cache.py), off unless asked: {"method": "fbcache" |
+    # "magcache" | "taylorseer" | "deepcache" | "off", "threshold": number}; the string
+    # forms "deepcache:3" and "deepcache 3" (the infotext's) are accepted too
+    cache: dict[str, Any] | str | None = None
     # per-extension arguments, keyed by extension name. /sdapi/v1's
     # ``alwayson_scripts: {"<Name>": {"args": [...]}}`` arrives here as
     # ``extension_args["<name>"] == {"args": [...]}``: the script name is matched to a loaded

@@ -84,3 +84,26 @@ def test_bench_scale_prints_images_per_minute(capsys):
     (result,) = report["results"]
     assert result["workers"] == 1 and result["jobs"] == 2 and result["images_per_min"] > 0
     assert result["jobs_per_worker_incl_warmup"] == [3]  # the warm-up job and the two timed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("workload", "cache", "extra"),
+    [("demo", "deepcache:2", ["--judge-prompts", "2"]), ("zimage", "taylorseer:2", [])],
+)
+def test_bench_cache_prints_savings_and_quality(workload, cache, extra):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", workload, "--cache", cache, "--repeat", "1", "--steps", "6",
+         "--batch", "1", *extra],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["cache"] == cache.replace(":", " ")
+    assert report["denoiser_calls"] == 6 and report["full_calls"] < 6
+    assert report["calls_saved"] == 6 - report["full_calls"]
+    assert report["ratio_vs_uncached"] > 0 and report["ratio_vs_diffusers"] > 0
+    assert report["psnr_db"] >= 20 and 0.5 <= report["ssim"] <= 1.0
+    if workload == "demo":
+        for side in ("judge_uncached", "judge_cached"):
+            assert report[side]["n"] == 2 and 0 <= report[side]["all"] <= 1

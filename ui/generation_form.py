@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ui import choices
+from ui.cache_controls import CacheControls, build_cache_controls
 from ui.hires_controls import HiresControls, build_hires_controls
 from ui.i18n import t
 from ui.progress_view import render_progress
@@ -51,6 +52,15 @@ class GenerationForm:
     denoising_strength: gr.Slider | None = None
     mask: gr.Image | None = None  # img2img only: white = repaint (inpainting)
     hires: HiresControls | None = None  # txt2img only
+    cache: CacheControls | None = None  # the step cache accordion
+
+    @property
+    def cache_method(self) -> gr.Dropdown | None:
+        return self.cache.method if self.cache is not None else None
+
+    @property
+    def cache_threshold(self) -> gr.Textbox | None:
+        return self.cache.threshold if self.cache is not None else None
 
     def parameter_inputs(self) -> list[gr.components.Component]:
         """The inputs of a generation, in the order ``build_request`` takes them."""
@@ -228,6 +238,7 @@ def build_generation_form(
                     t("gen.reuse_seed"), elem_id=f"{prefix}_reuse_seed", size="sm", scale=0, min_width=40
                 )
             hires = None if img2img else build_hires_controls(prefix, host)
+            cache = build_cache_controls(prefix)
             with gr.Row():
                 batch_size = gr.Slider(
                     1, 8, value=1, step=1, label=t("gen.batch_size"), elem_id=f"{prefix}_batch_size"
@@ -270,6 +281,7 @@ def build_generation_form(
         preview=preview,
         results=results,
         hires=hires,
+        cache=cache,
         init_image=init_image,
         interrogate=interrogate,
         shift=shift,

@@ -16,6 +16,7 @@ import gradio as gr
 from core.errors import RequestError
 from plugin_api.types import GenerationRequest
 from ui import choices
+from ui.cache_controls import apply_cache
 from ui.generation_form import GenerationForm
 from ui.hires_controls import apply_hires
 from ui.i18n import language_of
@@ -112,6 +113,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     extra_inputs += [form.scheduler, form.styles.styles]
     extra_inputs.append(form.mask if form.mask is not None else gr.State(None))
     extra_inputs.append(form.shift if form.shift is not None else gr.State(None))
+    extra_inputs += form.cache.inputs() if form.cache is not None else [gr.State(None), gr.State(None)]
     panel = form.results
 
     def generate(
@@ -140,6 +142,8 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         styles: list[str] | None,
         mask: Any | None,
         shift: str | None,
+        cache_method: str | None,
+        cache_threshold: str | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ):
@@ -152,6 +156,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
                 width, height, seed, batch_size, batch_count, init_image, denoising_strength, vae, scheduler,
                 styles, mask, shift,
             )  # fmt: skip
+            apply_cache(generation, cache_method, cache_threshold)
         except RequestError as exc:
             log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc

@@ -34,6 +34,17 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.steps": ("Sampling steps", "采样步数"),
     "gen.cfg": ("CFG scale", "提示词引导系数 (CFG)"),
     "hires.title": ("Hires. fix", "高分辨率修复"),
+    "cache.title": ("Step cache (faster, approximate)", "步骤缓存 (更快, 近似)"),
+    "cache.method": ("Cache method", "缓存方法"),
+    "cache.method_info": (
+        "deepcache: SD/SDXL; fbcache, magcache, taylorseer: Z-Image. Off by default",
+        "deepcache: SD/SDXL; fbcache、magcache、taylorseer: Z-Image。默认关闭",
+    ),
+    "cache.threshold": ("Threshold / interval", "阈值 / 间隔"),
+    "cache.threshold_info": (
+        "empty: the method's default (deepcache/taylorseer: full step every 3; fbcache 0.05, magcache 0.06)",
+        "留空: 方法默认值 (deepcache/taylorseer: 每 3 步完整计算一次; fbcache 0.05, magcache 0.06)",
+    ),
     "hires.enable": ("Upscale, then refine at the larger size", "放大后在高分辨率下重绘"),
     "hires.upscaler": ("Upscaler", "放大算法"),
     "hires.scale": ("Upscale by", "放大倍数"),

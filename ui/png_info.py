@@ -105,6 +105,9 @@ def form_fields(parsed: dict[str, Any]) -> dict[str, Any]:
         ("steps", int), ("seed", int), ("width", int), ("height", int), ("cfg_scale", float),
         ("late_cfg_scale", float), ("late_cfg_start", float),
     )  # fmt: skip
+    from ui.cache_controls import cache_form_fields
+
+    fields.update(cache_form_fields(parsed.get("Cache")))
     for name, kind in numbers:
         if name in fields:
             try:

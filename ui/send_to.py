@@ -23,7 +23,8 @@ def _choice_values(dropdown: gr.Dropdown) -> set[Any]:
 # the form fields "send to" fills, in the order of ``_form_outputs``
 FORM_FIELDS = (
     "prompt", "negative_prompt", "model", "sampler", "scheduler", "steps", "cfg_scale",
-    "late_cfg_scale", "late_cfg_start", "width", "height", "vae", "seed",
+    "late_cfg_scale", "late_cfg_start", "width", "height", "vae", "cache_method", "cache_threshold",
+    "seed",
 )  # fmt: skip
 
 
@@ -37,7 +38,7 @@ def _fields_to_updates(form: GenerationForm, fields: dict[str, Any]) -> list[Any
     updates = []
     for name in FORM_FIELDS:
         value = fields.get(name)
-        if name in ("model", "sampler", "scheduler", "vae") and value not in _choice_values(
+        if name in ("model", "sampler", "scheduler", "vae", "cache_method") and value not in _choice_values(
             getattr(form, name)
         ):
             value = None

@@ -67,6 +67,20 @@ class HiresFixFields(BaseModel):
     hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
 
 
+class CacheFields(BaseModel):
+    """Step caching (docs/speed.md): off unless asked."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    method: Literal["off", "fbcache", "magcache", "taylorseer", "deepcache"] = "off"
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="fbcache/magcache: tolerance (0.05/0.06); taylorseer/deepcache: full step every N (3)",
+    )
+
+
 class JobRequest(HiresFixFields):
     """A generation job: GenerationRequest's fields; images as base64 (data URL allowed)."""
 
@@ -107,6 +121,9 @@ class JobRequest(HiresFixFields):
     inpaint_full_res_padding: int = Field(32, ge=0, le=1024)
     output_format: Literal["png", "jpeg", "webp"] = "png"
     save_images: bool = True
+    cache: CacheFields | None = Field(
+        None, description='step caching, e.g. {"method": "deepcache", "threshold": 3}; None: off'
+    )
     extension_args: ExtensionArgs = Field(default_factory=dict, description="per-extension arguments")
     priority: int = Field(0, ge=-100, le=100, description="higher runs first")
 

@@ -23,6 +23,9 @@ CLIP_SKIP_OPTION = "CLIP_stop_at_last_layers"
 MODEL_OPTION = "sd_model_checkpoint"
 FORMAT_OPTION = "samples_format"
 VAE_OPTION = "sd_vae"
+# Easel's step caching (docs/speed.md), as override_settings keys A1111 clients can send
+CACHE_METHOD_OPTION = "easel_cache_method"
+CACHE_THRESHOLD_OPTION = "easel_cache_threshold"
 
 log = logging.getLogger("easel.api")
 
@@ -65,6 +68,15 @@ def _apply_overrides(body: SdapiGenerationBase, request: GenerationRequest, cata
         if catalog.engine is not None and model:  # an unknown file: a 422 naming the option
             catalog.engine.models.vaes.resolve(value, catalog.model_info(model, where), field=where)
         request.vae = value
+    if CACHE_METHOD_OPTION in overrides or CACHE_THRESHOLD_OPTION in overrides:
+        from core.sampling.step_cache import parse_cache
+
+        cache = {
+            "method": overrides.get(CACHE_METHOD_OPTION, "off"),
+            "threshold": overrides.get(CACHE_THRESHOLD_OPTION),
+        }
+        plan = parse_cache(cache, f"override_settings.{CACHE_METHOD_OPTION}")
+        request.cache = plan.as_request() if plan is not None else None
     if FORMAT_OPTION in overrides:
         value = str(overrides[FORMAT_OPTION]).lower()
         if value not in {"png", "jpeg", "jpg", "webp"}:

@@ -62,6 +62,12 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     hires.add_argument(
         "--hires-denoise", type=float, default=0.7, help="denoising strength of the second pass"
     )
+    parser.add_argument(
+        "--cache",
+        metavar="METHOD[:THRESHOLD]",
+        help="step caching: deepcache[:N] (SD/SDXL UNets), fbcache[:tol], magcache[:tol], "
+        "taylorseer[:N] (Z-Image); default off (docs/speed.md)",
+    )
     parser.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
     parser.add_argument(
         "--out", type=Path, help="outputs folder (default: <data dir>/outputs); runs in-process"
@@ -101,6 +107,12 @@ def request_fields(args: argparse.Namespace) -> dict:
         "clip_skip": args.clip_skip,
         "output_format": args.format,
     }
+    if args.cache:
+        method, _, threshold = args.cache.partition(":")
+        try:
+            fields["cache"] = {"method": method.strip(), "threshold": float(threshold) if threshold else None}
+        except ValueError:
+            fields["cache"] = {"method": method.strip(), "threshold": threshold}  # the API names it
     if args.init_image is not None:
         from core.api.images import file_base64
 

@@ -156,6 +156,7 @@ def denoise(
     image_conditioning: torch.Tensor | None = None,
     sample_fn: Callable[..., Any] | None = None,
     hires: bool = False,
+    step_cache: Any = None,
 ) -> torch.Tensor:
     """Run the denoising loop for one batch and return the final latents.
 
@@ -168,6 +169,8 @@ def denoise(
     instead of the family's ``set_timesteps`` when set.
     ``sample_fn``: the sampler's own stepping function (``SamplerSpec.sample``), run
     instead of ``scheduler.step``; ``hires``: this is the hires fix's second pass.
+    ``step_cache`` (``core.sampling.step_cache.StepCache``): started with the number of
+    denoiser calls once the schedule is known; the caller closes it.
     Raises ``SamplingInterrupted`` or ``BatchSkipped`` when the token says so.
     """
     denoiser = model.components[model.adapter.denoiser_name]
@@ -179,6 +182,7 @@ def denoise(
             sampling=sampling, cancel=cancel, on_step=on_step, init=init,
             preview_every=preview_every, late_cfg=late_cfg, set_timesteps=set_timesteps,
             image_conditioning=image_conditioning, sample_fn=sample_fn, hires=hires,
+            step_cache=step_cache,
         )  # fmt: skip
 
 
@@ -205,6 +209,7 @@ def _denoise_pass(
     image_conditioning: torch.Tensor | None,
     sample_fn: Callable[..., Any] | None,
     hires: bool,
+    step_cache: Any,
 ) -> torch.Tensor:
     adapter, components = model.adapter, model.components
     device = model.device
@@ -271,6 +276,8 @@ def _denoise_pass(
     sigma_values = [float(v) for v in sigmas.detach().cpu()] if isinstance(sigmas, torch.Tensor) else None
     total = len(timesteps)
     ctx.total_steps = total
+    if step_cache is not None:
+        step_cache.start(total)
     guided = GuidedDenoiser(
         adapter=adapter, components=components, cond=model_cond, use_cfg=use_cfg,
         extra_channels=extra_channels, dtype=dtype, ctx=ctx, hooks=hooks, sampling=sampling,
