@@ -57,7 +57,6 @@ EXPECTED = {
             "Schedule type": "Karras",
             "CFG scale": "7",
             "Seed": "1234567890",
-            "Size": "512x768",
             "Size-1": "512",
             "Size-2": "768",
             "Model hash": "6ce0161689",
@@ -80,7 +79,6 @@ EXPECTED = {
             "Schedule type": "Automatic",
             "CFG scale": "7.5",
             "Seed": "42",
-            "Size": "512x512",
             "Size-1": "512",
             "Size-2": "512",
             "Model hash": "6ce0161689",
@@ -109,7 +107,6 @@ EXPECTED = {
             "Schedule type": "Karras",
             "CFG scale": "5.5",
             "Seed": "7",
-            "Size": "640x448",
             "Size-1": "640",
             "Size-2": "448",
             "Model": "my model: v2, final",
@@ -134,7 +131,13 @@ def test_the_fields_written_back_give_the_same_bytes(name):
     text, _ = EXPECTED[name]
     parsed = parse_infotext(text)
     prompt, negative = parsed.pop("Prompt"), parsed.pop("Negative prompt")
-    fields = {k: v for k, v in parsed.items() if not k.endswith(("-1", "-2"))}
+    # the parser gives "Size: WxH" as Size-1/Size-2 only (as A1111's does): join them back
+    size = f"{parsed.pop('Size-1')}x{parsed.pop('Size-2')}"
+    fields = {}
+    for key, value in parsed.items():
+        fields[key] = value
+        if key == "Seed":
+            fields["Size"] = size  # A1111 writes Size right after Seed
     assert build_infotext(prompt, negative, fields) == text
 
 

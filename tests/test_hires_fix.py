@@ -36,7 +36,8 @@ def test_latent_hires_reaches_the_target_size_with_a1111_infotext(engine):
     )
     assert result.images[0].size == (128, 128)
     params = parse_infotext(read_infotext(result.paths[0]))
-    assert params["Size"] == "64x64"  # A1111 writes the first pass size
+    # A1111 writes the first pass size; its parser gives it as Size-1/Size-2 only
+    assert (params["Size-1"], params["Size-2"]) == ("64", "64") and "Size" not in params
     assert params["Hires upscale"] == "2"
     assert params["Hires steps"] == "2"
     assert params["Hires upscaler"] == "Latent"
@@ -49,7 +50,8 @@ def test_hires_with_a_registered_upscaler_and_a_target_size(engine):
     result = engine.generate(hires_request(hr_upscaler="lanczos", hr_resize_x=96, hr_resize_y=0))
     assert result.images[0].size == (96, 96)
     params = parse_infotext(read_infotext(result.paths[0]))
-    assert params["Hires resize"] == "96x96" and "Hires upscale" not in params
+    assert (params["Hires resize-1"], params["Hires resize-2"]) == ("96", "96")  # written "96x96"
+    assert "Hires upscale" not in params
     assert params["Hires upscaler"] == "Lanczos"
 
 

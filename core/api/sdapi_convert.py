@@ -167,7 +167,8 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
     asked = record.request
     parsed = _from_infotext(result.get("infotexts", []))
     seeds = result.get("seeds") or []
-    size = str(parsed.get("Size", "")).split("x")
+    # A1111's parser gives a "WxH" field as its "-1"/"-2" halves only
+    size = [str(parsed.get("Size-1", "")), str(parsed.get("Size-2", ""))]
 
     def pick(key: str, infotext_key: str, default: Any = None) -> Any:
         for value in (run.get(key), asked.get(key), parsed.get(infotext_key)):

@@ -66,8 +66,9 @@ def build_infotext(prompt: str, negative_prompt: str, params: dict[str, Any]) ->
 def parse_infotext(text: str) -> dict[str, Any]:
     """Parse A1111 infotext into ``{"Prompt", "Negative prompt", "Steps", ...}``.
 
-    ``Size: 512x512`` also gives ``Size-1``/``Size-2`` (width, height) as A1111 does;
-    every value is a string, as in A1111.
+    ``Size: 512x512`` gives ``Size-1``/``Size-2`` (width, height) *instead of* ``Size``, and a
+    field with an empty value is left out, both as A1111 does (its ``else: res[k] = v``, and
+    the ``v[0]`` that raises on an empty value, skipping the field); every value is a string.
     """
     result: dict[str, Any] = {}
     prompt, negative = "", ""
@@ -88,10 +89,13 @@ def parse_infotext(text: str) -> dict[str, Any]:
     result["Prompt"] = prompt
     result["Negative prompt"] = negative
     for key, value in _RE_PARAM.findall(last_line):
+        if not value:
+            continue
         value = unquote(value)
         size = _RE_IMAGE_SIZE.match(value)
         if size is not None:
             result[f"{key}-1"] = size.group(1)
             result[f"{key}-2"] = size.group(2)
-        result[key] = value
+        else:
+            result[key] = value
     return result
