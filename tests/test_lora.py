@@ -199,5 +199,12 @@ def test_browser_tab_lists_loras_and_makes_tags(engine):
     assert rows[names.index("evil")][4].startswith("refused")
     tabs = [tab for extension, tab in engine.host.ui_tabs() if extension == "lora"]
     assert [t.title for t in tabs] == ["LoRA"]
-    with gr.Blocks():
+    with gr.Blocks() as blocks:
         tabs[0].build()
+    # a row click reaches the handler with its SelectData, as Gradio injects it
+    from gradio.helpers import special_args
+
+    (select,) = [f for f in blocks.fns.values() if "select" in [t[1] for t in f.targets]]
+    event = gr.SelectData(None, {"index": [index, 0], "value": "style_a"})
+    inputs = special_args(select.fn, [rows, 0.5], event_data=event)[0]
+    assert select.fn(*inputs) == (index, "<lora:style_a:0.5>")

@@ -48,6 +48,12 @@ def build_tab(library: LoraLibrary) -> None:
         index = event.index[0] if isinstance(event.index, list | tuple) else event.index
         return index, tag_for(current, index, w)
 
+    # Gradio passes the SelectData only to a parameter whose resolved type hint says so;
+    # with postponed annotations the hint is the string "gr.SelectData", which cannot be
+    # resolved from this module's globals (gradio is imported here, lazily), so the event
+    # never came and a row click failed ('NoneType' object has no attribute 'index')
+    on_select.__annotations__["event"] = gr.SelectData
+
     def on_refresh() -> tuple[Any, list[list[Any]], None, str]:
         fresh = table_rows(library)
         return fresh, fresh, None, ""
