@@ -65,7 +65,10 @@ def test_an_unknown_status_is_refused_by_name(queue):
 
 
 def test_a_claim_starts_the_attempt_and_sets_the_lease(queue):
+    before_put = time.time()
     job = queue.put("txt2img", {"model": "m"})
+    assert before_put <= job.created_at <= time.time()
+    assert (job.lease_until, job.started_at, job.finished_at) == (None, None, None)
     assert job.status == QUEUED and job.attempts == 0 and job.worker_id is None
     before = time.time()
     claimed = queue.claim("w", lease_s=100)
@@ -73,6 +76,7 @@ def test_a_claim_starts_the_attempt_and_sets_the_lease(queue):
     assert before <= claimed.started_at <= time.time()
     assert claimed.lease_until == pytest.approx(claimed.started_at + 100)
     assert claimed.progress == 0 and claimed.finished_at is None
+    assert claimed.created_at == job.created_at
     assert queue.get(job.id) == claimed
     assert queue.claim("w2", 100) is None  # nothing left: each job is claimed once
 
