@@ -26,26 +26,29 @@ class InnerApp:
     """A real ASGI app standing for the API and the WebUI: it answers 200 and, like
     Gradio, adds its own CORS headers echoing any Origin."""
 
-    def __init__(self) -> None:
+    def __init__(self, start_headers: bool = True) -> None:
         self.scopes: list[dict[str, Any]] = []
+        self.start_headers = start_headers
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scopes.append(scope)
+        if scope["type"] == "websocket":
+            await receive()  # the connect event
+            await send({"type": "websocket.accept"})
+            return
         if scope["type"] != "http":
             return
+        request = await receive()
         echoed = dict(scope["headers"]).get(b"origin", b"*")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/plain"),
-                    (b"Access-Control-Allow-Origin", echoed),
-                    (b"access-control-allow-credentials", b"true"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"inner"})
+        start: dict[str, Any] = {"type": "http.response.start", "status": 200}
+        if self.start_headers:  # optional in ASGI
+            start["headers"] = [
+                (b"content-type", b"text/plain"),
+                (b"Access-Control-Allow-Origin", echoed),
+                (b"access-control-allow-credentials", b"true"),
+            ]
+        await send(start)
+        await send({"type": "http.response.body", "body": b"inner" + request["body"]})
 
 
 def call(
@@ -54,9 +57,10 @@ def call(
     *,
     kind: str = "http",
     policy: OriginPolicy | None = None,
+    inner: InnerApp | None = None,
 ) -> tuple[list[dict[str, Any]], InnerApp]:
     """One request through the guard; the messages it sent back and the inner app."""
-    inner = InnerApp()
+    inner = inner or InnerApp()
     guard = OriginGuardMiddleware(inner, policy or OriginPolicy.build(["mybox.lan"], [LISTED]))
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [("Host", "localhost")])
     scope: dict[str, Any] = {
@@ -69,6 +73,8 @@ def call(
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
+        if kind == "websocket":
+            return {"type": "websocket.connect"}
         return {"type": "http.request", "body": b""}
 
     async def send(message: dict[str, Any]) -> None:
@@ -106,6 +112,7 @@ def detail(sent: list[dict[str, Any]]) -> str:
         ("[::1]7860", None),  # a port must follow a colon
         ("[::1]:", None),
         ("[::1]:x", None),
+        ("[::1]:x80", None),
         ("[evil.example]", None),  # brackets hold an IPv6 address, nothing else
         ("[::1", None),
         ("]", None),
@@ -145,6 +152,7 @@ def test_origin_host(origin, expected):
 
 def test_origins_compare_without_case_spaces_or_a_trailing_slash():
     assert normalise_origin("  HTTP://Tools.Example:3000/ ") == "http://tools.example:3000"
+    assert normalise_origin("http://MyBoX/") == "http://mybox"
 
 
 # --- the policy -----------------------------------------------------------------------
@@ -241,6 +249,7 @@ def test_a_foreign_host_gets_400_and_the_app_never_runs(host):
 def test_no_host_header_at_all_is_refused():
     sent, inner = call("GET", [("Accept", "*/*")])
     assert status(sent) == 400 and inner.scopes == []
+    assert detail(sent).startswith("Host '' is not allowed.")
 
 
 def test_the_first_host_header_counts_and_names_are_case_insensitive():
@@ -273,11 +282,18 @@ def test_a_foreign_host_on_a_websocket_closes_the_handshake():
 
 
 def test_lifespan_and_other_scopes_pass_through_untouched():
-    inner = InnerApp()
-    guard = OriginGuardMiddleware(inner, OriginPolicy.build())
+    seen: list[tuple[Any, Any, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope, receive, send))
+
+    async def receive() -> None: ...
+
+    async def send(message: Any) -> None: ...
+
     scope = {"type": "lifespan"}
-    asyncio.run(guard(scope, None, None))
-    assert inner.scopes == [scope]
+    asyncio.run(OriginGuardMiddleware(app, OriginPolicy.build())(scope, receive, send))
+    assert seen == [(scope, receive, send)]
 
 
 # --- the middleware: cross-site state changes (CSRF) ----------------------------------
@@ -352,7 +368,17 @@ def test_a_cross_site_websocket_is_refused():
 
 def test_a_same_site_websocket_reaches_the_app_unwrapped():
     sent, inner = call(headers={"Host": "localhost", "Origin": "http://localhost:7860"}, kind="websocket")
-    assert sent == [] and len(inner.scopes) == 1
+    assert sent == [{"type": "websocket.accept"}] and len(inner.scopes) == 1
+
+
+def test_with_the_host_check_off_the_pages_own_host_may_still_post():
+    """--allowed-hosts '*': the WebUI opened as http://gpu-box:7860 posts with that
+    Origin; it is the request's own Host, so it is this server, not a foreign site."""
+    policy = OriginPolicy.build(["*"])
+    sent, inner = call("POST", {"Host": "gpu-box:7860", "Origin": "http://gpu-box:7860"}, policy=policy)
+    assert status(sent) == 200 and len(inner.scopes) == 1
+    sent, _ = call("POST", {"Host": "gpu-box:7860", "Origin": EVIL}, policy=policy)
+    assert status(sent) == 403
 
 
 # --- the middleware: CORS -------------------------------------------------------------
@@ -371,6 +397,14 @@ def test_a_listed_origin_gets_exactly_its_own_cors_headers():
         (b"access-control-allow-origin", LISTED.encode()),
         (b"vary", b"Origin"),
     ]
+
+
+def test_a_response_start_without_headers_still_gets_cors():
+    # "headers" is optional in an ASGI http.response.start message
+    sent, _ = call("GET", {"Host": "localhost", "Origin": LISTED}, inner=InnerApp(start_headers=False))
+    assert response_headers(sent) == [(b"access-control-allow-origin", LISTED.encode()), (b"vary", b"Origin")]
+    sent, _ = call("GET", {"Host": "localhost"}, inner=InnerApp(start_headers=False))
+    assert response_headers(sent) == []
 
 
 def test_no_origin_gets_no_cors_headers():
@@ -408,6 +442,14 @@ def test_a_preflight_from_any_other_origin_gets_403(origin):
     assert status(sent) == 403 and inner.scopes == []
     assert detail(sent) == f"CORS: origin {origin!r} is not in --cors-allow-origins"
     assert not [k for k, _ in response_headers(sent) if k.startswith(b"access-control-")]
+
+
+def test_a_long_preflight_origin_is_cut_in_the_message():
+    origin = "http://" + "e" * 300
+    sent, _ = call(
+        "OPTIONS", {"Host": "localhost", "Origin": origin, "Access-Control-Request-Method": "POST"}
+    )
+    assert detail(sent) == f"CORS: origin {origin[:100]!r} is not in --cors-allow-origins"
 
 
 def test_options_without_a_preflight_header_or_origin_reaches_the_app():
