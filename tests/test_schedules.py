@@ -380,3 +380,30 @@ def test_which_classes_take_custom_sigmas():
     assert not takes_custom_sigmas(diffusers.DDIMScheduler.from_config(config))
     # UniPC's set_timesteps has sigmas=, but only for flow models
     assert not takes_custom_sigmas(diffusers.UniPCMultistepScheduler.from_config(config))
+
+
+def test_the_warning_names_the_schedule_the_sampler_and_the_missing_option():
+    result = built("DDIM", "Karras", 10)
+    assert result.warnings == [
+        "Schedule type 'Karras' is not available for sampler 'DDIM' (DDIMScheduler has no "
+        "use_karras_sigmas); used the sampler's own schedule"
+    ]
+
+
+def test_a_fixed_shift_turns_dynamic_shifting_off():
+    """A flow model whose config shifts by resolution (Flux's scheduler ships
+    ``use_dynamic_shifting: true``): a shift given in the request replaces it, as
+    diffusers' scheduler does when built with that shift and dynamic shifting off."""
+    import diffusers
+
+    config = {**model_config("zimage"), "use_dynamic_shifting": True}
+    ours = build_scheduler(
+        SPECS["Euler (flow)"], find_schedule("Automatic"), config, flow=True, family="zimage", shift=3.0
+    )
+    reference = diffusers.FlowMatchEulerDiscreteScheduler.from_config(
+        config, shift=3.0, use_dynamic_shifting=False
+    )
+    ours.scheduler.set_timesteps(8)  # no mu needed: not shifted by resolution
+    reference.set_timesteps(8)
+    assert ours.warnings == []
+    assert torch.equal(ours.scheduler.sigmas, reference.sigmas)
