@@ -407,3 +407,19 @@ def test_a_fixed_shift_turns_dynamic_shifting_off():
     reference.set_timesteps(8)
     assert ours.warnings == []
     assert torch.equal(ours.scheduler.sigmas, reference.sigmas)
+
+
+def test_an_extensions_flow_sampler_without_the_option_is_warned():
+    """A flow sampler registered by an extension on a class without Karras sigmas
+    (diffusers' FlowMatchHeun): the schedule type is not faked, and the result says so."""
+    import diffusers
+
+    from plugin_api.types import SamplerSpec
+
+    spec = SamplerSpec("Heun (flow)", diffusers.FlowMatchHeunDiscreteScheduler.from_config, flow=True)
+    result = build_scheduler(
+        spec, find_schedule("Karras"), model_config("zimage"), flow=True, family="zimage", shift=None
+    )
+    assert result.warnings == [
+        "FlowMatchHeunDiscreteScheduler has no use_karras_sigmas; 'Karras' not applied"
+    ]
