@@ -423,3 +423,16 @@ def test_an_extensions_flow_sampler_without_the_option_is_warned():
     assert result.warnings == [
         "FlowMatchHeunDiscreteScheduler has no use_karras_sigmas; 'Karras' not applied"
     ]
+
+
+def test_align_your_steps_on_euler_a_uses_the_models_family():
+    sdxl = [14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029]
+    ours = built("Euler a", "Align Your Steps", 11, "sdxl").scheduler.sigmas.numpy()
+    np.testing.assert_allclose(ours, [*sdxl, 0.0], rtol=1e-5)
+
+
+def test_the_nearest_schedule_warning_names_the_class_and_sampler():
+    assert built("DPM++ 2M", "KL Optimal", 10).warnings == [
+        "Schedule type 'KL Optimal' needs custom sigmas, which DPMSolverMultistepScheduler (sampler "
+        "'DPM++ 2M') does not take; used Karras, the nearest"
+    ]
