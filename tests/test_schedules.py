@@ -236,3 +236,203 @@ def test_sigma_steppers_take_every_schedule_as_a1111s_do(sampler, schedule):
         reference = built("Euler", schedule, 9).scheduler
     assert torch.equal(ours.scheduler.sigmas, reference.sigmas)
     assert torch.equal(ours.scheduler.timesteps, reference.timesteps)
+
+
+def nvidia_loglinear_interp(t_steps: list[float], num_steps: int) -> np.ndarray:
+    """NVIDIA's ``loglinear_interp`` from the Align Your Steps how-to, as published."""
+    xs = np.linspace(0, 1, len(t_steps))
+    ys = np.log(t_steps[::-1])
+    new_xs = np.linspace(0, 1, num_steps)
+    new_ys = np.interp(new_xs, xs, ys)
+    return np.exp(new_ys)[::-1].copy()
+
+
+@pytest.mark.parametrize("steps", [4, 20, 30])
+def test_align_your_steps_at_other_step_counts_is_nvidias_interpolation(steps):
+    from core.schedules import align_your_steps_sigmas
+
+    sdxl = [14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029]
+    ours = align_your_steps_sigmas(steps, "sdxl")
+    assert len(ours) == steps + 1 and ours[-1] == 0.0
+    np.testing.assert_allclose(ours[:-1], nvidia_loglinear_interp(sdxl, steps), rtol=1e-12)
+
+
+def test_align_your_steps_falls_back_to_sd15s_list_as_a1111_does():
+    from core.schedules import align_your_steps_sigmas
+
+    # A1111's get_align_your_steps_sigmas: SDXL's list for SDXL models, SD1.5's otherwise
+    assert align_your_steps_sigmas(11, "flux") == align_your_steps_sigmas(11, "sd15")
+    assert align_your_steps_sigmas(11, "sd15")[:3] == [14.615, 6.475, 3.861]
+
+
+def test_kl_optimal_ends_on_sigma_min_in_steps_plus_one_values():
+    from core.schedules import kl_optimal_sigmas
+
+    ours = kl_optimal_sigmas(4, 0.03, 14.6)
+    # A1111's kl_optimal: tan(t * atan(min) + (1 - t) * atan(max)), t = linspace(0, 1, n + 1)
+    expected = [math.tan(t * math.atan(0.03) + (1 - t) * math.atan(14.6)) for t in np.linspace(0, 1, 5)]
+    np.testing.assert_allclose(ours, expected, rtol=1e-12)
+
+
+def test_the_a1111_schedulers_entries():
+    """/sdapi/v1/schedulers as A1111 1.10 lists them (modules/sd_schedulers.py)."""
+    entries = {s.name: s.a1111() for s in SCHEDULE_TYPES}
+    assert entries["karras"] == {
+        "name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0, "need_inner_model": False,
+    }  # fmt: skip
+    assert entries["sgm_uniform"] == {
+        "name": "sgm_uniform", "label": "SGM Uniform", "aliases": ["SGMUniform"], "default_rho": -1.0,
+        "need_inner_model": True,
+    }  # fmt: skip
+    assert entries["polyexponential"]["default_rho"] == 1.0
+
+
+@pytest.mark.parametrize("name", [None, "", "  ", "auto", "AUTO", "Automatic", " automatic "])
+def test_no_schedule_or_auto_is_automatic(name):
+    assert find_schedule(name).name == "automatic"
+
+
+def test_schedule_names_are_found_in_any_case_and_spacing():
+    assert find_schedule(" sgm uniform ").name == "sgm_uniform"
+    assert find_schedule("sgmuniform").name == "sgm_uniform"
+    assert find_schedule("Align Your Steps").name == "align_your_steps"
+    assert find_schedule("kl_optimal").name == "kl_optimal"
+
+
+def test_schedule_choices_lists_every_label():
+    from core.schedules import schedule_choices
+
+    assert schedule_choices() == ", ".join(label for _, label in A1111_SCHEDULES)
+
+
+@pytest.mark.parametrize(
+    ("name", "sampler", "schedule"),
+    [
+        ("DPM++ 2M Karras", "DPM++ 2M", "karras"),
+        ("dpm++ 2m karras", "dpm++ 2m", "karras"),
+        ("Euler Uniform", "Euler", "uniform"),  # the first schedule after Automatic
+        ("DPM++ 2M SGMUniform", "DPM++ 2M", "sgm_uniform"),  # an alias
+        ("DPM++ 2M SDE Heun Exponential", "DPM++ 2M SDE Heun", "exponential"),
+        ("Euler  Beta", "Euler", "beta"),
+    ],
+)
+def test_a_schedule_folded_into_the_sampler_name_is_split_off(name, sampler, schedule):
+    found = split_schedule_suffix(name)
+    assert found is not None and found[0] == sampler and found[1].name == schedule
+
+
+@pytest.mark.parametrize("name", ["DPM++ 2M", "Euler a", "DPM++ 2MKarras", "Karras", "Euler Automatic"])
+def test_a_sampler_name_without_a_schedule_is_not_split(name):
+    assert split_schedule_suffix(name) is None
+
+
+def test_a_schedule_on_a_key_the_config_file_never_set_is_not_dropped():
+    """diffusers' from_config ignores every key listed in ``_use_default_values``; a
+    schedule set on such a key must reach the built scheduler."""
+    import diffusers
+
+    from core.schedules import with_config
+
+    base = dict(diffusers.EulerDiscreteScheduler().config)
+    assert {"use_karras_sigmas", "timestep_spacing"} <= set(base["_use_default_values"])
+    updates = {"use_karras_sigmas": True, "timestep_spacing": "trailing"}
+    config = with_config(base, updates)
+    scheduler = diffusers.EulerDiscreteScheduler.from_config(config)
+    assert scheduler.config.use_karras_sigmas is True and scheduler.config.timestep_spacing == "trailing"
+    assert set(config["_use_default_values"]) == set(base["_use_default_values"]) - set(updates)
+    assert base["use_karras_sigmas"] is False  # the model's config is left as it was
+    plain = with_config({"a": 1}, {"b": 2})
+    assert plain == {"a": 1, "b": 2}  # nothing added where the config lists no defaults
+
+
+def test_not_applied_names_the_options_a_class_lacks():
+    import diffusers
+
+    from core.schedules import not_applied
+
+    ddim = diffusers.DDIMScheduler.from_config(model_config("sd15"), timestep_spacing="trailing")
+    assert not_applied(ddim, {"use_karras_sigmas": True, "timestep_spacing": "trailing"}) == [
+        "use_karras_sigmas"
+    ]
+    # a flag DDIM does not have, switched off, is what DDIM does anyway
+    assert not_applied(ddim, {"use_karras_sigmas": False, "use_beta_sigmas": None}) == []
+    assert not_applied(ddim, {"timestep_spacing": "linspace", "steps_offset": 1}) == ["timestep_spacing"]
+
+
+def test_model_sigma_range_is_the_training_schedules():
+    import diffusers
+
+    from core.schedules import model_sigma_range
+
+    low, high = model_sigma_range(diffusers.EulerDiscreteScheduler.from_config(model_config("sd15")))
+    sigmas = sd15_training_sigmas()
+    # alphas_cumprod is float32 in diffusers: 1e-4, as the other sigma checks here
+    assert low == pytest.approx(sigmas.min(), rel=1e-4) and high == pytest.approx(sigmas.max(), rel=1e-4)
+
+
+def test_which_classes_take_custom_sigmas():
+    import diffusers
+
+    from core.schedules import takes_custom_sigmas
+
+    config = model_config("sd15")
+    assert takes_custom_sigmas(diffusers.EulerDiscreteScheduler.from_config(config))
+    assert not takes_custom_sigmas(diffusers.DDIMScheduler.from_config(config))
+    # UniPC's set_timesteps has sigmas=, but only for flow models
+    assert not takes_custom_sigmas(diffusers.UniPCMultistepScheduler.from_config(config))
+
+
+def test_the_warning_names_the_schedule_the_sampler_and_the_missing_option():
+    result = built("DDIM", "Karras", 10)
+    assert result.warnings == [
+        "Schedule type 'Karras' is not available for sampler 'DDIM' (DDIMScheduler has no "
+        "use_karras_sigmas); used the sampler's own schedule"
+    ]
+
+
+def test_a_fixed_shift_turns_dynamic_shifting_off():
+    """A flow model whose config shifts by resolution (Flux's scheduler ships
+    ``use_dynamic_shifting: true``): a shift given in the request replaces it, as
+    diffusers' scheduler does when built with that shift and dynamic shifting off."""
+    import diffusers
+
+    config = {**model_config("zimage"), "use_dynamic_shifting": True}
+    ours = build_scheduler(
+        SPECS["Euler (flow)"], find_schedule("Automatic"), config, flow=True, family="zimage", shift=3.0
+    )
+    reference = diffusers.FlowMatchEulerDiscreteScheduler.from_config(
+        config, shift=3.0, use_dynamic_shifting=False
+    )
+    ours.scheduler.set_timesteps(8)  # no mu needed: not shifted by resolution
+    reference.set_timesteps(8)
+    assert ours.warnings == []
+    assert torch.equal(ours.scheduler.sigmas, reference.sigmas)
+
+
+def test_an_extensions_flow_sampler_without_the_option_is_warned():
+    """A flow sampler registered by an extension on a class without Karras sigmas
+    (diffusers' FlowMatchHeun): the schedule type is not faked, and the result says so."""
+    import diffusers
+
+    from plugin_api.types import SamplerSpec
+
+    spec = SamplerSpec("Heun (flow)", diffusers.FlowMatchHeunDiscreteScheduler.from_config, flow=True)
+    result = build_scheduler(
+        spec, find_schedule("Karras"), model_config("zimage"), flow=True, family="zimage", shift=None
+    )
+    assert result.warnings == [
+        "FlowMatchHeunDiscreteScheduler has no use_karras_sigmas; 'Karras' not applied"
+    ]
+
+
+def test_align_your_steps_on_euler_a_uses_the_models_family():
+    sdxl = [14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029]
+    ours = built("Euler a", "Align Your Steps", 11, "sdxl").scheduler.sigmas.numpy()
+    np.testing.assert_allclose(ours, [*sdxl, 0.0], rtol=1e-5)
+
+
+def test_the_nearest_schedule_warning_names_the_class_and_sampler():
+    assert built("DPM++ 2M", "KL Optimal", 10).warnings == [
+        "Schedule type 'KL Optimal' needs custom sigmas, which DPMSolverMultistepScheduler (sampler "
+        "'DPM++ 2M') does not take; used Karras, the nearest"
+    ]
