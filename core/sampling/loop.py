@@ -173,177 +173,142 @@ def denoise(
     denoiser calls once the schedule is known; the caller closes it.
     Raises ``SamplingInterrupted`` or ``BatchSkipped`` when the token says so.
     """
-    denoiser = model.components[model.adapter.denoiser_name]
     sampling = hooks.sampling(ctx)
-    with sampling.patches(denoiser):
-        return _denoise_pass(
-            model=model, scheduler=scheduler, cond=cond, uncond=uncond, cfg_scale=cfg_scale,
-            steps=steps, seeds=seeds, width=width, height=height, ctx=ctx, hooks=hooks,
-            sampling=sampling, cancel=cancel, on_step=on_step, init=init,
-            preview_every=preview_every, late_cfg=late_cfg, set_timesteps=set_timesteps,
-            image_conditioning=image_conditioning, sample_fn=sample_fn, hires=hires,
-            step_cache=step_cache,
-        )  # fmt: skip
+    # patch_denoiser's patches hold for the whole pass (removed on errors and interrupts too)
+    with sampling.patches(model.components[model.adapter.denoiser_name]):
+        adapter, components = model.adapter, model.components
+        device = model.device
+        denoiser = components[adapter.denoiser_name]
+        dtype = denoiser.dtype
+        batch = len(seeds)
+        generators = make_generators(seeds)
+        shape = adapter.latent_shape(components, batch, width, height)
+        noise = initial_noise(shape, generators, device)
+        if sampling.has("prepare_noise"):
+            given = SamplingNoise(
+                noise=noise, seeds=list(seeds), init_latents=init.latents if init is not None else None,
+                strength=init.strength if init is not None else 1.0, hires=hires,
+            )  # fmt: skip
+            sampling.prepare_noise(given)
+            noise = given.noise.to(device, torch.float32)
 
-
-def _denoise_pass(
-    *,
-    model: Any,
-    scheduler: Any,
-    cond: Conditioning,
-    uncond: Conditioning | None,
-    cfg_scale: float,
-    steps: int,
-    seeds: list[int],
-    width: int,
-    height: int,
-    ctx: GenerationContext,
-    hooks: Any,
-    sampling: Any,
-    cancel: CancelToken | None,
-    on_step: Callable[[int, int, float, Any], None] | None,
-    init: InitImage | None,
-    preview_every: int,
-    late_cfg: LateCfg | None,
-    set_timesteps: Callable[[int, Any], None] | None,
-    image_conditioning: torch.Tensor | None,
-    sample_fn: Callable[..., Any] | None,
-    hires: bool,
-    step_cache: Any,
-) -> torch.Tensor:
-    adapter, components = model.adapter, model.components
-    device = model.device
-    denoiser = components[adapter.denoiser_name]
-    dtype = denoiser.dtype
-    batch = len(seeds)
-    generators = make_generators(seeds)
-    shape = adapter.latent_shape(components, batch, width, height)
-    noise = initial_noise(shape, generators, device)
-    if sampling.has("prepare_noise"):
-        given = SamplingNoise(
-            noise=noise, seeds=list(seeds), init_latents=init.latents if init is not None else None,
-            strength=init.strength if init is not None else 1.0, hires=hires,
-        )  # fmt: skip
-        sampling.prepare_noise(given)
-        noise = given.noise.to(device, torch.float32)
-
-    if set_timesteps is not None:
-        set_timesteps(steps, device)
-    else:
-        adapter.set_timesteps(scheduler, steps, shape, device)
-    timesteps = scheduler.timesteps
-    full_schedule = [float(v) for v in timesteps.detach().cpu()]
-    # an inpainting UNet at full strength starts from pure noise, as diffusers' inpaint
-    # pipeline does (is_strength_max): the image reaches it through image_conditioning
-    if init is not None and image_conditioning is not None and init.strength >= 1.0:
-        init = None
-    if init is not None:
-        timesteps = _strength_timesteps(scheduler, steps, init.strength)
-        if len(timesteps) == 0:
-            return init.latents.to(device)
-        latents = _noised(
-            scheduler, adapter.flow, init.latents.to(device, torch.float32), noise, timesteps[:1]
-        )
-    else:
-        if hasattr(scheduler, "set_begin_index"):
-            # else the scheduler finds its first index with nonzero().item(): a host sync
-            scheduler.set_begin_index(0)
-        latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)
-
-    use_cfg = uncond is not None
-    model_cond = uncond.concat(cond) if use_cfg else cond
-    # what the denoiser receives besides the latents, for extensions that run a model of
-    # their own beside it (a ControlNet needs the same text conditioning)
-    ctx.state[DENOISER_INPUTS_KEY] = {
-        "encoder_hidden_states": model_cond.embeds,
-        "added_cond_kwargs": dict(model_cond.extra),
-        "cfg_batch": use_cfg,  # True: the batch is [uncond..., cond...]
-    }
-    extra_channels = None
-    if image_conditioning is not None:
-        extra_channels = image_conditioning.to(device, dtype)
-        if use_cfg:
-            extra_channels = torch.cat([extra_channels, extra_channels])
-    step_kwargs = _step_kwargs(scheduler, generators)
-    if hasattr(scheduler, "noise_sampler_seed"):
-        # DPM++ SDE draws its noise from a Brownian tree that ignores ``generator`` and is
-        # seeded at random unless told: seed it per image, as A1111 does (its seeds)
-        scheduler.noise_sampler_seed = [int(seed) for seed in seeds]
-    # CPU copies, taken once (reading a CUDA tensor's value inside the loop would sync)
-    timestep_values = [float(v) for v in timesteps.detach().cpu()]
-    step_cfg = cfg_per_step(full_schedule, timestep_values, cfg_scale, late_cfg)
-    sigmas = getattr(scheduler, "sigmas", None)
-    sigma_values = [float(v) for v in sigmas.detach().cpu()] if isinstance(sigmas, torch.Tensor) else None
-    total = len(timesteps)
-    ctx.total_steps = total
-    if step_cache is not None:
-        step_cache.start(total)
-    guided = GuidedDenoiser(
-        adapter=adapter, components=components, cond=model_cond, use_cfg=use_cfg,
-        extra_channels=extra_channels, dtype=dtype, ctx=ctx, hooks=hooks, sampling=sampling,
-        prediction_type=prediction_type(adapter, scheduler),
-    )  # fmt: skip
-    if sample_fn is not None:
-        if sigma_values is None:
-            raise ValueError(f"{type(scheduler).__name__} has no sigmas for a sampler function")
-        first = len(sigma_values) - 1 - total  # img2img runs the schedule's tail
-        keep = None
-        if init is not None and init.mask is not None and extra_channels is None:
-            keep = (init.latents.to(device, torch.float32), init.mask)
-        return run_sample_function(
-            sample_fn, guided=guided, scheduler=scheduler, timesteps=timesteps,
-            sigmas=sigma_values[first:], x=latents,
-            step_cfg=step_cfg, generators=generators, ctx=ctx, cancel=cancel, on_step=on_step,
-            preview_every=preview_every, keep=keep,
-        )  # fmt: skip
-    started = time.perf_counter()
-    scale_input = getattr(scheduler, "scale_model_input", None)
-
-    for index, t in enumerate(timesteps):
-        # a named range for profilers (tests/test_sampling_syncs.py looks inside it)
-        with torch.profiler.record_function(STEP_RANGE):
-            if cancel is not None:
-                if cancel.interrupted:
-                    raise SamplingInterrupted()
-                if cancel.take_skip():
-                    raise BatchSkipped()
-            model_input = torch.cat([latents, latents]) if use_cfg else latents
-            if scale_input is not None:
-                model_input = scale_input(model_input, t)
-            sigma = _current_sigma(scheduler, sigma_values)
-            state = StepState(
-                step=index,
-                total_steps=total,
-                timestep=timestep_values[index],
-                sigma=sigma,
-                latents=model_input,
-                elapsed_s=time.perf_counter() - started,
+        if set_timesteps is not None:
+            set_timesteps(steps, device)
+        else:
+            adapter.set_timesteps(scheduler, steps, shape, device)
+        timesteps = scheduler.timesteps
+        full_schedule = [float(v) for v in timesteps.detach().cpu()]
+        # an inpainting UNet at full strength starts from pure noise, as diffusers' inpaint
+        # pipeline does (is_strength_max): the image reaches it through image_conditioning
+        if init is not None and image_conditioning is not None and init.strength >= 1.0:
+            init = None
+        if init is not None:
+            timesteps = _strength_timesteps(scheduler, steps, init.strength)
+            if len(timesteps) == 0:
+                return init.latents.to(device)
+            latents = _noised(
+                scheduler, adapter.flow, init.latents.to(device, torch.float32), noise, timesteps[:1]
             )
-            prediction = guided.predict(model_input, t, state, step_cfg[index])
-            with torch.profiler.record_function(SCHEDULER_RANGE):
-                output = scheduler.step(
-                    prediction.to(latents.dtype), t, latents, **step_kwargs, return_dict=True
-                )
-            latents = output.prev_sample
-            denoised = getattr(output, "pred_original_sample", None)
+        else:
+            if hasattr(scheduler, "set_begin_index"):
+                # else the scheduler finds its first index with nonzero().item(): a host sync
+                scheduler.set_begin_index(0)
+            latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)
 
+        use_cfg = uncond is not None
+        model_cond = uncond.concat(cond) if use_cfg else cond
+        # what the denoiser receives besides the latents, for extensions that run a model of
+        # their own beside it (a ControlNet needs the same text conditioning)
+        ctx.state[DENOISER_INPUTS_KEY] = {
+            "encoder_hidden_states": model_cond.embeds,
+            "added_cond_kwargs": dict(model_cond.extra),
+            "cfg_batch": use_cfg,  # True: the batch is [uncond..., cond...]
+        }
+        extra_channels = None
+        if image_conditioning is not None:
+            extra_channels = image_conditioning.to(device, dtype)
+            if use_cfg:
+                extra_channels = torch.cat([extra_channels, extra_channels])
+        step_kwargs = _step_kwargs(scheduler, generators)
+        if hasattr(scheduler, "noise_sampler_seed"):
+            # DPM++ SDE draws its noise from a Brownian tree that ignores ``generator`` and is
+            # seeded at random unless told: seed it per image, as A1111 does (its seeds)
+            scheduler.noise_sampler_seed = [int(seed) for seed in seeds]
+        # CPU copies, taken once (reading a CUDA tensor's value inside the loop would sync)
+        timestep_values = [float(v) for v in timesteps.detach().cpu()]
+        step_cfg = cfg_per_step(full_schedule, timestep_values, cfg_scale, late_cfg)
+        sigmas = getattr(scheduler, "sigmas", None)
+        sigma_values = [float(v) for v in sigmas.detach().cpu()] if isinstance(sigmas, torch.Tensor) else None
+        total = len(timesteps)
+        ctx.total_steps = total
+        if step_cache is not None:
+            step_cache.start(total)
+        guided = GuidedDenoiser(
+            adapter=adapter, components=components, cond=model_cond, use_cfg=use_cfg,
+            extra_channels=extra_channels, dtype=dtype, ctx=ctx, hooks=hooks, sampling=sampling,
+            prediction_type=prediction_type(adapter, scheduler),
+        )  # fmt: skip
+        if sample_fn is not None:
+            if sigma_values is None:
+                raise ValueError(f"{type(scheduler).__name__} has no sigmas for a sampler function")
+            first = len(sigma_values) - 1 - total  # img2img runs the schedule's tail
+            keep = None
             if init is not None and init.mask is not None and extra_channels is None:
-                # keep the unmasked area on the original image's noise schedule (not for an
-                # inpainting UNet, which sees that area itself: as diffusers)
-                keep = init.latents.to(device, latents.dtype)
-                if index < total - 1:
-                    keep = _noised(scheduler, adapter.flow, keep, noise, timesteps[index + 1])
-                latents = (1 - init.mask) * keep + init.mask * latents
+                keep = (init.latents.to(device, torch.float32), init.mask)
+            return run_sample_function(
+                sample_fn, guided=guided, scheduler=scheduler, timesteps=timesteps,
+                sigmas=sigma_values[first:], x=latents,
+                step_cfg=step_cfg, generators=generators, ctx=ctx, cancel=cancel, on_step=on_step,
+                preview_every=preview_every, keep=keep,
+            )  # fmt: skip
+        started = time.perf_counter()
+        scale_input = getattr(scheduler, "scale_model_input", None)
 
-            state.latents = latents
-            state.denoised = denoised
-            if preview_every > 0 and ((index + 1) % preview_every == 0 or index == 0):
-                state.preview = adapter.preview(denoised if denoised is not None else latents)
-            state.elapsed_s = time.perf_counter() - started
-            hooks.on_step(ctx, state)
-            if on_step is not None:
-                on_step(index + 1, total, state.elapsed_s, state.preview)
-    return latents
+        for index, t in enumerate(timesteps):
+            # a named range for profilers (tests/test_sampling_syncs.py looks inside it)
+            with torch.profiler.record_function(STEP_RANGE):
+                if cancel is not None:
+                    if cancel.interrupted:
+                        raise SamplingInterrupted()
+                    if cancel.take_skip():
+                        raise BatchSkipped()
+                model_input = torch.cat([latents, latents]) if use_cfg else latents
+                if scale_input is not None:
+                    model_input = scale_input(model_input, t)
+                sigma = _current_sigma(scheduler, sigma_values)
+                state = StepState(
+                    step=index,
+                    total_steps=total,
+                    timestep=timestep_values[index],
+                    sigma=sigma,
+                    latents=model_input,
+                    elapsed_s=time.perf_counter() - started,
+                )
+                prediction = guided.predict(model_input, t, state, step_cfg[index])
+                with torch.profiler.record_function(SCHEDULER_RANGE):
+                    output = scheduler.step(
+                        prediction.to(latents.dtype), t, latents, **step_kwargs, return_dict=True
+                    )
+                latents = output.prev_sample
+                denoised = getattr(output, "pred_original_sample", None)
+
+                if init is not None and init.mask is not None and extra_channels is None:
+                    # keep the unmasked area on the original image's noise schedule (not for an
+                    # inpainting UNet, which sees that area itself: as diffusers)
+                    keep = init.latents.to(device, latents.dtype)
+                    if index < total - 1:
+                        keep = _noised(scheduler, adapter.flow, keep, noise, timesteps[index + 1])
+                    latents = (1 - init.mask) * keep + init.mask * latents
+
+                state.latents = latents
+                state.denoised = denoised
+                if preview_every > 0 and ((index + 1) % preview_every == 0 or index == 0):
+                    state.preview = adapter.preview(denoised if denoised is not None else latents)
+                state.elapsed_s = time.perf_counter() - started
+                hooks.on_step(ctx, state)
+                if on_step is not None:
+                    on_step(index + 1, total, state.elapsed_s, state.preview)
+        return latents
 
 
 def _current_sigma(scheduler: Any, sigma_values: list[float] | None) -> float | None:
