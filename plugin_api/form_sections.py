@@ -12,8 +12,10 @@ The result has the shape an API client sends: ``{"args": [...]}`` (``/sdapi/v1``
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import math
+from collections.abc import Callable
 from typing import Any
 
 from plugin_api.errors import InvalidRequest
@@ -89,4 +91,40 @@ def section_extension_args(section: FormSection, values: list[Any], extension: s
     )
 
 
-__all__ = ["InvalidRequest", "api_shape", "image_to_base64", "section_extension_args"]
+def build_arguments(build: Callable[..., Any], tab: str, host: Any) -> dict[str, Any]:
+    """``tab`` and ``host`` for a ``build`` that names them."""
+    try:
+        names = set(inspect.signature(build).parameters)
+    except (TypeError, ValueError):
+        names = set()
+    offered = {"tab": tab, "host": host}
+    return {name: value for name, value in offered.items() if name in names}
+
+
+def build_section_components(section: FormSection, tab: str, host: Any) -> list[Any]:
+    """Call ``section.build`` (inside a Gradio Blocks context) and return its components
+    as a list (one component alone, or None, is fine); ``TypeError`` for anything that
+    is not a Gradio component."""
+    import gradio as gr
+
+    returned = section.build(**build_arguments(section.build, tab, host))
+    if returned is None:
+        return []
+    items = list(returned) if isinstance(returned, list | tuple) else [returned]
+    for index, item in enumerate(items):
+        if not isinstance(item, gr.components.Component):
+            raise TypeError(
+                f"build() of section {section.title!r} returned a {type(item).__name__} at index "
+                f"{index}; expected the section's Gradio components, in order"
+            )
+    return items
+
+
+__all__ = [
+    "InvalidRequest",
+    "api_shape",
+    "build_arguments",
+    "build_section_components",
+    "image_to_base64",
+    "section_extension_args",
+]

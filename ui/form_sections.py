@@ -13,10 +13,8 @@ extension's own tests check through ``plugin_api.testing.form_section_args``).
 from __future__ import annotations
 
 import html
-import inspect
 import logging
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +22,7 @@ import gradio as gr
 from gradio.context import get_blocks_context
 
 from plugin_api.errors import InvalidRequest
-from plugin_api.form_sections import section_extension_args
+from plugin_api.form_sections import build_section_components, section_extension_args
 from plugin_api.types import FormSection, GenerationRequest
 from ui import choices
 from ui.extension_tabs import _remove_partial, _slug
@@ -56,30 +54,6 @@ class FormSections:
         return [built.accordion for built in self.sections]
 
 
-def _build_arguments(build: Callable[..., Any], tab: str, host: Any) -> dict[str, Any]:
-    """``tab`` and ``host`` for a build that names them (as ``Tab.build`` gets ``host``)."""
-    try:
-        names = set(inspect.signature(build).parameters)
-    except (TypeError, ValueError):
-        names = set()
-    offered = {"tab": tab, "host": host}
-    return {name: value for name, value in offered.items() if name in names}
-
-
-def _components(returned: Any, extension: str, title: str) -> list[Any]:
-    """``build``'s return value as a list of components (one alone, or None, is fine)."""
-    if returned is None:
-        return []
-    items = list(returned) if isinstance(returned, list | tuple) else [returned]
-    for index, item in enumerate(items):
-        if not isinstance(item, gr.components.Component):
-            raise TypeError(
-                f"build() of section {title!r} returned {type(item).__name__} at index {index}; "
-                "expected the section's Gradio components, in order"
-            )
-    return items
-
-
 def build_form_section(
     tab: str, extension: str, section: FormSection, host: Any, family: str | None
 ) -> BuiltSection:
@@ -95,8 +69,7 @@ def build_form_section(
         container = gr.Column(elem_id=f"{elem_id}_content")
         try:
             with container:
-                returned = section.build(**_build_arguments(section.build, tab, host))
-            built.components = _components(returned, extension, title)
+                built.components = build_section_components(section, tab, host)
         except Exception as exc:
             built.error = f"{type(exc).__name__}: {exc}"
             built.components = []
