@@ -29,6 +29,9 @@ from ui.extension_tabs import _remove_partial, _slug
 
 log = logging.getLogger("easel.ui")
 
+# on every section's accordion: the extension's own texts start there (not the core's i18n)
+SECTION_CLASS = "easel-form-section"
+
 
 @dataclass
 class BuiltSection:
@@ -60,7 +63,11 @@ def build_form_section(
     title = str(section.title or extension)
     elem_id = section.elem_id or f"{tab}_section_{_slug(extension)}"
     with gr.Accordion(
-        title, open=bool(section.open), visible=section.shown_for(family), elem_id=elem_id
+        title,
+        open=bool(section.open),
+        visible=section.shown_for(family),
+        elem_id=elem_id,
+        elem_classes=[SECTION_CLASS],
     ) as accordion:
         built = BuiltSection(extension=extension, section=section, accordion=accordion)
         context = get_blocks_context()
