@@ -153,3 +153,46 @@ def test_the_hook_gets_the_same_args_from_the_api(tmp_path, tiny_sd15_dir):
 
     expected = Image.blend(decode(plain), Image.new("RGB", (64, 64), tint.COLORS["cool"]), 0.5)
     assert np.array_equal(np.asarray(decode(tinted)), np.asarray(expected))
+
+
+SECTIONS_EXTENSION = """
+from plugin_api import FormSection, hookimpl
+
+
+@hookimpl
+def ui_form_sections(tab):
+    both = FormSection(title="Both " + tab, build=lambda: None)
+    return [FormSection(title="Only img2img", build=lambda: None, tabs=("img2img",)), both,
+            FormSection(title="A second one", build=lambda: None), "not a section"]
+"""
+
+
+def test_the_host_collects_one_section_per_extension_and_form(make_host, tmp_path):
+    (tmp_path / "sections_a.py").write_text(SECTIONS_EXTENSION)
+    (tmp_path / "sections_b.py").write_text(
+        "from plugin_api import hookimpl\n\n@hookimpl\ndef ui_form_sections():\n    raise RuntimeError('no')\n"
+    )
+    host = make_host(extension_dirs=[tmp_path], safe_mode=False)
+    mine = lambda tab: [(e, s.title) for e, s in host.ui_form_sections(tab) if e.startswith("sections_")]  # noqa: E731
+    assert mine("txt2img") == [("sections_a", "Both txt2img")]
+    assert mine("img2img") == [("sections_a", "Only img2img")]  # the first for that form wins
+    assert host.extensions.records["sections_b"].failures[0].hook == "ui_form_sections"
+
+
+def test_the_bundled_sections_send_what_their_extensions_read():
+    """zh_prompt's mode and ESRGAN's post-upscale: the args are A1111's positional ones,
+    which the extensions' own request parsers take."""
+    import extensions.esrgan as esrgan
+    import extensions.zh_prompt as zh_prompt
+
+    assert form_section_args(zh_prompt) is None  # "Setting": the zh_prompt.mode setting decides
+    args = form_section_args(zh_prompt, ["translate_keep"], tab="img2img")
+    assert args == {"args": ["translate_keep"]}
+    request = GenerationRequest(extension_args={"zh_prompt": args})
+    zh_prompt.validate_request(request, "sd15")
+    assert zh_prompt.requested_mode(request) == "translate_keep"
+
+    assert form_section_args(esrgan, [False, "Lanczos", 2]) is None
+    args = form_section_args(esrgan, [True, "Lanczos", 1.5])
+    assert args == {"args": ["Lanczos", 1.5]}
+    assert esrgan.post_sample_request(args) == ("Lanczos", 1.5)
