@@ -339,6 +339,9 @@ def test_form_section_sends_the_api_units_and_generates_through_the_queue(engine
         "crop",
         "Balanced",
     )
+    # img2img: a unit without an image sends none, and takes the init image (as the API)
+    no_image = form_section_args(controlnet, section_values({"enabled": True}), tab="img2img")
+    assert "input_image" not in no_image["args"][0] and parse_units(no_image)[0].from_init_image
     with pytest.raises(Exception, match="choose a model"):
         form_section_args(controlnet, section_values({"enabled": True, "model": None}))
     shown, message = preview(STATE, circle_image(), "canny")
