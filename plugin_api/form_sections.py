@@ -1,8 +1,9 @@
 """A form section's values -> ``request.extension_args[<extension>]`` (API 1.9).
 
 The one mapping the WebUI uses at Generate and ``plugin_api.testing.form_section_args``
-uses in an extension's tests, so what a test checks is what the WebUI sends. No Gradio
-here: values are plain Python values (Gradio's preprocessed component values).
+uses in an extension's tests, so what a test checks is what the WebUI sends. Values are
+plain Python values (Gradio's preprocessed component values); Gradio is imported only by
+``build_section_components``, so extensions and the API load this module without it.
 
 The result has the shape an API client sends: ``{"args": [...]}`` (``/sdapi/v1``'s
 ``alwayson_scripts[<name>]``, kept whole) for a list, the dict itself for a dict
@@ -18,7 +19,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from plugin_api.errors import InvalidRequest
 from plugin_api.types import FormSection
 
 
@@ -74,7 +74,7 @@ def api_shape(value: Any, where: str) -> Any:
 
 def section_extension_args(section: FormSection, values: list[Any], extension: str) -> Any:
     """What ``section`` puts into ``request.extension_args[extension]`` for ``values``
-    (``None``: nothing). ``InvalidRequest`` from ``to_args`` passes through; a
+    (``None``: nothing). ``plugin_api.InvalidRequest`` from ``to_args`` passes through; a
     ``to_args`` that returns something else than a list, a dict or None, or values that
     are not API values, raise ``TypeError`` naming the extension."""
     args = section.to_args(list(values)) if section.to_args is not None else list(values)
@@ -121,7 +121,6 @@ def build_section_components(section: FormSection, tab: str, host: Any) -> list[
 
 
 __all__ = [
-    "InvalidRequest",
     "api_shape",
     "build_arguments",
     "build_section_components",
