@@ -16,7 +16,15 @@ from core.plugins.manager import ExtensionManager
 from core.plugins.registries import Registry
 from core.user_settings import UserSettings
 from plugin_api.extra_networks import ExtraNetworkCard, ExtraNetworkSpec
-from plugin_api.types import InterrogatorSpec, PreprocessorSpec, SamplerSpec, SettingSpec, Tab, UpscalerSpec
+from plugin_api.types import (
+    FormSection,
+    InterrogatorSpec,
+    PreprocessorSpec,
+    SamplerSpec,
+    SettingSpec,
+    Tab,
+    UpscalerSpec,
+)
 
 log = logging.getLogger("easel")
 
@@ -114,3 +122,28 @@ class Host:
                 else:
                     log.error("extension %r: ui_tabs returned %r, not (title, build)", extension, item)
         return tabs
+
+    def ui_form_sections(self, tab: str) -> list[tuple[str, FormSection]]:
+        """The form sections of the ``tab`` form ("txt2img" or "img2img") as
+        ``(extension, FormSection)``, in load order. A malformed result, a section for
+        another tab or a second section of one extension is reported and dropped."""
+        sections: list[tuple[str, FormSection]] = []
+        seen: set[str] = set()
+        for extension, result in self.extensions.hooks.call("ui_form_sections", host=self, tab=tab):
+            for item in result or []:
+                if not isinstance(item, FormSection) or not callable(item.build):
+                    log.error(
+                        "extension %r: ui_form_sections returned %r, not a FormSection", extension, item
+                    )
+                elif tab not in item.tabs:
+                    continue
+                elif extension in seen:
+                    log.error(
+                        "extension %r: a second form section (%r) for %s left out: its values would "
+                        "share extension_args[%r] with the first",
+                        extension, item.title, tab, extension,
+                    )  # fmt: skip
+                else:
+                    seen.add(extension)
+                    sections.append((extension, item))
+        return sections

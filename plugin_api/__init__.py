@@ -15,6 +15,7 @@ from plugin_api.extra_networks import ExtraNetworkCard, ExtraNetworkParams, Extr
 from plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from plugin_api.types import (
     DenoiserCall,
+    FormSection,
     GenerationContext,
     GenerationRequest,
     GenerationResult,
@@ -44,7 +45,10 @@ from plugin_api.types import (
 #      plugin_api.testing.serve / host helpers;
 #      GenerationRequest.inpainting_fill (A1111's "Masked content");
 #      GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
-API_VERSION = "1.8"
+# 1.9: ui_form_sections, FormSection (accordions in txt2img/img2img whose values become
+#      extension_args as /sdapi/v1 alwayson_scripts sends them), plugin_api.form_sections,
+#      plugin_api.testing.form_section_args
+API_VERSION = "1.9"
 
 __all__ = [
     "API_VERSION",
@@ -53,6 +57,7 @@ __all__ = [
     "ExtraNetworkCard",
     "ExtraNetworkParams",
     "ExtraNetworkSpec",
+    "FormSection",
     "GenerationContext",
     "GenerationRequest",
     "GenerationResult",

@@ -28,9 +28,10 @@ PORTING_TABLE: tuple[tuple[str, str, str], ...] = (
         'the folder name (or `.py` stem) names the extension, as in A1111; `alwayson_scripts["<title>"]` reaches `request.extension_args["<name>"]`',
     ),
     (
-        "`Script.ui()` (AlwaysVisible)",
-        "`ui_tabs(host)` / `Tab`",
-        "a tab of its own; its values travel as `extension_args`",
+        "`Script.ui()` / `show()` returning `AlwaysVisible`",
+        "`ui_form_sections(host, tab)` / `FormSection`",
+        "an accordion in txt2img/img2img; `to_args(values)` gives `alwayson_scripts[name].args`, "
+        "which reach `request.extension_args[name]` from the WebUI and the APIs alike",
     ),
     (
         "`Script.process(p)` / `before_process`",

@@ -16,6 +16,7 @@ import pluggy
 from plugin_api.extra_networks import ExtraNetworkSpec
 from plugin_api.types import (
     DenoiserCall,
+    FormSection,
     GenerationContext,
     GenerationRequest,
     GenerationResult,
@@ -151,6 +152,28 @@ def ui_tabs(host: Any) -> list[tuple[str, Callable[[], Any]] | Tab]:
         Optional (API 1.8): an implementation that does not name it does not get it.
 
     Called once each time the WebUI is built (once per ``easel serve``).
+    """
+
+
+@hookspec
+def ui_form_sections(host: Any, tab: str) -> list[FormSection]:
+    """Contribute accordions to the txt2img / img2img generation form (A1111's
+    "AlwaysVisible" scripts: ControlNet units, ADetailer...), API 1.9.
+
+    Return a list of ``FormSection``s. Each section whose ``tabs`` include ``tab`` is
+    built inside an accordion of that form; at Generate its components' values go through
+    its ``to_args`` into ``request.extension_args[<extension name>]``, in the same shape
+    ``/sdapi/v1``'s ``alwayson_scripts[<name>]["args"]`` (or the native
+    ``extension_args``) gives, so your generation hooks read one shape from every front
+    end. A section is shown only while the chosen model's family is in its ``families``
+    (empty: always). A ``build`` that raises is replaced by an error panel naming the
+    extension, and the rest of the form works. Results of all extensions are concatenated
+    in load order; one section per extension and tab (a second is reported and left out).
+
+    :param host: the started host (``host.get_setting``...). Optional.
+    :param tab: ``"txt2img"`` or ``"img2img"``: the form being built. Optional.
+
+    Called once per generation form (txt2img, then img2img) each time the WebUI is built.
     """
 
 

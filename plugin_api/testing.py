@@ -12,6 +12,9 @@
         with serve([my_extension], tmp_path, settings={"my_extension.option": "x"}) as client:
             assert client.get("/my_extension/status").status_code == 200
 
+    def test_my_section():  # what the WebUI's form section sends for these values
+        assert form_section_args(my_extension, [True, 0.5]) == {"args": [0.5]}
+
 The model is a randomly initialised SD1.5-shaped pipeline (a few MB, 64x64 images in
 about a second on a CPU) with the real CLIP tokenizer, so prompts tokenize as in real use.
 Nothing is downloaded.
@@ -253,6 +256,50 @@ def serve(
     finally:
         service.stop()
         host.stop()
+
+
+def form_section_args(
+    extension: ModuleType, values: list[Any] | None = None, *, tab: str = "txt2img", host: Any = None
+) -> Any:
+    """What the WebUI puts into ``request.extension_args[<extension name>]`` when a user
+    leaves ``values`` in the extension's form section (``ui_form_sections``) of ``tab``
+    and presses Generate; None when the section sends nothing.
+
+    The section is built as the WebUI builds it (inside a Gradio Blocks, ``build`` gets
+    ``tab`` / ``host`` by name), ``values`` must hold one value per returned component
+    (``None``: the components' initial values), and they go through the WebUI's own
+    mapping (``to_args``, images to base64 PNG, ``{"args": [...]}`` for a list). So::
+
+        args = form_section_args(my_extension, [True, "cool", 0.5])
+        with serve([my_extension], tmp_path) as client:  # the same through /sdapi/v1
+            client.post("/sdapi/v1/txt2img", json={..., "alwayson_scripts": {"my_extension": args}})
+
+    gives your hooks the same ``extension_args`` from both front ends. ``InvalidRequest``
+    from ``to_args`` is raised as it is.
+    """
+    import gradio as gr
+
+    from plugin_api.form_sections import build_arguments, build_section_components, section_extension_args
+    from plugin_api.types import FormSection
+
+    name = getattr(extension, "__name__", "extension").rsplit(".", 1)[-1]
+    hook = getattr(extension, "ui_form_sections", None)
+    if hook is None:
+        raise ValueError(f"{name} has no ui_form_sections hook")
+    offered = hook(**build_arguments(hook, tab, host))
+    sections = [s for s in offered or [] if isinstance(s, FormSection) and tab in s.tabs]
+    if not sections:
+        raise ValueError(f"{name}: ui_form_sections returned no FormSection for {tab!r}")
+    section = sections[0]  # the host keeps one section per extension and tab
+    with gr.Blocks():
+        components = build_section_components(section, tab, host)
+    if values is None:
+        values = [component.value for component in components]
+    if len(values) != len(components):
+        raise ValueError(
+            f"{name}: section {section.title!r} has {len(components)} components, got {len(values)} values"
+        )
+    return section_extension_args(section, list(values), name)
 
 
 def _record(name: str, module: ModuleType) -> Any:

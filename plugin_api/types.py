@@ -411,3 +411,48 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
     elapsed_s: float = 0.0
+
+
+FORM_TABS = ("txt2img", "img2img")
+
+
+@dataclass
+class FormSection:
+    """An accordion inside the txt2img and/or img2img form (A1111's "AlwaysVisible"
+    scripts), from ``ui_form_sections`` (API 1.9).
+
+    ``build()`` is called inside the accordion and returns the components whose values the
+    section sends, in order (A1111's ``Script.ui()``). A ``build`` with a parameter named
+    ``tab`` gets ``"txt2img"`` or ``"img2img"`` (prefix your ``elem_id``s with it: the
+    section is built once per tab), one named ``host`` gets the host.
+
+    At Generate the host reads those components' values and calls ``to_args(values)``
+    (``values``: a list in ``build``'s order; images as PIL images). What it returns goes
+    into ``request.extension_args[<extension name>]`` exactly as the APIs carry it:
+
+    - a list: A1111's positional ``alwayson_scripts[<name>]["args"]``; the request gets
+      ``{"args": [...]}``, which is what ``/sdapi/v1`` clients sending
+      ``"alwayson_scripts": {"<name>": {"args": [...]}}`` produce;
+    - a dict: the native API's ``extension_args[<name>]`` as it is;
+    - ``None``: nothing (the section is off).
+
+    Images in it become base64 PNG strings (what API clients send), tuples lists, so your
+    hooks read one shape whichever front end asked. Without ``to_args`` the values list
+    itself is the args. Raise ``plugin_api.InvalidRequest(field, message)`` in
+    ``to_args`` to refuse a generation with a message for the user.
+    """
+
+    title: str
+    build: Callable[..., Any]
+    to_args: Callable[[list[Any]], Any] | None = None
+    # the forms it appears in: "txt2img", "img2img" or both
+    tabs: tuple[str, ...] = FORM_TABS
+    # model families ("sd15", "sdxl", "zimage"...) it is shown for; empty: every family.
+    # While hidden (another family's model is chosen) it sends nothing; while the family
+    # is unknown (no model listed) it is shown.
+    families: tuple[str, ...] = ()
+    open: bool = False  # the accordion starts open
+    elem_id: str | None = None  # default: "<tab>_section_<extension>"
+
+    def shown_for(self, family: str | None) -> bool:
+        return family is None or not self.families or family in self.families

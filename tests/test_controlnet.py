@@ -300,44 +300,66 @@ def test_other_extensions_add_preprocessors_and_refuse_requests(make_host, cn_mo
     assert error.value.field == "prompt" and "poster_ext" in str(error.value)
 
 
-def test_tab_builds_previews_and_generates_with_its_units(engine, base, tmp_path):
+def section_values(*units: dict) -> list:
+    """The ControlNet accordion's widget values (section.UNIT_KEYS per unit), as a user
+    leaves them: the given units first, the rest at their initial values (disabled)."""
+    from extensions.controlnet.section import UNIT_COUNT, UNIT_KEYS
+
+    initial = {"enabled": False, "input_image": None, "module": "canny", "model": "tiny-sd15-cn",
+               "weight": 1.0, "guidance_start": 0.0, "guidance_end": 1.0, "resize_mode": "Crop and Resize",
+               "control_mode": "Balanced", "pixel_perfect": False, "processor_res": 512,
+               "threshold_a": -1, "threshold_b": -1}  # fmt: skip
+    values = []
+    for index in range(UNIT_COUNT):
+        chosen = {**initial, **(units[index] if index < len(units) else {})}
+        values += [chosen[key] for key in UNIT_KEYS]
+    return values
+
+
+def test_form_section_sends_the_api_units_and_generates_through_the_queue(engine, base, tmp_path):
+    """The accordion's values become sd-webui-controlnet's alwayson_scripts args (image as
+    base64), which the WebUI's own job runner sends through a real SQLite queue: the image
+    equals the one from the native units."""
+    import extensions.controlnet as controlnet
     from core.jobs import JobService, SqliteJobQueue
-    from extensions.controlnet import ui_tabs
+    from extensions.controlnet.section import preview
+    from plugin_api.testing import form_section_args
     from ui.extension_tabs import job_runner
     from ui.job_client import JobClient
 
-    (tab,) = ui_tabs()
-    # the WebUI's own job runner through a real SQLite queue: the unit's PIL image must
-    # survive the job record's JSON (core/jobs/requests.py) to reach the worker
-    service = JobService.for_engine(
-        engine, SqliteJobQueue(tmp_path / "queue.db"), settings=engine.host.settings
-    ).start(recover=False)
-    try:
-        tab_generates_through_the_queue(engine, tab, job_runner(JobClient(service)))
-    finally:
-        service.stop()
-
-
-def tab_generates_through_the_queue(engine, tab, run_job):
-    import gradio as gr
-
-    from extensions.controlnet.tab import FIELDS_PER_UNIT, preview, request_from_form
-    from ui.extension_tabs import build_extension_tab
-
-    with gr.Blocks(), gr.Tabs():
-        built = build_extension_tab("controlnet", tab, 0, run_job)
-    assert built.error is None
+    assert form_section_args(controlnet) is None  # initially no unit is enabled
+    args = form_section_args(controlnet, section_values({}, {"enabled": True, "input_image": circle_image()}))
+    first, second, third = args["args"]
+    assert first == third == {"enabled": False} and second["module"] == "canny"
+    assert second["input_image"] == b64(circle_image())  # what an API client sends
+    (parsed,) = parse_units(args)
+    assert (parsed.index, parsed.model, parsed.resize_mode, parsed.control_mode) == (
+        1,
+        "tiny-sd15-cn",
+        "crop",
+        "Balanced",
+    )
+    # img2img: a unit without an image sends none, and takes the init image (as the API)
+    no_image = form_section_args(controlnet, section_values({"enabled": True}), tab="img2img")
+    assert "input_image" not in no_image["args"][0] and parse_units(no_image)[0].from_init_image
+    with pytest.raises(Exception, match="choose a model"):
+        form_section_args(controlnet, section_values({"enabled": True, "model": None}))
     shown, message = preview(STATE, circle_image(), "canny")
     assert shown is not None and np.asarray(shown).max() == 255 and "canny" in message
     missing, message = preview(STATE, circle_image(), "depth_midas")
     assert missing is None and "dpt_hybrid-midas-501f0c75.pt" in message
-    values = [True, circle_image(), "canny", "tiny-sd15-cn", 1.0, 0.0, 1.0, "Crop and Resize"]
-    values += [False, None, "none", "", 1.0, 0.0, 1.0, "Just Resize"]
-    assert len(values) == 2 * FIELDS_PER_UNIT
-    request = request_from_form("a yellow circle", "", 11, 2, 64, 64, values)
-    request.model, request.save_images = "tiny-sd15", False
-    outcome = run_job(request)
-    assert outcome["error"] is None and "ControlNet 0" in outcome["infotexts"][0]
+
+    service = JobService.for_engine(
+        engine, SqliteJobQueue(tmp_path / "queue.db"), settings=engine.host.settings
+    ).start(recover=False)
+    try:
+        run_job = job_runner(JobClient(service))
+        request = GenerationRequest(prompt="a yellow circle", seed=11, steps=2, width=64, height=64,
+                                    model="tiny-sd15", save_images=False, extension_args={"controlnet": args})  # fmt: skip
+        outcome = run_job(request)
+    finally:
+        service.stop()
+    assert outcome["error"] is None and "ControlNet 1" in outcome["infotexts"][0]
     direct, _ = generate(engine, [unit(resize_mode="Crop and Resize")])
     assert np.array_equal(np.asarray(outcome["images"][0]), direct)
 

@@ -338,7 +338,9 @@ def test_every_core_label_is_translatable(server):
     with urllib.request.urlopen(server.url + "config", timeout=30) as response:
         config = json.load(response)
     components = {c["id"]: c for c in config["components"]}
-    skipped = set()  # extension tabs and extension settings: the extension's own texts
+    from ui.form_sections import SECTION_CLASS
+
+    skipped = set()  # extension tabs, settings and form sections: the extension's own texts
 
     def skip_subtree(node):
         skipped.add(node["id"])
@@ -349,8 +351,10 @@ def test_every_core_label_is_translatable(server):
         props = components.get(node["id"], {}).get("props", {})
         elem_id = props.get("elem_id") or ""
         kind = components.get(node["id"], {}).get("type")
-        if (kind == "tabitem" and not elem_id.startswith("tab_")) or (
-            elem_id.startswith("setting_") and elem_id != "setting_ui_language"
+        if (
+            (kind == "tabitem" and not elem_id.startswith("tab_"))
+            or (elem_id.startswith("setting_") and elem_id != "setting_ui_language")
+            or SECTION_CLASS in (props.get("elem_classes") or [])  # extensions' form sections
         ):
             skip_subtree(node)
             return

@@ -10,6 +10,7 @@ import gradio as gr
 
 from ui import choices
 from ui.cache_controls import CacheControls, build_cache_controls
+from ui.form_sections import FormSections, build_form_sections
 from ui.hires_controls import HiresControls, build_hires_controls
 from ui.i18n import t
 from ui.progress_view import render_progress
@@ -53,6 +54,7 @@ class GenerationForm:
     mask: gr.Image | None = None  # img2img only: white = repaint (inpainting)
     hires: HiresControls | None = None  # txt2img only
     cache: CacheControls | None = None  # the step cache accordion
+    sections: FormSections | None = None  # extensions' accordions (ui_form_sections)
 
     @property
     def cache_method(self) -> gr.Dropdown | None:
@@ -246,6 +248,7 @@ def build_generation_form(
                 batch_count = gr.Slider(
                     1, 16, value=1, step=1, label=t("gen.batch_count"), elem_id=f"{prefix}_batch_count"
                 )
+            sections = build_form_sections(prefix, host, service, model)  # ControlNet units...
         with gr.Column(scale=1):
             progress = gr.HTML(render_progress(None), label=t("gen.progress"), elem_id=f"{prefix}_progress")
             preview = gr.Image(
@@ -282,6 +285,7 @@ def build_generation_form(
         results=results,
         hires=hires,
         cache=cache,
+        sections=sections,
         init_image=init_image,
         interrogate=interrogate,
         shift=shift,

@@ -17,6 +17,7 @@ from core.errors import RequestError
 from plugin_api.types import GenerationRequest
 from ui import choices
 from ui.cache_controls import apply_cache
+from ui.form_sections import apply_form_sections
 from ui.generation_form import GenerationForm
 from ui.hires_controls import apply_hires
 from ui.i18n import language_of
@@ -146,6 +147,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         cache_threshold: str | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
+        *section_values: Any,  # the extensions' form sections, last (form.sections.inputs())
     ):
         language = language_of(request.headers.get("accept-language"), chosen_language(host))
         if form.init_image is not None and init_image is None:
@@ -161,6 +163,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc
         apply_hires(generation, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_denoise)
+        apply_form_sections(form.sections, generation, section_values, choices.model_family(service, model))
         try:
             job_id = client.submit(generation)
         except Exception as exc:  # invalid input: say which field, keep the form as it is
@@ -205,7 +208,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
 
     form.generate.click(
         generate,
-        inputs=[*form.parameter_inputs(), *extra_inputs],
+        inputs=[*form.parameter_inputs(), *extra_inputs, *(form.sections.inputs() if form.sections else [])],
         outputs=[
             form.progress,
             form.preview,

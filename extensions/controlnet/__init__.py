@@ -17,7 +17,9 @@ Built only on ``plugin_api``:
   connections. A unit with weight 0 is skipped, so the image equals the one without it;
 - ``register_api_routes``: ``GET /controlnet/model_list``, ``/controlnet/module_list``,
   ``/controlnet/version``, ``POST /controlnet/detect`` (sd-webui-controlnet's shapes);
-- ``ui_tabs``: a ControlNet tab (upload, preprocessor preview, unit settings).
+- ``ui_form_sections``: a ControlNet accordion in the txt2img and img2img forms (units
+  with upload, preprocessor preview and settings), whose values reach the request as
+  ``alwayson_scripts.controlnet.args`` would (``section.py``).
 
 Families: SD1.x/SD2.x and SDXL (diffusers' ``ControlNetModel``). Z-Image ControlNets
 (diffusers' ``ZImageControlNetModel``) are listed but refused with a clear error: their
@@ -50,7 +52,7 @@ from extensions.controlnet.units import (
 from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import hookimpl
 from plugin_api.model_folders import model_folders
-from plugin_api.types import GenerationContext, GenerationRequest, PreprocessorSpec, StepState, Tab
+from plugin_api.types import FormSection, GenerationContext, GenerationRequest, PreprocessorSpec, StepState
 
 log = logging.getLogger("easel.controlnet")
 
@@ -219,10 +221,10 @@ def register_api_routes(router: Any) -> None:
 
 
 @hookimpl
-def ui_tabs() -> list[Tab]:
-    from extensions.controlnet.tab import build_tab
+def ui_form_sections() -> list[FormSection]:
+    from extensions.controlnet.section import build_section, to_args
 
-    def build(generate: Any = None) -> None:  # the host passes its job runner (see Tab)
-        build_tab(STATE, generate)
+    def build(tab: str) -> list[Any]:
+        return build_section(STATE, tab)
 
-    return [Tab(title="ControlNet", build=build, elem_id="controlnet_tab")]
+    return [FormSection(title="ControlNet", build=build, to_args=to_args, families=SUPPORTED_FAMILIES)]

@@ -10,7 +10,8 @@ Built only on ``plugin_api``: ``register_upscalers`` (one per file), ``register_
 (tile size and overlap), ``startup``/``shutdown``, ``after_sample`` (post-sample upscaling
 asked for with ``extension_args["esrgan"] = {"upscaler": name, "scale": 2}``),
 ``register_api_routes`` (``GET /esrgan/upscalers``: the files with their detected
-architecture, or why they cannot be used) and ``ui_tabs`` (Extras).
+architecture, or why they cannot be used), ``ui_tabs`` (Extras) and ``ui_form_sections``
+(upscale after generation, in the txt2img and img2img forms).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from extensions.esrgan.tiling import DEFAULT_OVERLAP
 from extensions.esrgan.upscaling import ModelCache, UpscalerInputError, file_upscaler, resolve_device
 from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import hookimpl
-from plugin_api.types import GenerationContext, GenerationRequest, SettingSpec, Tab, UpscalerSpec
+from plugin_api.types import FormSection, GenerationContext, GenerationRequest, SettingSpec, Tab, UpscalerSpec
 
 log = logging.getLogger("easel.esrgan")
 
@@ -261,3 +262,16 @@ def ui_tabs() -> list[Tab]:
     from extensions.esrgan.tab import build_tab
 
     return [Tab(title="Extras", build=lambda: build_tab(STATE), elem_id="extras_tab")]
+
+
+@hookimpl
+def ui_form_sections() -> list[FormSection]:
+    from extensions.esrgan import section
+
+    return [
+        FormSection(
+            title="Upscale after generation",
+            build=lambda tab: section.build(STATE, tab),
+            to_args=section.to_args,
+        )
+    ]

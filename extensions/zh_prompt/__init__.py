@@ -17,7 +17,7 @@ from extensions.zh_prompt.translator import MODES, Translator
 from plugin_api.errors import InvalidRequest
 from plugin_api.hookspecs import hookimpl
 from plugin_api.paths import confine
-from plugin_api.types import GenerationContext, GenerationRequest, SettingSpec
+from plugin_api.types import FormSection, GenerationContext, GenerationRequest, SettingSpec
 
 log = logging.getLogger("easel.zh_prompt")
 
@@ -258,3 +258,10 @@ def ui_tabs():
     from extensions.zh_prompt.tab import build
 
     return [("中文提示词 / Chinese prompt", build)]
+
+
+@hookimpl
+def ui_form_sections() -> list[FormSection]:
+    from extensions.zh_prompt import section
+
+    return [FormSection(title="中文提示词 / Chinese prompt", build=section.build, to_args=section.to_args)]

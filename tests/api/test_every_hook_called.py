@@ -61,6 +61,8 @@ def test_every_hookspec_is_called_through_the_real_host(tmp_path, tiny_models_di
         assert running.host.extensions.records["hook_recorder"].state == "loaded"
         calls = sys.modules["easel_user_extensions.hook_recorder"].CALLS
         running.host.ui_tabs()  # what the WebUI does when it is built
+        for tab in ("txt2img", "img2img"):  # ... and once per generation form
+            running.host.ui_form_sections(tab)
         with running.client() as client:
             ok = client.post("/api/v1/jobs", json={"prompt": "a cat", "batch_count": 2, **SMALL})
             assert ok.status_code == 202, ok.text
@@ -95,6 +97,8 @@ def test_every_hookspec_is_called_through_the_real_host(tmp_path, tiny_models_di
     assert validate and all(dict(args["settings"]).get("blocklist.models") is not None for args in validate)
     ui_tabs = [c[3] for c in snapshot if c[0] == "ui_tabs"]
     assert ui_tabs[0]["host"] is running.host  # API 1.8: tab builders reach settings without a global
+    sections = [c[3] for c in snapshot if c[0] == "ui_form_sections"]
+    assert [(s["host"], s["tab"]) for s in sections] == [(running.host, "txt2img"), (running.host, "img2img")]
     for name in ("register_samplers", "register_settings", "startup", "register_api_routes", "ui_tabs"):
         assert sum(1 for c in snapshot if c[0] == name) == 1, name
     assert sum(1 for c in calls if c[0] == "shutdown") == 1
