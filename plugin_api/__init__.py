@@ -44,7 +44,9 @@ from plugin_api.types import (
 #      plugin_api.testing.serve / host helpers;
 #      GenerationRequest.inpainting_fill (A1111's "Masked content");
 #      GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
-API_VERSION = "1.8"
+# 1.9: Tab builds may return {"send_to_image": gr.Image} (a "Send to" target for result
+#      galleries); host.save_extras_image (outputs/extras-images, A1111's naming)
+API_VERSION = "1.9"
 
 __all__ = [
     "API_VERSION",

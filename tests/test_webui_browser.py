@@ -474,6 +474,31 @@ def test_img2img_result_to_inpaint_with_a_drawn_mask(browser, server):
     assert inside_mean > INPAINT_INSIDE_MIN_MEAN and inside_changed > INPAINT_INSIDE_MIN_CHANGED
 
 
+def test_send_to_extras_saves_and_shows_the_whole_image(browser, server):
+    """A txt2img result sent to Extras is upscaled, saved as A1111 names it
+    (outputs/extras-images/NNNNN.png) and shown whole (object-fit: contain, not cropped)."""
+    from PIL import Image
+
+    context, page = open_page(browser, server)
+    fill_form(page, server, "a blue square", seed=99, steps=4)
+    page.click("#txt2img_generate")
+    wait_for_result(page)
+    page.click("#txt2img_send_to_extras")
+    page.wait_for_selector("#extras_image img", state="visible")
+    page.click("#extras_run")
+    page.wait_for_function("document.querySelector('#extras_info')?.innerText.includes('saved')")
+    info = page.inner_text("#extras_info")
+    (name,) = re.findall(r"\d{5}\.png", info)
+    with Image.open(server.data_dir / "outputs" / "extras-images" / name) as saved:
+        assert saved.size == (256, 256)  # the 128 px result at the default scale 2
+        assert "Seed: 99" in saved.text["parameters"]  # the source's parameters kept
+        assert saved.text["extras"].startswith("Postprocess upscale by: 2.0, Postprocess upscaler: ")
+    fit = page.evaluate("getComputedStyle(document.querySelector('#extras_result img')).objectFit")
+    assert fit == "contain"
+    screenshot(page, "webui-extras")
+    context.close()
+
+
 def queue_job_ids(page) -> set[str]:
     page.click("button#tab_queue-button")
     page.click("#queue_refresh")
