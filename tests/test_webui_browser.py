@@ -387,7 +387,7 @@ INPAINT_OUTSIDE_TOLERANCE = 0  # of 255, measured: 0
 # "latent noise" at denoising 1 redraws the painted area: most of it changes (the demo model
 # draws red again over red, so the mean difference is modest: 11.6 measured)
 INPAINT_INSIDE_MIN_MEAN = 5.0
-INPAINT_INSIDE_MIN_CHANGED = 0.5
+INPAINT_INSIDE_MIN_CHANGED = 0.3  # measured: 63 %
 
 
 def test_img2img_result_to_inpaint_with_a_drawn_mask(browser, server):

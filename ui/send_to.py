@@ -156,7 +156,9 @@ def wire_result_sends(
 
         def to_extras(last: dict[str, Any] | None) -> list[Any]:
             path, _selected_info = _selected(last)
-            return [open_image(path), gr.Tabs(selected=tab_id)]
+            # the file itself: Gradio re-encodes an image without its text chunks, and Extras
+            # keeps the source's parameters in what it saves
+            return [path, gr.Tabs(selected=tab_id)]
 
         panel.send_to_extras.click(to_extras, inputs=[last_result], outputs=[extras_image, tabs])
 
