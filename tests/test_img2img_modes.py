@@ -98,6 +98,17 @@ def test_inpaint_upload_uses_the_uploaded_mask():
             "Draw a mask",
         ),
         ("inpaint_upload", {"upload_image": background()}, "image and a mask"),
+        # sizes past the host's input limit are refused before any work on the image
+        (
+            "inpaint",
+            {"inpaint": {"background": Image.new("RGBA", (4100, 8)), "layers": []}},
+            "inpaint: .*4096",
+        ),
+        (
+            "inpaint_upload",
+            {"upload_image": background(), "upload_mask": Image.new("L", (8, 4100))},
+            "mask: ",
+        ),
     ],
 )
 def test_a_missing_image_or_mask_is_named(mode, values, message):

@@ -212,6 +212,18 @@ def _rgb(image: Any) -> Any:
     return canvas
 
 
+def _checked(image: Any, field: str) -> Any:
+    """``image`` when its size is within the host's input limits (before any work on it)."""
+    from plugin_api.errors import InvalidRequest
+    from plugin_api.images import check_size
+
+    try:
+        check_size(field, *image.size)
+    except InvalidRequest as exc:
+        raise gr.Error(f"{field}: {exc.message}") from None
+    return image
+
+
 def resolve_source(
     mode: str | None,
     init_image: Any,
@@ -233,26 +245,28 @@ def resolve_source(
     if mode == "img2img":
         if init_image is None:
             raise gr.Error("img2img needs an input image.")
-        return Img2ImgSource(init_image)
+        return Img2ImgSource(_checked(init_image, "init_image"))
     if mode == "sketch":
         background = (sketch or {}).get("background")
         if background is None:
             raise gr.Error("Sketch needs an image to draw on.")
         composite = (sketch or {}).get("composite") or background
-        return Img2ImgSource(_rgb(composite))  # A1111: the drawing is part of the init image
+        return Img2ImgSource(
+            _rgb(_checked(composite, "sketch"))
+        )  # A1111: the drawing is part of the init image
     if mode == "inpaint":
         background = (inpaint or {}).get("background")
         if background is None:
             raise gr.Error("Inpaint needs an image: drop one on the canvas.")
-        image = _rgb(background)
+        image = _rgb(_checked(background, "inpaint"))
         mask = painted_mask((inpaint or {}).get("layers"), image.size)
         if mask is None:
             raise gr.Error("Draw a mask on the image first (paint where it should change).")
     else:
         if upload_image is None or upload_mask is None:
             raise gr.Error("Inpaint upload needs an image and a mask.")
-        image = _rgb(upload_image)
-        mask = upload_mask.convert("L")
+        image = _rgb(_checked(upload_image, "init_image"))
+        mask = _checked(upload_mask, "mask").convert("L")
     if int(mask_mode or 0) == 1:  # "Inpaint not masked": the API's inpainting_mask_invert
         mask = ImageOps.invert(mask)
     options = {
