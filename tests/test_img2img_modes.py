@@ -114,3 +114,26 @@ def test_inpaint_upload_uses_the_uploaded_mask():
 def test_a_missing_image_or_mask_is_named(mode, values, message):
     with pytest.raises(gr.Error, match=message):
         resolve(mode, **values)
+
+
+def test_send_to_takes_the_selected_images_own_parameters(tmp_path):
+    """ "Send to" reads the selected image's infotext (what made it), not the form, and its
+    own seed (the 2nd image of a batch has the 2nd seed)."""
+    from core.saving import build_infotext
+    from ui.send_to import _selected
+
+    params = {"Steps": 9, "Sampler": "Euler", "CFG scale": 6.5, "Seed": 11, "Size": "96x64", "Mask blur": 8}
+    infotexts = [build_infotext("a cat", "dark", {**params, "Seed": seed}) for seed in (11, 12)]
+    last = {"paths": ["a.png", "b.png"], "infotexts": infotexts, "seeds": [11, 12], "selected": 1}
+    path, selected = _selected(last)
+    fields = selected["fields"]
+    assert path == "b.png" and fields["seed"] == 12
+    assert (fields["prompt"], fields["negative_prompt"], fields["steps"], fields["cfg_scale"]) == (
+        "a cat",
+        "dark",
+        9,
+        6.5,
+    )
+    assert (fields["width"], fields["height"]) == (96, 64) and selected["parsed"]["Mask blur"] == "8"
+    with pytest.raises(gr.Error, match="Generate an image first"):
+        _selected(None)
