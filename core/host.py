@@ -85,6 +85,16 @@ class Host:
         when empty; raises ``ValueError`` if it would lead outside."""
         return self.user_settings.resolved_path(key)
 
+    def save_extras_image(
+        self, image: Any, info: dict[str, Any], source_info: dict[str, Any] | None = None
+    ) -> Path:
+        """Save an Extras (postprocessing) result as A1111 does: ``outputs/extras-images/
+        NNNNN.png`` with ``info`` as its ``postprocessing``/``extras`` text and the source's
+        ``parameters`` kept (core/saving/extras.py); returns the path."""
+        from core.saving.extras import save_extras_image
+
+        return save_extras_image(image, self.settings.outputs_dir, info, source_info)
+
     def register_api_routes(self, router: Any) -> None:
         self.extensions.hooks.call("register_api_routes", router=router)
 

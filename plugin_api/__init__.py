@@ -47,7 +47,9 @@ from plugin_api.types import (
 #      GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
 # 1.9: ui_form_sections, FormSection (accordions in txt2img/img2img whose values become
 #      extension_args as /sdapi/v1 alwayson_scripts sends them), plugin_api.form_sections,
-#      plugin_api.testing.form_section_args
+#      plugin_api.testing.form_section_args; Tab builds may return
+#      {"send_to_image": gr.Image} (a "Send to" target for result galleries);
+#      host.save_extras_image (outputs/extras-images, A1111's naming)
 API_VERSION = "1.9"
 
 __all__ = [

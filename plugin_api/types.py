@@ -381,6 +381,10 @@ class Tab:
     Generate button (the ControlNet tab does). A parameter named ``host`` receives the host
     (API 1.8: ``host.get_setting(key)``, ``host.set_setting(key, value)``...), so a tab
     needs no module global: ``def build(host)``, ``def build(generate, host)``.
+    A ``build`` may return ``{"send_to_image": <gr.Image>}`` (API 1.9): the result galleries
+    of txt2img and img2img then get a "Send to" button that puts their selected image into
+    that component and shows the tab (the Extras tab does this). ``host.save_extras_image(
+    image, info, source_info)`` (API 1.9) saves a postprocessed image as A1111's Extras does.
     """
 
     title: str

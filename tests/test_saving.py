@@ -117,3 +117,30 @@ def test_saved_images_have_the_mode_the_umask_gives(tmp_path, umask):
         [sys.executable, "-c", script, str(tmp_path), oct(umask)], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == oct(0o666 & ~umask)
+
+
+def test_extras_results_are_saved_as_a1111_names_them(tmp_path):
+    """A1111's Extras: ``extras-images/NNNNN.png`` (no date folder, the number alone, one
+    above the highest leading number), the source's parameters kept and the postprocessing
+    text written as both ``postprocessing`` and ``extras``."""
+    from core.saving.extras import save_extras_image
+
+    source = Image.new("RGB", (8, 8))
+    source.info = {"parameters": "a cat\nSteps: 20, Seed: 1", "dpi": (72, 72)}
+    info = {
+        "Postprocess upscale by": 2.0,
+        "Postprocess upscaler": "R-ESRGAN 4x+",
+        "Postprocess upscaler 2": None,
+    }
+    first = save_extras_image(Image.new("RGB", (16, 16)), tmp_path, info, source.info)
+    assert first == tmp_path / "extras-images" / "00000.png"
+    (tmp_path / "extras-images" / "00007-kept.png").write_bytes(b"")  # another tool's file counts
+    second = save_extras_image(Image.new("RGB", (16, 16)), tmp_path, {"Postprocess upscale to": "64x64"})
+    assert second.name == "00008.png"
+    with Image.open(first) as saved:
+        assert saved.text == {
+            "parameters": "a cat\nSteps: 20, Seed: 1",
+            "postprocessing": "Postprocess upscale by: 2.0, Postprocess upscaler: R-ESRGAN 4x+",
+            "extras": "Postprocess upscale by: 2.0, Postprocess upscaler: R-ESRGAN 4x+",
+        }
+    assert not [p for p in (tmp_path / "extras-images").iterdir() if p.name.startswith(".tmp-")]

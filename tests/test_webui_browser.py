@@ -382,6 +382,127 @@ def test_every_core_label_is_translatable(server):
     assert checked > 50
 
 
+# Inpainting from the canvas: pixels farther than the mask blur's reach (4 sigma: PIL's
+# radius is the Gaussian's sigma, beyond 4 sigma its weight is under 1/255) from the painted
+# area must equal the source's exactly; the engine pastes the original back outside the
+# blurred mask and the canvas sends its image as PNG (lossless).
+INPAINT_BLUR = 4
+INPAINT_OUTSIDE_TOLERANCE = 0  # of 255, measured: 0
+# "latent noise" at denoising 1 redraws the painted area: most of it changes (the demo model
+# draws red again over red, so the mean difference is modest: 11.6 measured)
+INPAINT_INSIDE_MIN_MEAN = 5.0
+INPAINT_INSIDE_MIN_CHANGED = 0.3  # measured: 63 %
+
+
+def test_img2img_result_to_inpaint_with_a_drawn_mask(browser, server):
+    """txt2img -> img2img -> its result sent to Inpaint; a mask drawn with the mouse on the
+    canvas; the result changed only inside it."""
+    import numpy as np
+
+    from tests.inpaint_canvas import (
+        CANVAS_READY_JS,
+        capture,
+        grow,
+        new_output,
+        outputs_in,
+        painted_pixels,
+        shrink,
+    )
+
+    size, folder = 128, server.data_dir / "outputs" / "img2img-images"
+    context, page = open_page(browser, server)
+    fill_form(page, server, "a red circle", seed=321, steps=4)
+    page.click("#txt2img_generate")
+    wait_for_result(page)
+    page.click("#txt2img_send_to_img2img")
+    page.wait_for_selector("#img2img_init_image img", state="visible")
+    listed = outputs_in(folder)
+    page.click("#img2img_generate")
+    page.wait_for_function(
+        "document.querySelector('#img2img_info textarea').value.includes('Denoising strength')",
+        timeout=GENERATION_TIMEOUT_MS,
+    )
+    source = new_output(folder, listed)
+    page.click("#img2img_send_to_inpaint")
+    page.wait_for_function(CANVAS_READY_JS, arg="img2img_inpaint")
+    assert page.is_visible("#img2img_inpaint_options")  # the inpainting options come with the mode
+    assert page.input_value("#img2img_seed input") == "321"  # and the image's parameters
+
+    # a few strokes with a small brush, with the mouse
+    editor = page.locator("#img2img_inpaint")
+    canvas = editor.locator("canvas").first
+    zoom = float(re.search(r"(\d+)%", editor.inner_text()).group(1)) / 100
+    editor.locator("button[aria-label=Brush]").click()
+    editor.locator("button[aria-label='Brush Size']").click()
+    editor.locator("input[type=range]").fill("6")
+    editor.locator("button[aria-label='Brush Size']").click()
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(300)
+    before = capture(canvas)
+    box = canvas.bounding_box()
+    centre_x, centre_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    for y in range(48, 73, 6):
+        page.mouse.move(centre_x + (44 - size / 2) * zoom, centre_y + (y - size / 2) * zoom)
+        page.mouse.down()
+        page.mouse.move(centre_x + (80 - size / 2) * zoom, centre_y + (y - size / 2) * zoom, steps=8)
+        page.mouse.up()
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(300)
+    painted = painted_pixels(before, capture(canvas), zoom, size)
+    assert 400 < painted.sum() < size * size // 2, painted.sum()
+
+    set_number(page, "#img2img_mask_blur input[type=number]", INPAINT_BLUR)
+    page.click("#img2img_masked_content label:has-text('latent noise')")
+    set_number(page, "#img2img_denoising input[type=number]", 1)
+    listed = outputs_in(folder)
+    page.click("#img2img_generate")
+    page.wait_for_function(
+        f"document.querySelector('#img2img_info textarea').value.includes('Mask blur: {INPAINT_BLUR}')",
+        timeout=GENERATION_TIMEOUT_MS,
+    )
+    result = new_output(folder, listed)
+    screenshot(page, "webui-inpaint")
+    context.close()
+
+    assert result.size == source.size == (size, size)
+    difference = np.abs(np.asarray(result).astype(int) - np.asarray(source).astype(int)).max(axis=2)
+    outside, core = ~grow(painted, 4 * INPAINT_BLUR), shrink(painted, 2)
+    assert outside.sum() > 2000 and core.sum() > 100, (outside.sum(), core.sum())
+    outside_max, inside_mean = int(difference[outside].max()), float(difference[core].mean())
+    inside_changed = float((difference[core] > 0).mean())
+    print(
+        f"inpaint: painted {int(painted.sum())} px; {int(outside.sum())} px outside: max diff {outside_max}; "
+        f"{int(core.sum())} px inside: mean diff {inside_mean:.1f}, {inside_changed:.0%} changed"
+    )
+    assert outside_max <= INPAINT_OUTSIDE_TOLERANCE
+    assert inside_mean > INPAINT_INSIDE_MIN_MEAN and inside_changed > INPAINT_INSIDE_MIN_CHANGED
+
+
+def test_send_to_extras_saves_and_shows_the_whole_image(browser, server):
+    """A txt2img result sent to Extras is upscaled, saved as A1111 names it
+    (outputs/extras-images/NNNNN.png) and shown whole (object-fit: contain, not cropped)."""
+    from PIL import Image
+
+    context, page = open_page(browser, server)
+    fill_form(page, server, "a blue square", seed=99, steps=4)
+    page.click("#txt2img_generate")
+    wait_for_result(page)
+    page.click("#txt2img_send_to_extras")
+    page.wait_for_selector("#extras_image img", state="visible")
+    page.click("#extras_run")
+    page.wait_for_function("document.querySelector('#extras_info')?.innerText.includes('saved')")
+    info = page.inner_text("#extras_info")
+    (name,) = re.findall(r"\d{5}\.png", info)
+    with Image.open(server.data_dir / "outputs" / "extras-images" / name) as saved:
+        assert saved.size == (256, 256)  # the 128 px result at the default scale 2
+        assert "Seed: 99" in saved.text["parameters"]  # the source's parameters kept
+        assert saved.text["extras"].startswith("Postprocess upscale by: 2.0, Postprocess upscaler: ")
+    fit = page.evaluate("getComputedStyle(document.querySelector('#extras_result img')).objectFit")
+    assert fit == "contain"
+    screenshot(page, "webui-extras")
+    context.close()
+
+
 def queue_job_ids(page) -> set[str]:
     page.click("button#tab_queue-button")
     page.click("#queue_refresh")

@@ -21,7 +21,7 @@ from ui.language import add_language_middleware, register_language_setting
 from ui.png_info import build_png_info_tab
 from ui.progress_view import PROGRESS_CSS
 from ui.queue_tab import build_queue_tab
-from ui.send_to import wire_png_info_sends, wire_send_txt2img_to_img2img
+from ui.send_to import wire_png_info_sends, wire_result_sends
 from ui.settings_tab import build_settings_tab
 from ui.txt2img import build_txt2img_tab
 from ui.uploads import DELETE_CACHE, MB, keep_uploads_in_data_folder
@@ -49,8 +49,12 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
                 build_extensions_tab(host)
             with gr.Tab(t("tab.settings"), id="settings", elem_id="tab_settings") as settings_tab:
                 build_settings_tab(host)
-            build_extension_tabs(host, client)
-        wire_send_txt2img_to_img2img(txt2img, img2img, tabs)
+            extension_tabs = build_extension_tabs(host, client)
+        extras = next(
+            ((b.elem_id, b.send_to_image) for b in extension_tabs if b.send_to_image is not None), None
+        )
+        for source in (txt2img, img2img):  # every result gallery: send to txt2img, img2img, inpaint, Extras
+            wire_result_sends(source, txt2img, img2img, tabs, extras)
         wire_png_info_sends(png_info, txt2img, img2img, tabs)
         # The queue table polls only while its tab is shown.
         queue_tab.select(

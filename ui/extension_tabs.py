@@ -28,8 +28,11 @@ log = logging.getLogger("easel.ui")
 class BuiltTab:
     extension: str
     title: str
-    elem_id: str
+    elem_id: str  # also the tab's id (``gr.Tabs(selected=elem_id)`` shows it)
     error: str | None = None
+    # the image component a ``build`` returned as {"send_to_image": gr.Image}: result
+    # galleries get a "send to" button that puts their selected image there (Extras)
+    send_to_image: Any | None = None
 
 
 def _slug(text: str) -> str:
@@ -106,7 +109,7 @@ def build_extension_tab(
     title = str(getattr(tab, "title", "") or extension)
     elem_id = getattr(tab, "elem_id", None) or f"ext_{_slug(extension)}_{index}"
     built = BuiltTab(extension=extension, title=title, elem_id=elem_id)
-    with gr.Tab(title, elem_id=elem_id):
+    with gr.Tab(title, id=elem_id, elem_id=elem_id):
         context = get_blocks_context()
         blocks_before = set(context.blocks) if context is not None else set()
         fns_before = set(context.fns) if context is not None else set()
@@ -114,7 +117,9 @@ def build_extension_tab(
         try:
             with container:
                 args, kwargs = _build_arguments(tab.build, generate, host)
-                tab.build(*args, **kwargs)
+                returned = tab.build(*args, **kwargs)
+            if isinstance(returned, dict) and isinstance(returned.get("send_to_image"), gr.Image):
+                built.send_to_image = returned["send_to_image"]
         except Exception as exc:
             built.error = f"{type(exc).__name__}: {exc}"
             log.error(

@@ -13,6 +13,7 @@ from ui.cache_controls import CacheControls, build_cache_controls
 from ui.form_sections import FormSections, build_form_sections
 from ui.hires_controls import HiresControls, build_hires_controls
 from ui.i18n import t
+from ui.img2img_modes import Img2ImgInputs, build_img2img_inputs
 from ui.progress_view import render_progress
 from ui.results import ResultsPanel, build_results_panel
 from ui.styles_picker import StylesPicker, build_styles_picker, wire_styles_picker
@@ -51,7 +52,8 @@ class GenerationForm:
     shift: gr.Textbox | None = None  # flow-matching models only (hidden for the others)
     interrogate: gr.Button | None = None  # img2img: caption the init image into the prompt
     denoising_strength: gr.Slider | None = None
-    mask: gr.Image | None = None  # img2img only: white = repaint (inpainting)
+    mask: gr.Image | None = None  # img2img's inpaint upload: white = repaint
+    img2img: Img2ImgInputs | None = None  # img2img only: the modes (sketch, inpaint...)
     hires: HiresControls | None = None  # txt2img only
     cache: CacheControls | None = None  # the step cache accordion
     sections: FormSections | None = None  # extensions' accordions (ui_form_sections)
@@ -96,7 +98,7 @@ def build_generation_form(
     size_w = defaults.get("width", choices.DEFAULT_SIZE)
     size_h = defaults.get("height", choices.DEFAULT_SIZE)
     late_placeholder, late_start_placeholder = choices.late_cfg_placeholders(defaults)
-    init_image = denoising = mask = interrogate = None
+    init_image = denoising = mask = interrogate = modes = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
             prompt = gr.Textbox(
@@ -123,14 +125,9 @@ def build_generation_form(
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
             if img2img:
-                init_image = gr.Image(
-                    label=t("gen.init_image"), type="pil", elem_id=f"{prefix}_init_image", height=256
-                )
-                # A1111's inpaint upload: a black-and-white mask, white where to repaint
-                # (inpainting checkpoints read it as their extra UNet input)
-                mask = gr.Image(
-                    label=t("gen.mask"), type="pil", image_mode="L", elem_id=f"{prefix}_mask", height=160
-                )
+                # A1111's modes: img2img, sketch, inpaint (a canvas), inpaint upload
+                modes = build_img2img_inputs(prefix)
+                init_image, mask = modes.init_image, modes.upload_mask
                 interrogate = gr.Button(t("gen.interrogate"), elem_id=f"{prefix}_interrogate", size="sm")
                 denoising = gr.Slider(
                     0.0, 1.0, value=0.75, step=0.01, label=t("gen.denoising"), elem_id=f"{prefix}_denoising"
@@ -254,7 +251,7 @@ def build_generation_form(
             preview = gr.Image(
                 label=t("gen.preview"), elem_id=f"{prefix}_preview", interactive=False, height=200, type="pil"
             )
-            results = build_results_panel(prefix, with_send_to_img2img=not img2img)
+            results = build_results_panel(prefix, with_send_to_txt2img=img2img)
     return GenerationForm(
         prefix=prefix,
         prompt=prompt,
@@ -291,4 +288,5 @@ def build_generation_form(
         shift=shift,
         denoising_strength=denoising,
         mask=mask,
+        img2img=modes,
     )

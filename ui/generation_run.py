@@ -21,6 +21,7 @@ from ui.form_sections import apply_form_sections
 from ui.generation_form import GenerationForm
 from ui.hires_controls import apply_hires
 from ui.i18n import language_of
+from ui.img2img_modes import resolve_source
 from ui.job_client import JobClient
 from ui.language import chosen_language
 from ui.progress_view import render_progress
@@ -115,6 +116,9 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     extra_inputs.append(form.mask if form.mask is not None else gr.State(None))
     extra_inputs.append(form.shift if form.shift is not None else gr.State(None))
     extra_inputs += form.cache.inputs() if form.cache is not None else [gr.State(None), gr.State(None)]
+    # img2img's modes (ui/img2img_modes.py): which image and mask the request gets
+    modes = form.img2img
+    extra_inputs += modes.inputs() if modes is not None else [gr.State(None) for _ in range(11)]
     panel = form.results
 
     def generate(
@@ -145,12 +149,30 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         shift: str | None,
         cache_method: str | None,
         cache_threshold: str | None,
+        mode: str | None,
+        mode_init_image: Any | None,
+        sketch: dict[str, Any] | None,
+        inpaint: dict[str, Any] | None,
+        upload_image: Any | None,
+        upload_mask: Any | None,
+        mask_blur: float | None,
+        mask_mode: int | None,
+        masked_content: int | None,
+        inpaint_area: int | None,
+        padding: float | None,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
         *section_values: Any,  # the extensions' form sections, last (form.sections.inputs())
     ):
         language = language_of(request.headers.get("accept-language"), chosen_language(host))
-        if form.init_image is not None and init_image is None:
+        inpainting: dict[str, Any] = {}
+        if modes is not None:  # the selected mode's image, mask and inpainting options
+            source = resolve_source(
+                mode, mode_init_image, sketch, inpaint, upload_image, upload_mask, mask_blur, mask_mode,
+                masked_content, inpaint_area, padding,
+            )  # fmt: skip
+            init_image, mask, inpainting = source.init_image, source.mask, source.options
+        elif form.init_image is not None and init_image is None:
             raise gr.Error("img2img needs an input image.")
         try:
             generation = build_request(
@@ -159,6 +181,8 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
                 styles, mask, shift,
             )  # fmt: skip
             apply_cache(generation, cache_method, cache_threshold)
+            for name, value in inpainting.items():  # mask_blur, inpainting_fill, inpaint_full_res...
+                setattr(generation, name, value)
         except RequestError as exc:
             log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc

@@ -27,13 +27,17 @@ class ResultsPanel:
     gallery: gr.Gallery
     info: gr.Textbox
     timing: gr.Markdown
-    send_to_img2img: gr.Button | None
+    send_to_img2img: gr.Button
     download_selected: gr.Button
     download_all: gr.Button
     download_file: gr.File
+    # A1111's "send to" row (ui/send_to.py): the selected image and its parameters
+    send_to_txt2img: gr.Button | None = None  # img2img's results only
+    send_to_inpaint: gr.Button | None = None
+    send_to_extras: gr.Button | None = None  # shown when an Extras tab takes images
 
 
-def build_results_panel(prefix: str, with_send_to_img2img: bool) -> ResultsPanel:
+def build_results_panel(prefix: str, with_send_to_txt2img: bool = False) -> ResultsPanel:
     gallery = gr.Gallery(
         label=t("gen.gallery"),
         elem_id=f"{prefix}_gallery",
@@ -54,16 +58,25 @@ def build_results_panel(prefix: str, with_send_to_img2img: bool) -> ResultsPanel
         buttons=["copy"],
     )
     timing = gr.Markdown(elem_id=f"{prefix}_timing")
-    with gr.Row():
-        send = (
-            gr.Button(t("gen.send_to_img2img"), elem_id=f"{prefix}_send_to_img2img", size="sm")
-            if with_send_to_img2img
+    with gr.Row(elem_id=f"{prefix}_send_to"):
+        send_txt2img = (
+            gr.Button(t("gen.send_to_txt2img"), elem_id=f"{prefix}_send_to_txt2img", size="sm")
+            if with_send_to_txt2img
             else None
         )
+        send = gr.Button(t("gen.send_to_img2img"), elem_id=f"{prefix}_send_to_img2img", size="sm")
+        send_inpaint = gr.Button(t("gen.send_to_inpaint"), elem_id=f"{prefix}_send_to_inpaint", size="sm")
+        send_extras = gr.Button(
+            t("gen.send_to_extras"), elem_id=f"{prefix}_send_to_extras", size="sm", visible=False
+        )
+    with gr.Row():
         download_selected = gr.Button(t("gen.download_selected"), elem_id=f"{prefix}_download_one", size="sm")
         download_all = gr.Button(t("gen.download_all"), elem_id=f"{prefix}_download_zip", size="sm")
     download_file = gr.File(label=t("gen.downloads"), elem_id=f"{prefix}_download", visible=False)
-    return ResultsPanel(gallery, info, timing, send, download_selected, download_all, download_file)
+    return ResultsPanel(
+        gallery, info, timing, send, download_selected, download_all, download_file,
+        send_to_txt2img=send_txt2img, send_to_inpaint=send_inpaint, send_to_extras=send_extras,
+    )  # fmt: skip
 
 
 def seed_from_infotext(infotext: str) -> int | None:

@@ -93,3 +93,19 @@ def run_extras(
             second = second.convert(result.mode)
         result = Image.blend(result, second, min(1.0, visibility))
     return result
+
+
+def postprocess_info(options: ExtrasOptions, size: tuple[int, int]) -> dict[str, Any]:
+    """What A1111's Upscale postprocessing records of a run (its ``pp.info``), in its
+    order: ``Postprocess upscale by``/``to``, ``crop to``, ``upscaler``, ``upscaler 2``."""
+    info: dict[str, Any] = {}
+    if options.resize_mode == 1:
+        info["Postprocess upscale to"] = f"{int(options.width)}x{int(options.height)}"
+        if options.crop:
+            info["Postprocess crop to"] = f"{size[0]}x{size[1]}"
+    else:
+        info["Postprocess upscale by"] = float(options.upscaling_resize)
+    info["Postprocess upscaler"] = options.upscaler_1
+    if options.upscaler_2.casefold() != NONE_UPSCALER.casefold() and float(options.upscaler_2_visibility) > 0:
+        info["Postprocess upscaler 2"] = options.upscaler_2
+    return info

@@ -6,9 +6,10 @@ Gradio is imported inside ``build_tab`` so that the extension loads without it (
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from extensions.esrgan.extras import NONE_UPSCALER, ExtrasOptions, run_extras
+from extensions.esrgan.extras import NONE_UPSCALER, ExtrasOptions, postprocess_info, run_extras
 from extensions.esrgan.loading import UpscalerFileError
 from extensions.esrgan.upscaling import UpscalerInputError
 
@@ -53,6 +54,31 @@ def open_images(paths: list[Any]) -> list[Any]:
     return images
 
 
+def save_results(state: Any, sources: list[Any], results: list[Any], options: ExtrasOptions) -> list[str]:
+    """Save every result as A1111's Extras does (``outputs/extras-images/NNNNN.png``, the
+    source's parameters kept, the upscale recorded); the host writes the files."""
+    host = state.host
+    save = getattr(host, "save_extras_image", None)
+    if save is None:  # a host before API 1.9 cannot save them
+        return []
+    paths = []
+    for source, result in zip(sources, results, strict=True):
+        try:
+            path = save(result, postprocess_info(options, result.size), getattr(source, "info", None))
+        except OSError as exc:
+            raise ValueError(f"could not save the result in outputs/extras-images: {exc}") from None
+        paths.append(str(path))
+    return paths
+
+
+def single_image(value: Any) -> Any:
+    """The Single image input: a file path (its text chunks, the parameters, kept) or an
+    image (sent from another tab)."""
+    if value is None or not isinstance(value, str | bytes):
+        return value
+    return open_images([value])[0]
+
+
 def build_tab(state: Any) -> dict[str, Any]:
     import gradio as gr
 
@@ -63,7 +89,8 @@ def build_tab(state: Any) -> dict[str, Any]:
         with gr.Column():
             with gr.Tabs():
                 with gr.Tab("Single image", elem_id="extras_single_tab"):
-                    single = gr.Image(type="pil", image_mode=None, label="Image", elem_id="extras_image")
+                    # a file path: Gradio's own decoding would drop the image's parameters
+                    single = gr.Image(type="filepath", image_mode=None, label="Image", elem_id="extras_image")
                 with gr.Tab("Batch", elem_id="extras_batch_tab"):
                     batch = gr.File(file_count="multiple", file_types=["image"], label="Images")
             with gr.Row():
@@ -79,7 +106,11 @@ def build_tab(state: Any) -> dict[str, Any]:
                 visibility = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Upscaler 2 visibility")
             run = gr.Button("Upscale", variant="primary", elem_id="extras_run")
         with gr.Column():
-            gallery = gr.Gallery(label="Result", format="png", elem_id="extras_result")
+            # the whole image, never cropped to a square cell
+            gallery = gr.Gallery(
+                label="Result", format="png", elem_id="extras_result", object_fit="contain",
+                preview=True, height=560, columns=4,
+            )  # fmt: skip
             info = gr.Markdown(elem_id="extras_info")
 
     def on_run(
@@ -96,7 +127,7 @@ def build_tab(state: Any) -> dict[str, Any]:
         progress: Any = gr.Progress(),
     ) -> tuple[list[Any], str]:
         try:
-            images = [image] if image is not None else open_images(files)
+            images = [single_image(image)] if image is not None else open_images(files)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         if not images:
@@ -113,14 +144,23 @@ def build_tab(state: Any) -> dict[str, Any]:
         )
         try:
             results = upscale_images(state, images, options, progress)
+            saved = save_results(state, images, results, options)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         sizes = ", ".join(f"{r.width}x{r.height}" for r in results)
-        return results, f"{len(results)} image(s) upscaled with {options.upscaler_1}: {sizes}"
+        where = f"; saved: {', '.join(f'`{Path(p).name}`' for p in saved)}" if saved else ""
+        return results, f"{len(results)} image(s) upscaled with {options.upscaler_1}: {sizes}{where}"
 
     run.click(
         on_run,
         inputs=[single, batch, mode, factor, width, height, crop, upscaler_1, upscaler_2, visibility],
         outputs=[gallery, info],
     )
-    return {"run": run, "upscaler_1": upscaler_1, "gallery": gallery, "handler": on_run}
+    # "send_to_image": result galleries elsewhere get a "Send to extras" button for it
+    return {
+        "run": run,
+        "upscaler_1": upscaler_1,
+        "gallery": gallery,
+        "handler": on_run,
+        "send_to_image": single,
+    }
