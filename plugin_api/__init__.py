@@ -23,6 +23,8 @@ from plugin_api.types import (
     PromptTransform,
     SamplerSpec,
     SamplingNoise,
+    ScriptContext,
+    ScriptSpec,
     SettingSpec,
     StepState,
     Tab,
@@ -44,7 +46,9 @@ from plugin_api.types import (
 #      plugin_api.testing.serve / host helpers;
 #      GenerationRequest.inpainting_fill (A1111's "Masked content");
 #      GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
-API_VERSION = "1.8"
+# 1.9: register_scripts, ScriptSpec, ScriptContext, GenerationRequest.script_name/.script_args
+#      (A1111's selectable scripts: one request run as several generations in one job)
+API_VERSION = "1.9"
 
 __all__ = [
     "API_VERSION",
@@ -63,6 +67,8 @@ __all__ = [
     "PromptTransform",
     "SamplerSpec",
     "SamplingNoise",
+    "ScriptContext",
+    "ScriptSpec",
     "SettingSpec",
     "StepState",
     "Tab",
