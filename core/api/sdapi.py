@@ -216,7 +216,9 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
     def loras() -> list[dict[str, Any]]:
         return catalog.loras()
 
-    @router.get("/scripts", summary="Scripts (A1111): selectable scripts and the extensions alwayson_scripts reach")
+    @router.get(
+        "/scripts", summary="Scripts (A1111): selectable scripts and the extensions alwayson_scripts reach"
+    )
     def scripts() -> dict[str, list[str]]:
         names = sorted(name.casefold() for name in catalog.extension_names().values())
         listed = {"txt2img": list(names), "img2img": list(names)}

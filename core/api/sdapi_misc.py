@@ -70,12 +70,24 @@ def add_startup_routes(router: APIRouter, host: Any, service: JobService, catalo
         entries = []
         for spec in getattr(host, "scripts", []):
             args = [
-                {"label": name, "value": None, "minimum": None, "maximum": None, "step": None, "choices": None}
+                {
+                    "label": name,
+                    "value": None,
+                    "minimum": None,
+                    "maximum": None,
+                    "step": None,
+                    "choices": None,
+                }
                 for name in spec.arg_names
             ]
             for mode in spec.modes:
                 entries.append(
-                    {"name": spec.name.casefold(), "is_alwayson": False, "is_img2img": mode == "img2img", "args": args}
+                    {
+                        "name": spec.name.casefold(),
+                        "is_alwayson": False,
+                        "is_img2img": mode == "img2img",
+                        "args": args,
+                    }
                 )
         return entries
 
