@@ -17,14 +17,12 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from core.errors import RequestError
 from core.prompt_stage import user_settings
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.saving.writer import save_grid
-from core.schedules import SCHEDULE_TYPES
 from plugin_api.errors import InvalidRequest
 from plugin_api.types import GenerationRequest, ScriptContext, ScriptSpec
 
@@ -110,18 +108,7 @@ class ScriptRun:
             is_cancelled=lambda: self.cancel.interrupted,
             settings=user_settings(host),
             job_id=self.job_id,
-            choices=MappingProxyType(self._choices()),
         )
-
-    def _choices(self) -> dict[str, list[str]]:
-        models = self.engine.models
-        return {
-            "samplers": self.engine.sampler_names(),
-            "models": [info.name for info in models.list()],
-            "vaes": ["Automatic", "None", *(vae.name for vae in models.vaes.list())],
-            "schedule_types": [schedule.label for schedule in SCHEDULE_TYPES],
-            "upscalers": [spec.name for spec in getattr(self.engine.host, "upscalers", [])],
-        }
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         if not isinstance(request, GenerationRequest):
@@ -166,8 +153,10 @@ class ScriptRun:
         if self.cancel.interrupted:
             return GenerationResult(images=[], seeds=[], infotexts=[], interrupted=True)
         part, parts = max(0, int(part)), max(1, int(parts))
-        # its own id for the image journal and the job's image names (core/saving/journal.py)
-        cell_job = f"{self.job_id}-{part}" if self.job_id else None
+        # its own id for the image journal and the job's image names (core/saving/journal.py):
+        # numbered in call order, so a retried job's n-th generation finds the images its
+        # n-th wrote before a crash, and two generations never share one
+        cell_job = f"{self.job_id}-{len(self.cell_jobs)}" if self.job_id else None
         if cell_job is not None:
             self.cell_jobs.append(cell_job)
 

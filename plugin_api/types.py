@@ -446,9 +446,6 @@ class ScriptContext:
     # the user settings, read-only (as ``GenerationContext.settings``)
     settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     job_id: str | None = None
-    # the registered sampler names, model names (as requests name them), VAE choices and
-    # schedule types, for axes that list choices (A1111's dropdowns)
-    choices: Mapping[str, list[str]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass

@@ -61,8 +61,11 @@ def test_csv_quotes_keep_commas_and_bad_numbers_name_the_field():
     with pytest.raises(InvalidRequest) as refused:
         expand_numbers(["1", "two"], "int", "script_args.y_values")
     assert refused.value.field == "script_args.y_values"
-    with pytest.raises(InvalidRequest, match="more than"):
-        expand_numbers(["1-100000"], "int", "f")
+    for huge in ("1-100000", "1-1000000000000", "0-1 (+0.000000001)", "1-2 [100000000000]"):
+        with pytest.raises(InvalidRequest, match="more than"):  # refused before it is built
+            expand_numbers([huge], "float" if "." in huge else "int", "f")
+    with pytest.raises(InvalidRequest, match="finite"):
+        expand_numbers(["nan"], "float", "f")
 
 
 def test_prompt_sr_and_order_apply_as_a1111():

@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import io
 import itertools
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class Axis:
     modes: tuple[str, ...] = (TXT2IMG, IMG2IMG)
     # "label": "CFG Scale: 7.0"; "value": the value alone (samplers, prompts); "basename"
     label_style: str = "label"
-    choices: str | None = None  # ScriptContext.choices key: the values a dropdown offers
+    choices: str | None = None  # a list to pick from (A1111: a dropdown, unless csv_mode)
     cost: float = 0.0  # A1111's: costly axes (model loads) go in the outer loop
     why_not: str = ""
 
@@ -274,6 +275,11 @@ def _number(text: str) -> str:
     return text.replace(" ", "")
 
 
+def _room(count: int, field: str) -> None:
+    if count > MAX_VALUES:
+        raise InvalidRequest(field, f"more than {MAX_VALUES} values")
+
+
 def expand_numbers(values: list[str], kind: str, field: str) -> list[Any]:
     """Ranges and counts expanded; every value converted to the axis' number type."""
     out: list[Any] = []
@@ -289,24 +295,32 @@ def expand_numbers(values: list[str], kind: str, field: str) -> list[Any]:
                 step = float(ranged.group(3)) if ranged.group(3) else 1.0
                 if step == 0:
                     raise ValueError("a step of 0")
+                # sized before they are made: "1-1000000000" is refused, not built
                 if integer:
                     # A1111's: the end + 1, whatever the step's sign
-                    out.extend(range(int(start), int(end) + 1, int(step)))
+                    numbers = range(int(start), int(end) + 1, int(step))
+                    _room(len(out) + len(numbers), field)
+                    out.extend(numbers)
                 else:
+                    _room(len(out) + max(0, math.ceil((end + step - start) / step)), field)
                     out.extend(np.arange(start, end + step, step).tolist())
             elif counted is not None:
                 start, end = (float(_number(g)) for g in counted.group(1, 2))
                 count = int(float(counted.group(3))) if counted.group(3) else 1
+                _room(len(out) + count, field)
                 spread = np.linspace(start, end, num=count).tolist()
                 out.extend(int(v) for v in spread) if integer else out.extend(spread)
             else:
                 out.append(int(value) if integer else float(value))
+        except InvalidRequest:
+            raise
         except (ValueError, OverflowError) as exc:
             raise InvalidRequest(
                 field, f"{value!r} is not a {'whole number' if integer else 'number'} or range ({exc})"
             ) from None
-        if len(out) > MAX_VALUES:
-            raise InvalidRequest(field, f"more than {MAX_VALUES} values")
+        _room(len(out), field)
+    if not all(math.isfinite(v) for v in out):
+        raise InvalidRequest(field, "values must be finite numbers")
     return out
 
 
