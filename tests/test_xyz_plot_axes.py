@@ -140,3 +140,22 @@ def test_grid_infotext_fields_go_before_version():
     assert add_fields(text, {"Script": "X/Y/Z plot", "X Values": "1, 2"}) == (
         'a cat\nNegative prompt: x\nSteps: 3, Seed: 1, Script: X/Y/Z plot, X Values: "1, 2", Version: easel-0.1.0'
     )
+
+
+def test_the_tab_gives_a1111_positional_args_that_read_back_the_same_plot():
+    from extensions.xyz_plot.plot import ARG_NAMES
+    from extensions.xyz_plot.tab import a1111_args, script_args
+
+    flags = [True, True, False, False, False, False, False, True]  # legend, sub images, ..., csv mode
+    named = script_args("Seed", "1, 2", "CFG Scale", "3, 7", "Nothing", "", *flags, 4)
+    positional = a1111_args(named)
+    assert positional == [1, "1, 2", [], 6, "3, 7", [], 0, "", [], *flags[:7], 4, True]
+    base = GenerationRequest()
+    by_name, by_position = (
+        read_plot(base, named),
+        read_plot(base, dict(zip(ARG_NAMES, positional, strict=True))),
+    )
+    assert [(p.axis.label, p.values) for p in by_name.axes] == [
+        (p.axis.label, p.values) for p in by_position.axes
+    ]
+    assert by_name.options == by_position.options

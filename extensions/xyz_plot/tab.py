@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extensions.xyz_plot.axes import TXT2IMG, axes_for
-from extensions.xyz_plot.plot import DEFAULTS, TITLE
+from extensions.xyz_plot.plot import ARG_NAMES, DEFAULTS, TITLE
 from plugin_api.types import GenerationRequest
 
 BOOLEAN_OPTIONS = (
@@ -103,17 +103,29 @@ def request_from_form(
     )
 
 
+def a1111_args(args: dict[str, Any]) -> list[Any]:
+    """The named arguments as A1111's positional ``script_args`` (types as their index in
+    A1111's txt2img list, dropdowns empty: the values are text)."""
+    labels = [axis.label for axis in axes_for(TXT2IMG)]
+    out: list[Any] = []
+    for name in ARG_NAMES:
+        value = args.get(name, DEFAULTS[name])
+        out.append(labels.index(value) if name.endswith("_type") and value in labels else value)
+    return out
+
+
 def api_example(request: GenerationRequest) -> str:
-    """The same plot for /sdapi/v1/txt2img (by name here; A1111 clients send the list)."""
+    """The same plot for /sdapi/v1/txt2img, as A1111 clients send it."""
     body = {
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
         "seed": request.seed,
         **{k: v for k, v in (("steps", request.steps), ("cfg_scale", request.cfg_scale)) if v is not None},
+        **{k: v for k, v in (("width", request.width), ("height", request.height)) if v is not None},
         "script_name": TITLE,
-        "script_args": request.script_args,
+        "script_args": a1111_args(dict(request.script_args)),
     }
-    return json.dumps(body, indent=2, ensure_ascii=False)
+    return json.dumps(body, ensure_ascii=False)
 
 
 def build(generate: Callable[[GenerationRequest], dict[str, Any]] | None = None) -> None:
@@ -135,7 +147,9 @@ def build(generate: Callable[[GenerationRequest], dict[str, Any]] | None = None)
         height = gr.Number(value=0, label="Height (0: the model's)", precision=0, elem_id="xyz_height")
     controls = axis_controls()
     go = gr.Button("Generate plot", variant="primary", elem_id="xyz_generate")
-    gallery = gr.Gallery(label="Grid and cells", columns=5, height="auto", elem_id="xyz_gallery")
+    gallery = gr.Gallery(
+        label="Grid and cells", columns=5, height="auto", object_fit="contain", elem_id="xyz_gallery"
+    )
     info = gr.Textbox(label="Infotexts", lines=4, elem_id="xyz_info")
     snippet = gr.Code(language="json", label="The same plot for /sdapi/v1/txt2img", elem_id="xyz_api")
 
