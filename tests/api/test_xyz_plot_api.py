@@ -15,6 +15,7 @@ import re
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from core.saving import parse_infotext
@@ -46,6 +47,7 @@ def alone(client, seed: int, cfg: float) -> np.ndarray:
     return pixels(decode(response.json()["images"][0]))
 
 
+@pytest.mark.slow
 def test_sdapi_seed_by_cfg_plot_gives_a_labelled_grid_of_the_alone_images(easel):
     # x: Seed (index 1), y: CFG Scale (index 6) as A1111 clients send them
     body = {**SDAPI_BODY, "seed": 5, "cfg_scale": 7, "script_name": "x/y/z plot",
@@ -91,6 +93,7 @@ def test_sdapi_seed_by_cfg_plot_gives_a_labelled_grid_of_the_alone_images(easel)
     assert grid_params["Fixed X Values"] == "11, 12" and grid_params["Seed"] == "11"
 
 
+@pytest.mark.slow
 def test_native_named_args_save_the_grid_as_a1111_names_it(easel):
     body = {**BODY, "seed": -1, "script_name": "X/Y/Z plot",
             "script_args": {"x_type": "Seed", "x_values": "-1, 7", "y_type": "Steps", "y_values": "2-3"}}  # fmt: skip
@@ -146,6 +149,7 @@ def test_bad_plots_are_refused_naming_the_argument(easel):
         assert client.get("/api/v1/jobs", params={"status": "queued"}).json()["jobs"] == []
 
 
+@pytest.mark.slow
 def test_progress_counts_cells_and_interrupt_stops_the_plot(easel):
     body = {**BODY, "steps": 40, "seed": 1, "script_name": "X/Y/Z plot",
             "script_args": {"x_type": "Seed", "x_values": "1-4", "y_type": "CFG Scale", "y_values": "2, 4"}}  # fmt: skip
