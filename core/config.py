@@ -25,6 +25,7 @@ BUNDLED_EXTENSION_NAMES = (
     "embeddings",
     "cfg_rescale",
     "freeu",
+    "xyz_plot",
 )
 MODEL_CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
 # core/models/memory_modes.py explains them; here so that the CLI can list them without torch

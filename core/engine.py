@@ -67,6 +67,7 @@ from core.saving.infotext import TRANSFORMED_NEGATIVE_PROMPT, TRANSFORMED_PROMPT
 from core.saving.journal import ImageJournal
 from core.saving.writer import save_image
 from core.schedules import SCHEDULE_TYPES, build_scheduler
+from core.scripts import ScriptRun, find_script, without_script
 from core.styles import styles_path
 from core.validation import ValidatedRequest, validate_request
 from plugin_api.types import GenerationContext, GenerationRequest
@@ -109,7 +110,16 @@ class Engine:
     def validate(self, request: GenerationRequest) -> GenerationRequest:
         """A copy of ``request`` with defaults filled; raises RequestError. Also runs the
         prompt stage (seeds, ``transform_prompt``) on a throwaway copy with
-        ``ctx.dry_run``, so that a refusal there comes before anything is queued."""
+        ``ctx.dry_run``, so that a refusal there comes before anything is queued. A
+        request naming a script (``script_name``) is checked by that script too."""
+        script = find_script(self.host, request)
+        if script is not None:
+            checked_request = self.validate(without_script(request))
+            checked_request = dataclasses.replace(
+                checked_request, script_name=script[0].name, script_args=script[1]
+            )
+            ScriptRun(self, checked_request, *script).validate()
+            return checked_request
         checked = self._validate(request)
         dry = dataclasses.replace(checked, request=dry_copy(checked.request), warnings=[])
         ctx = self._new_context(dry, None, CancelToken(), dry_run=True)
@@ -156,6 +166,13 @@ class Engine:
         on_progress: Callable[[ProgressEvent], None] | None = None,
         cancel: CancelToken | None = None,
     ) -> GenerationResult:
+        script = find_script(self.host, request)
+        if script is not None:  # several generations in this job (core/scripts.py)
+            checked_request = self.validate(request)  # defaults filled, the script's own checks
+            return ScriptRun(
+                self, checked_request, script[0], dict(checked_request.script_args),
+                job_id=job_id, on_progress=on_progress, cancel=cancel,
+            ).run()  # fmt: skip
         checked = self._validate(request)
         cancel = cancel or CancelToken()
         hooks = self.host.generation_hooks

@@ -21,6 +21,7 @@ from plugin_api.types import (
     InterrogatorSpec,
     PreprocessorSpec,
     SamplerSpec,
+    ScriptSpec,
     SettingSpec,
     Tab,
     UpscalerSpec,
@@ -38,6 +39,8 @@ class Host:
         self.preprocessors: Registry[PreprocessorSpec] = Registry("preprocessor", PreprocessorSpec)
         self.interrogators: Registry[InterrogatorSpec] = Registry("interrogator", InterrogatorSpec)
         self.extra_networks: Registry[ExtraNetworkSpec] = Registry("extra network", ExtraNetworkSpec)
+        # A1111's selectable scripts (X/Y/Z plot...): core/scripts.py runs them
+        self.scripts: Registry[ScriptSpec] = Registry("script", ScriptSpec)
         self.setting_specs: Registry[SettingSpec] = Registry("setting", SettingSpec, key="key")
         self.user_settings = UserSettings(
             self.settings.state_dir / "settings.json",
@@ -58,6 +61,7 @@ class Host:
         self._collect("register_interrogators", self.interrogators)
         self._collect("register_settings", self.setting_specs)
         self._collect("register_extra_networks", self.extra_networks)
+        self._collect("register_scripts", self.scripts)
         self.extensions.hooks.call("startup", host=self)
         self.started = True
         return self

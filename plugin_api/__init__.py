@@ -24,6 +24,8 @@ from plugin_api.types import (
     PromptTransform,
     SamplerSpec,
     SamplingNoise,
+    ScriptContext,
+    ScriptSpec,
     SettingSpec,
     StepState,
     Tab,
@@ -50,6 +52,8 @@ from plugin_api.types import (
 #      plugin_api.testing.form_section_args; Tab builds may return
 #      {"send_to_image": gr.Image} (a "Send to" target for result galleries);
 #      host.save_extras_image (outputs/extras-images, A1111's naming)
+#      register_scripts, ScriptSpec, ScriptContext, GenerationRequest.script_name/.script_args
+#      (A1111's selectable scripts: one request run as several generations in one job)
 API_VERSION = "1.9"
 
 __all__ = [
@@ -70,6 +74,8 @@ __all__ = [
     "PromptTransform",
     "SamplerSpec",
     "SamplingNoise",
+    "ScriptContext",
+    "ScriptSpec",
     "SettingSpec",
     "StepState",
     "Tab",

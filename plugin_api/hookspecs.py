@@ -24,6 +24,7 @@ from plugin_api.types import (
     PreprocessorSpec,
     SamplerSpec,
     SamplingNoise,
+    ScriptSpec,
     SettingSpec,
     StepState,
     Tab,
@@ -119,6 +120,24 @@ def register_extra_networks(register: Callable[[ExtraNetworkSpec], None]) -> Non
     lists the cards.
 
     Return value ignored.
+    """
+
+
+@hookspec
+def register_scripts(register: Callable[[ScriptSpec], None]) -> None:
+    """Add scripts: A1111's selectable scripts (``script_name`` + ``script_args``), which
+    run one request as several generations in one job and combine the results (the
+    bundled X/Y/Z plot). API 1.9.
+
+    :param register: call ``register(ScriptSpec(...))`` once per script. A name that is
+        already taken is refused (reported, not raised).
+
+    A request that names a script is validated by the script (``ScriptSpec.validate``)
+    when it is submitted and queued as one job; the worker then calls ``ScriptSpec.run``
+    with a ``ScriptContext`` whose ``generate`` runs each generation with every
+    per-generation hook, in that job (one progress bar, one cancel).
+
+    Called once per host start, after every extension is loaded. Return value ignored.
     """
 
 

@@ -80,6 +80,12 @@ class GenerationRequest:
     # "magcache" | "taylorseer" | "deepcache" | "off", "threshold": number}; the string
     # forms "deepcache:3" and "deepcache 3" (the infotext's) are accepted too
     cache: dict[str, Any] | str | None = None
+    # a script (A1111's "Script" dropdown, one per request: "X/Y/Z plot"...) that runs this
+    # request as several generations (see ``ScriptSpec``); matched case-insensitively to a
+    # registered script's name. ``script_args``: A1111's positional list, or a dict of the
+    # script's named arguments (the native form). None: an ordinary generation.
+    script_name: str | None = None
+    script_args: list[Any] | dict[str, Any] = field(default_factory=list)
     # per-extension arguments, keyed by extension name. /sdapi/v1's
     # ``alwayson_scripts: {"<Name>": {"args": [...]}}`` arrives here as
     # ``extension_args["<name>"] == {"args": [...]}``: the script name is matched to a loaded
@@ -460,3 +466,63 @@ class FormSection:
 
     def shown_for(self, family: str | None) -> bool:
         return family is None or not self.families or family in self.families
+
+
+@dataclass
+class ScriptContext:
+    """What a script's ``validate`` and ``run`` get from the host (see ``ScriptSpec``).
+
+    ``generate(request, part=i, parts=n)`` runs one ordinary generation (a "cell") inside
+    the script's job, as if it had been queued alone: every per-generation hook, saving
+    with its own infotext in ``outputs/txt2img-images`` (or img2img's), the same images.
+    Progress reads as batch ``i*batch_count + b`` of ``n*batch_count`` (A1111's
+    ``job_no``/``job_count`` during a script); a cancel interrupts the cell in progress and
+    the result comes back with ``interrupted`` True; the script should then stop.
+    ``check(request)`` validates one generation request without running it (the host's
+    checks and every extension's ``validate_request``; ``InvalidRequest`` naming the
+    field) and returns a copy with the defaults filled in (model, steps, sampler, size...).
+    ``save_grid(image, infotext, seed, basename)`` writes a grid image to
+    ``outputs/txt2img-grids/<date>/<basename>-NNNN-<seed>.png`` (img2img-grids for
+    img2img), A1111's grid names, atomically, with ``infotext`` as its ``parameters``
+    (``basename``: letters, digits and "_"); it returns the path, or None when the request
+    does not save images (``save_images`` False).
+    """
+
+    generate: Callable[..., GenerationResult]
+    check: Callable[[GenerationRequest], GenerationRequest]
+    save_grid: Callable[..., str | None]
+    is_cancelled: Callable[[], bool] = field(default=lambda: False, repr=False)
+    # the user settings, read-only (as ``GenerationContext.settings``)
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    job_id: str | None = None
+
+
+@dataclass
+class ScriptSpec:
+    """A script as registered through ``register_scripts`` (API 1.9): A1111's selectable
+    scripts (``script_name``/``script_args``), which turn one request into several
+    generations and combine their results (X/Y/Z plot, prompt matrix...).
+
+    - ``name``: A1111's title ("X/Y/Z plot"); ``/sdapi/v1/scripts`` lists it lower-cased,
+      and a request's ``script_name`` matches it (or an alias) case-insensitively.
+    - ``arg_names``: the names of A1111's positional ``script_args``, in order: the host
+      turns a list into a dict by position (a shorter list leaves the rest to the script's
+      defaults; a longer one is refused), and a dict arrives as it is, so the script reads
+      one shape.
+    - ``validate(request, args, ctx)``: refuse bad arguments with ``InvalidRequest``
+      (naming ``script_args.<name>``) before anything is queued; it may call
+      ``ctx.check`` for the generations it would run. Called at submit and again when the
+      job starts; ``ctx.generate`` must not be called here.
+    - ``run(request, args, ctx)``: make the generations with ``ctx.generate`` and return
+      one ``GenerationResult`` (images in the order clients get them; their ``paths``,
+      ``seeds`` and ``infotexts`` aligned with them).
+    - ``modes``: the request modes it serves ("txt2img", "img2img").
+    """
+
+    name: str
+    run: Callable[[GenerationRequest, dict[str, Any], ScriptContext], GenerationResult]
+    validate: Callable[[GenerationRequest, dict[str, Any], ScriptContext], None] | None = None
+    arg_names: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ("txt2img", "img2img")
+    description: str = ""

@@ -16,7 +16,8 @@ HOOKS = docs.hook_names()
 def test_all_design_hooks_exist():
     assert set(HOOKS) == {
         "register_samplers", "register_upscalers", "register_preprocessors", "register_interrogators",
-        "register_api_routes", "ui_tabs", "ui_form_sections", "register_settings", "register_extra_networks", "validate_request",
+        "register_api_routes", "ui_tabs", "ui_form_sections", "register_settings", "register_extra_networks",
+        "register_scripts", "validate_request",
         "transform_prompt",
         "model_loaded", "before_sample", "denoiser_kwargs", "on_step", "after_sample",
         "image_saved", "startup", "shutdown", "patch_denoiser", "prepare_noise", "before_denoiser",

@@ -503,6 +503,40 @@ def test_send_to_extras_saves_and_shows_the_whole_image(browser, server):
     context.close()
 
 
+def test_xyz_plot_tab_makes_a_labelled_grid_and_four_images(browser, server):
+    """The bundled X/Y/Z plot tab: seed x CFG, 2x2, one job; the grid (first) and the four
+    cells in the gallery, the grid saved in txt2img-grids with the plot in its infotext."""
+    from PIL import Image
+
+    context, page = open_page(browser, server)
+    page.click("button#xyz_plot_tab-button")
+    page.wait_for_selector("#xyz_prompt textarea", state="visible")
+    page.fill("#xyz_prompt textarea", "a small green star at the top left, white background")
+    for selector, value in (("#xyz_steps", 4), ("#xyz_width", 64), ("#xyz_height", 64)):
+        set_number(page, f"{selector} input", value)
+    page.fill("#xyz_x_values textarea", "1, 2")  # X type: Seed (the default)
+    page.fill("#xyz_y_values textarea", "3, 7")  # Y type: CFG Scale (the tab's default)
+    grids = server.data_dir / "outputs" / "txt2img-grids"
+    before = set(grids.rglob("xyz_grid-*.png")) if grids.is_dir() else set()
+    page.click("#xyz_generate")
+    page.wait_for_function(
+        "document.querySelectorAll('#xyz_gallery img').length >= 5", timeout=GENERATION_TIMEOUT_MS
+    )
+    info = page.input_value("#xyz_info textarea")
+    assert "Script: X/Y/Z plot" in info and 'X Values: "1, 2"' in info and 'Y Values: "3, 7"' in info
+    assert info.count("Seed: ") == 5  # the grid's infotext, then each cell's
+    shot = screenshot(page, "webui-xyz-plot")
+    shots = Path("/tmp/shots-xyz")
+    shots.mkdir(exist_ok=True)
+    (shots / "xyz-tab-grid.png").write_bytes(shot.read_bytes())
+    context.close()
+    (grid_path,) = set(grids.rglob("xyz_grid-*.png")) - before
+    with Image.open(grid_path) as grid:
+        assert "Script: X/Y/Z plot" in grid.info["parameters"]
+        # two 64-pixel columns after the row labels' margin (3/4 of a cell), two rows under the labels
+        assert grid.width == 48 + 2 * 64 and 2 * 64 < grid.height < 3 * 64
+
+
 def queue_job_ids(page) -> set[str]:
     page.click("button#tab_queue-button")
     page.click("#queue_refresh")

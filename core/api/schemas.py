@@ -125,6 +125,13 @@ class JobRequest(HiresFixFields):
         None, description='step caching, e.g. {"method": "deepcache", "threshold": 3}; None: off'
     )
     extension_args: ExtensionArgs = Field(default_factory=dict, description="per-extension arguments")
+    script_name: Name | None = Field(
+        None, description='a script from /sdapi/v1/scripts, e.g. "X/Y/Z plot": one job, several generations'
+    )
+    script_args: FreeJson = Field(
+        default_factory=list,
+        description='the script\'s arguments by name ({"x_type": "Seed", "x_values": "1, 2"}) or A1111\'s list',
+    )
     priority: int = Field(0, ge=-100, le=100, description="higher runs first")
 
 

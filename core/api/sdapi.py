@@ -216,10 +216,18 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
     def loras() -> list[dict[str, Any]]:
         return catalog.loras()
 
-    @router.get("/scripts", summary="Scripts (A1111): Easel's extensions take alwayson_scripts args")
+    @router.get(
+        "/scripts", summary="Scripts (A1111): selectable scripts and the extensions alwayson_scripts reach"
+    )
     def scripts() -> dict[str, list[str]]:
         names = sorted(name.casefold() for name in catalog.extension_names().values())
-        return {"txt2img": names, "img2img": names}
+        listed = {"txt2img": list(names), "img2img": list(names)}
+        # selectable scripts first under their titles, lower-cased as A1111 lists them
+        for spec in getattr(host, "scripts", []):
+            for mode in ("txt2img", "img2img"):
+                if mode in spec.modes:
+                    listed[mode].insert(0, spec.name.casefold())
+        return listed
 
     @router.get("/sd-vae", summary="VAE files (A1111): models/VAE and <checkpoint>.vae.safetensors")
     def sd_vae() -> list[dict[str, Any]]:

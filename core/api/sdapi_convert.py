@@ -87,8 +87,6 @@ def _apply_overrides(body: SdapiGenerationBase, request: GenerationRequest, cata
 def _extension_args(body: SdapiGenerationBase, catalog: Catalog) -> dict[str, Any]:
     """alwayson_scripts ``{"name": {"args": [...]}}`` to extension_args[name]. An unknown
     script is a 422, as in A1111, so a typo is not silently ignored."""
-    if body.script_name:
-        raise RequestError("script_name", f"no script named {body.script_name!r}: Easel has no A1111 scripts")
     known = catalog.extension_names()
     args: dict[str, Any] = {}
     for name, value in body.alwayson_scripts.items():
@@ -121,6 +119,9 @@ def request_from_sdapi(body: SdapiGenerationBase, catalog: Catalog) -> Generatio
         batch_count=body.n_iter,
         save_images=body.save_images and not body.do_not_save_samples,
         extension_args=_extension_args(body, catalog),
+        # a selectable script (X/Y/Z plot): the engine checks the name and the arguments
+        script_name=body.script_name or None,
+        script_args=list(body.script_args),
     )
     _apply_overrides(body, request, catalog)
     if isinstance(body, SdapiTxt2ImgRequest) and body.enable_hr:

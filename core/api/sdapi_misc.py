@@ -65,9 +65,31 @@ def add_startup_routes(router: APIRouter, host: Any, service: JobService, catalo
     def realesrgan_models() -> list[dict[str, Any]]:
         return []
 
-    @router.get("/script-info", summary="Script argument descriptions (A1111); none")
+    @router.get("/script-info", summary="Script arguments (A1111): the selectable scripts' argument names")
     def script_info() -> list[dict[str, Any]]:
-        return []
+        entries = []
+        for spec in getattr(host, "scripts", []):
+            args = [
+                {
+                    "label": name,
+                    "value": None,
+                    "minimum": None,
+                    "maximum": None,
+                    "step": None,
+                    "choices": None,
+                }
+                for name in spec.arg_names
+            ]
+            for mode in spec.modes:
+                entries.append(
+                    {
+                        "name": spec.name.casefold(),
+                        "is_alwayson": False,
+                        "is_img2img": mode == "img2img",
+                        "args": args,
+                    }
+                )
+        return entries
 
     @router.post("/interrogate", summary="Caption an image (A1111) with a registered interrogator")
     async def interrogate(body: SdapiInterrogateRequest) -> Any:

@@ -111,6 +111,62 @@ def save_image(
     return path
 
 
+_GRID_BASENAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+
+
+def grid_folder(mode: str) -> str:
+    """A1111's grid folders: ``txt2img-grids`` / ``img2img-grids``."""
+    return "txt2img-grids" if mode == "txt2img" else "img2img-grids"
+
+
+def next_grid_number(folder: Path, basename: str) -> int:
+    """A1111's sequence for named grids: the number after ``<basename>-`` in the folder's
+    file names, highest + 1 (``xyz_grid-0003-42.png`` -> 4)."""
+    prefix = f"{basename}-"
+    highest = -1
+    if folder.is_dir():
+        for entry in os.scandir(folder):
+            if entry.name.startswith(prefix):
+                number = entry.name[len(prefix) :].split("-", 1)[0].split(".", 1)[0]
+                if number.isdigit():
+                    highest = max(highest, int(number))
+    return highest + 1
+
+
+def save_grid(
+    image: Image.Image,
+    outputs_dir: Path,
+    mode: str,
+    basename: str,
+    seed: int,
+    infotext: str,
+    output_format: str = "png",
+    today: dt.date | None = None,
+) -> Path:
+    """Write a grid as A1111 names grids: ``outputs/txt2img-grids/<date>/<basename>-NNNN-<seed>.png``
+    (a four-digit number per basename, then the first image's seed), atomically, with its
+    infotext. ``basename`` is a plain word (letters, digits, "_"): it never becomes a path."""
+    if not isinstance(basename, str) or not _GRID_BASENAME.match(basename):
+        raise ValueError(f"grid basename {basename!r}: use letters, digits and '_' only")
+    pil_format, suffix = FORMATS[output_format.lower()]
+    folder = Path(outputs_dir) / grid_folder(mode) / (today or dt.date.today()).isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _lock_for(folder):
+        path = folder / f"{basename}-{next_grid_number(folder, basename):04d}-{int(seed)}{suffix}"
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+        try:
+            give_normal_mode(fd)
+            with os.fdopen(fd, "wb") as f:
+                _write(image, f, pil_format, infotext)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    return path
+
+
 def _current_umask() -> int:
     """The process's umask, read without changing it where the system allows (changing
     it, even for a moment, races with every other thread creating files)."""

@@ -33,9 +33,13 @@ def test_startup_lists_have_a1111s_shapes(easel, styles_file):
         assert client.get("/sdapi/v1/face-restorers").json() == []
         modes = [m["name"] for m in client.get("/sdapi/v1/latent-upscale-modes").json()]
         assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
-        for empty in ("/sd-modules", "/hypernetworks", "/realesrgan-models", "/script-info"):
+        for empty in ("/sd-modules", "/hypernetworks", "/realesrgan-models"):
             response = client.get(f"/sdapi/v1{empty}")
             assert (response.status_code, response.json()) == (200, []), empty
+        # the selectable scripts (the bundled X/Y/Z plot), once per mode, A1111's entry shape
+        info = client.get("/sdapi/v1/script-info").json()
+        assert {(e["name"], e["is_img2img"]) for e in info} == {("x/y/z plot", False), ("x/y/z plot", True)}
+        assert all(set(e) == {"name", "is_alwayson", "is_img2img", "args"} for e in info)
         # VAE files are listed (tests/test_vae_selection.py checks which): A1111's entry shape
         assert all(set(vae) == {"model_name", "filename"} for vae in client.get("/sdapi/v1/sd-vae").json())
         assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
