@@ -14,6 +14,7 @@ import gradio as gr
 
 from ui.extension_tabs import build_extension_tabs
 from ui.extensions_tab import build_extensions_tab
+from ui.generation_queue import KEYS_JS
 from ui.i18n import I18N, t
 from ui.img2img import build_img2img_tab
 from ui.job_client import JobClient
@@ -72,6 +73,7 @@ def mount(app: Any, host: Any, service: Any) -> Any:
         path="/",
         i18n=I18N,
         css=PROGRESS_CSS,
+        head=KEYS_JS,  # Ctrl+Enter generates, Esc interrupts
         allowed_paths=[str(host.settings.outputs_dir)],
         footer_links=["api", "settings"],
         server_name=host.settings.host,
