@@ -158,3 +158,50 @@ def test_ctrl_enter_generates_and_escape_interrupts(browser, server):
     job = wait_for_jobs(server, prompt, 1)[0]
     assert job["status"] == "interrupted" and len(job["images"]) == 1, job
     context.close()
+
+
+def test_queue_rows_and_history_browser(browser, server):
+    """After the generations above: the Queue tab's rows (short ids, thumbnails, per-row
+    open/retry) and the History tab (infotext, send to txt2img, delete to the trash)."""
+    context, page = open_page(browser, server)
+    page.click("button#tab_queue-button")
+    done = page.locator("#queue_table tr[data-status=done]").first
+    done.wait_for()
+    job_id = done.get_attribute("data-job-id")
+    assert len(job_id) == 32 and done.locator("code").inner_text() == job_id[:8]
+    assert done.locator("img").count() == 1  # a thumbnail of its image
+    done.locator("button[data-action=open]").click()
+    page.wait_for_selector("#queue_opened img")
+    page.wait_for_function("document.querySelector('#queue_opened_info textarea').value.includes('Seed: ')")
+    shot(page, "queue-tab")
+    # retry the interrupted job of the keyboard test: it is queued again
+    interrupted = page.locator("#queue_table tr[data-status=interrupted]").first
+    retried = interrupted.get_attribute("data-job-id")
+    interrupted.locator("button[data-action=retry]").click()
+    page.wait_for_function(
+        "(id) => document.querySelector(`#queue_table tr[data-job-id='${id}']`).dataset.status !== 'interrupted'",
+        arg=retried,
+    )
+    page.click(f"#queue_table tr[data-job-id='{retried}'] button[data-action=cancel]")  # it ran 150 steps
+
+    page.click("button#tab_history-button")
+    first = page.locator("#history_gallery img").first
+    first.wait_for()
+    first.click()
+    page.wait_for_function("document.querySelector('#history_info textarea').value.includes('Seed: ')")
+    relative = page.input_value("#history_path input")
+    prompt = page.input_value("#history_info textarea").splitlines()[0]
+    shot(page, "history-tab")
+    page.click("#history_send_to_txt2img")
+    page.wait_for_function(
+        "(p) => document.querySelector('#txt2img_prompt textarea').value === p", arg=prompt
+    )
+    page.click("button#tab_history-button")
+    page.locator("#history_gallery img").first.click()
+    page.wait_for_function("(r) => document.querySelector('#history_path input').value === r", arg=relative)
+    outputs = server.data_dir / "outputs"
+    assert (outputs / relative).is_file()
+    page.click("#history_delete")
+    page.wait_for_function("document.querySelector('#history_message textarea').value.startsWith('moved to')")
+    assert not (outputs / relative).exists() and (outputs / ".trash" / relative).is_file()
+    context.close()

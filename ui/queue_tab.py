@@ -43,7 +43,7 @@ table.easel-jobs .state-running { background: #ffedd5; color: #9a3412; }
 table.easel-jobs .state-queued { background: #dbeafe; color: #1e40af; }
 table.easel-jobs .state-failed { background: #fee2e2; color: #991b1b; }
 table.easel-jobs .state-interrupted, table.easel-jobs .state-cancelled { background: #f3f4f6; color: #374151; }
-table.easel-jobs button { margin: 1px; padding: 2px 8px; border-radius: 6px; cursor: pointer;
+table.easel-jobs button { margin: 1px; padding: 2px 8px; border-radius: 6px; cursor: pointer; font-size: 0.85em; font-weight: normal;
   border: 1px solid var(--border-color-primary, #d1d5db); background: var(--button-secondary-background-fill, #f9fafb); }
 table.easel-jobs .error { color: #991b1b; font-size: 0.85em; }
 """
