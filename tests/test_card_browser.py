@@ -28,7 +28,7 @@ NETWORK = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
+def cards_host(tmp_path_factory):
     """A host with the bundled extensions and a test one; no checkpoints are needed."""
     from core.config import Settings
     from core.host import Host
@@ -45,8 +45,8 @@ def host(tmp_path_factory):
     started.stop()
 
 
-def test_every_registered_network_lists_cards_and_checkpoints_come_last(host):
-    cards = list_cards(host, service=None)
+def test_every_registered_network_lists_cards_and_checkpoints_come_last(cards_host):
+    cards = list_cards(cards_host, service=None)
     assert list(cards)[-1] == CHECKPOINTS
     assert {"lora", "hypernet"} <= set(cards)
     lora = {card.name: card for card in cards["lora"]}
@@ -54,8 +54,8 @@ def test_every_registered_network_lists_cards_and_checkpoints_come_last(host):
     assert cards["hypernet"][0].prompt == "<hypernet:x:1>"
 
 
-def test_cards_are_escaped_and_previews_are_inline_thumbnails(host, tmp_path):
-    html = render_cards(list_cards(host, service=None)["hypernet"])
+def test_cards_are_escaped_and_previews_are_inline_thumbnails(cards_host, tmp_path):
+    html = render_cards(list_cards(cards_host, service=None)["hypernet"])
     assert "<b>" not in html and "&lt;b&gt;&quot;x&quot;&lt;/b&gt;" in html
     preview = tmp_path / "style.png"
     Image.new("RGB", (300, 200), (0, 128, 255)).save(preview)
@@ -91,3 +91,28 @@ def test_the_slider_sets_the_weight_of_a_tag_only():
     assert with_weight("<lora:style:1>", 0.65) == "<lora:style:0.65>"
     assert with_weight("<lora:sub/dir name:1>", -1) == "<lora:sub/dir name:-1>"
     assert with_weight("my-embedding", 0.5) == "my-embedding"
+
+
+def test_a_checkpoint_card_selects_that_model_and_nothing_else(engine, tmp_path):
+    """Through the wired Blocks: a real engine's models as cards; a click on one selects
+    it, a forged name (not a listed model) changes nothing."""
+    import gradio as gr
+
+    from core.jobs import JobService, SqliteJobQueue
+    from ui.card_browser import build_card_browser, wire_card_browser
+
+    queue = SqliteJobQueue(tmp_path / "queue.db")
+    service = JobService(queue, runner=engine.generate, transient_dir=tmp_path / "t", engine=engine)
+    names = [m.name for m in engine.models.list()]
+    with gr.Blocks() as blocks:
+        prompt, model = gr.Textbox(), gr.Dropdown(choices=names, value=names[0])
+        browser = build_card_browser("t2i", engine.host, service)
+        wire_card_browser(browser, prompt, model, engine.host, service)
+    html = dict(browser.tabs)["checkpoints"].value
+    assert all(f'data-card-name="{name}"' in html for name in names) and len(names) >= 2
+    click = next(f.fn for f in blocks.fns.values() if f.fn.__name__ == "on_checkpoint_click")
+    assert (
+        click(names[0], gr.EventData(None, {"network": "checkpoints", "name": names[1]}))["value"] == names[1]
+    )
+    assert click(names[0], gr.EventData(None, {"network": "checkpoints", "name": "../x"})) == gr.update()
+    queue.close()
