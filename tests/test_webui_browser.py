@@ -183,7 +183,8 @@ def test_extension_tabs_and_error_panel(browser, server, scratch):
     context, page = open_page(browser, server)
     tab_names = [t.inner_text().strip() for t in page.query_selector_all("[role=tab]")]
     # core tabs first, then the extension's, in load order
-    assert tab_names[:6] == ["txt2img", "img2img", "Queue", "PNG Info", "Extensions", "Settings"]
+    core_tabs = ["txt2img", "img2img", "Queue", "History", "PNG Info", "Extensions", "Settings"]
+    assert tab_names[: len(core_tabs)] == core_tabs
     assert tab_names.index("Test Tab") < tab_names.index("Broken Tab")
     page.click("button#webui_test_tab-button")
     page.wait_for_selector("#webui_test_hello", state="visible")
