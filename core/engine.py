@@ -23,8 +23,9 @@ conditioning (``encoder_hidden_states``, ``added_cond_kwargs``, ``cfg_batch``) f
 that run a model beside the denoiser (ControlNet in ``denoiser_kwargs``).
 
 Interrupts: ``CancelToken.interrupt()`` stops within one step; ``generate`` then RETURNS a
-result with ``interrupted=True`` holding the images of the batches that finished (the
-batch in progress is dropped). ``CancelToken.skip()`` drops the current batch and goes on
+result with ``interrupted=True`` holding the images of the batches that finished and, as
+A1111 does, the batch in progress decoded from its last denoised estimate (saved like
+the others; nothing when no step of it ran). ``CancelToken.skip()`` drops the current batch and goes on
 with the next. ``generate`` raises ``RequestError`` for bad input (before any model
 loads), ``ModelError`` when the model cannot be loaded.
 """
@@ -288,9 +289,11 @@ class Engine:
             except BatchSkipped:
                 log.info("batch %d skipped", batch_index)
                 continue
-            except SamplingInterrupted:
+            except SamplingInterrupted as stopped:
                 result.interrupted = True
-                break
+                if not stopped.images:  # stopped before its first step
+                    break
+                images = stopped.images  # as far as it got: kept and saved, as A1111 does
             images = hooks.after_sample(ctx, images)
             for position, (image, seed) in enumerate(zip(images, seeds, strict=False)):
                 index = first + position
@@ -305,6 +308,8 @@ class Engine:
                     result.paths.append(str(path))
                     if written:
                         hooks.image_saved(ctx, str(path))
+            if result.interrupted:
+                break
         return result
 
     def _save(
@@ -380,21 +385,28 @@ class Engine:
                 ctx.warnings,
             )  # fmt: skip
         started = time.perf_counter()
-        latents = self._sample_pass(
-            checked, model, placement, ctx, cond, uncond, seeds, cancel,
-            steps=req.steps, width=req.width, height=req.height, on_step=report,
-            init=prepared.init if prepared else None, image_conditioning=conditioning,
-        )  # fmt: skip
-        if hires is not None:
-            first_steps = ctx.total_steps
+        stopped: SamplingInterrupted | None = None
+        try:
+            latents = self._sample_pass(
+                checked, model, placement, ctx, cond, uncond, seeds, cancel,
+                steps=req.steps, width=req.width, height=req.height, on_step=report,
+                init=prepared.init if prepared else None, image_conditioning=conditioning,
+            )  # fmt: skip
+            if hires is not None:
+                first_steps = ctx.total_steps
 
-            def report_hires(step: int, total: int, elapsed: float, preview: Any) -> None:
-                # one bar and one clock over both passes
-                report(first_steps + step, first_steps, time.perf_counter() - started, preview)
+                def report_hires(step: int, total: int, elapsed: float, preview: Any) -> None:
+                    # one bar and one clock over both passes
+                    report(first_steps + step, first_steps, time.perf_counter() - started, preview)
 
-            latents = self._hires_pass(
-                checked, model, placement, ctx, cond, uncond, seeds, latents, report_hires, cancel
-            )
+                latents = self._hires_pass(
+                    checked, model, placement, ctx, cond, uncond, seeds, latents, report_hires, cancel
+                )
+        except SamplingInterrupted as exc:
+            # A1111 decodes the last latent of an interrupted batch and returns it
+            if exc.latents is None:
+                raise
+            stopped, latents = exc, exc.latents
         # NaN guard: a NaN latent would decode to a black image reported "done"
         finite.check_latents(latents, ctx, checked.model_name)
         decoded = placement.run(
@@ -404,7 +416,11 @@ class Engine:
         )
         finite.check_decoded(decoded, ctx, checked.model_name)  # after the float32 retry
         images = tensor_to_pil(decoded)
-        return prepared.finish(images) if prepared else images
+        images = prepared.finish(images) if prepared else images
+        if stopped is not None:
+            stopped.images = images
+            raise stopped
+        return images
 
     def _hires_pass(
         self,

@@ -158,10 +158,10 @@ def test_generate_shows_progress_preview_and_image(browser, server):
 
     # the Queue tab lists the job as done (read from the SQLite queue)
     page.click("button#tab_queue-button")
-    page.wait_for_function(
-        f"document.querySelector('#queue_table').innerText.includes('{job_id}')", timeout=30_000
-    )
-    assert "done" in page.inner_text("#queue_table")
+    row = f"#queue_table tr[data-job-id='{job_id}']"  # the row shows a short id; the whole one is its key
+    page.wait_for_selector(row, timeout=30_000)
+    assert page.get_attribute(row, "data-status") == "done"
+    assert job_id[:8] in page.inner_text(row)
 
     # PNG Info reads the saved image's parameters and sends them to txt2img
     page.click("button#tab_png_info-button")
@@ -183,7 +183,8 @@ def test_extension_tabs_and_error_panel(browser, server, scratch):
     context, page = open_page(browser, server)
     tab_names = [t.inner_text().strip() for t in page.query_selector_all("[role=tab]")]
     # core tabs first, then the extension's, in load order
-    assert tab_names[:6] == ["txt2img", "img2img", "Queue", "PNG Info", "Extensions", "Settings"]
+    core_tabs = ["txt2img", "img2img", "Queue", "History", "PNG Info", "Extensions", "Settings"]
+    assert tab_names[: len(core_tabs)] == core_tabs
     assert tab_names.index("Test Tab") < tab_names.index("Broken Tab")
     page.click("button#webui_test_tab-button")
     page.wait_for_selector("#webui_test_hello", state="visible")
@@ -540,8 +541,10 @@ def test_xyz_plot_tab_makes_a_labelled_grid_and_four_images(browser, server):
 def queue_job_ids(page) -> set[str]:
     page.click("button#tab_queue-button")
     page.click("#queue_refresh")
-    page.wait_for_function("/[0-9a-f]{32}/.test(document.querySelector('#queue_table').innerText)")
-    return set(re.findall(r"\b[0-9a-f]{32}\b", page.inner_text("#queue_table")))
+    page.wait_for_selector("#queue_table tr[data-job-id]")
+    return set(
+        page.eval_on_selector_all("#queue_table tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)")
+    )
 
 
 def test_queue_history_survives_a_restart(browser, server, scratch):

@@ -8,12 +8,15 @@ routes added after Gradio is mounted at "/" are shadowed by it.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from ui.extension_tabs import build_extension_tabs
 from ui.extensions_tab import build_extensions_tab
+from ui.generation_queue import KEYS_JS
+from ui.history_tab import build_history_tab, wire_history_sends
 from ui.i18n import I18N, t
 from ui.img2img import build_img2img_tab
 from ui.job_client import JobClient
@@ -42,7 +45,9 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
             with gr.Tab(t("tab.img2img"), id="img2img", elem_id="tab_img2img") as img2img_tab:
                 img2img = build_img2img_tab(host, service, client)
             with gr.Tab(t("tab.queue"), id="queue", elem_id="tab_queue") as queue_tab:
-                queue = build_queue_tab(client)
+                queue = build_queue_tab(client, Path(host.settings.outputs_dir))
+            with gr.Tab(t("tab.history"), id="history", elem_id="tab_history") as history_tab:
+                history = build_history_tab(host)
             with gr.Tab(t("tab.png_info"), id="png_info", elem_id="tab_png_info") as png_info_tab:
                 png_info = build_png_info_tab(host)
             with gr.Tab(t("tab.extensions"), id="extensions", elem_id="tab_extensions") as extensions_tab:
@@ -56,11 +61,19 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
         for source in (txt2img, img2img):  # every result gallery: send to txt2img, img2img, inpaint, Extras
             wire_result_sends(source, txt2img, img2img, tabs, extras)
         wire_png_info_sends(png_info, txt2img, img2img, tabs)
+        wire_history_sends(history, host, txt2img, img2img, tabs)
+        # the history lists the outputs folders afresh whenever it is shown
+        history_tab.select(
+            history.reload,
+            inputs=[history.folder, history.date],
+            outputs=history.outputs,
+            show_progress="hidden",
+        )
         # The queue table polls only while its tab is shown.
         queue_tab.select(
             lambda on: gr.Timer(active=bool(on)), inputs=[queue.auto_refresh], outputs=[queue.timer]
         )
-        for other in (txt2img_tab, img2img_tab, png_info_tab, extensions_tab, settings_tab):
+        for other in (txt2img_tab, img2img_tab, history_tab, png_info_tab, extensions_tab, settings_tab):
             other.select(lambda: gr.Timer(active=False), outputs=[queue.timer], show_progress="hidden")
     return blocks
 
@@ -76,6 +89,7 @@ def mount(app: Any, host: Any, service: Any) -> Any:
         path="/",
         i18n=I18N,
         css=PROGRESS_CSS,
+        head=KEYS_JS,  # Ctrl+Enter generates, Esc interrupts
         allowed_paths=[str(host.settings.outputs_dir)],
         footer_links=["api", "settings"],
         server_name=host.settings.host,

@@ -10,6 +10,7 @@ import gradio as gr
 
 from ui import choices
 from ui.cache_controls import CacheControls, build_cache_controls
+from ui.card_browser import CardBrowser, build_card_browser, wire_card_browser
 from ui.form_sections import FormSections, build_form_sections
 from ui.hires_controls import HiresControls, build_hires_controls
 from ui.i18n import t
@@ -57,6 +58,7 @@ class GenerationForm:
     hires: HiresControls | None = None  # txt2img only
     cache: CacheControls | None = None  # the step cache accordion
     sections: FormSections | None = None  # extensions' accordions (ui_form_sections)
+    cards: CardBrowser | None = None  # the extra-networks card browser under the prompt
 
     @property
     def cache_method(self) -> gr.Dropdown | None:
@@ -115,6 +117,7 @@ def build_generation_form(
             )
             styles = build_styles_picker(prefix, host)
             wire_styles_picker(styles, prompt, negative_prompt, host)
+            cards = build_card_browser(prefix, host, service)
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(
                 t("gen.generate"), variant="primary", elem_id=f"{prefix}_generate", size="lg"
@@ -252,6 +255,7 @@ def build_generation_form(
                 label=t("gen.preview"), elem_id=f"{prefix}_preview", interactive=False, height=200, type="pil"
             )
             results = build_results_panel(prefix, with_send_to_txt2img=img2img)
+    wire_card_browser(cards, prompt, model, host, service)
     return GenerationForm(
         prefix=prefix,
         prompt=prompt,
@@ -283,6 +287,7 @@ def build_generation_form(
         hires=hires,
         cache=cache,
         sections=sections,
+        cards=cards,
         init_image=init_image,
         interrogate=interrogate,
         shift=shift,

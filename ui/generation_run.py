@@ -19,6 +19,7 @@ from ui import choices
 from ui.cache_controls import apply_cache
 from ui.form_sections import apply_form_sections
 from ui.generation_form import GenerationForm
+from ui.generation_queue import SessionJobs, session_key, waiting_note
 from ui.hires_controls import apply_hires
 from ui.i18n import language_of
 from ui.img2img_modes import resolve_source
@@ -120,6 +121,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     modes = form.img2img
     extra_inputs += modes.inputs() if modes is not None else [gr.State(None) for _ in range(11)]
     panel = form.results
+    session_jobs = SessionJobs()
 
     def generate(
         prompt: str,
@@ -193,14 +195,30 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         except Exception as exc:  # invalid input: say which field, keep the form as it is
             log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc
+        key = session_key(request, form.prefix)
+        session_jobs.add(key, job_id)
+        try:
+            yield from _follow(job_id, key, language, progress)
+        finally:
+            session_jobs.remove(key, job_id)
+
+    def _follow(job_id: str, key: tuple[str, str], language: str, progress: gr.Progress):
+        """Follow one job; while an older job of this session runs, only the last update
+        (its images) is shown: the leading job owns the bar and the preview."""
         for snapshot in client.follow(job_id):
+            if session_jobs.leader(key) != job_id:
+                if snapshot.finished:  # cancelled while it waited (the Queue tab): nothing to show
+                    return
+                continue
             if snapshot.status == "running" and snapshot.total_steps:
                 progress(
                     (snapshot.batch_index * snapshot.total_steps + snapshot.step,
                      snapshot.total_steps * snapshot.batch_count),
                     desc=f"{snapshot.step}/{snapshot.total_steps}",
                 )  # fmt: skip
-            updates: dict[Any, Any] = {form.progress: render_progress(snapshot, language), job_state: job_id}
+            waiting = [client.queue_position(other) for other in session_jobs.waiting(key)]
+            bar = render_progress(snapshot, language) + waiting_note(waiting, language)
+            updates: dict[Any, Any] = {form.progress: bar, job_state: job_id}
             if snapshot.preview is not None:
                 updates[form.preview] = enlarge_preview(snapshot.preview)
             if not snapshot.finished:
@@ -245,9 +263,23 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         show_progress="minimal",
         concurrency_limit=GENERATE_CONCURRENCY,
         api_name=f"{form.prefix}_generate",
+        # a click while a job runs queues another job (Gradio's default ignores it)
+        trigger_mode="multiple",
     )
-    form.interrupt.click(lambda job_id: gr.Info(client.interrupt(job_id)), inputs=[job_state], outputs=None)
-    form.skip.click(lambda job_id: gr.Info(client.skip(job_id)), inputs=[job_state], outputs=None)
+
+    def running_job(job_id: str | None, request: gr.Request) -> str | None:
+        return session_jobs.leader(session_key(request, form.prefix)) or job_id
+
+    # No toast (it covered the Generate button for seconds): the bar says "interrupted",
+    # and the image as far as it got comes back as the job's result.
+    def interrupt(job_id: str | None, request: gr.Request) -> None:
+        log.info("WebUI interrupt: %s", client.interrupt(running_job(job_id, request)))
+
+    def skip(job_id: str | None, request: gr.Request) -> None:
+        log.info("WebUI skip: %s", client.skip(running_job(job_id, request)))
+
+    form.interrupt.click(interrupt, inputs=[job_state], outputs=None, show_progress="hidden")
+    form.skip.click(skip, inputs=[job_state], outputs=None, show_progress="hidden")
     form.random_seed.click(lambda: -1, inputs=None, outputs=[form.seed], show_progress="hidden")
     form.reuse_seed.click(
         _reuse_seed, inputs=[last_result, form.seed], outputs=[form.seed], show_progress="hidden"

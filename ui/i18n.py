@@ -157,6 +157,22 @@ TEXTS: dict[str, tuple[str, str]] = {
     "set.none": ("No extension registered a setting.", "没有扩展注册设置项。"),
     "set.save": ("Save settings", "保存设置"),
     "set.message": ("Result", "结果"),
+    # queueing, card browser, history, queue rows (issue #24)
+    "progress.more_queued": ("more queued", "个任务排队中"),
+    "cards.title": ("Extra networks (LoRA, embeddings, checkpoints)", "附加网络 (LoRA、嵌入、模型)"),
+    "cards.search": ("Search", "搜索"),
+    "cards.weight": ("Weight of an inserted tag", "插入标签的权重"),
+    "cards.refresh": ("Refresh", "刷新"),
+    "cards.checkpoints": ("Checkpoints", "模型"),
+    "tab.history": ("History", "历史"),
+    "history.folder": ("Folder", "文件夹"),
+    "history.date": ("Date", "日期"),
+    "history.refresh": ("Refresh", "刷新"),
+    "history.images": ("Images", "图像"),
+    "history.path": ("File (in the outputs folder)", "文件 (输出文件夹内)"),
+    "history.delete": ("Delete (to the trash)", "删除 (移到回收站)"),
+    "history.message": ("Result", "结果"),
+    "queue.opened": ("Images of the opened job", "所打开任务的图像"),
 }
 
 EN = {key: pair[0] for key, pair in TEXTS.items()}

@@ -95,13 +95,14 @@ def run_sample_function(
     adapter, flow, kind = guided.adapter, guided.adapter.flow, guided.prediction_type
     total = len(sigmas) - 1
     timestep_for = SigmaTimesteps(scheduler, sigmas, timesteps, flow)
-    progress = {"step": 0}
+    progress: dict[str, Any] = {"step": 0, "estimate": None}
     started = time.perf_counter()
 
     def model(x_in: torch.Tensor, sigma: Any, **_: Any) -> torch.Tensor:
         if cancel is not None:
             if cancel.interrupted:
-                raise SamplingInterrupted()
+                # the last denoised estimate, as A1111's last_latent
+                raise SamplingInterrupted(progress["estimate"])
             if cancel.take_skip():
                 raise BatchSkipped()
         value = float(sigma.reshape(-1)[0]) if isinstance(sigma, torch.Tensor) else float(sigma)
@@ -118,6 +119,7 @@ def run_sample_function(
         if keep is not None:
             original, mask = keep
             denoised = (1 - mask) * original + mask * denoised
+        progress["estimate"] = denoised
         return denoised
 
     def callback(info: dict[str, Any]) -> None:

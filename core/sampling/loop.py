@@ -51,7 +51,17 @@ class BatchSkipped(Exception):
 
 
 class SamplingInterrupted(Exception):
-    """The user interrupted the generation (``CancelToken.interrupt``)."""
+    """The user interrupted the generation (``CancelToken.interrupt``).
+
+    ``latents``: the image as far as it got, A1111's ``last_latent`` (the denoised
+    estimate of the last step that ran), for the engine to decode and return; None when
+    no step ran. ``images``: set by the engine once it decoded them.
+    """
+
+    def __init__(self, latents: torch.Tensor | None = None) -> None:
+        super().__init__("interrupted")
+        self.latents = latents
+        self.images: list[Any] = []
 
 
 @dataclass
@@ -263,13 +273,14 @@ def denoise(
             )  # fmt: skip
         started = time.perf_counter()
         scale_input = getattr(scheduler, "scale_model_input", None)
+        last_estimate = None  # the denoised estimate of the last step (A1111's last_latent)
 
         for index, t in enumerate(timesteps):
             # a named range for profilers (tests/test_sampling_syncs.py looks inside it)
             with torch.profiler.record_function(STEP_RANGE):
                 if cancel is not None:
                     if cancel.interrupted:
-                        raise SamplingInterrupted()
+                        raise SamplingInterrupted(last_estimate)
                     if cancel.take_skip():
                         raise BatchSkipped()
                 model_input = torch.cat([latents, latents]) if use_cfg else latents
@@ -291,6 +302,7 @@ def denoise(
                     )
                 latents = output.prev_sample
                 denoised = getattr(output, "pred_original_sample", None)
+                last_estimate = _partial_estimate(denoised, latents, init, extra_channels)
 
                 if init is not None and init.mask is not None and extra_channels is None:
                     # keep the unmasked area on the original image's noise schedule (not for an
@@ -309,6 +321,17 @@ def denoise(
                 if on_step is not None:
                     on_step(index + 1, total, state.elapsed_s, state.preview)
         return latents
+
+
+def _partial_estimate(
+    denoised: torch.Tensor | None, latents: torch.Tensor, init: InitImage | None, extra_channels: Any
+) -> torch.Tensor:
+    """What an interrupt now would decode: the step's denoised estimate (the latents when
+    the scheduler gives none), with the unmasked area of an inpainting its original."""
+    estimate = denoised if denoised is not None else latents
+    if init is not None and init.mask is not None and extra_channels is None:
+        estimate = (1 - init.mask) * init.latents.to(estimate.device, estimate.dtype) + init.mask * estimate
+    return estimate
 
 
 def _current_sigma(scheduler: Any, sigma_values: list[float] | None) -> float | None:
