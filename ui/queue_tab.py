@@ -10,8 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from ui.i18n import t
+from ui.i18n import say, t
 from ui.job_client import JobClient
+from ui.language import request_language
 
 COLUMNS = ["id", "kind", "status", "progress", "prompt", "seed", "created", "finished", "error"]
 WORKER_COLUMNS = ["worker", "host", "pid", "device", "loaded model", "current job", "last heartbeat", "state"]
@@ -116,14 +117,15 @@ def build_queue_tab(client: JobClient) -> QueueTab:
         row = evt.row_value if evt.row_value is not None else []
         return str(row[0]) if row else ""
 
-    def cancel_job(selected: str) -> tuple[str, list[list[Any]]]:
-        return client.cancel(selected), job_rows(client)
+    def cancel_job(selected: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
+        return say(client.cancel(selected), request_language(request)), job_rows(client)
 
-    def interrupt_running() -> tuple[str, list[list[Any]]]:
+    def interrupt_running(request: gr.Request) -> tuple[str, list[list[Any]]]:
+        language = request_language(request)
         running = [r for r in client.list_jobs(limit=200) if _field(r, "status") == "running"]
         if not running:
-            return "no job is running", job_rows(client)
-        return client.cancel(_field(running[0], "id")), job_rows(client)
+            return say("no job is running", language), job_rows(client)
+        return say(client.cancel(_field(running[0], "id")), language), job_rows(client)
 
     refresh.click(refresh_rows, outputs=[table, workers])
     timer.tick(refresh_rows, outputs=[table, workers], show_progress="hidden")

@@ -8,6 +8,8 @@ from typing import Any
 import gradio as gr
 
 from ui.generation_form import GenerationForm
+from ui.i18n import say
+from ui.language import request_language
 from ui.png_info import PngInfoTab, open_image
 from ui.results import selected_index
 from ui.txt2img import GenerationTab
@@ -51,9 +53,11 @@ def wire_send_txt2img_to_img2img(txt2img: GenerationTab, img2img: GenerationTab,
     if source.results.send_to_img2img is None or img2img.form.init_image is None:
         return
 
-    def send(last: dict[str, Any] | None, *values: Any) -> list[Any]:
+    def send(
+        request: gr.Request, last: dict[str, Any] | None, *values: Any
+    ) -> list[Any]:  # request: injected
         if not last or not last.get("paths"):
-            raise gr.Error("Generate an image first.")
+            raise gr.Error(say("Generate an image first.", request_language(request)))
         index = selected_index(last)
         seeds = last.get("seeds") or []
         params = dict(zip(FORM_FIELDS[:-1], values, strict=True))  # all but the seed
@@ -71,14 +75,14 @@ def wire_send_txt2img_to_img2img(txt2img: GenerationTab, img2img: GenerationTab,
 def wire_png_info_sends(
     png: PngInfoTab, txt2img: GenerationTab, img2img: GenerationTab, tabs: gr.Tabs
 ) -> None:
-    def to_txt2img(fields: dict[str, Any] | None) -> list[Any]:
+    def to_txt2img(fields: dict[str, Any] | None, request: gr.Request) -> list[Any]:
         if not fields:
-            raise gr.Error("No generation parameters in this image.")
+            raise gr.Error(say("No generation parameters in this image.", request_language(request)))
         return [*_fields_to_updates(txt2img.form, fields), gr.Tabs(selected="txt2img")]
 
-    def to_img2img(fields: dict[str, Any] | None, path: str | None) -> list[Any]:
+    def to_img2img(fields: dict[str, Any] | None, path: str | None, request: gr.Request) -> list[Any]:
         if not path:
-            raise gr.Error("Drop an image first.")
+            raise gr.Error(say("Drop an image first.", request_language(request)))
         updates = _fields_to_updates(img2img.form, fields or {})
         return [open_image(path), *updates, gr.Tabs(selected="img2img")]
 

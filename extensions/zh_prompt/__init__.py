@@ -257,4 +257,4 @@ def transform_prompt(request: GenerationRequest, ctx: GenerationContext) -> None
 def ui_tabs():
     from extensions.zh_prompt.tab import build
 
-    return [("中文提示词 / Chinese prompt", build)]
+    return [("Chinese prompt", build)]  # translated by localizations/zh-CN.json

@@ -77,20 +77,20 @@ def build() -> None:
 
     with gr.Row():
         with gr.Column():
-            source = gr.Textbox(label="中文提示词 / Chinese prompt", lines=4, elem_id="zh_prompt_source")
+            source = gr.Textbox(label="Chinese prompt", lines=4, elem_id="zh_prompt_source")
             mode = gr.Radio(list(MODES), value="translate", label="Mode", elem_id="zh_prompt_mode")
-            button = gr.Button("翻译 / Translate", variant="primary", elem_id="zh_prompt_translate")
+            button = gr.Button("Translate", variant="primary", elem_id="zh_prompt_translate")
         with gr.Column():
             result = gr.Textbox(label="Result", lines=4, interactive=False, elem_id="zh_prompt_result")
             notes = gr.Textbox(label="Notes", lines=2, interactive=False, elem_id="zh_prompt_notes")
     button.click(translate_for_ui, inputs=[source, mode], outputs=[result, notes])
-    with gr.Accordion("用户词典 / User lexicon", open=False):
+    with gr.Accordion("User lexicon", open=False):
         lexicon = gr.Code(
             value=read_user_lexicon, label=str(user_lexicon_path() or ""), elem_id="zh_prompt_lexicon"
         )
         with gr.Row():
-            save = gr.Button("保存 / Save", elem_id="zh_prompt_save")
-            reload = gr.Button("重新载入 / Reload", elem_id="zh_prompt_reload")
+            save = gr.Button("Save", elem_id="zh_prompt_save")
+            reload = gr.Button("Reload", elem_id="zh_prompt_reload")
         status = gr.Markdown(elem_id="zh_prompt_lexicon_status")
     save.click(save_user_lexicon, inputs=[lexicon], outputs=[status])
     reload.click(read_user_lexicon, outputs=[lexicon])
