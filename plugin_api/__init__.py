@@ -44,7 +44,9 @@ from plugin_api.types import (
 #      plugin_api.testing.serve / host helpers;
 #      GenerationRequest.inpainting_fill (A1111's "Masked content");
 #      GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
-API_VERSION = "1.8"
+# 1.9: plugin_api.localization.translate (run-time texts in the page's language; labels are
+#      translated from the extension's localizations/<lang>.json)
+API_VERSION = "1.9"
 
 __all__ = [
     "API_VERSION",

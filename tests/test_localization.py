@@ -159,3 +159,32 @@ def test_the_frontend_gets_keyed_texts_and_plain_tables_without_templates():
     assert zh["gen.prompt"] == TEXTS["gen.prompt"][1]
     assert zh["Localization files skipped"] == "未能使用的本地化文件"
     assert not [key for key in zh if "{" in key]
+
+
+class FakeRequest:
+    def __init__(self, accept_language: str) -> None:
+        self.headers = {"accept-language": accept_language}
+
+
+def test_an_extension_message_follows_the_request_language():
+    from extensions.zh_prompt.tab import translate_for_ui
+    from plugin_api.localization import set_translator, translate
+    from ui.language import request_language
+
+    assert translate("Upload a control image first.", FakeRequest("zh-CN")) == "Upload a control image first."
+    loaded = load_localizations(None)
+    loaded.add_folder(Path("extensions/zh_prompt/localizations"), "zh_prompt")
+    # what the WebUI installs when it is built (ui/app.py)
+    set_translator(lambda text, request: loaded.translate(text, request_language(request)))
+    try:
+        _result, notes = translate_for_ui("猫", "translate", FakeRequest("zh-CN,zh;q=0.9"))
+        assert notes.splitlines()[0] == "翻译后端：dictionary"
+        _result, notes = translate_for_ui("猫", "translate", FakeRequest("en-US"))
+        assert notes.splitlines()[0] == "backend: dictionary"
+        assert translate("{n} apples", FakeRequest("zh-CN"), n=2) == "2 apples"  # no entry: English
+        set_translator(lambda text, request: 1 / 0)  # a broken translator never breaks a handler
+        assert translate("Saved {count} entries to {path}", FakeRequest("zh-CN"), count=1, path="p") == (
+            "Saved 1 entries to p"
+        )
+    finally:
+        set_translator(None)

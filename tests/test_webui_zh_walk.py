@@ -317,3 +317,16 @@ def test_extension_tables_and_bad_files(server, page):
     page.click("button#tab_extensions-button")
     problems = page.input_value("#extensions_localization_problems textarea")
     assert "zh_broken_table" in problems and "zh-CN.json" in problems and "not a string" in problems, problems
+
+
+def test_messages_speak_chinese(server, page):
+    """Texts built by handlers: the core's (Extensions tab) and an extension's (ControlNet,
+    through plugin_api.localization.translate)."""
+    page.click("button#tab_extensions-button")
+    page.click("#extensions_enable")
+    page.wait_for_function(
+        "document.querySelector('#extensions_message textarea').value === '请先选择一个扩展'"
+    )
+    page.click("button#controlnet_tab-button")
+    page.click("#controlnet_preview_0")
+    page.wait_for_selector("#controlnet_tab :text('请先上传一张控制图像。')")

@@ -12,12 +12,13 @@ from typing import Any
 
 import gradio as gr
 
+from plugin_api.localization import set_translator
 from ui.extension_tabs import build_extension_tabs
 from ui.extensions_tab import build_extensions_tab
 from ui.i18n import active_localizations, build_i18n, t, use_localizations
 from ui.img2img import build_img2img_tab
 from ui.job_client import JobClient
-from ui.language import add_language_middleware, register_language_setting
+from ui.language import add_language_middleware, register_language_setting, request_language
 from ui.localization import load_localizations
 from ui.png_info import build_png_info_tab
 from ui.progress_view import PROGRESS_CSS
@@ -40,6 +41,8 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
     # reported in the Extensions tab and skipped)
     localizations = load_localizations(host)
     use_localizations(localizations)
+    # extensions' run-time texts (plugin_api.localization.translate) in the page's language
+    set_translator(lambda text, request: localizations.translate(text, request_language(request, host)))
     client = JobClient(service)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as blocks:
         with gr.Tabs(elem_id="tabs") as tabs:

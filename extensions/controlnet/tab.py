@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from plugin_api.errors import InvalidRequest
+from plugin_api.localization import translate
 from plugin_api.types import GenerationRequest
 
 UNIT_COUNT = 2
@@ -26,15 +27,21 @@ FIELDS_PER_UNIT = 8
 
 
 def preview(
-    state: Any, image: Image.Image | None, module: str, threshold_a: float = -1, threshold_b: float = -1
+    state: Any,
+    image: Image.Image | None,
+    module: str,
+    threshold_a: float = -1,
+    threshold_b: float = -1,
+    request: Any = None,
 ):
-    """(preprocessed map or None, message) for the "Preview" button."""
+    """(preprocessed map or None, message) for the "Preview" button; the message in the
+    language of the page that sent ``request``."""
     from extensions.controlnet import find_preprocessor
     from extensions.controlnet.preprocessors import PreprocessorWeightsMissing
     from extensions.controlnet.units import ControlUnit
 
     if image is None:
-        return None, "Upload a control image first."
+        return None, translate("Upload a control image first.", request)
     probe = ControlUnit(index=0, field="controlnet", image=image, preprocessor=module or "none", model="")
     try:
         spec = find_preprocessor(probe)
@@ -45,7 +52,7 @@ def preview(
             resolution=512,
         )
     except (InvalidRequest, PreprocessorWeightsMissing) as exc:
-        return None, f"**Error:** {exc}"
+        return None, translate("**Error:** {error}", request, error=exc)
     return out.convert("RGB"), f"`{spec.name}`: {out.width}x{out.height}"
 
 
@@ -141,8 +148,16 @@ def build_tab(state: Any, generate: Callable[[GenerationRequest], dict[str, Any]
                 threshold_b = gr.Number(value=-1, label="Threshold B (-1: default)")
                 run_preview = gr.Button("Preview preprocessor", elem_id=f"controlnet_preview_{number}")
             message = gr.Markdown()
+
+            def on_preview(im: Any, mod: str, a: float, b: float, request: gr.Request) -> Any:
+                return preview(state, im, mod, a, b, request)
+
+            # gradio is imported here, lazily: the postponed hint "gr.Request" could not be
+            # resolved from the module, and Gradio would not pass the request
+            on_preview.__annotations__["request"] = gr.Request
+
             run_preview.click(
-                lambda im, mod, a, b: preview(state, im, mod, a, b),
+                on_preview,
                 inputs=[image, module, threshold_a, threshold_b],
                 outputs=[shown, message],
             )
@@ -161,15 +176,17 @@ def build_tab(state: Any, generate: Callable[[GenerationRequest], dict[str, Any]
         info = gr.Markdown(elem_id="controlnet_info")
         snippet = gr.Code(language="json", label="alwayson_scripts for /sdapi/v1/txt2img")
 
-    def run(p: str, n: str, s: float, st: float, w: float, h: float, *values: Any):
-        values_list = list(values)
+    def run(request: gr.Request, p: str, n: str, s: float, st: float, w: float, h: float, *values: Any):
+        values_list = list(values)  # (request: injected by Gradio, for the messages' language)
         if generate is None:
-            return [], "Generation is not available here (no job queue).", api_json(values_list)
+            message = translate("Generation is not available here (no job queue).", request)
+            return [], message, api_json(values_list)
         outcome = generate(request_from_form(p, n, s, st, w, h, values_list))
         if outcome.get("error"):
-            return [], f"**Error:** {outcome['error']}", api_json(values_list)
+            return [], translate("**Error:** {error}", request, error=outcome["error"]), api_json(values_list)
         return outcome["images"], "\n\n".join(outcome.get("infotexts") or []), api_json(values_list)
 
+    run.__annotations__["request"] = gr.Request  # resolved here (see on_preview)
     go.click(
         run,
         inputs=[prompt, negative, seed, steps, width, height, *unit_inputs],

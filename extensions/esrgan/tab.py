@@ -11,6 +11,7 @@ from typing import Any
 from extensions.esrgan.extras import NONE_UPSCALER, ExtrasOptions, run_extras
 from extensions.esrgan.loading import UpscalerFileError
 from extensions.esrgan.upscaling import UpscalerInputError
+from plugin_api.localization import translate
 
 
 def upscaler_choices(state: Any) -> list[str]:
@@ -94,13 +95,14 @@ def build_tab(state: Any) -> dict[str, Any]:
         up2: str,
         vis: float,
         progress: Any = gr.Progress(),
+        request: Any = None,  # gr.Request (see below): the page's language for the messages
     ) -> tuple[list[Any], str]:
         try:
             images = [image] if image is not None else open_images(files)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         if not images:
-            raise gr.Error("Add an image (Single image) or some files (Batch) first.")
+            raise gr.Error(translate("Add an image (Single image) or some files (Batch) first.", request))
         options = ExtrasOptions(
             resize_mode=int(mode or 0),
             upscaling_resize=float(factor),
@@ -116,7 +118,14 @@ def build_tab(state: Any) -> dict[str, Any]:
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         sizes = ", ".join(f"{r.width}x{r.height}" for r in results)
-        return results, f"{len(results)} image(s) upscaled with {options.upscaler_1}: {sizes}"
+        message = "{count} image(s) upscaled with {upscaler}: {sizes}"
+        return results, translate(
+            message, request, count=len(results), upscaler=options.upscaler_1, sizes=sizes
+        )
+
+    # gradio is imported lazily: a postponed "gr.Request" hint could not be resolved, and
+    # Gradio passes the request only to a parameter whose resolved hint says so
+    on_run.__annotations__["request"] = gr.Request | None
 
     run.click(
         on_run,
