@@ -13,6 +13,7 @@ in the values. Without a WebUI (tests, the API) or an entry, it is the English t
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from typing import Any
 
@@ -36,9 +37,35 @@ def translate(text: str, request: Any = None, **values: Any) -> str:
             template = _translator(text, request)
         except Exception:  # a translation must never break the handler that asked
             template = text
-    if not values:
-        return template
+    return fill(template, text, values) if values else template
+
+
+def _fields(template: str) -> list[str] | None:
+    """The replacement fields of ``template``; None when it cannot be parsed."""
     try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError):  # a broken translation: the English is still right
-        return text.format(**values)
+        return [
+            field
+            for _literal, field, _spec, _conversion in string.Formatter().parse(template)
+            if field is not None
+        ]
+    except ValueError:
+        return None
+
+
+def fill(translated: str, english: str, values: dict[str, Any]) -> str:
+    """``translated`` with ``values`` filled in, if it asks for exactly the English
+    template's plain fields (``{name}``; a translation file is untrusted: no attribute or
+    index look-ups, no other fields); otherwise the English, which is always right."""
+    wanted = _fields(english)
+    got = _fields(translated)
+    if (
+        got is not None
+        and wanted is not None
+        and set(got) <= set(wanted)
+        and all(f.isidentifier() for f in got)
+    ):
+        try:
+            return translated.format(**values)
+        except (KeyError, IndexError, ValueError):
+            pass
+    return english.format(**values)

@@ -145,10 +145,14 @@ def test_messages_are_said_in_the_page_language():
     assert say(message, "zh-CN") == "任务 abc 已是完成状态"
     assert say("Generate an image first.", "zh-CN") == "请先生成一张图像。"
     assert say("no such entry", "zh-CN") == "no such entry"
-    broken = Localizations(tables={"zh-CN": {"saved {count}": "已保存 {number}"}})
+    broken = Localizations(
+        tables={"zh-CN": {"saved {count}": "已保存 {number}", "job {job_id}": "{job_id.__class__.__mro__}"}}
+    )
     use_localizations(broken)
     try:
         assert say(Message("saved {count}", count=2), "zh-CN") == "saved 2"  # the English, never a crash
+        # a translation file may not reach into the values (attribute or index look-ups)
+        assert say(Message("job {job_id}", job_id="abc"), "zh-CN") == "job abc"
     finally:
         use_localizations(load_localizations(None))
 

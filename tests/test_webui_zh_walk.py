@@ -275,15 +275,12 @@ def _open_everything(page) -> list[list[str]]:
 def test_every_tab_is_chinese(server, page):
     started = time.monotonic()
     names = listed_names(server.url)
-    tabs = page.query_selector_all(
-        "#tabs > div > [role=tablist] [role=tab], #tabs [role=tablist] > [role=tab]"
-    )
     tab_ids = []
     for tab in page.query_selector_all("[role=tab]"):
         tab_id = tab.get_attribute("id") or ""
         if tab_id.endswith("-button") and tab_id not in tab_ids:
             tab_ids.append(tab_id)
-    assert tabs and "zh_fixture_tab-button" in tab_ids, tab_ids
+    assert {"tab_txt2img-button", "controlnet_tab-button", "zh_fixture_tab-button"} <= set(tab_ids), tab_ids
     found: dict[str, str] = {}
     for tab_id in tab_ids:
         button = page.query_selector(f"button#{tab_id}")

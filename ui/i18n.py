@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from plugin_api.localization import fill
 from ui.localization import Localizations, load_localizations
 
 LANGUAGES = ("en", "zh-CN")
@@ -189,12 +190,7 @@ def translate(english: str, language: str = "en", **values: object) -> str:
     """A server-built text in ``language``: the entry for ``english`` (a template whose
     ``{name}`` fields are filled from ``values``), or the English itself."""
     template = english if language == "en" else _active.translate(english, language)
-    if not values:
-        return template
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError):  # a broken translation: the English is still right
-        return english.format(**values)
+    return fill(template, english, values) if values else template
 
 
 class Message(str):
