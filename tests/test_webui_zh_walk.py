@@ -320,9 +320,10 @@ def test_messages_speak_chinese(server, page):
     """Texts built by handlers: the core's (Extensions tab) and an extension's (ControlNet,
     through plugin_api.localization.translate)."""
     page.click("button#tab_extensions-button")
-    page.click("#extensions_enable")
+    page.fill("#extensions_source textarea", "")
+    page.click("#extensions_install_button")  # nothing to install: say so
     page.wait_for_function(
-        "document.querySelector('#extensions_message textarea').value === '请先选择一个扩展'"
+        "document.querySelector('#extensions_message textarea').value === '请输入 git 地址、文件夹或 zip 文件'"
     )
     page.click("button#controlnet_tab-button")
     page.click("#controlnet_preview_0")
