@@ -20,8 +20,11 @@ def upscaler_choices(state: Any) -> list[str]:
     return [NONE_UPSCALER, *names]
 
 
-def upscale_images(state: Any, images: list[Any], options: ExtrasOptions, progress: Any = None) -> list[Any]:
-    """Run the Extras operation on each image; errors become ``ValueError`` naming the cause."""
+def upscale_images(
+    state: Any, images: list[Any], options: ExtrasOptions, progress: Any = None, request: Any = None
+) -> list[Any]:
+    """Run the Extras operation on each image; errors become ``ValueError`` naming the cause
+    (the progress text in the language of the page that sent ``request``)."""
     host = state.host
     if host is None:
         raise ValueError("the host has not started")
@@ -30,7 +33,8 @@ def upscale_images(state: Any, images: list[Any], options: ExtrasOptions, progre
 
         def report(done: int, total: int, index: int = index) -> None:
             if progress is not None:
-                progress((index + done / total) / len(images), desc=f"image {index + 1}/{len(images)}")
+                desc = translate("image {number}/{count}", request, number=index + 1, count=len(images))
+                progress((index + done / total) / len(images), desc=desc)
 
         try:
             results.append(run_extras(host.upscalers.get, image, options, report))
@@ -114,7 +118,7 @@ def build_tab(state: Any) -> dict[str, Any]:
             upscaler_2_visibility=float(vis or 0),
         )
         try:
-            results = upscale_images(state, images, options, progress)
+            results = upscale_images(state, images, options, progress, request)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         sizes = ", ".join(f"{r.width}x{r.height}" for r in results)
