@@ -152,7 +152,10 @@ COLLECT_JS = r"""
     const el = node.parentElement;
     if (!text || !el || !visible(el)) continue;
     const cell = el.closest('td, .body-cell');
-    if (el.closest(data) && !(cell && cell.closest('.easel-translate-cells'))) continue;
+    // data cells are skipped, except those of columns marked as UI words (translated_columns)
+    const column = cell && cell.getAttribute('data-col');
+    const marked = column !== null && cell && cell.closest(`[class~="easel-translate-col-${column}"]`);
+    if (el.closest(data) && !marked) continue;
     out.push([text, where(el)]);
   }
   for (const el of document.querySelectorAll('input[placeholder], textarea[placeholder]')) {
@@ -311,7 +314,14 @@ def test_extension_tables_and_bad_files(server, page):
     page.click("button#tab_settings-button")
     label = page.inner_text("#setting_zh_fixture\\.greeting")
     assert "测试问候语 (zh_fixture.greeting)" in label and "测试扩展说的话" in label, label
+    # table headers, and the columns of UI words (state, enabled, source), are translated
+    page.wait_for_function("document.querySelector('#settings_host').innerText.includes('数据目录')")
     page.click("button#tab_extensions-button")
+    page.wait_for_function(
+        "['名称', '已加载', '随附', '是'].every(w => document.querySelector('#extensions_table').innerText.includes(w))"
+    )
+    table = page.inner_text("#extensions_table")
+    assert "loaded" not in table and "bundled" not in table and "zh_fixture" in table, table
     problems = page.input_value("#extensions_localization_problems textarea")
     assert "zh_broken_table" in problems and "zh-CN.json" in problems and "not a string" in problems, problems
 

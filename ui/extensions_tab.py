@@ -12,6 +12,7 @@ import gradio as gr
 
 from ui.i18n import Message, active_localizations, say, t
 from ui.language import request_language
+from ui.translated_blocks import translated_columns
 
 log = logging.getLogger("easel.ui")
 
@@ -122,6 +123,7 @@ def build_extensions_tab(host: Any) -> None:
         headers=COLUMNS,
         label=t("ext.installed"),
         elem_id="extensions_table",
+        elem_classes=translated_columns(*(COLUMNS.index(c) for c in ("state", "enabled", "source"))),
         interactive=False,
         wrap=True,
     )

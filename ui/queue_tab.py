@@ -13,6 +13,7 @@ import gradio as gr
 from ui.i18n import say, t
 from ui.job_client import JobClient
 from ui.language import request_language
+from ui.translated_blocks import translated_columns
 
 COLUMNS = ["id", "kind", "status", "progress", "prompt", "seed", "created", "finished", "error"]
 WORKER_COLUMNS = ["worker", "host", "pid", "device", "loaded model", "current job", "last heartbeat", "state"]
@@ -92,6 +93,7 @@ def build_queue_tab(client: JobClient) -> QueueTab:
         headers=COLUMNS,
         label=t("queue.jobs"),
         elem_id="queue_table",
+        elem_classes=translated_columns(COLUMNS.index("status")),
         interactive=False,
         wrap=True,
     )
@@ -105,6 +107,7 @@ def build_queue_tab(client: JobClient) -> QueueTab:
         headers=WORKER_COLUMNS,
         label=t("queue.workers"),
         elem_id="queue_workers",
+        elem_classes=translated_columns(WORKER_COLUMNS.index("state")),
         interactive=False,
     )
     timer = gr.Timer(REFRESH_S, active=False)

@@ -12,7 +12,7 @@ from gradio.i18n import I18nData
 from plugin_api.types import SettingSpec
 from ui.i18n import Message, active_localizations, say, t
 from ui.language import LANGUAGE_SETTING, request_language
-from ui.translated_blocks import TRANSLATE_CELLS_CLASS
+from ui.translated_blocks import translated_columns
 
 log = logging.getLogger("easel.ui")
 
@@ -95,7 +95,7 @@ def build_settings_tab(host: Any) -> None:
         headers=["setting", "value"],
         label=t("set.host"),
         elem_id="settings_host",
-        elem_classes=[TRANSLATE_CELLS_CLASS],  # the first column names settings
+        elem_classes=translated_columns(0, 1),  # setting names; yes/no
         interactive=False,
     )
     language_spec = host.setting_specs.get(LANGUAGE_SETTING)

@@ -20,8 +20,14 @@ from ui.localization import Localizations
 TEXT_PROPERTIES = ("label", "info", "placeholder")
 # components whose ``value`` is a text shown as is (not data a user typed)
 VALUE_IS_TEXT = (gr.Button, gr.DownloadButton, gr.UploadButton, gr.Markdown)
-# a Dataframe with this class shows labels in its cells (e.g. Settings' host table)
-TRANSLATE_CELLS_CLASS = "easel-translate-cells"
+# a Dataframe with the class easel-translate-col-N shows words of the UI (a status, a
+# setting's name) in its column N: a cell that is exactly a table's key is translated
+TRANSLATE_COLUMN_PREFIX = "easel-translate-col-"
+
+
+def translated_columns(*indexes: int) -> list[str]:
+    """``elem_classes`` for a Dataframe whose columns ``indexes`` hold UI words."""
+    return [f"{TRANSLATE_COLUMN_PREFIX}{index}" for index in indexes]
 
 
 def _translatable(text: Any, localizations: Localizations) -> bool:
@@ -50,9 +56,10 @@ def translate_blocks(blocks: gr.Blocks, localizations: Localizations) -> int:
     return changed
 
 
-# Gradio shows a Dataframe's headers as they are; this translates them (and the cells of
-# tables marked TRANSLATE_CELLS_CLASS) in the page, from the same tables the frontend got,
-# for the language Gradio picked (navigator.language, see ui/language.py).
+# Gradio shows a Dataframe's headers and cells as they are; this translates the headers
+# (and the cells of columns marked by ``translated_columns``) in the page, from the same
+# tables the frontend got, for the language Gradio picked (navigator.language, see
+# ui/language.py).
 TABLE_HEADERS_JS = """
 () => {
   const all = (window.gradio_config && window.gradio_config.i18n_translations) || {};
@@ -60,10 +67,21 @@ TABLE_HEADERS_JS = """
   const table = all[language] || all[language.split('-')[0]];
   if (!table) return;
   const own = Object.prototype.hasOwnProperty;
-  // header cells; the body cells (virtual rows) only of tables marked as labels
-  const selector = 'th, .CELLS .body-cell, .CELLS td';
+  // header cells, and the body cells (virtual rows) of the columns marked PREFIX<n>
+  const cells = () => {
+    const found = [...document.querySelectorAll('th')];
+    for (const table of document.querySelectorAll('[class*="PREFIX"]')) {
+      for (const name of table.classList) {
+        if (name.startsWith('PREFIX')) {
+          const column = name.slice('PREFIX'.length);
+          found.push(...table.querySelectorAll(`.body-cell[data-col="${column}"]`));
+        }
+      }
+    }
+    return found;
+  };
   const translate = () => {
-    for (const cell of document.querySelectorAll(selector)) {
+    for (const cell of cells()) {
       const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
       for (let node = walker.nextNode(); node; node = walker.nextNode()) {
         const key = node.nodeValue.trim();
@@ -80,4 +98,4 @@ TABLE_HEADERS_JS = """
   translate();
   new MutationObserver(schedule).observe(document.body, { childList: true, subtree: true, characterData: true });
 }
-""".replace("CELLS", TRANSLATE_CELLS_CLASS)
+""".replace("PREFIX", TRANSLATE_COLUMN_PREFIX)
