@@ -54,6 +54,8 @@ from plugin_api.types import (
 #      host.save_extras_image (outputs/extras-images, A1111's naming)
 #      register_scripts, ScriptSpec, ScriptContext, GenerationRequest.script_name/.script_args
 #      (A1111's selectable scripts: one request run as several generations in one job)
+#      plugin_api.localization.translate (run-time texts in the page's language; labels are
+#      translated from the extension's localizations/<lang>.json)
 API_VERSION = "1.9"
 
 __all__ = [

@@ -254,11 +254,17 @@ def test_interrupt_stops_the_running_job(browser, server):
 
 
 def choose_language(page, language: str) -> None:
+    from ui.settings_tab import LANGUAGE_NAMES  # languages are named in their own language
+
     page.click("button#tab_settings-button")
     page.click("#setting_ui_language input")
-    page.click(f"[role=option]:text-is('{language}')")
+    names = {LANGUAGE_NAMES[language], "自动" if language == "auto" else LANGUAGE_NAMES[language]}
+    page.click(", ".join(f"[role=option]:text-is('{name}')" for name in names))
     page.click("#settings_save")
-    page.wait_for_function("document.querySelector('#settings_message textarea').value.startsWith('saved')")
+    # the message is in the page's language
+    page.wait_for_function(
+        "/^(saved|已保存)/.test(document.querySelector('#settings_message textarea').value)"
+    )
 
 
 def test_send_to_img2img_and_generate(browser, server):
@@ -330,11 +336,15 @@ def test_two_sessions_generate_at_once(browser, server):
 
 def test_every_core_label_is_translatable(server):
     """Labels, buttons and tab titles of the core tabs are i18n keys (the frontend
-    translates them), never plain English strings."""
+    translates them), never plain English strings: a ``TEXTS`` key or an English text of
+    the core's localization table (ui/localizations/zh-CN.json)."""
     import json
     import urllib.request
 
     from ui.i18n import TEXTS
+    from ui.localization import load_localizations
+
+    known = set(TEXTS) | set(load_localizations(None).tables["zh-CN"])
 
     with urllib.request.urlopen(server.url + "config", timeout=30) as response:
         config = json.load(response)
@@ -377,7 +387,7 @@ def test_every_core_label_is_translatable(server):
                 continue
             match = re.search(r"__i18n__(\{.*\})", text)
             assert match, f"{component['type']} #{elem_id}: {text!r} is not translatable"
-            assert json.loads(match.group(1))["key"] in TEXTS
+            assert json.loads(match.group(1))["key"] in known
             checked += 1
     assert skipped, "the extension tabs were not found in the layout"
     assert checked > 50

@@ -110,7 +110,7 @@ def test_ui_tab_builds_and_translates(host):
     from extensions.zh_prompt import tab
 
     [ui_tab] = [t for e, t in host.ui_tabs() if e == "zh_prompt"]
-    assert ui_tab.title == "中文提示词 / Chinese prompt"
+    assert ui_tab.title == "Chinese prompt"  # 中文提示词 in a zh browser (localizations/zh-CN.json)
     with gr.Blocks() as demo:
         ui_tab.build()
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}

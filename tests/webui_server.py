@@ -124,11 +124,12 @@ def _wait_until_up(server: RunningServer) -> None:
 
 
 @contextlib.contextmanager
-def running_server(scratch: Path) -> Iterator[RunningServer]:
+def running_server(scratch: Path, test_extension: bool = True) -> Iterator[RunningServer]:
     data_dir = scratch / "data"
     extensions_dir = scratch / "extensions"
     extensions_dir.mkdir(parents=True, exist_ok=True)  # the same folders again on a restart
-    (extensions_dir / "webui_test_tabs.py").write_text(TEST_EXTENSION, "utf-8")
+    if test_extension:  # English-only on purpose; the zh walk (test_webui_zh_walk) goes without
+        (extensions_dir / "webui_test_tabs.py").write_text(TEST_EXTENSION, "utf-8")
     models_dir, model = prepare_models(scratch)
     port = free_port()
     log_path = scratch / f"server-{port}.log"

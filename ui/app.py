@@ -13,19 +13,22 @@ from typing import Any
 
 import gradio as gr
 
+from plugin_api.localization import set_translator
 from ui.extension_tabs import build_extension_tabs
 from ui.extensions_tab import build_extensions_tab
 from ui.generation_queue import KEYS_JS
 from ui.history_tab import build_history_tab, wire_history_sends
-from ui.i18n import I18N, t
+from ui.i18n import active_localizations, build_i18n, t, use_localizations
 from ui.img2img import build_img2img_tab
 from ui.job_client import JobClient
-from ui.language import add_language_middleware, register_language_setting
+from ui.language import add_language_middleware, register_language_setting, request_language
+from ui.localization import load_localizations
 from ui.png_info import build_png_info_tab
 from ui.progress_view import PROGRESS_CSS
 from ui.queue_tab import build_queue_tab
 from ui.send_to import wire_png_info_sends, wire_result_sends
 from ui.settings_tab import build_settings_tab
+from ui.translated_blocks import TABLE_HEADERS_JS, translate_blocks
 from ui.txt2img import build_txt2img_tab
 from ui.uploads import DELETE_CACHE, MB, keep_uploads_in_data_folder
 
@@ -37,6 +40,12 @@ TITLE = "Easel"
 def build_blocks(host: Any, service: Any) -> gr.Blocks:
     """The whole WebUI; every generation goes through ``service`` (the job queue)."""
     register_language_setting(host)
+    # the core's and every loaded extension's localizations/*.json (bad files are
+    # reported in the Extensions tab and skipped)
+    localizations = load_localizations(host)
+    use_localizations(localizations)
+    # extensions' run-time texts (plugin_api.localization.translate) in the page's language
+    set_translator(lambda text, request: localizations.translate(text, request_language(request, host)))
     client = JobClient(service)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -75,6 +84,7 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
         )
         for other in (txt2img_tab, img2img_tab, history_tab, png_info_tab, extensions_tab, settings_tab):
             other.select(lambda: gr.Timer(active=False), outputs=[queue.timer], show_progress="hidden")
+    translate_blocks(blocks, localizations)
     return blocks
 
 
@@ -87,11 +97,14 @@ def mount(app: Any, host: Any, service: Any) -> Any:
         app,
         blocks,
         path="/",
-        i18n=I18N,
+        i18n=build_i18n(active_localizations()),
         css=PROGRESS_CSS,
         head=KEYS_JS,  # Ctrl+Enter generates, Esc interrupts
+        js=TABLE_HEADERS_JS,
         allowed_paths=[str(host.settings.outputs_dir)],
-        footer_links=["api", "settings"],
+        # not "settings": Gradio's settings panel has a language picker of its own, and
+        # the Settings tab's "Interface language" is the one language selector
+        footer_links=["api"],
         server_name=host.settings.host,
         server_port=host.settings.port,
         max_file_size=int(float(host.settings.upload_quota_mb) * MB),

@@ -133,7 +133,8 @@ def build_extension_tab(
             with container:
                 gr.Markdown(t("ext.tab_failed"), elem_id=f"{elem_id}_error_title")
                 gr.HTML(
-                    f'<div class="easel-error-panel">extension <b>{html.escape(extension)}</b>: '
+                    # no English word here: the title above (ext.tab_failed) is translated
+                    f'<div class="easel-error-panel"><b>{html.escape(extension)}</b>: '
                     f"<code>{html.escape(built.error)}</code></div>",
                     elem_id=f"{elem_id}_error",
                 )

@@ -10,7 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from ui.i18n import t
+from ui.i18n import Message, active_localizations, say, t
+from ui.language import request_language
+from ui.translated_blocks import translated_columns
 
 log = logging.getLogger("easel.ui")
 
@@ -48,12 +50,14 @@ def extension_names(host: Any) -> list[str]:
 
 def set_enabled(host: Any, name: str | None, enabled: bool) -> str:
     if not name:
-        return "choose an extension first"
+        return Message("choose an extension first")
     try:
         host.extensions.set_enabled(name, enabled)
     except KeyError as exc:
         return str(exc.args[0])
-    return f"{name}: {'enabled' if enabled else 'disabled'} (takes effect at the next start)"
+    if enabled:
+        return Message("{name}: enabled (takes effect at the next start)", name=name)
+    return Message("{name}: disabled (takes effect at the next start)", name=name)
 
 
 def install(host: Any, source: str) -> str:
@@ -62,20 +66,24 @@ def install(host: Any, source: str) -> str:
     from core.plugins import installer
 
     if not host.settings.install_allowed:  # the form is hidden then, but never trust the client
-        return "installing is off while the server listens beyond loopback"
+        return Message("installing is off while the server listens beyond loopback")
     source = (source or "").strip()
     if not source:
-        return "enter a git URL, a folder or a zip file"
+        return Message("enter a git URL, a folder or a zip file")
     target = (host.settings.extension_dirs or [BUNDLED_EXTENSIONS_DIR])[0]
     try:
         result = installer.install(source, target)
     except installer.InstallError as exc:
-        return f"install refused: {exc}"
+        return Message("install refused: {error}", error=exc)
     except Exception as exc:  # anything else the installer hit: report, never crash the UI
         log.exception("install of %s failed", source)
-        return f"install failed: {type(exc).__name__}: {exc}"
-    reqs = f" with {', '.join(result.requirements)}" if result.requirements else ""
-    return f"installed {result.name} at {result.path}{reqs}; restart Easel to load it"
+        return Message("install failed: {error}", error=f"{type(exc).__name__}: {exc}")
+    if result.requirements:
+        return Message(
+            "installed {name} at {path} with {requirements}; restart Easel to load it",
+            name=result.name, path=result.path, requirements=", ".join(result.requirements),
+        )  # fmt: skip
+    return Message("installed {name} at {path}; restart Easel to load it", name=result.name, path=result.path)
 
 
 def remove(host: Any, name: str | None) -> str:
@@ -85,17 +93,26 @@ def remove(host: Any, name: str | None) -> str:
     from core.plugins import installer
 
     if not host.settings.install_allowed:  # like installing: never trust the client
-        return "removing is off while the server listens beyond loopback"
+        return Message("removing is off while the server listens beyond loopback")
     if not name:
-        return "choose an extension first"
+        return Message("choose an extension first")
     try:
         removed = installer.remove(str(name), installer.user_extension_folders(host.settings))
     except installer.InstallError as exc:
-        return f"remove refused: {exc}"
+        return Message("remove refused: {error}", error=exc)
     except OSError as exc:
         log.exception("removing %s failed", name)
-        return f"remove failed: {exc}"
-    return f"removed {removed}; restart Easel to unload it"
+        return Message("remove failed: {error}", error=exc)
+    return Message("removed {name}; restart Easel to unload it", name=removed)
+
+
+def spoken(action: Any, host: Any) -> Any:
+    """An event handler that says ``action``'s message in the page's language."""
+
+    def handler(value: Any, request: gr.Request) -> str:
+        return say(action(value), request_language(request, host))
+
+    return handler
 
 
 def build_extensions_tab(host: Any) -> None:
@@ -106,6 +123,7 @@ def build_extensions_tab(host: Any) -> None:
         headers=COLUMNS,
         label=t("ext.installed"),
         elem_id="extensions_table",
+        elem_classes=translated_columns(*(COLUMNS.index(c) for c in ("state", "enabled", "source"))),
         interactive=False,
         wrap=True,
     )
@@ -116,6 +134,15 @@ def build_extensions_tab(host: Any) -> None:
         enable = gr.Button(t("ext.enable"), elem_id="extensions_enable", scale=1)
         disable = gr.Button(t("ext.disable"), elem_id="extensions_disable", scale=1)
     gr.Markdown(t("ext.restart_note"))
+    skipped = active_localizations().problems
+    if skipped:  # extensions' localizations/*.json that could not be used, by file
+        gr.Textbox(
+            value="\n".join(skipped),
+            label="Localization files skipped",
+            lines=min(len(skipped), 6),
+            interactive=False,
+            elem_id="extensions_localization_problems",
+        )
     message = gr.Textbox(label=t("ext.message"), elem_id="extensions_message", interactive=False)
     if host.settings.install_allowed:
         with gr.Group(elem_id="extensions_install"):
@@ -123,10 +150,17 @@ def build_extensions_tab(host: Any) -> None:
             with gr.Row():
                 source = gr.Textbox(label=t("ext.source"), elem_id="extensions_source", scale=4)
                 install_button = gr.Button(t("ext.install"), elem_id="extensions_install_button", scale=1)
-        install_button.click(lambda s: install(host, s), inputs=[source], outputs=[message])
+        install_button.click(
+            spoken(lambda s: install(host, s), host),
+            inputs=[source],
+            outputs=[message],
+        )
         remove_button = gr.Button(t("ext.remove"), elem_id="extensions_remove", variant="stop", size="sm")
         remove_button.click(
-            lambda n: remove(host, n), inputs=[name], outputs=[message], api_name="remove_extension"
+            spoken(lambda n: remove(host, n), host),
+            inputs=[name],
+            outputs=[message],
+            api_name="remove_extension",
         )
     else:
         gr.Markdown(t("ext.install_disabled"), elem_id="extensions_install_disabled")
@@ -140,5 +174,13 @@ def build_extensions_tab(host: Any) -> None:
         return str((evt.row_value or [""])[0])
 
     table.select(pick_row, outputs=[name])
-    enable.click(lambda n: set_enabled(host, n, True), inputs=[name], outputs=[message])
-    disable.click(lambda n: set_enabled(host, n, False), inputs=[name], outputs=[message])
+    enable.click(
+        spoken(lambda n: set_enabled(host, n, True), host),
+        inputs=[name],
+        outputs=[message],
+    )
+    disable.click(
+        spoken(lambda n: set_enabled(host, n, False), host),
+        inputs=[name],
+        outputs=[message],
+    )

@@ -21,10 +21,10 @@ from ui.form_sections import apply_form_sections
 from ui.generation_form import GenerationForm
 from ui.generation_queue import SessionJobs, session_key, waiting_note
 from ui.hires_controls import apply_hires
-from ui.i18n import language_of
+from ui.i18n import Message, language_of, say
 from ui.img2img_modes import resolve_source
 from ui.job_client import JobClient
-from ui.language import chosen_language
+from ui.language import chosen_language, request_language
 from ui.progress_view import render_progress
 from ui.results import wire_downloads
 
@@ -96,10 +96,10 @@ def _optional_number(value: str | float | None, field: str) -> float | None:
         raise RequestError(field, f"must be a number, got {value!r}") from None
 
 
-def _timing_line(job_id: str, result: dict[str, Any]) -> str:
+def _timing_line(job_id: str, result: dict[str, Any], language: str = "en") -> str:
     elapsed = result.get("elapsed_s")
     took = f" · {float(elapsed):.1f} s" if isinstance(elapsed, int | float) else ""
-    return f"job `{job_id}`{took}"
+    return say(Message("job `{job_id}`{took}", job_id=job_id, took=took), language)
 
 
 def wire_generation(form: GenerationForm, client: JobClient, host: Any, service: Any) -> gr.State:
@@ -175,7 +175,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             )  # fmt: skip
             init_image, mask, inpainting = source.init_image, source.mask, source.options
         elif form.init_image is not None and init_image is None:
-            raise gr.Error("img2img needs an input image.")
+            raise gr.Error(say("img2img needs an input image.", language))
         try:
             generation = build_request(
                 prompt, negative_prompt, model, sampler, steps, cfg_scale, late_cfg_scale, late_cfg_start,
@@ -240,13 +240,13 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
                     job_state: None,
                     panel.gallery: paths,
                     panel.info: info,
-                    panel.timing: _timing_line(job_id, result),
+                    panel.timing: _timing_line(job_id, result, language),
                     last_result: last if paths else None,
                 }
             )
             yield updates
             if snapshot.status == "failed":
-                raise gr.Error(snapshot.error or "the generation failed")
+                raise gr.Error(snapshot.error or say("the generation failed", language))
 
     form.generate.click(
         generate,
@@ -341,10 +341,10 @@ def enlarge_preview(image: Any) -> Any:
     return image.resize((width * factor, height * factor), Image.Resampling.NEAREST)
 
 
-def _reuse_seed(last: dict[str, Any] | None, current: float | None) -> float | None:
+def _reuse_seed(last: dict[str, Any] | None, current: float | None, request: gr.Request) -> float | None:
     """The seed of the selected (or first) image of the last result."""
     if not last or not last.get("seeds"):
-        gr.Info("No previous seed yet.")
+        gr.Info(say("No previous seed yet.", request_language(request)))
         return current
     seeds = last["seeds"]
     index = int(last.get("selected", 0) or 0)

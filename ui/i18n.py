@@ -1,13 +1,23 @@
-"""Every text the WebUI shows, in English and Simplified Chinese.
+"""The WebUI's languages: keyed texts (``t(key)``) and the localization tables.
 
-Labels are passed to Gradio as ``t(key)`` (a ``gr.I18n`` key); the browser's language
-(or the ``ui.language`` setting, see ``ui/language.py``) picks the translation in the
-frontend. Keep one entry per key with both languages: a test checks it.
+Two ways to make a text translatable, both picked in the frontend by the browser's
+language (or the ``ui.language`` setting, see ``ui/language.py``):
+
+- write plain English in the UI code and add ``"English": "中文"`` to
+  ``ui/localizations/zh-CN.json`` (an extension: to its own ``localizations/zh-CN.json``);
+  ``ui/translated_blocks.py`` makes it an i18n key when the page is built. New UI should
+  do this (A1111's way: a missing entry shows English, and the zh browser test lists it);
+- or the older keyed form: ``label=t("gen.prompt")`` with an entry in ``TEXTS`` below.
+
+Texts the server builds (messages, progress) go through ``translate``.
 """
 
 from __future__ import annotations
 
 import gradio as gr
+
+from plugin_api.localization import fill
+from ui.localization import Localizations, load_localizations
 
 LANGUAGES = ("en", "zh-CN")
 
@@ -31,7 +41,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.scheduler": ("Schedule type", "调度类型"),
     "gen.styles": ("Styles", "预设样式"),
     "gen.apply_styles": ("Apply to prompt", "应用到提示词"),
-    "gen.steps": ("Sampling steps", "采样步数"),
+    "gen.steps": ("Sampling steps", "迭代步数"),
     "gen.cfg": ("CFG scale", "提示词引导系数 (CFG)"),
     "hires.title": ("Hires. fix", "高分辨率修复"),
     "cache.title": ("Step cache (faster, approximate)", "步骤缓存 (更快, 近似)"),
@@ -48,7 +58,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "hires.enable": ("Upscale, then refine at the larger size", "放大后在高分辨率下重绘"),
     "hires.upscaler": ("Upscaler", "放大算法"),
     "hires.scale": ("Upscale by", "放大倍数"),
-    "hires.steps": ("Hires steps (0 = sampling steps)", "高分辨率步数 (0 = 同采样步数)"),
+    "hires.steps": ("Hires steps (0 = sampling steps)", "高分迭代步数 (0 = 同迭代步数)"),
     "gen.late_cfg": ("Late CFG scale", "后段 CFG"),
     "gen.late_cfg_start": ("Late CFG from (0-1)", "后段 CFG 起点 (0-1)"),
     "gen.late_cfg_info": (
@@ -58,7 +68,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gen.width": ("Width", "宽度"),
     "gen.height": ("Height", "高度"),
     "gen.size_presets": ("Size presets", "尺寸预设"),
-    "gen.seed": ("Seed (-1 = random)", "随机种子 (-1 为随机)"),
+    "gen.seed": ("Seed (-1 = random)", "随机数种子 (-1 为随机)"),
     "gen.random_seed": ("🎲", "🎲"),
     "gen.reuse_seed": ("♻️", "♻️"),
     "gen.batch_size": ("Batch size", "单批数量"),
@@ -142,7 +152,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ext.remove": ("Remove", "删除"),
     "ext.install_disabled": (
         "Installing is off: the server listens beyond this computer (start with EASEL_ALLOW_REMOTE_INSTALL=1 to allow it).",
-        "安装已关闭:服务器对外网开放(设置 EASEL_ALLOW_REMOTE_INSTALL=1 以允许)。",
+        "安装已关闭：服务器对外网开放（设置 EASEL_ALLOW_REMOTE_INSTALL=1 以允许）。",
     ),
     "ext.message": ("Result", "结果"),
     "ext.tab_failed": ("This tab failed to build", "此标签页构建失败"),
@@ -151,7 +161,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "set.language": ("Interface language", "界面语言"),
     "set.language_note": (
         "auto follows the browser; takes effect when the page is reloaded.",
-        "auto 表示跟随浏览器语言;重新加载页面后生效。",
+        "自动：跟随浏览器语言；重新加载页面后生效。",
     ),
     "set.extension_settings": ("Extension settings", "扩展设置"),
     "set.none": ("No extension registered a setting.", "没有扩展注册设置项。"),
@@ -192,6 +202,62 @@ def text(key: str, language: str = "en") -> str:
     """The plain translated string, for texts built on the server (messages, tables)."""
     english, chinese = TEXTS[key]
     return chinese if language == "zh-CN" else english
+
+
+# The tables ``translate`` reads: the core's at import, the core's and every loaded
+# extension's once the WebUI is built (``use_localizations``).
+_active = load_localizations(None)
+
+
+def use_localizations(localizations: Localizations) -> None:
+    global _active
+    _active = localizations
+
+
+def active_localizations() -> Localizations:
+    return _active
+
+
+def translate(english: str, language: str = "en", **values: object) -> str:
+    """A server-built text in ``language``: the entry for ``english`` (a template whose
+    ``{name}`` fields are filled from ``values``), or the English itself."""
+    template = english if language == "en" else _active.translate(english, language)
+    return fill(template, english, values) if values else template
+
+
+class Message(str):
+    """An English message that keeps its template, so ``say`` can put it in another
+    language: ``Message("job {job_id} cancelled", job_id=x)`` is the English text, and
+    ``"job {job_id} cancelled": "任务 {job_id} 已取消"`` in a localization translates it."""
+
+    template: str
+    values: dict[str, object]
+
+    def __new__(cls, template: str, **values: object) -> Message:
+        message = super().__new__(cls, template.format(**values) if values else template)
+        message.template = template
+        message.values = values
+        return message
+
+
+def say(message: str, language: str = "en") -> str:
+    """``message`` (a ``Message`` or plain English) in ``language``; values that are
+    Messages themselves (a status word) are translated too."""
+    if not isinstance(message, Message):
+        return translate(message, language)
+    values = {k: say(v, language) if isinstance(v, Message) else v for k, v in message.values.items()}
+    return translate(message.template, language, **values)
+
+
+def build_i18n(localizations: Localizations) -> gr.I18n:
+    """The i18n the frontend gets: the keyed ``TEXTS`` and the English-keyed tables."""
+    tables = localizations.frontend_tables()
+    merged: dict[str, dict[str, str]] = {"en": dict(EN), "zh-CN": dict(ZH_CN)}
+    for language, table in tables.items():
+        target = merged.setdefault(language, {})
+        for english, translated in table.items():
+            target.setdefault(english, translated)  # a TEXTS key wins over an English text
+    return gr.I18n(**merged)
 
 
 def language_of(accept_language: str | None, setting: str = "auto") -> str:

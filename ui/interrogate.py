@@ -9,17 +9,21 @@ from typing import Any
 import gradio as gr
 
 from core.interrogate import InterrogatorUnavailable, find_interrogator
+from ui.i18n import say
+from ui.language import request_language
 
 log = logging.getLogger("easel.ui")
 
 DEFAULT_INTERROGATOR = "clip"  # A1111's name: the first registered captioner that can run
 
 
-def caption_image(host: Any, image: Any, model: str | None, name: str = DEFAULT_INTERROGATOR) -> str:
+def caption_image(
+    host: Any, image: Any, model: str | None, name: str = DEFAULT_INTERROGATOR, language: str = "en"
+) -> str:
     """The caption of ``image``; raises gr.Error saying what to install when none fits.
     ``model``: the model the image is for (the demo captioner answers only the demo's)."""
     if image is None:
-        raise gr.Error("no image to interrogate: upload one first")
+        raise gr.Error(say("no image to interrogate: upload one first", language))
     if isinstance(image, str):  # a file path (PNG Info keeps the file's text chunks)
         from PIL import Image
 
@@ -37,10 +41,11 @@ def wire_interrogate(host: Any, button: gr.Button, image: gr.Image, model: Any, 
     """``button`` captions ``image`` into ``target``. ``model``: a component holding the
     model name (the form's dropdown), a gr.State of parsed fields, or None."""
 
-    def run(picture: Any, chosen: Any = None) -> str:
+    def run(request: gr.Request, picture: Any, chosen: Any = None) -> str:  # request: injected
         if isinstance(chosen, dict):  # PNG Info's parsed fields
             chosen = chosen.get("model")
-        return caption_image(host, picture, chosen if isinstance(chosen, str) else None)
+        model_name = chosen if isinstance(chosen, str) else None
+        return caption_image(host, picture, model_name, language=request_language(request, host))
 
     inputs = [image] if model is None else [image, model]
     button.click(run, inputs=inputs, outputs=[target])

@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from plugin_api.types import GenerationRequest
+from ui.i18n import Message  # messages the WebUI says in the page's language
 
 log = logging.getLogger("easel.ui")
 
@@ -189,39 +190,39 @@ class JobClient:
     def interrupt(self, job_id: str | None) -> str:
         """Stop this session's job: a queued one is cancelled, a running one interrupted."""
         if not job_id:
-            return "no job to interrupt"
+            return Message("no job to interrupt")
         return self.cancel(job_id)
 
     def skip(self, job_id: str | None) -> str:
         """Skip the current batch of this session's job only: Skip in one browser must
         not cut short another session's generation."""
         if not job_id:
-            return "no job to skip"
+            return Message("no job to skip")
         current = getattr(self.service, "current_job_id", job_id)
         if current != job_id:
-            return f"job {job_id} is not running"
+            return Message("job {job_id} is not running", job_id=job_id)
         self.service.skip()
-        return f"job {job_id}: skipping the current batch"
+        return Message("job {job_id}: skipping the current batch", job_id=job_id)
 
     def cancel(self, job_id: str | None) -> str:
         """Cancel a queued job or interrupt a running one; says what happened."""
         job_id = (job_id or "").strip()
         if not job_id:
-            return "enter a job id"
+            return Message("enter a job id")
         record = self.service.get(job_id)
         if record is None:
-            return f"job {job_id} not found"
+            return Message("job {job_id} not found", job_id=job_id)
         status = _record_status(record)
         try:
             if status == "queued":
                 self.service.cancel(job_id)
-                return f"job {job_id} cancelled"
+                return Message("job {job_id} cancelled", job_id=job_id)
             if status == "running":
                 self.service.interrupt(job_id)
-                return f"job {job_id} interrupted"
+                return Message("job {job_id} interrupted", job_id=job_id)
         except (KeyError, ValueError) as exc:  # it finished or started meanwhile
-            return f"job {job_id}: {exc}"
-        return f"job {job_id} is already {status}"
+            return Message("job {job_id}: {error}", job_id=job_id, error=exc)
+        return Message("job {job_id} is already {status}", job_id=job_id, status=Message(status))
 
     def list_jobs(self, limit: int = 100) -> list[Any]:
         return list(self.service.list(limit=limit))

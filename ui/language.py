@@ -11,15 +11,20 @@ import json
 from typing import Any
 
 from plugin_api.types import SettingSpec
-from ui.i18n import LANGUAGES
+from ui.i18n import LANGUAGES, language_of
 
 LANGUAGE_SETTING = "ui.language"
 AUTO = "auto"
 OWNER = "webui"
 
 
+_host: Any = None  # the WebUI's host, for handlers that are not given it
+
+
 def register_language_setting(host: Any) -> None:
     """The WebUI's own setting, registered beside the extensions' ones."""
+    global _host
+    _host = host
     if host.setting_specs.get(LANGUAGE_SETTING) is None:
         host.setting_specs.add(
             SettingSpec(
@@ -39,6 +44,13 @@ def chosen_language(host: Any) -> str:
     except KeyError:
         return AUTO
     return value if value in LANGUAGES else AUTO
+
+
+def request_language(request: Any, host: Any = None) -> str:
+    """The language of one browser request: the setting, else its Accept-Language."""
+    headers = getattr(request, "headers", None) or {}
+    host = host if host is not None else _host
+    return language_of(headers.get("accept-language"), chosen_language(host) if host is not None else AUTO)
 
 
 def language_script(language: str) -> str:

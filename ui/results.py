@@ -17,7 +17,8 @@ from typing import Any
 
 import gradio as gr
 
-from ui.i18n import t
+from ui.i18n import say, t
+from ui.language import request_language
 
 SEED_PATTERN = re.compile(r"(?:^|[,\n]\s*)Seed:\s*(-?\d+)")
 
@@ -101,9 +102,9 @@ def info_for_selection(last: dict[str, Any] | None, evt: gr.SelectData) -> tuple
     return (infotexts[index] if index < len(infotexts) else ""), last
 
 
-def download_selected(last: dict[str, Any] | None) -> Any:
+def download_selected(last: dict[str, Any] | None, request: gr.Request) -> Any:
     if not last or not last.get("paths"):
-        raise gr.Error("Generate an image first.")
+        raise gr.Error(say("Generate an image first.", request_language(request)))
     return gr.update(value=last["paths"][selected_index(last)], visible=True)
 
 
@@ -127,9 +128,9 @@ def build_zip(paths: list[str], job_id: str = "") -> str:
     return str(final)
 
 
-def download_all(last: dict[str, Any] | None) -> Any:
+def download_all(last: dict[str, Any] | None, request: gr.Request) -> Any:
     if not last or not last.get("paths"):
-        raise gr.Error("Generate an image first.")
+        raise gr.Error(say("Generate an image first.", request_language(request)))
     return gr.update(value=build_zip(last["paths"], last.get("job_id", "")), visible=True)
 
 

@@ -7,10 +7,12 @@ import logging
 from typing import Any
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 from plugin_api.types import SettingSpec
-from ui.i18n import t
-from ui.language import LANGUAGE_SETTING
+from ui.i18n import Message, active_localizations, say, t
+from ui.language import LANGUAGE_SETTING, request_language
+from ui.translated_blocks import translated_columns
 
 log = logging.getLogger("easel.ui")
 
@@ -31,11 +33,24 @@ def host_settings_rows(host: Any) -> list[list[str]]:
     return rows
 
 
-def _component_for(spec: SettingSpec, value: Any) -> gr.components.Component:
+# a language is named in its own language, as every language menu does
+LANGUAGE_NAMES = {"auto": "auto", "en": "English", "zh-CN": "简体中文"}
+
+
+def setting_label(spec: SettingSpec) -> str:
+    """The setting's label (translated when a localization has it), then its key."""
     label = spec.label or spec.key
-    # The extension's own label and description: it provides them in one language.
+    if active_localizations().has(label) and not any(c in label for c in "{}"):
+        # the frontend translates an i18n key embedded in a longer text and keeps the rest
+        return f"{I18nData(label)} ({spec.key})"
+    return f"{label} ({spec.key})"
+
+
+def _component_for(spec: SettingSpec, value: Any) -> gr.components.Component:
+    # The extension's label and description, in English; its localizations/*.json
+    # translates them (ui/translated_blocks.py turns the description into an i18n key).
     common = {
-        "label": f"{label} ({spec.key})",
+        "label": setting_label(spec),
         "info": spec.description or None,
         "elem_id": f"setting_{spec.key}",
     }
@@ -60,7 +75,7 @@ def _coerce(spec: SettingSpec, value: Any) -> Any:
     return value
 
 
-def save_settings(host: Any, specs: list[SettingSpec], values: list[Any]) -> str:
+def save_settings(host: Any, specs: list[SettingSpec], values: list[Any]) -> Message:
     """Save each value; one bad value is reported by key and does not stop the others."""
     problems, saved = [], 0
     for spec, value in zip(specs, values, strict=True):
@@ -69,8 +84,9 @@ def save_settings(host: Any, specs: list[SettingSpec], values: list[Any]) -> str
             saved += 1
         except (KeyError, ValueError, TypeError) as exc:
             problems.append(f"{spec.key}: {exc}")
-    message = f"saved {saved} setting(s)"
-    return message + ("; " + "; ".join(problems) if problems else "")
+    if problems:
+        return Message("saved {count} setting(s); {problems}", count=saved, problems="; ".join(problems))
+    return Message("saved {count} setting(s)", count=saved)
 
 
 def build_settings_tab(host: Any) -> None:
@@ -79,6 +95,7 @@ def build_settings_tab(host: Any) -> None:
         headers=["setting", "value"],
         label=t("set.host"),
         elem_id="settings_host",
+        elem_classes=translated_columns(0, 1),  # setting names; yes/no
         interactive=False,
     )
     language_spec = host.setting_specs.get(LANGUAGE_SETTING)
@@ -87,7 +104,7 @@ def build_settings_tab(host: Any) -> None:
     if language_spec is not None:
         components.append(
             gr.Dropdown(
-                choices=list(language_spec.choices or ()),
+                choices=[(LANGUAGE_NAMES.get(str(c), str(c)), c) for c in language_spec.choices or ()],
                 value=lambda: host.user_settings.get(LANGUAGE_SETTING),  # re-read on each page load
                 label=t("set.language"),
                 info=t("set.language_note"),
@@ -103,6 +120,8 @@ def build_settings_tab(host: Any) -> None:
     ordered_specs = ([language_spec] if language_spec is not None else []) + specs
     save = gr.Button(t("set.save"), elem_id="settings_save", variant="primary")
     message = gr.Textbox(label=t("set.message"), elem_id="settings_message", interactive=False)
-    save.click(
-        lambda *values: save_settings(host, ordered_specs, list(values)), inputs=components, outputs=[message]
-    )
+
+    def save_all(request: gr.Request, *values: Any) -> str:  # request: injected by Gradio
+        return say(save_settings(host, ordered_specs, list(values)), request_language(request, host))
+
+    save.click(save_all, inputs=components, outputs=[message])

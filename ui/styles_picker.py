@@ -12,7 +12,8 @@ from typing import Any
 import gradio as gr
 
 from core.styles import apply_styles, load_styles, styles_path
-from ui.i18n import t
+from ui.i18n import Message, say, t
+from ui.language import request_language
 
 
 @dataclass
@@ -40,12 +41,15 @@ def build_styles_picker(prefix: str, host: Any) -> StylesPicker:
 
 
 def wire_styles_picker(picker: StylesPicker, prompt: gr.Textbox, negative: gr.Textbox, host: Any) -> None:
-    def apply(prompt_text: str, negative_text: str, names: list[str] | None) -> tuple[str, str, Any]:
+    def apply(
+        prompt_text: str, negative_text: str, names: list[str] | None, request: gr.Request | None = None
+    ) -> tuple[str, str, Any]:
         styled, styled_negative, missing = apply_styles(
             prompt_text or "", negative_text or "", list(names or []), _path(host)
         )
         if missing:
-            gr.Warning(f"not in styles.csv: {', '.join(missing)}")
+            message = Message("not in styles.csv: {names}", names=", ".join(missing))
+            gr.Warning(say(message, request_language(request, host)))
         return styled, styled_negative, gr.update(value=[])
 
     picker.apply.click(

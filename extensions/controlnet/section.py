@@ -20,6 +20,7 @@ from PIL import Image
 
 from extensions.controlnet.units import CONTROL_MODES, RESIZE_LABELS
 from plugin_api.errors import InvalidRequest
+from plugin_api.localization import translate
 
 UNIT_COUNT = 3  # sd-webui-controlnet's default number of units
 RESIZE_CHOICES = list(RESIZE_LABELS.values())  # Just Resize, Crop and Resize, Resize and Fill
@@ -43,7 +44,12 @@ FIELDS_PER_UNIT = len(UNIT_KEYS)
 
 
 def preview(
-    state: Any, image: Image.Image | None, module: str, threshold_a: float = -1, threshold_b: float = -1
+    state: Any,
+    image: Image.Image | None,
+    module: str,
+    threshold_a: float = -1,
+    threshold_b: float = -1,
+    request: Any = None,  # gr.Request: the page's language for the message
 ) -> tuple[Image.Image | None, str]:
     """(preprocessed map or None, message) for a unit's "Preview" button."""
     from extensions.controlnet import find_preprocessor
@@ -51,7 +57,7 @@ def preview(
     from extensions.controlnet.units import ControlUnit
 
     if image is None:
-        return None, "Upload a control image first."
+        return None, translate("Upload a control image first.", request)
     probe = ControlUnit(index=0, field="controlnet", image=image, preprocessor=module or "none", model="")
     try:
         spec = find_preprocessor(probe)
@@ -62,7 +68,7 @@ def preview(
             resolution=512,
         )
     except (InvalidRequest, PreprocessorWeightsMissing) as exc:
-        return None, f"**Error:** {exc}"
+        return None, translate("**Error:** {error}", request, error=exc)
     return out.convert("RGB"), f"`{spec.name}`: {out.width}x{out.height}"
 
 
@@ -147,8 +153,16 @@ def build_section(state: Any, tab: str) -> list[Any]:
                         "Preview preprocessor", elem_id=f"{prefix}_preview_{number}", size="sm"
                     )
                 message = gr.Markdown()
+
+                def on_preview(im: Any, mod: str, a: float, b: float, request: gr.Request) -> Any:
+                    return preview(state, im, mod, a, b, request)
+
+                # gradio is imported here, so the postponed hint "gr.Request" cannot be
+                # resolved: give Gradio the class itself, or it passes no request
+                on_preview.__annotations__["request"] = gr.Request
+
                 run_preview.click(
-                    lambda im, mod, a, b: preview(state, im, mod, a, b),
+                    on_preview,
                     inputs=[image, module, threshold_a, threshold_b],
                     outputs=[shown, message],
                 )

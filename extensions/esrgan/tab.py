@@ -12,6 +12,7 @@ from typing import Any
 from extensions.esrgan.extras import NONE_UPSCALER, ExtrasOptions, postprocess_info, run_extras
 from extensions.esrgan.loading import UpscalerFileError
 from extensions.esrgan.upscaling import UpscalerInputError
+from plugin_api.localization import translate
 
 
 def upscaler_choices(state: Any) -> list[str]:
@@ -20,8 +21,11 @@ def upscaler_choices(state: Any) -> list[str]:
     return [NONE_UPSCALER, *names]
 
 
-def upscale_images(state: Any, images: list[Any], options: ExtrasOptions, progress: Any = None) -> list[Any]:
-    """Run the Extras operation on each image; errors become ``ValueError`` naming the cause."""
+def upscale_images(
+    state: Any, images: list[Any], options: ExtrasOptions, progress: Any = None, request: Any = None
+) -> list[Any]:
+    """Run the Extras operation on each image; errors become ``ValueError`` naming the cause
+    (the progress text in the language of the page that sent ``request``)."""
     host = state.host
     if host is None:
         raise ValueError("the host has not started")
@@ -30,7 +34,8 @@ def upscale_images(state: Any, images: list[Any], options: ExtrasOptions, progre
 
         def report(done: int, total: int, index: int = index) -> None:
             if progress is not None:
-                progress((index + done / total) / len(images), desc=f"image {index + 1}/{len(images)}")
+                desc = translate("image {number}/{count}", request, number=index + 1, count=len(images))
+                progress((index + done / total) / len(images), desc=desc)
 
         try:
             results.append(run_extras(host.upscalers.get, image, options, report))
@@ -125,13 +130,14 @@ def build_tab(state: Any) -> dict[str, Any]:
         up2: str,
         vis: float,
         progress: Any = gr.Progress(),
+        request: Any = None,  # gr.Request (see below): the page's language for the messages
     ) -> tuple[list[Any], str]:
         try:
             images = [single_image(image)] if image is not None else open_images(files)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         if not images:
-            raise gr.Error("Add an image (Single image) or some files (Batch) first.")
+            raise gr.Error(translate("Add an image (Single image) or some files (Batch) first.", request))
         options = ExtrasOptions(
             resize_mode=int(mode or 0),
             upscaling_resize=float(factor),
@@ -143,13 +149,20 @@ def build_tab(state: Any) -> dict[str, Any]:
             upscaler_2_visibility=float(vis or 0),
         )
         try:
-            results = upscale_images(state, images, options, progress)
+            results = upscale_images(state, images, options, progress, request)
             saved = save_results(state, images, results, options)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         sizes = ", ".join(f"{r.width}x{r.height}" for r in results)
         where = f"; saved: {', '.join(f'`{Path(p).name}`' for p in saved)}" if saved else ""
-        return results, f"{len(results)} image(s) upscaled with {options.upscaler_1}: {sizes}{where}"
+        message = "{count} image(s) upscaled with {upscaler}: {sizes}"
+        return results, translate(
+            message, request, count=len(results), upscaler=options.upscaler_1, sizes=sizes
+        ) + where
+
+    # gradio is imported lazily: a postponed "gr.Request" hint could not be resolved, and
+    # Gradio passes the request only to a parameter whose resolved hint says so
+    on_run.__annotations__["request"] = gr.Request | None
 
     run.click(
         on_run,

@@ -257,11 +257,11 @@ def transform_prompt(request: GenerationRequest, ctx: GenerationContext) -> None
 def ui_tabs():
     from extensions.zh_prompt.tab import build
 
-    return [("中文提示词 / Chinese prompt", build)]
+    return [("Chinese prompt", build)]  # translated by localizations/zh-CN.json
 
 
 @hookimpl
 def ui_form_sections() -> list[FormSection]:
     from extensions.zh_prompt import section
 
-    return [FormSection(title="中文提示词 / Chinese prompt", build=section.build, to_args=section.to_args)]
+    return [FormSection(title="Chinese prompt", build=section.build, to_args=section.to_args)]
