@@ -114,6 +114,10 @@ ALLOWED_WORDS = {
     "diffusers",
     "Easel",
     "Gradio",
+    # model family ids (the card browser's badges, `easel models`)
+    "sd15",
+    "sdxl",
+    "zimage",
     # devices
     "cpu",
     "cuda",
@@ -197,9 +201,13 @@ def listed_names(base: str) -> set[str]:
     return names
 
 
+# Gradio's own ImageEditor texts: its zh-CN table (gradio 6.31) has no image_editor entries
+GRADIO_UNTRANSLATED = {"Upload an image", "select the draw tool to start"}
+
+
 def english_leftovers(text: str, names: set[str]) -> bool:
     """Whether ``text`` still holds an English word that is neither a name nor allowed."""
-    if text in names:
+    if text in names or text in GRADIO_UNTRANSLATED:
         return False
     text = CHUNK.sub(lambda chunk: " " if IDENTIFIER_LIKE.search(chunk.group()) else chunk.group(), text)
     for name in sorted(names, key=len, reverse=True):

@@ -23,7 +23,7 @@ def build(tab: str) -> list[Any]:
     mode = gr.Radio(
         choices,
         value=FROM_SETTING,
-        label="中文提示词 / Chinese prompt",
+        label="Chinese prompt",  # translated by localizations/zh-CN.json
         info="auto: translate for CLIP models, augment for models that read Chinese (Z-Image)",
         elem_id=f"{tab}_zh_prompt_mode",
     )
