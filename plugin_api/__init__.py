@@ -44,7 +44,10 @@ from plugin_api.types import (
 #      plugin_api.testing.serve / host helpers;
 #      GenerationRequest.inpainting_fill (A1111's "Masked content");
 #      GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
-API_VERSION = "1.8"
+# 1.9: GenerationRequest.negative_prompt/clip_skip/output_format None = the user's setting
+#      (default_negative_prompt, CLIP_stop_at_last_layers, samples_format);
+#      SettingSpec.path_root "outputs"
+API_VERSION = "1.9"
 
 __all__ = [
     "API_VERSION",

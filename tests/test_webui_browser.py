@@ -88,7 +88,7 @@ def set_number(page, selector: str, value: int) -> None:
 
 def fill_form(page, server, prompt: str, seed: int, steps: int = STEPS) -> None:
     page.fill("#txt2img_prompt textarea", prompt)
-    page.click("#txt2img_preset_128x128")
+    page.click("#txt2img_preset_0")  # the demo model's first size: 128x128
     page.wait_for_function(
         "document.querySelector('#txt2img_width input[type=number]').value === '128'"
         " && document.querySelector('#txt2img_height input[type=number]').value === '128'"
@@ -257,7 +257,7 @@ def choose_language(page, language: str) -> None:
     page.click("#setting_ui_language input")
     page.click(f"[role=option]:text-is('{language}')")
     page.click("#settings_save")
-    page.wait_for_function("document.querySelector('#settings_message textarea').value.startsWith('saved')")
+    page.wait_for_function("document.querySelector('#settings_message textarea').value.includes('changed')")
 
 
 def test_send_to_img2img_and_generate(browser, server):

@@ -21,6 +21,7 @@ from ui.language import add_language_middleware, register_language_setting
 from ui.png_info import build_png_info_tab
 from ui.progress_view import PROGRESS_CSS
 from ui.queue_tab import build_queue_tab
+from ui.quicksettings import build_quicksettings, wire_quicksettings
 from ui.send_to import wire_png_info_sends, wire_send_txt2img_to_img2img
 from ui.settings_tab import build_settings_tab
 from ui.txt2img import build_txt2img_tab
@@ -36,6 +37,7 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
     register_language_setting(host)
     client = JobClient(service)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as blocks:
+        quick = build_quicksettings(host, service)  # A1111's bar: checkpoint, VAE, clip skip
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab(t("tab.txt2img"), id="txt2img", elem_id="tab_txt2img") as txt2img_tab:
                 txt2img = build_txt2img_tab(host, service, client)
@@ -48,8 +50,9 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
             with gr.Tab(t("tab.extensions"), id="extensions", elem_id="tab_extensions") as extensions_tab:
                 build_extensions_tab(host)
             with gr.Tab(t("tab.settings"), id="settings", elem_id="tab_settings") as settings_tab:
-                build_settings_tab(host)
+                build_settings_tab(host, service)
             build_extension_tabs(host, client)
+        wire_quicksettings(quick, blocks, host, [txt2img.form, img2img.form])
         wire_send_txt2img_to_img2img(txt2img, img2img, tabs)
         wire_png_info_sends(png_info, txt2img, img2img, tabs)
         # The queue table polls only while its tab is shown.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ui.settings_texts import SETTINGS_TEXTS
+
 LANGUAGES = ("en", "zh-CN")
 
 # key: (English, Simplified Chinese)
@@ -142,6 +144,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "set.save": ("Save settings", "保存设置"),
     "set.message": ("Result", "结果"),
 }
+
+TEXTS |= SETTINGS_TEXTS  # ui/settings_texts.py: the Settings tab's own
 
 EN = {key: pair[0] for key, pair in TEXTS.items()}
 ZH_CN = {key: pair[1] for key, pair in TEXTS.items()}
