@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -164,3 +165,112 @@ def test_every_format_gets_the_mode_the_umask_gives(tmp_path):
             capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )  # fmt: skip
         assert done.stdout.split() == [oct(0o666 & ~umask)] * 3
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tmp_path_factory, tiny_sd15_dir):
+    """A host with only the tiny SD1.5 model (native size 64) and its own data folder."""
+    from core.config import Settings
+    from core.engine import Engine
+    from core.host import Host
+
+    models = tmp_path_factory.mktemp("models")
+    (models / "Stable-diffusion").mkdir()
+    (models / "Stable-diffusion" / "tiny-sd15").symlink_to(tiny_sd15_dir, target_is_directory=True)
+    host = Host(
+        Settings(data_dir=tmp_path_factory.mktemp("data"), models_dir=models, safe_mode=True, device="cpu")
+    )
+    return Engine(host.start())
+
+
+def small(**fields):
+    from plugin_api.types import GenerationRequest
+
+    defaults = {
+        "prompt": "a red square",
+        "seed": 3,
+        "steps": 2,
+        "width": 64,
+        "height": 64,
+        "model": "tiny-sd15",
+    }
+    return GenerationRequest(**{**defaults, **fields})
+
+
+def test_each_saving_setting_shows_in_the_next_generation(tiny_engine):
+    import numpy as np
+
+    host, outputs = tiny_engine.host, tiny_engine.outputs_dir
+    changed = {
+        "samples_format": "webp", "webp_lossless": True, "samples_filename_pattern": "[model_name]-[prompt_words]",
+        "save_to_dirs": False, "outdir_txt2img_samples": "mine/t2i", "default_negative_prompt": "blurry",
+        "CLIP_stop_at_last_layers": 2,
+    }  # fmt: skip
+    for key, value in changed.items():
+        host.set_setting(key, value)
+    try:
+        result = tiny_engine.generate(small())
+        path = outputs / "mine" / "t2i" / "00000-tiny-sd15-a red square.webp"
+        assert result.paths == [str(path)]
+        assert read_infotext(path) == result.infotexts[0]
+        assert "Negative prompt: blurry" in result.infotexts[0] and "Clip skip: 2" in result.infotexts[0]
+        with Image.open(path) as saved:  # lossless: the pixels the engine made
+            assert saved.format == "WEBP" and np.array_equal(
+                np.asarray(saved.convert("RGB")), np.asarray(result.images[0])
+            )
+        # a request's own values win over the settings, and give the same image as the
+        # settings did when they ask for the same
+        explicit = tiny_engine.generate(small(output_format="png", negative_prompt="blurry", clip_skip=2))
+        assert explicit.paths[0].endswith("00001-tiny-sd15-a red square.png")
+        assert np.array_equal(np.asarray(explicit.images[0]), np.asarray(result.images[0]))
+        plain = tiny_engine.generate(small(negative_prompt="", clip_skip=1))
+        assert "Negative prompt" not in plain.infotexts[0] and "Clip skip" not in plain.infotexts[0]
+        assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(result.images[0]))
+    finally:
+        for key in changed:
+            host.set_setting(key, host.setting_specs.get(key).default)
+    again = tiny_engine.generate(small())
+    assert again.paths[0].endswith(".png") and "/txt2img-images/" in again.paths[0]
+
+
+def test_output_settings_are_refused_naming_the_setting(tiny_engine):
+    host = tiny_engine.host
+    for key, value in [
+        ("outdir_txt2img_samples", "../elsewhere"), ("outdir_samples", "/tmp"), ("outdir_img2img_samples", "NUL"),
+        ("samples_filename_pattern", "[seed]/x"), ("directories_filename_pattern", "../[date]"),
+        ("samples_format", "gif"), ("jpeg_quality", 0), ("CLIP_stop_at_last_layers", 13),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=key):
+            host.set_setting(key, value)
+        assert host.get_setting(key) == host.setting_specs.get(key).default
+
+
+def test_a_size_far_above_the_model_s_own_is_warned(tiny_engine):
+    checked = tiny_engine.validate(small(width=256, height=256))
+    assert checked.width == 256
+    from core.validation import validate_request
+
+    warned = validate_request(small(width=256, height=256), tiny_engine.models, tiny_engine.host.samplers)
+    assert any("far above this model's native size (64x64)" in w for w in warned.warnings)
+    fine = validate_request(small(width=128, height=128), tiny_engine.models, tiny_engine.host.samplers)
+    assert not [w for w in fine.warnings if "far above" in w]
+
+
+def test_size_presets_follow_the_model(tmp_path):
+    from types import SimpleNamespace
+
+    from core.config import SHIPPED_MODELS_DIR
+    from core.errors import ModelError
+    from core.models.sizes import presets_for, read_sizes
+
+    demo = SimpleNamespace(
+        sizes=read_sizes(SHIPPED_MODELS_DIR / "Stable-diffusion" / "easel-demo"), native_size=128
+    )
+    assert presets_for(demo, 512) == [(128, 128)]  # the demo model's easel.json: its one training size
+    sdxl = presets_for(SimpleNamespace(sizes=[], native_size=None), 1024)
+    assert sdxl[0] == (1024, 1024) and (896, 1152) in sdxl and (1152, 896) in sdxl  # SDXL's buckets
+    assert all(w % 64 == 0 and h % 64 == 0 for w, h in sdxl)
+    for bad in ([[128]], [[128, "x"]], [[16, 16]], "128x128", [[True, 128]]):
+        (tmp_path / "easel.json").write_text(json.dumps({"sizes": bad}))
+        with pytest.raises(ModelError, match=r"easel\.json.*sizes"):
+            read_sizes(tmp_path)

@@ -24,9 +24,10 @@ from core.models.recommended import RECOMMENDED_FILE
 MAX_SIZES = 12
 # (width, height) ratios of the derived presets, as A1111/Forge users know them
 ASPECTS = ((1, 1), (3, 4), (4, 3), (2, 3), (3, 2), (9, 16), (16, 9))
-# a side this many times the native one, or an area this many times the native area, is
-# "far above" (512x512 for a 128-px model is 4 and 16)
-FAR_SIDE, FAR_AREA = 2.0, 2.5
+# a side more than this many times the native one, or an area more than this many times
+# the native area, is "far above" (512x512 for a 128-px model is 4 and 16; SD1.5 at
+# 1024x1024, 2 and 4, is not yet: hires fix users go there)
+FAR_SIDE, FAR_AREA = 2.0, 4.0
 
 
 def read_sizes(folder: Path) -> list[tuple[int, int]]:
@@ -82,7 +83,7 @@ def size_hint(width: int, height: int, side: int) -> str | None:
     """A warning when ``width`` x ``height`` is far above the native ``side``; None otherwise."""
     if not side or not width or not height:
         return None
-    if max(width, height) < FAR_SIDE * side and width * height < FAR_AREA * side * side:
+    if max(width, height) <= FAR_SIDE * side and width * height <= FAR_AREA * side * side:
         return None
     return (
         f"{width}x{height} is far above this model's native size ({side}x{side}): expect repeated, "
