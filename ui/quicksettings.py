@@ -51,7 +51,7 @@ def build_quicksettings(host: Any, service: Any) -> QuickSettings:
     with gr.Row(elem_id="quicksettings", equal_height=True):
         for spec in host.setting_specs:
             component = field_for(
-                spec, host, service, f"setting_quick_{spec.key}", label=spec.label or spec.key
+                spec, host, service, f"setting_quick_{spec.key}", label=spec.label or spec.key, effective=True
             )
             component.visible = spec.key in shown
             component.info = None  # the bar stays one line; the Settings tab explains

@@ -37,12 +37,19 @@ def section_of(key: str) -> str:
 
 
 def field_for(
-    spec: SettingSpec, host: Any, service: Any, elem_id: str, label: Any = None
+    spec: SettingSpec, host: Any, service: Any, elem_id: str, label: Any = None, effective: bool = False
 ) -> gr.components.Component:
     """The component that edits ``spec``; its value is re-read from the host on every page
-    load (a callable value), so what another front end saved shows."""
+    load (a callable value), so what another front end saved shows. ``effective``: the
+    checkpoint field shows the model in use when the setting is empty (A1111's bar)."""
     key = spec.key
-    value = lambda: host.user_settings.get(key)  # noqa: E731
+
+    def value() -> Any:
+        stored = host.user_settings.get(key)
+        if effective and key == MODEL_SETTING and not stored:
+            return choices.default_model(service) or ""
+        return stored
+
     common = {
         "label": label if label is not None else f"{spec.label or key} ({key})",
         "info": spec.description or None,
