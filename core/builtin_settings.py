@@ -66,7 +66,7 @@ def register_settings(register: Callable[[SettingSpec], None]) -> None:
             key=QUICKSETTINGS,
             default=list(QUICKSETTINGS_DEFAULT),
             label="Quicksettings list",
-            description="settings shown at the top of the WebUI (reload the page to see a change)",
+            description="settings shown at the top of the WebUI (reload the page; a newly listed one: restart)",
         )
     )
     for spec in OUTPUT_SPECS:

@@ -3,8 +3,10 @@ VAE and clip skip unless changed) at the top of every page, saved as soon as the
 
 A changed checkpoint or VAE also becomes the choice of the txt2img and img2img forms (which
 send their own), so the bar and the forms never disagree about what the next image uses.
-Every registered setting has a field here, hidden unless the list names it: a change to the
-list shows after a page reload, without a restart.
+The bar has a field for the listed settings and the default three, each hidden unless the
+list names it on page load: removing one, or adding one of the three back, shows after a
+page reload; a setting listed for the first time appears after a restart (A1111 asks for a
+UI reload too). Fields for every setting would cost a load event each on every page load.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.builtin_settings import QUICKSETTINGS_DEFAULT
 from ui.settings_fields import MODEL_SETTING, QUICKSETTINGS, VAE_SETTING, coerce, field_for
 
 log = logging.getLogger("easel.ui")
@@ -48,8 +51,11 @@ def save_one(host: Any, key: str, value: Any) -> None:
 def build_quicksettings(host: Any, service: Any) -> QuickSettings:
     quick = QuickSettings()
     shown = listed(host)
+    candidates = set(shown) | set(QUICKSETTINGS_DEFAULT)
     with gr.Row(elem_id="quicksettings", equal_height=True):
         for spec in host.setting_specs:
+            if spec.key not in candidates:
+                continue
             component = field_for(
                 spec, host, service, f"setting_quick_{spec.key}", label=spec.label or spec.key, effective=True
             )
