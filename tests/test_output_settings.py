@@ -197,6 +197,7 @@ def small(**fields):
     return GenerationRequest(**{**defaults, **fields})
 
 
+@pytest.mark.slow
 def test_each_saving_setting_shows_in_the_next_generation(tiny_engine):
     import numpy as np
 
