@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from core import __version__
-from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT, SD_VAE
+from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT
 from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
@@ -53,6 +53,7 @@ from core.models.offload import Placement
 from core.plugins.extra_networks import ExtraNetworks
 from core.prompt_embeddings import PromptEmbeddings, record_embeddings
 from core.prompt_stage import dry_copy, new_context, run_prompt_stage, user_settings
+from core.request_defaults import fill_from_settings
 from core.results import CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling import finite, inpaint_model, vae_precision
@@ -64,13 +65,16 @@ from core.sampling.memory import check_fits
 from core.sampling.prompt_batches import PromptEncodings
 from core.sampling.step_cache import INFOTEXT_KEY as CACHE_KEY
 from core.sampling.step_cache import StepCacheStats, check_plan, step_cache
+from core.saving.filenames import NameFields
 from core.saving.infotext import TRANSFORMED_NEGATIVE_PROMPT, TRANSFORMED_PROMPT, build_infotext
 from core.saving.journal import ImageJournal
+from core.saving.output_settings import OutputOptions
 from core.saving.writer import save_image
 from core.schedules import SCHEDULE_TYPES, build_scheduler
 from core.scripts import ScriptRun, find_script, without_script
 from core.styles import styles_path
 from core.validation import ValidatedRequest, validate_request
+from plugin_api.paths import UnsafePathError
 from plugin_api.types import GenerationContext, GenerationRequest
 
 log = logging.getLogger("easel.engine")
@@ -142,10 +146,10 @@ class Engine:
         )
 
     def _validate(self, request: GenerationRequest) -> ValidatedRequest:
+        # the user's settings fill what the request leaves empty, the same for every front end
+        request = fill_from_settings(request, self._setting, lambda: [m.name for m in self.models.list()])
         checked = validate_request(request, self.models, self.host.samplers, self.host.upscalers)
         req = checked.request
-        if req.vae is None:
-            req.vae = self._setting(SD_VAE, "Automatic")
         self.models.vaes.resolve(req.vae, self.models.info(checked.model_name))  # RequestError("vae")
         if req.styles is not None and not isinstance(req.styles, list):
             raise RequestError("styles", "must be a list of style names")
@@ -304,7 +308,8 @@ class Engine:
                 result.prompts.append(ctx.prompts[index])
                 result.negative_prompts.append(ctx.negative_prompts[index])
                 if req.save_images:
-                    path, written = self._save(image, req, ctx.job_id, index, seed, infotext)
+                    fields = self._name_fields(checked, model, ctx, seed, position, index)
+                    path, written = self._save(image, req, ctx, index, seed, infotext, fields)
                     result.paths.append(str(path))
                     if written:
                         hooks.image_saved(ctx, str(path))
@@ -313,26 +318,77 @@ class Engine:
         return result
 
     def _save(
-        self, image: Any, req: GenerationRequest, job_id: str | None, index: int, seed: int, infotext: str
+        self,
+        image: Any,
+        req: GenerationRequest,
+        ctx: GenerationContext,
+        index: int,
+        seed: int,
+        infotext: str,
+        fields: NameFields,
     ) -> tuple[Path, bool]:
-        """Write one image: (its path, whether it was written now). For a job, through
-        its image journal (crash-safe: core/saving/journal.py); an image a retried job
-        already wrote (same index and seed) is not written a second time."""
+        """Write one image: (its path, whether it was written now), with the saving
+        settings as they were when the generation started (``ctx.settings``). For a job,
+        through its image journal (crash-safe: core/saving/journal.py); an image a retried
+        job already wrote (same index and seed) is not written a second time."""
         mode = "txt2img" if req.init_image is None else "img2img"
-        if job_id is None:
-            return save_image(image, self.outputs_dir, mode, seed, infotext, req.output_format), True
-        existing = self.journal.existing(job_id, index, seed)
-        if existing is not None:
-            log.info("job %s: image %d is already saved at %s", job_id, index, existing)
-            return existing, False
-        # Workers sharing a queue name a job's images after it (core/jobs/README: several workers).
-        stem = f"{job_id}-{index}-{seed}" if self.host.settings.job_image_names else None
-        path = save_image(
-            image, self.outputs_dir, mode, seed, infotext, req.output_format,
-            before_rename=lambda tmp, final: self.journal.record(job_id, index, seed, tmp, final),
-            stem=stem,
-        )  # fmt: skip
+        options = OutputOptions.from_settings(ctx.settings)
+        job_id = ctx.job_id
+        try:
+            if job_id is None:
+                path = save_image(
+                    image,
+                    self.outputs_dir,
+                    mode,
+                    seed,
+                    infotext,
+                    req.output_format,
+                    options=options,
+                    fields=fields,
+                )
+                return path, True
+            existing = self.journal.existing(job_id, index, seed)
+            if existing is not None:
+                log.info("job %s: image %d is already saved at %s", job_id, index, existing)
+                return existing, False
+            # Workers sharing a queue name a job's images after it (core/jobs/README: several workers).
+            stem = f"{job_id}-{index}-{seed}" if self.host.settings.job_image_names else None
+            path = save_image(
+                image, self.outputs_dir, mode, seed, infotext, req.output_format,
+                before_rename=lambda tmp, final: self.journal.record(job_id, index, seed, tmp, final),
+                stem=stem, options=options, fields=fields,
+            )  # fmt: skip
+        except UnsafePathError as exc:  # a folder setting that leads out (a symlink planted since)
+            raise RequestError("settings", str(exc)) from exc
         return path, True
+
+    def _name_fields(
+        self, checked: ValidatedRequest, model: LoadedModel, ctx: GenerationContext, seed: int, position: int,
+        index: int,
+    ) -> NameFields:  # fmt: skip
+        """What the file name pattern can name about image ``index`` (A1111's tags)."""
+        req = checked.request
+        return NameFields(
+            seed=seed,
+            prompt=ctx.original_prompt,
+            negative_prompt=ctx.original_negative_prompt,
+            seeds=list(ctx.seeds),
+            steps=req.steps,
+            cfg_scale=req.cfg_scale,
+            width=req.width,
+            height=req.height,
+            sampler=checked.sampler_name,
+            scheduler=req.scheduler or "",
+            styles=list(req.styles or []),
+            model_name=model.name,
+            model_hash=model.info.hash or "",
+            vae_filename=model.vae_file.name if model.vae_file is not None else "",
+            clip_skip=req.clip_skip,
+            batch_number=position,
+            generation_number=index,
+            denoising=req.denoising_strength if req.init_image is not None or checked.hires else None,
+            job_timestamp=ctx.state.setdefault("easel.job_timestamp", time.strftime("%Y%m%d%H%M%S")),
+        )
 
     def _memory_mode(self, checked: ValidatedRequest, model: LoadedModel) -> tuple[str, str]:
         req = checked.request

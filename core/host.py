@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from core.builtin_settings import builtin_checks
 from core.config import Settings
 from core.plugins.generation_hooks import GenerationHooks
 from core.plugins.manager import ExtensionManager
@@ -45,7 +46,12 @@ class Host:
         self.user_settings = UserSettings(
             self.settings.state_dir / "settings.json",
             self.setting_specs,
-            roots={"data": self.settings.data_dir, "models": self.settings.models_dir},
+            roots={
+                "data": self.settings.data_dir,
+                "models": self.settings.models_dir,
+                "outputs": self.settings.outputs_dir,
+            },
+            checks=builtin_checks(lambda: self.settings.outputs_dir),
         )
         self.generation_hooks = GenerationHooks(self.extensions.hooks)
         self.started = False

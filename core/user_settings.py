@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,17 @@ def _check_nested(value: Any, what: str) -> None:
 
 class UserSettings:
     def __init__(
-        self, path: Path, specs: Registry[SettingSpec], roots: dict[str, Path] | None = None
+        self,
+        path: Path,
+        specs: Registry[SettingSpec],
+        roots: dict[str, Path] | None = None,
+        checks: dict[str, Callable[[Any], None]] | None = None,
     ) -> None:
         self.path = path
         self.specs = specs
+        # by key: checks beyond type and choices (ranges, folders inside the outputs
+        # folder...); each raises ValueError naming the setting
+        self.checks = dict(checks or {})
         # where path settings may point: "data" (a folder per extension) and "models"
         self.roots = roots or {"data": path.parent}
         self._lock = threading.Lock()
@@ -71,8 +79,8 @@ class UserSettings:
         """The folder a path setting is confined to."""
         if spec.path not in PATH_KINDS:
             raise ValueError(f"setting {spec.key!r} does not name a file or folder")
-        if spec.path_root == "models":
-            return Path(self.roots["models"])
+        if spec.path_root in ("models", "outputs"):
+            return Path(self.roots[spec.path_root])
         if spec.path_root != "data":
             raise ValueError(f"setting {spec.key!r}: unknown path_root {spec.path_root!r}")
         namespace = spec.key.partition(".")[0]
@@ -88,6 +96,9 @@ class UserSettings:
         if spec.default is not None and not isinstance(value, type(spec.default)):
             raise ValueError(f"setting {key!r} must be a {type(spec.default).__name__}, not {value!r}")
         _check_nested(value, f"setting {key!r}")
+        extra = self.checks.get(key)
+        if extra is not None:
+            extra(value)
         if spec.path is not None and isinstance(value, str) and value.strip():
             confine(self.root_for(spec), value, f"setting {key!r}")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.errors import ModelError, RequestError
 from core.families import FamilyAdapter, get_family
+from core.models.sizes import native_side, size_hint
 from core.samplers import display_name, names_for, resolve_sampler
 from core.sampling.hires import HiresPlan, plan_hires
 from core.sampling.step_cache import CachePlan, parse_cache
@@ -126,6 +127,8 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
             setattr(req, field, native or getattr(defaults, field))
     req.width = _size(req, "width", defaults.size_multiple)
     req.height = _size(req, "height", defaults.size_multiple)
+    far = size_hint(req.width, req.height, native_side(info, defaults.width))
+    size_warnings = [far] if far else []
     req.steps = _int(req, "steps", 1, MAX_STEPS)
     req.cfg_scale = _float(req, "cfg_scale", 0.0, MAX_CFG)
     if req.late_cfg_scale is None:
@@ -138,11 +141,14 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
     req.seed = _int(req, "seed", -1, MAX_SEED)
     req.batch_size = _int(req, "batch_size", 1, MAX_BATCH_SIZE)
     req.batch_count = _int(req, "batch_count", 1, MAX_BATCH_COUNT)
+    if req.clip_skip is None:
+        req.clip_skip = 1  # a host fills the CLIP_stop_at_last_layers setting before
     req.clip_skip = _int(req, "clip_skip", 1, MAX_CLIP_SKIP)
 
     if not isinstance(req.sampler, str) or not req.sampler.strip():
         raise RequestError("sampler", f"must be a sampler name, got {req.sampler!r}")
     spec, schedule, warnings = _sampler_and_schedule(req, samplers, family)
+    warnings = size_warnings + warnings
     sampler_name = display_name(spec) if family.flow else spec.name
     # canonical: "k_euler_a" and "euler A" become "Euler a". A name run as another
     # sampler (no flow form) keeps the asked name, so validating the stored request again
@@ -158,6 +164,8 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
             warnings.append(f"shift applies to flow-matching models only; {family.label} ignores it")
             req.shift = None
 
+    if req.output_format is None:
+        req.output_format = "png"  # a host fills the samples_format setting before
     fmt = req.output_format.lower() if isinstance(req.output_format, str) else req.output_format
     if fmt not in OUTPUT_FORMATS:
         raise RequestError(

@@ -56,6 +56,9 @@ from plugin_api.types import (
 #      (A1111's selectable scripts: one request run as several generations in one job)
 #      plugin_api.localization.translate (run-time texts in the page's language; labels are
 #      translated from the extension's localizations/<lang>.json)
+#      GenerationRequest.negative_prompt/clip_skip/output_format None = the user's setting
+#      (default_negative_prompt, CLIP_stop_at_last_layers, samples_format);
+#      SettingSpec.path_root "outputs"
 API_VERSION = "1.9"
 
 __all__ = [

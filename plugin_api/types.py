@@ -20,12 +20,17 @@ class GenerationRequest:
 
     ``None`` in ``steps``, ``cfg_scale``, ``late_cfg_scale``, ``late_cfg_start``, ``width``,
     ``height`` and ``sampler`` means "the model's recommendation (its ``easel.json``), else
-    the model family's default". ``transform_prompt`` implementations edit ``prompt`` and
-    ``negative_prompt`` in place.
+    the model family's default". ``None`` in ``negative_prompt``, ``clip_skip``,
+    ``output_format``, ``vae`` and ``model`` means "the user's setting"
+    (``default_negative_prompt``, ``CLIP_stop_at_last_layers``, ``samples_format``,
+    ``sd_vae``, ``sd_model_checkpoint``): the host fills them before validation, so every
+    front end gets the same defaults. ``transform_prompt`` implementations edit ``prompt``
+    and ``negative_prompt`` in place.
     """
 
     prompt: str = ""
-    negative_prompt: str = ""
+    # None: the ``default_negative_prompt`` setting (empty unless the user set one)
+    negative_prompt: str | None = None
     seed: int = -1  # -1 picks a random seed; the seed used is reported in the result
     steps: int | None = None
     cfg_scale: float | None = None
@@ -52,7 +57,7 @@ class GenerationRequest:
     vae: str | None = None
     batch_size: int = 1  # images per sampling run
     batch_count: int = 1  # sampling runs, one after another (A1111's n_iter)
-    clip_skip: int = 1
+    clip_skip: int | None = None  # None: the ``CLIP_stop_at_last_layers`` setting (1)
     # img2img / inpainting: images are PIL images (the API decodes base64 for you)
     init_image: Any | None = None
     denoising_strength: float = 0.75
@@ -74,7 +79,7 @@ class GenerationRequest:
     hr_second_pass_steps: int = 0
     hr_resize_x: int = 0
     hr_resize_y: int = 0
-    output_format: str = "png"  # png | jpeg | webp
+    output_format: str | None = None  # png | jpeg | webp; None: the ``samples_format`` setting
     save_images: bool = True
     # step caching (core/sampling/step_cache.py), off unless asked: {"method": "fbcache" |
     # "magcache" | "taylorseer" | "deepcache" | "off", "threshold": number}; the string
@@ -372,7 +377,8 @@ class SettingSpec:
     # A setting that names a file or folder ("file" | "folder"). Its value is data, not a
     # free path: it is resolved inside ``path_root`` and anything that lands outside is
     # refused. "data": <data dir>/<extension>/ (the part of ``key`` before the dot);
-    # "models": the models folder. Read the resolved path with ``host.setting_path(key)``.
+    # "models": the models folder; "outputs": the outputs folder (API 1.9). Read the
+    # resolved path with ``host.setting_path(key)``.
     path: str | None = None
     path_root: str = "data"
 

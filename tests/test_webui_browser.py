@@ -88,7 +88,7 @@ def set_number(page, selector: str, value: int) -> None:
 
 def fill_form(page, server, prompt: str, seed: int, steps: int = STEPS) -> None:
     page.fill("#txt2img_prompt textarea", prompt)
-    page.click("#txt2img_preset_128x128")
+    page.click("#txt2img_preset_0")  # the demo model's first size: 128x128
     page.wait_for_function(
         "document.querySelector('#txt2img_width input[type=number]').value === '128'"
         " && document.querySelector('#txt2img_height input[type=number]').value === '128'"
@@ -261,10 +261,7 @@ def choose_language(page, language: str) -> None:
     names = {LANGUAGE_NAMES[language], "自动" if language == "auto" else LANGUAGE_NAMES[language]}
     page.click(", ".join(f"[role=option]:text-is('{name}')" for name in names))
     page.click("#settings_save")
-    # the message is in the page's language
-    page.wait_for_function(
-        "/^(saved|已保存)/.test(document.querySelector('#settings_message textarea').value)"
-    )
+    page.wait_for_function("document.querySelector('#settings_message textarea').value.includes('changed')")
 
 
 def test_send_to_img2img_and_generate(browser, server):
@@ -570,4 +567,56 @@ def test_queue_history_survives_a_restart(browser, server, scratch):
         after = queue_job_ids(page)
         assert before <= after
         screenshot(page, "webui-queue-after-restart")
+        context.close()
+
+
+def test_jpeg_output_carries_its_infotext_into_png_info(browser, server):
+    """Issue #25: with samples_format "jpg" saved in the Settings tab, the next image is a
+    JPEG whose EXIF UserComment holds the parameters (A1111's place), and PNG Info reads
+    them back; the quick-settings bar shows checkpoint, VAE and clip skip; a size far above
+    the model's own gets a hint."""
+    from PIL import Image
+
+    from core.saving.writer import read_infotext
+
+    context, page = open_page(browser, server)
+    for key in ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"):
+        assert page.is_visible(f"#setting_quick_{key}"), key
+    assert not page.is_visible("#setting_quick_samples_format")  # not in quicksettings_list
+    try:
+        page.click("button#tab_settings-button")
+        page.click("#setting_samples_format input")
+        page.click("[role=option]:text-is('jpg')")
+        page.click("#settings_save")
+        page.wait_for_function(
+            "document.querySelector('#settings_message textarea').value === '1 settings changed: samples_format.'"
+        )
+        screenshot(page, "webui-settings")
+        page.click("button#tab_txt2img-button")
+        fill_form(page, server, "a small green star at the top left, white background", seed=77, steps=4)
+        set_number(page, "#txt2img_width input[type=number]", 512)
+        page.wait_for_function("document.querySelector('#txt2img_size_hint').innerText.includes('far above')")
+        page.click("#txt2img_preset_0")
+        page.wait_for_function("document.querySelector('#txt2img_size_hint').innerText.trim() === ''")
+        page.click("#txt2img_generate")
+        info = wait_for_result(page)
+        saved = sorted(server.data_dir.joinpath("outputs").rglob("*.jpg"), key=lambda p: p.stat().st_mtime)
+        assert saved, "no JPEG written under outputs/"
+        with Image.open(saved[-1]) as image:
+            assert image.format == "JPEG"
+        assert read_infotext(saved[-1]) == info and "Seed: 77" in info
+        page.click("button#tab_png_info-button")
+        page.set_input_files("#png_info_image input[type=file]", str(saved[-1]))
+        page.wait_for_function(
+            "document.querySelector('#png_info_parameters textarea').value.includes('Seed: 77')"
+        )
+        assert page.input_value("#png_info_parameters textarea") == info
+    finally:
+        page.click("button#tab_settings-button")
+        page.click("#setting_samples_format input")
+        page.click("[role=option]:text-is('png')")
+        page.click("#settings_save")
+        page.wait_for_function(
+            "document.querySelector('#settings_message textarea').value === '1 settings changed: samples_format.'"
+        )
         context.close()

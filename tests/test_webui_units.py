@@ -186,7 +186,7 @@ def test_settings_are_saved_and_a_bad_value_is_named(host):
     host.setting_specs.add(SettingSpec(key="t.mode", default="a", choices=("a", "b")), "t")
     specs = [host.setting_specs.get("t.count"), host.setting_specs.get("t.mode")]
     message = save_settings(host, specs, [5.0, "zzz"])
-    assert message.startswith("saved 1 setting") and "t.mode" in message
+    assert message.startswith("1 settings changed: t.count.") and "Not saved: t.mode" in message
     assert host.user_settings.get("t.count") == 5
     assert host.user_settings.get("t.mode") == "a"
 

@@ -323,6 +323,7 @@ def test_extension_tables_and_bad_files(server, page):
     label = page.inner_text("#setting_zh_fixture\\.greeting")
     assert "测试问候语 (zh_fixture.greeting)" in label and "测试扩展说的话" in label, label
     # table headers, and the columns of UI words (state, enabled, source), are translated
+    page.click("#settings_host_section button")  # the host's read-only block is collapsed
     page.wait_for_function("document.querySelector('#settings_host').innerText.includes('数据目录')")
     page.click("button#tab_extensions-button")
     page.wait_for_function(

@@ -26,6 +26,7 @@ from ui.localization import load_localizations
 from ui.png_info import build_png_info_tab
 from ui.progress_view import PROGRESS_CSS
 from ui.queue_tab import build_queue_tab
+from ui.quicksettings import build_quicksettings, wire_quicksettings
 from ui.send_to import wire_png_info_sends, wire_result_sends
 from ui.settings_tab import build_settings_tab
 from ui.translated_blocks import TABLE_HEADERS_JS, translate_blocks
@@ -48,6 +49,7 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
     set_translator(lambda text, request: localizations.translate(text, request_language(request, host)))
     client = JobClient(service)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as blocks:
+        quick = build_quicksettings(host, service)  # A1111's bar: checkpoint, VAE, clip skip
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab(t("tab.txt2img"), id="txt2img", elem_id="tab_txt2img") as txt2img_tab:
                 txt2img = build_txt2img_tab(host, service, client)
@@ -62,13 +64,14 @@ def build_blocks(host: Any, service: Any) -> gr.Blocks:
             with gr.Tab(t("tab.extensions"), id="extensions", elem_id="tab_extensions") as extensions_tab:
                 build_extensions_tab(host)
             with gr.Tab(t("tab.settings"), id="settings", elem_id="tab_settings") as settings_tab:
-                build_settings_tab(host)
+                build_settings_tab(host, service)
             extension_tabs = build_extension_tabs(host, client)
         extras = next(
             ((b.elem_id, b.send_to_image) for b in extension_tabs if b.send_to_image is not None), None
         )
         for source in (txt2img, img2img):  # every result gallery: send to txt2img, img2img, inpaint, Extras
             wire_result_sends(source, txt2img, img2img, tabs, extras)
+        wire_quicksettings(quick, blocks, host, [txt2img.form, img2img.form])
         wire_png_info_sends(png_info, txt2img, img2img, tabs)
         wire_history_sends(history, host, txt2img, img2img, tabs)
         # the history lists the outputs folders afresh whenever it is shown

@@ -11,17 +11,6 @@ from typing import Any
 
 log = logging.getLogger("easel.ui")
 
-DEFAULT_NEGATIVE_PROMPT = "lowres, blurry, worst quality, low quality, jpeg artifacts, watermark, text"
-# (width, height): one click sets both; the small ones suit the demo model
-SIZE_PRESETS: tuple[tuple[int, int], ...] = (
-    (128, 128),
-    (256, 256),
-    (512, 512),
-    (768, 768),
-    (1024, 1024),
-    (1024, 576),
-    (576, 1024),
-)
 DEFAULT_STEPS = 20
 DEFAULT_CFG = 7.0
 DEFAULT_SIZE = 512
@@ -68,9 +57,27 @@ def default_vae(host: Any) -> str:
         return "Automatic"
 
 
+def default_negative_prompt(host: Any) -> str:
+    """The ``default_negative_prompt`` setting: what a request without one gets anywhere."""
+    try:
+        return str(host.get_setting("default_negative_prompt"))
+    except Exception:
+        return ""
+
+
 def default_model(service: Any) -> str | None:
+    """The ``sd_model_checkpoint`` setting's model (through the service: the API sets it
+    up), else the engine's default, else the first."""
     engine = find_engine(service)
     names = model_names(service)
+    chooser = getattr(service, "default_model", None)
+    if callable(chooser):
+        try:
+            name = chooser()
+            if name in names:
+                return name
+        except Exception:
+            log.exception("could not read the sd_model_checkpoint setting")
     if engine is not None:
         try:
             name = engine.models.default_name()

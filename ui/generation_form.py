@@ -17,6 +17,7 @@ from ui.i18n import t
 from ui.img2img_modes import Img2ImgInputs, build_img2img_inputs
 from ui.progress_view import render_progress
 from ui.results import ResultsPanel, build_results_panel
+from ui.size_presets import SizePresets, build_size_presets
 from ui.styles_picker import StylesPicker, build_styles_picker, wire_styles_picker
 
 
@@ -37,7 +38,7 @@ class GenerationForm:
     late_cfg_start: gr.Textbox
     width: gr.Slider
     height: gr.Slider
-    presets: list[tuple[gr.Button, int, int]]
+    presets: SizePresets  # the model's sizes and the far-above-native hint
     seed: gr.Number
     random_seed: gr.Button
     reuse_seed: gr.Button
@@ -111,7 +112,9 @@ def build_generation_form(
             )
             negative_prompt = gr.Textbox(
                 label=t("gen.negative_prompt"),
-                value=choices.DEFAULT_NEGATIVE_PROMPT,
+                # the default_negative_prompt setting, re-read on each page load: every
+                # front end fills the same one (core/request_defaults.py)
+                value=lambda: choices.default_negative_prompt(host),
                 elem_id=f"{prefix}_neg_prompt",
                 lines=2,
             )
@@ -138,7 +141,7 @@ def build_generation_form(
             with gr.Row():
                 model = gr.Dropdown(
                     choices=models,
-                    value=default_model,
+                    value=lambda: choices.default_model(service),  # sd_model_checkpoint, on each load
                     label=t("gen.model"),
                     elem_id=f"{prefix}_model",
                     scale=5,
@@ -222,13 +225,7 @@ def build_generation_form(
                     label=t("gen.height"),
                     elem_id=f"{prefix}_height",
                 )
-            presets = []
-            with gr.Row(elem_id=f"{prefix}_size_presets"):
-                for w, h in choices.SIZE_PRESETS:
-                    button = gr.Button(
-                        f"{w}×{h}", size="sm", elem_id=f"{prefix}_preset_{w}x{h}", min_width=60, scale=0
-                    )
-                    presets.append((button, w, h))
+            presets = build_size_presets(prefix, service, default_model)  # follow the model
             with gr.Row():
                 seed = gr.Number(
                     value=-1, precision=0, label=t("gen.seed"), elem_id=f"{prefix}_seed", scale=5

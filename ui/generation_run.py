@@ -27,6 +27,7 @@ from ui.job_client import JobClient
 from ui.language import chosen_language, request_language
 from ui.progress_view import render_progress
 from ui.results import wire_downloads
+from ui.size_presets import wire_size_presets
 
 log = logging.getLogger("easel.ui")
 
@@ -284,10 +285,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     form.reuse_seed.click(
         _reuse_seed, inputs=[last_result, form.seed], outputs=[form.seed], show_progress="hidden"
     )
-    for button, w, h in form.presets:
-        button.click(
-            lambda w=w, h=h: (w, h), inputs=None, outputs=[form.width, form.height], show_progress="hidden"
-        )
+    wire_size_presets(form.presets, service, form.model, form.width, form.height)
     form.refresh_models.click(
         lambda current, vae: (_refresh_models(service, current), _refresh_vaes(service, vae)),
         inputs=[form.model, form.vae],

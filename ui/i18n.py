@@ -18,6 +18,7 @@ import gradio as gr
 
 from plugin_api.localization import fill
 from ui.localization import Localizations, load_localizations
+from ui.settings_texts import SETTINGS_TEXTS
 
 LANGUAGES = ("en", "zh-CN")
 
@@ -184,6 +185,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "history.message": ("Result", "结果"),
     "queue.opened": ("Images of the opened job", "所打开任务的图像"),
 }
+
+TEXTS |= SETTINGS_TEXTS  # ui/settings_texts.py: the Settings tab's own
 
 EN = {key: pair[0] for key, pair in TEXTS.items()}
 ZH_CN = {key: pair[1] for key, pair in TEXTS.items()}

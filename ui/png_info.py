@@ -56,21 +56,12 @@ def open_image(path: str | None) -> Any:
 
 
 def read_parameters(image: Any) -> str:
-    """The infotext stored in an image (PNG text chunk, or JPEG/WebP EXIF comment)."""
+    """The infotext stored in an image (PNG text chunk, or JPEG/WebP EXIF UserComment)."""
     if image is None:
         return ""
-    info = getattr(image, "info", {}) or {}
-    text = info.get("parameters")
-    if text:
-        return str(text)
-    try:
-        exif = image.getexif()
-        comment = exif.get_ifd(0x8769).get(0x9286)  # EXIF UserComment, A1111's place for JPEG
-        if isinstance(comment, bytes):
-            comment = comment.removeprefix(b"UNICODE\0").decode("utf-16-be", errors="ignore")
-        return str(comment or "")
-    except Exception:
-        return ""
+    from core.saving.writer import infotext_of  # the engine's own reader
+
+    return infotext_of(image) or ""
 
 
 def parse(text: str) -> dict[str, Any]:

@@ -41,15 +41,27 @@ class Catalog:
             raise RequestError(field, str(exc).strip("'\"")) from None
 
     def default_model(self) -> str | None:
-        chosen = self._options().get("sd_model_checkpoint")
+        """The ``sd_model_checkpoint`` setting (kept by the host for every front end; before
+        it was a setting, /sdapi/v1/options kept it in api_options.json, still read), else
+        the engine's default."""
+        chosen = self._setting_or_none("sd_model_checkpoint") or self._options().get("sd_model_checkpoint")
         if chosen and chosen in {m.name for m in self.models()}:
             return chosen
         return self.engine.models.default_name() if self.engine is not None else None
 
     def set_default_model(self, value: str) -> str:
         info = self.model_info(value, "sd_model_checkpoint")
-        self._update_options({"sd_model_checkpoint": info.name})
+        try:
+            self.host.set_setting("sd_model_checkpoint", info.name)
+        except (KeyError, AttributeError):  # a host without the builtin settings
+            self._update_options({"sd_model_checkpoint": info.name})
         return info.name
+
+    def _setting_or_none(self, key: str) -> Any:
+        try:
+            return self.host.get_setting(key)
+        except (KeyError, AttributeError):
+            return None
 
     @staticmethod
     def model_title(info: Any) -> str:

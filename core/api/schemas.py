@@ -87,7 +87,9 @@ class JobRequest(HiresFixFields):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prompt: PromptText = ""
-    negative_prompt: PromptText = ""
+    negative_prompt: PromptText | None = Field(
+        None, description="None: the default_negative_prompt setting (empty unless set)"
+    )
     seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1 picks a random seed")
     steps: int | None = Field(None, ge=1, le=500, description="None: the model family's default")
     cfg_scale: float | None = Field(None, ge=0, le=100)
@@ -112,14 +114,18 @@ class JobRequest(HiresFixFields):
     )
     batch_size: int = Field(1, ge=1, le=64)
     batch_count: int = Field(1, ge=1, le=100)
-    clip_skip: int = Field(1, ge=1, le=12)
+    clip_skip: int | None = Field(
+        None, ge=1, le=12, description="None: the CLIP_stop_at_last_layers setting (1)"
+    )
     init_image: str | None = Field(None, description="base64 image: img2img / inpainting source")
     denoising_strength: float = Field(0.75, ge=0, le=1)
     mask: str | None = Field(None, description="base64 image: white = repaint")
     mask_blur: int = Field(4, ge=0, le=256)
     inpaint_full_res: bool = False
     inpaint_full_res_padding: int = Field(32, ge=0, le=1024)
-    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_format: Literal["png", "jpeg", "webp"] | None = Field(
+        None, description="None: the samples_format setting (png)"
+    )
     save_images: bool = True
     cache: CacheFields | None = Field(
         None, description='step caching, e.g. {"method": "deepcache", "threshold": 3}; None: off'

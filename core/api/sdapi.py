@@ -32,6 +32,7 @@ from core.errors import RequestError
 from core.jobs import JobService
 from core.jobs.record import CANCELLED, DONE, INTERRUPTED
 from core.models.prediction import yaml_beside
+from core.saving.writer import infotext_of
 from core.schedules import SCHEDULE_TYPES
 
 # how the worker records a job that failed with the host's RequestError (core/jobs/worker.py)
@@ -244,16 +245,11 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
                 title = catalog.model_title(catalog.model_info(default))
             except RequestError:
                 title = default
+        # fixed answers for A1111 options Easel does not let change; the host's settings
+        # (A1111's names: samples_format, outdir_*, CLIP_stop_at_last_layers...) after them
         options: dict[str, Any] = {
-            "sd_model_checkpoint": title,
             "sd_checkpoint_hash": None,
-            "CLIP_stop_at_last_layers": 1,
-            "samples_format": "png",
             "samples_save": True,
-            "save_images_add_number": True,
-            "outdir_samples": "",
-            "outdir_txt2img_samples": str(host.settings.outputs_dir / "txt2img-images"),
-            "outdir_img2img_samples": str(host.settings.outputs_dir / "img2img-images"),
             "enable_pnginfo": True,
             "eta_noise_seed_delta": 0,
             "live_previews_enable": True,
@@ -261,12 +257,17 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
             "sd_checkpoint_cache": 1,
         }
         options.update(host.user_settings.all())
+        options["sd_model_checkpoint"] = title  # A1111's "name [hash]" title of the model in use
         return options
 
     @router.post("/options", summary="Set options (A1111): sd_model_checkpoint switches the default model")
     def set_options(values: dict[str, Any] = Body(...)) -> None:
         """Unknown keys are ignored, as in A1111; a bad model or setting value is a 422."""
-        known = {key: value for key, value in values.items() if key in host.setting_specs}
+        known = {
+            key: value
+            for key, value in values.items()
+            if key in host.setting_specs and key != "sd_model_checkpoint"  # a title: set below
+        }
         # every value is checked before any is saved: a refused request changes nothing
         for key, value in known.items():
             try:
@@ -289,7 +290,9 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
         def read() -> dict[str, Any]:
             image = decode_base64_image(body.image, "image")
             items = {k: v for k, v in image.info.items() if isinstance(v, str)}
-            info = items.pop("parameters", "")
+            items.pop("parameters", None)
+            # A1111 reads JPEG/WebP parameters from EXIF UserComment too
+            info = infotext_of(image) or ""
             parameters: dict[str, Any] = {}
             if info:
                 try:

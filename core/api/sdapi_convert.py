@@ -189,8 +189,10 @@ def sdapi_info(record: Any, catalog: Catalog) -> dict[str, Any]:
     # A1111's info holds the prompts as the user sent them (<lora:...> tags kept), like the
     # infotext's prompt lines; what the model saw is in the infotext's "Transformed prompt"
     prompt = result.get("original_prompt", result.get("prompt")) or asked.get("prompt", "")
-    negative = result.get("original_negative_prompt", result.get("negative_prompt")) or asked.get(
-        "negative_prompt", ""
+    negative = (
+        result.get("original_negative_prompt", result.get("negative_prompt"))
+        or asked.get("negative_prompt")
+        or ""
     )
     count = len(seeds) or 1
     started = record.started_at or record.created_at

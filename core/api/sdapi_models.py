@@ -26,7 +26,7 @@ class SdapiGenerationBase(A1111Lenient):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     prompt: PromptText = ""
-    negative_prompt: PromptText = ""
+    negative_prompt: PromptText | None = Field(None, description="None: the default_negative_prompt setting")
     styles: list[Name] = Field(default_factory=list, description="names from /sdapi/v1/prompt-styles")
     seed: int = Field(-1, ge=-1, le=MAX_SEED)
     subseed: int = Field(-1, ge=-1, le=MAX_SEED, description="accepted, not applied")

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser = subparsers.add_parser("generate", help="generate images from a prompt", parents=[common])
     parser.add_argument("prompt")
     parser.add_argument("--model", help="model name as listed by `easel models` (default: the demo model)")
-    parser.add_argument("--negative", default="", help="negative prompt")
+    parser.add_argument("--negative", help="negative prompt (default: the default_negative_prompt setting)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--cfg", type=float, help="CFG scale")
     parser.add_argument(
@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     )
     parser.add_argument("--batch", type=int, default=1, help="images per run (batch size)")
     parser.add_argument("--count", type=int, default=1, help="runs, one after another (batch count)")
-    parser.add_argument("--clip-skip", type=int, default=1)
+    parser.add_argument("--clip-skip", type=int, help="default: the CLIP_stop_at_last_layers setting (1)")
     img2img = parser.add_argument_group("img2img / inpainting (A1111's img2img tab)")
     img2img.add_argument("--init-image", type=Path, help="start from this image (img2img)")
     img2img.add_argument("--mask", type=Path, help="inpaint: white = repaint (needs --init-image)")
@@ -68,7 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         help="step caching: deepcache[:N] (SD/SDXL UNets), fbcache[:tol], magcache[:tol], "
         "taylorseer[:N] (Z-Image); default off (docs/speed.md)",
     )
-    parser.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    parser.add_argument(
+        "--format", choices=("png", "jpeg", "webp"), help="default: the samples_format setting (png)"
+    )
     parser.add_argument(
         "--out", type=Path, help="outputs folder (default: <data dir>/outputs); runs in-process"
     )

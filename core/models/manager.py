@@ -32,6 +32,7 @@ from core.errors import ModelError
 from core.models.acceleration import AccelerationOptions, accelerate
 from core.models.memory_modes import HEADROOM_BYTES, validate_mode
 from core.models.recommended import read_recommended
+from core.models.sizes import read_sizes
 from plugin_api.scanning import scan_model_files
 from core.families import FamilyAdapter, all_families, get_family
 from core.families import zimage_files
@@ -71,6 +72,8 @@ class ModelInfo:
     recommended: dict[str, Any] = field(default_factory=dict)
     # epsilon or v-prediction, and why (core/models/prediction.py); None for flow models
     prediction: Prediction | None = None
+    # the sizes the model was made for, from its easel.json (core/models/sizes.py)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def inpainting(self) -> bool:
@@ -88,6 +91,7 @@ class ModelInfo:
             "path": str(self.path),
             "prediction": self.prediction.label if self.prediction else None,
             "prediction_source": self.prediction.source if self.prediction else None,
+            "sizes": [list(size) for size in self.sizes],
         }
 
 
@@ -257,6 +261,7 @@ class ModelManager:
                     return ModelInfo(
                         name, family.name, "diffusers", size, self.hashes.short_hash(path), path,
                         native_size=native_size(path), recommended=read_recommended(path),
+                        sizes=read_sizes(path),
                         variant="inpaint" if unet_in_channels(path) == INPAINT_IN_CHANNELS else "",
                         prediction=folder_prediction(path, family),
                     )  # fmt: skip

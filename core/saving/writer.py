@@ -9,7 +9,9 @@ in EXIF UserComment (UTF-16, "UNICODE" prefix), as A1111 does.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import os
 import re
 import tempfile
@@ -19,6 +21,10 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from core.saving.filenames import NameFields
+from core.saving.output_settings import MAX_SAME_NAME, OutputOptions, file_name
+
+log = logging.getLogger("easel.saving")
 EXIF_IFD = 0x8769
 USER_COMMENT = 0x9286
 UNICODE_PREFIX = b"UNICODE\x00"
@@ -28,13 +34,9 @@ FORMATS = {
     "jpg": ("JPEG", ".jpg"),
     "webp": ("WEBP", ".webp"),
 }
-_NUMBERED = re.compile(r"^(\d{5,})-")
+_NUMBERED = re.compile(r"^(\d{5,})[-.]")
 _folder_locks: dict[str, threading.Lock] = {}
 _folder_locks_guard = threading.Lock()
-
-
-def mode_folder(mode: str) -> str:
-    return "txt2img-images" if mode == "txt2img" else "img2img-images"
 
 
 def _lock_for(folder: Path) -> threading.Lock:
@@ -80,26 +82,35 @@ def save_image(
     today: dt.date | None = None,
     before_rename: Callable[[Path, Path], None] | None = None,
     stem: str | None = None,
+    options: OutputOptions | None = None,
+    fields: NameFields | None = None,
 ) -> Path:
     """Write ``image`` with its infotext; return the final path.
 
+    ``options``: the saving settings (folders, name pattern, quality: see
+    core/saving/output_settings.py); A1111's layout when None. ``fields``: what the name
+    pattern may use (the seed alone when None). ``output_format`` wins over the settings'.
     ``before_rename(tmp, final)`` runs once the temporary file is on disk and before it
     gets its final name (the job's image journal records both there: core/saving/journal.py).
-    ``stem``: a fixed file name (without suffix) instead of the next number. Workers that
+    ``stem``: a fixed file name (without suffix) instead of the pattern. Workers that
     share a queue name images by job id and index, so a job run again after its worker
     died replaces the files of the lost run instead of adding a second set.
     """
+    options = options or OutputOptions()
     pil_format, suffix = FORMATS[output_format.lower()]
-    folder = Path(outputs_dir) / mode_folder(mode) / (today or dt.date.today()).isoformat()
+    if fields is None:
+        fields = NameFields(seed=seed)
+    if today is not None:
+        fields = dataclasses.replace(fields, now=dt.datetime.combine(today, fields.now.time()))
+    folder = options.folder(Path(outputs_dir), mode, fields)
     folder.mkdir(parents=True, exist_ok=True)
     with _lock_for(folder):
-        name = stem if stem is not None else f"{next_number(folder):05d}-{seed}"
-        path = folder / f"{name}{suffix}"
+        path = folder / f"{stem}{suffix}" if stem is not None else _free_name(folder, options, fields, suffix)
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
         try:
             give_normal_mode(fd)
             with os.fdopen(fd, "wb") as f:
-                _write(image, f, pil_format, infotext)
+                _write(image, f, pil_format, infotext, options)
                 f.flush()
                 os.fsync(f.fileno())  # complete on disk before anything refers to it
             if before_rename is not None:
@@ -167,6 +178,26 @@ def save_grid(
     return path
 
 
+def _free_name(folder: Path, options: OutputOptions, fields: NameFields, suffix: str) -> Path:
+    """The next A1111 number with the pattern's name; without numbers, the pattern's name
+    or, when that file exists, ``name-1``, ``name-2``... (an image is never overwritten)."""
+    decoration = options.decoration(fields)
+    if options.add_number:
+        number = next_number(folder)
+        for attempt in range(MAX_SAME_NAME):
+            path = folder / file_name(decoration, number + attempt, suffix)
+            if not path.exists():
+                return path
+    else:
+        path = folder / file_name(decoration, None, suffix)
+        stem = path.stem
+        for attempt in range(1, MAX_SAME_NAME):
+            if not path.exists():
+                return path
+            path = folder / f"{stem}-{attempt}{suffix}"
+    raise FileExistsError(f"no free file name for {decoration!r} in {folder}")
+
+
 def _current_umask() -> int:
     """The process's umask, read without changing it where the system allows (changing
     it, even for a moment, races with every other thread creating files)."""
@@ -192,7 +223,7 @@ def give_normal_mode(fd: int) -> None:
         os.fchmod(fd, NORMAL_FILE_MODE)
 
 
-def _write(image: Image.Image, f, pil_format: str, infotext: str) -> None:
+def _write(image: Image.Image, f, pil_format: str, infotext: str, options: OutputOptions) -> None:
     if pil_format == "PNG":
         info = PngImagePlugin.PngInfo()
         info.add_text("parameters", infotext)
@@ -200,18 +231,37 @@ def _write(image: Image.Image, f, pil_format: str, infotext: str) -> None:
         return
     exif = Image.Exif()
     exif.get_ifd(EXIF_IFD)[USER_COMMENT] = encode_user_comment(infotext)
-    rgb = image.convert("RGB") if pil_format == "JPEG" else image
-    rgb.save(f, format=pil_format, exif=exif.tobytes(), quality=90)
+    quality = {"quality": options.jpeg_quality}
+    if pil_format == "WEBP" and options.webp_lossless:
+        quality = {"lossless": True}
+    rgb = image.convert("RGB") if pil_format == "JPEG" or image.mode not in ("RGB", "RGBA") else image
+    try:
+        rgb.save(f, format=pil_format, exif=exif.tobytes(), **quality)
+    except ValueError as exc:  # JPEG's EXIF segment holds 64 KB: about 32,000 characters
+        if "EXIF data is too long" not in str(exc):
+            raise
+        log.warning(
+            "the parameters (%d characters) do not fit in JPEG EXIF; saved without them", len(infotext)
+        )
+        f.seek(0)
+        f.truncate()
+        rgb.save(f, format=pil_format, **quality)
 
 
 def read_infotext(path: str | Path) -> str | None:
     """The A1111 parameters stored in an image file, or None."""
     with Image.open(path) as image:
-        text = image.info.get("parameters")
-        if isinstance(text, str):
-            return text
-        exif = image.getexif()
-        raw = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
-        if raw:
-            return decode_user_comment(raw)
-    return None
+        return infotext_of(image)
+
+
+def infotext_of(image: Image.Image) -> str | None:
+    """The A1111 parameters of an opened image: a PNG's ``parameters`` text chunk, else a
+    JPEG's or WebP's EXIF UserComment (where A1111 writes them); None without either."""
+    text = image.info.get("parameters")
+    if isinstance(text, str):
+        return text
+    try:
+        raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except Exception:  # a damaged EXIF block: no parameters, not an error
+        return None
+    return decode_user_comment(raw) if raw else None
