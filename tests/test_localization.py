@@ -175,6 +175,7 @@ def test_an_extension_message_follows_the_request_language():
     from plugin_api.localization import set_translator, translate
     from ui.language import request_language
 
+    set_translator(None)  # a WebUI built by an earlier test installed its own
     assert translate("Upload a control image first.", FakeRequest("zh-CN")) == "Upload a control image first."
     loaded = load_localizations(None)
     loaded.add_folder(Path("extensions/zh_prompt/localizations"), "zh_prompt")
