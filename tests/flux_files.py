@@ -222,3 +222,34 @@ def to_fp8_scaled(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
             out[name] = tensor
             meant[name] = tensor
     return out, meant
+
+
+# kohya's names for some FLUX.1 layers (sd-scripts' networks/lora_flux.py): "lora_unet_" +
+# the BFL module path with "_" for "."; qkv and linear1 are fused as in the BFL file
+KOHYA_TARGETS = {
+    "lora_unet_double_blocks_0_img_attn_qkv": (3 * HIDDEN, HIDDEN),
+    "lora_unet_double_blocks_0_img_attn_proj": (HIDDEN, HIDDEN),
+    "lora_unet_double_blocks_0_txt_attn_qkv": (3 * HIDDEN, HIDDEN),
+    "lora_unet_double_blocks_0_img_mlp_0": (4 * HIDDEN, HIDDEN),
+    "lora_unet_double_blocks_0_txt_mlp_2": (HIDDEN, 4 * HIDDEN),
+    "lora_unet_single_blocks_0_linear2": (HIDDEN, 5 * HIDDEN),
+}
+
+
+def write_kohya_lora(path: Path, seed: int, rank: int = 4) -> Path:
+    """A kohya-format FLUX.1 LoRA (lora_down/lora_up/alpha) over :data:`KOHYA_TARGETS`."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, (out_features, in_features) in KOHYA_TARGETS.items():
+        state[f"{name}.lora_down.weight"] = torch.randn(rank, in_features, generator=generator) * 0.3
+        state[f"{name}.lora_up.weight"] = torch.randn(out_features, rank, generator=generator) * 0.3
+        state[f"{name}.alpha"] = torch.tensor(float(rank))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(
+        state,
+        str(path),
+        metadata={"ss_base_model_version": "flux1", "ss_network_module": "networks.lora_flux"},
+    )
+    return path

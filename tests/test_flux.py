@@ -108,14 +108,17 @@ def flux(tmp_path_factory):
     for name in ("tiny-flux-Q8_0", "tiny-flux-Q4_K"):
         shutil.copytree(configs, models / "unet" / f"{name}.config")
     assert split.exists()
+    flux_files.write_kohya_lora(models / "Lora" / "flux-kohya.safetensors", seed=2)
     host = Host(Settings(data_dir=root / "data", models_dir=models, safe_mode=True, device="cpu")).start()
     yield Engine(host), components, meant
     host.stop()
 
 
-def generate(engine, model: str, cfg_scale: float = 1.0, negative: str = "") -> tuple[np.ndarray, list[str]]:
+def generate(
+    engine, model: str, cfg_scale: float = 1.0, negative: str = "", prompt: str = PROMPT
+) -> tuple[np.ndarray, list[str]]:
     request = GenerationRequest(
-        prompt=PROMPT, negative_prompt=negative, seed=SEED, steps=STEPS, width=SIZE, height=SIZE, model=model,
+        prompt=prompt, negative_prompt=negative, seed=SEED, steps=STEPS, width=SIZE, height=SIZE, model=model,
         sampler="Euler", cfg_scale=cfg_scale, distilled_cfg_scale=GUIDANCE,
     )  # fmt: skip
     result = engine.generate(request)
@@ -189,3 +192,34 @@ def test_bfl_names_round_trip():
     reference = transformer.state_dict()
     assert set(back) == set(reference)
     assert all(torch.equal(back[k], reference[k]) for k in reference)
+
+
+def test_kohya_lora_equals_diffusers_and_switches_off_exactly(flux, tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    from extensions.lora import STATE
+
+    engine, components, _ = flux
+    info = {i.name: i for i in STATE.library.scan()}["flux-kohya"]
+    assert info.family == "flux"
+    base, _ = generate(engine, "tiny-flux-folder")
+    styled, _ = generate(engine, "tiny-flux-folder", prompt=f"{PROMPT} <lora:flux-kohya:1>")
+    off, _ = generate(engine, "tiny-flux-folder")
+    assert np.array_equal(off, base)  # switching it off restores the base image exactly
+    assert np.abs(styled - base).max() > 0.05  # it changes the image
+    pipe = FluxPipeline(
+        **{
+            **components,
+            "scheduler": FlowMatchEulerDiscreteScheduler.from_config(components["scheduler"].config),
+        }
+    )
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(info.path), adapter_name="kohya")
+    try:
+        expected = pipe(
+            PROMPT, guidance_scale=GUIDANCE, num_inference_steps=STEPS, height=SIZE, width=SIZE, output_type="np",
+            generator=torch.Generator("cpu").manual_seed(SEED), max_sequence_length=512,
+        ).images[0]  # fmt: skip
+    finally:
+        pipe.unload_lora_weights()  # the components are the module's reference
+    assert np.abs(styled - expected).max() <= TOLERANCE

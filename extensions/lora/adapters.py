@@ -62,6 +62,11 @@ LAYOUTS: dict[str, FamilyLayout] = {
         (("text_encoder", "text_encoder"), ("text_encoder_2", "text_encoder_2")),
     ),
     "zimage": FamilyLayout("ZImageLoraLoaderMixin", "transformer", "transformer", ()),
+    # kohya (lora_unet_double_blocks_*), ai-toolkit/diffusers (transformer.*), ComfyUI
+    # (diffusion_model.*) and BFL (lora_A/lora_B on double_blocks.*): diffusers converts each
+    "flux": FamilyLayout(
+        "FluxLoraLoaderMixin", "transformer", "transformer", (("text_encoder", "text_encoder"),)
+    ),
 }
 
 
