@@ -110,7 +110,9 @@ def flux(tmp_path_factory):
     assert split.exists()
     flux_files.write_kohya_lora(models / "Lora" / "flux-kohya.safetensors", seed=2)
     host = Host(Settings(data_dir=root / "data", models_dir=models, safe_mode=True, device="cpu")).start()
-    yield Engine(host), components, meant
+    engine = Engine(host)
+    engine.models_root = models  # for tests that start hosts of their own on the same files
+    yield engine, components, meant
     host.stop()
 
 
@@ -223,3 +225,33 @@ def test_kohya_lora_equals_diffusers_and_switches_off_exactly(flux, tmp_path):
     finally:
         pipe.unload_lora_weights()  # the components are the module's reference
     assert np.abs(styled - expected).max() <= TOLERANCE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["tiny-flux-folder", "tiny-flux-Q8_0"])
+def test_offload_modes_give_the_full_mode_image(flux, tmp_path, model):
+    from core.config import Settings
+    from core.engine import Engine
+    from core.host import Host
+
+    engine, _, _ = flux
+    full, _ = generate(engine, model)
+    for mode in ("model-offload", "sequential-offload"):
+        settings = Settings(
+            data_dir=tmp_path / mode,
+            models_dir=engine.models_root,
+            safe_mode=True,
+            device="cpu",
+            memory_mode=mode,
+        )
+        host = Host(settings).start()
+        try:
+            request = GenerationRequest(
+                prompt=PROMPT, seed=SEED, steps=STEPS, width=SIZE, height=SIZE, model=model,
+                sampler="Euler", distilled_cfg_scale=GUIDANCE, save_images=False,
+            )  # fmt: skip
+            result = Engine(host).generate(request)
+        finally:
+            host.stop()
+        assert result.parameters["memory_mode"] == mode
+        assert np.array_equal(np.asarray(result.images[0], dtype=np.float32) / 255.0, full), mode
