@@ -37,7 +37,7 @@ def tiny_flux_components(seed: int = 0, guidance: bool = True) -> dict[str, Any]
         in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 16), layers_per_block=1,
         latent_channels=16, norm_num_groups=8, use_quant_conv=False, use_post_quant_conv=False,
-        scaling_factor=0.3611, shift_factor=0.1159,
+        scaling_factor=0.3611, shift_factor=0.1159, sample_size=1024,  # tiles as FLUX.1's: from 1024 px
     )  # fmt: skip
     clip = CLIPTextModel(
         CLIPTextConfig(
