@@ -10,6 +10,7 @@ write the transformer as city96's GGUF files and ComfyUI's scaled FP8 files are 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,26 @@ def tiny_flux_components(seed: int = 0, guidance: bool = True) -> dict[str, Any]
         "tokenizer": AutoTokenizer.from_pretrained(str(configs / "tokenizer")),
         "tokenizer_2": AutoTokenizer.from_pretrained(str(configs / "tokenizer_2")),
         "scheduler": scheduler,
+    }
+
+
+def tiny_chroma_components(seed: int = 0) -> dict[str, Any]:
+    """A tiny Chroma: FLUX.1's tiny blocks without modulation, the approximator, T5 only."""
+    from diffusers import ChromaTransformer2DModel
+
+    flux = tiny_flux_components(seed=seed)
+    torch.manual_seed(seed + 1)
+    transformer = ChromaTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=32,
+        num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, axes_dims_rope=(8, 12, 12),
+        approximator_num_channels=16, approximator_hidden_dim=64, approximator_layers=2,
+    )  # fmt: skip
+    return {
+        "transformer": transformer.eval(),
+        "vae": flux["vae"],
+        "text_encoder": flux["text_encoder_2"],
+        "tokenizer": flux["tokenizer_2"],
+        "scheduler": flux["scheduler"],
     }
 
 
@@ -145,7 +166,13 @@ def flux_to_bfl(transformer: torch.nn.Module, prefix: str = "") -> dict[str, tor
                     out[f"single_blocks.{i}.{theirs}{rest.removeprefix(ours)}"] = state.pop(key)
                     break
     for kind in ("weight", "bias"):
-        out[f"final_layer.adaLN_modulation.1.{kind}"] = _swap_halves(state.pop(f"norm_out.linear.{kind}"))
+        if f"norm_out.linear.{kind}" in state:  # FLUX.1; Chroma's final norm has no weights
+            out[f"final_layer.adaLN_modulation.1.{kind}"] = _swap_halves(state.pop(f"norm_out.linear.{kind}"))
+    for key in [k for k in state if k.startswith("distilled_guidance_layer.")]:
+        renamed = re.sub(r"layers\.(\d+)\.linear_1", r"layers.\1.in_layer", key)
+        renamed = re.sub(r"layers\.(\d+)\.linear_2", r"layers.\1.out_layer", renamed)
+        renamed = re.sub(r"norms\.(\d+)\.weight", r"norms.\1.scale", renamed)
+        out[renamed] = state.pop(key)
     for key in list(state):
         for ours, theirs in DIRECT.items():
             if key.startswith(ours):

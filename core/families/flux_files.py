@@ -120,8 +120,7 @@ def load_transformer(path: Path, config_dir: Path, dtype: torch.dtype, class_nam
         else:
             state = read_state(path, dtype)
         state = {k.removeprefix(COMFY_PREFIX): v for k, v in state.items()}
-        if class_name == "FluxTransformer2DModel":
-            state = bfl_to_diffusers(state, inner_dim(config_dir))
+        state = bfl_to_diffusers(state, inner_dim(config_dir))
         return model_class.from_single_file(state, **kwargs)
     except ModelError:
         raise

@@ -1,4 +1,6 @@
-"""BFL's original FLUX.1 tensor names -> diffusers' ``FluxTransformer2DModel`` names.
+"""BFL's original FLUX.1 / Chroma tensor names -> diffusers' ``FluxTransformer2DModel`` /
+``ChromaTransformer2DModel`` names (Chroma: FLUX.1's blocks without their modulation
+layers, plus the ``distilled_guidance_layer`` approximator).
 
 diffusers' own converter (``convert_flux_transformer_checkpoint_to_diffusers``) fixes the
 width at FLUX.1's 3072, so it cannot read a file of another size (the tests' tiny models,
@@ -25,6 +27,9 @@ DIRECT = {
     "txt_in.": "context_embedder.",
     "img_in.": "x_embedder.",
     "final_layer.linear.": "proj_out.",
+    # Chroma: the guidance/timestep approximator replaces the modulation inputs
+    "distilled_guidance_layer.in_proj.": "distilled_guidance_layer.in_proj.",
+    "distilled_guidance_layer.out_proj.": "distilled_guidance_layer.out_proj.",
 }
 DOUBLE = {
     "img_mod.lin.": "norm1.linear.",
@@ -84,6 +89,13 @@ def bfl_to_diffusers(state: dict[str, Any], inner_dim: int) -> dict[str, Any]:
                     out[f"{block}{name}.{linear1[1]}"] = part
                 continue
             renamed = _rename(rest, SINGLE)
+        elif m := re.match(r"distilled_guidance_layer\.layers\.(\d+)\.(in|out)_layer\.(weight|bias)$", key):
+            linear = "linear_1" if m[2] == "in" else "linear_2"
+            out[f"distilled_guidance_layer.layers.{m[1]}.{linear}.{m[3]}"] = value
+            continue
+        elif m := re.match(r"distilled_guidance_layer\.norms\.(\d+)\.scale$", key):
+            out[f"distilled_guidance_layer.norms.{m[1]}.weight"] = value
+            continue
         elif key.startswith("final_layer.adaLN_modulation.1."):
             # BFL stores (shift, scale); diffusers' AdaLayerNormContinuous wants (scale, shift)
             shift, scale = value.chunk(2, dim=0)
