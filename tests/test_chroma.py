@@ -90,14 +90,16 @@ def chroma(tmp_path_factory):
         "unet/tiny-chroma-Q8_0",
     ):
         shutil.copytree(configs, models / f"{place}.config")
+    # kohya names on the blocks Chroma shares with FLUX.1 (no modulation layers)
+    flux_files.write_kohya_lora(models / "Lora" / "chroma-kohya.safetensors", seed=4)
     host = Host(Settings(data_dir=root / "data", models_dir=models, safe_mode=True, device="cpu")).start()
     yield Engine(host), components, meant
     host.stop()
 
 
-def generate(engine, model: str) -> tuple[np.ndarray, list[str]]:
+def generate(engine, model: str, prompt: str = PROMPT) -> tuple[np.ndarray, list[str]]:
     request = GenerationRequest(
-        prompt=PROMPT, negative_prompt=NEGATIVE, seed=SEED, steps=STEPS, width=SIZE, height=SIZE, model=model,
+        prompt=prompt, negative_prompt=NEGATIVE, seed=SEED, steps=STEPS, width=SIZE, height=SIZE, model=model,
         sampler="Euler", cfg_scale=CFG,
     )  # fmt: skip
     result = engine.generate(request)
@@ -135,3 +137,31 @@ def test_quantized_files_equal_diffusers_on_their_dequantized_weights(chroma, mo
     engine, components, meant = chroma
     ours, _ = generate(engine, model)
     assert np.abs(ours - reference(with_transformer_weights(components, meant[key]))).max() <= TOLERANCE
+
+
+def test_kohya_lora_equals_diffusers_and_switches_off_exactly(chroma):
+    from diffusers import ChromaPipeline, FlowMatchEulerDiscreteScheduler
+
+    from extensions.lora import STATE
+
+    engine, components, _ = chroma
+    info = {i.name: i for i in STATE.library.scan()}["chroma-kohya"]
+    base, _ = generate(engine, "tiny-chroma-folder")
+    styled, warnings = generate(engine, "tiny-chroma-folder", prompt=f"{PROMPT} <lora:chroma-kohya:1>")
+    off, _ = generate(engine, "tiny-chroma-folder")
+    assert not any("not applied" in w for w in warnings), warnings
+    assert np.array_equal(off, base)
+    assert np.abs(styled - base).max() > 0.05
+    pipe = ChromaPipeline(
+        **{
+            **components,
+            "scheduler": FlowMatchEulerDiscreteScheduler.from_config(components["scheduler"].config),
+        }
+    )
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(info.path), adapter_name="kohya")
+    try:
+        expected = reference_with(pipe)
+    finally:
+        pipe.unload_lora_weights()
+    assert np.abs(styled - expected).max() <= TOLERANCE

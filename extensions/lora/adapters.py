@@ -67,6 +67,8 @@ LAYOUTS: dict[str, FamilyLayout] = {
     "flux": FamilyLayout(
         "FluxLoraLoaderMixin", "transformer", "transformer", (("text_encoder", "text_encoder"),)
     ),
+    # Chroma's blocks carry FLUX.1's names (without the modulation layers): the same conversion
+    "chroma": FamilyLayout("FluxLoraLoaderMixin", "transformer", "transformer", ()),
 }
 
 
