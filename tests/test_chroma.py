@@ -33,6 +33,10 @@ def reference(components: dict) -> np.ndarray:
         }
     )
     pipe.set_progress_bar_config(disable=True)
+    return reference_with(pipe)
+
+
+def reference_with(pipe) -> np.ndarray:
     return pipe(
         PROMPT, negative_prompt=NEGATIVE, guidance_scale=CFG, num_inference_steps=STEPS, height=SIZE, width=SIZE,
         output_type="np", generator=torch.Generator("cpu").manual_seed(SEED), max_sequence_length=512,
