@@ -60,3 +60,12 @@ def test_planner_picks_a_mode_that_fits(flux_parameters, transformer_bytes_per_w
     assert mode == expected
     if mode != "sequential-offload":
         assert needs.peak(mode) <= free_gib * GIB
+
+
+def test_the_shipped_chroma_config_is_the_8_9b_model():
+    from diffusers import ChromaTransformer2DModel
+
+    folder = MODEL_CONFIGS_DIR / "chroma" / "transformer"
+    with torch.device("meta"):
+        model = ChromaTransformer2DModel.from_config(ChromaTransformer2DModel.load_config(folder))
+    assert 8.8e9 < sum(p.numel() for p in model.parameters()) < 9.0e9
