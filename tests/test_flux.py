@@ -26,6 +26,7 @@ from tests import flux_files, tiny_models
 TOLERANCE = 1.5 / 255.0
 PROMPT = "a red fox in the snow, watercolor"
 SIZE, STEPS, SEED, GUIDANCE = 64, 3, 11, 4.0
+pytestmark = pytest.mark.slow  # builds six tiny models and loads each (~25 s of CPU in all)
 
 
 def reference(components: dict, cfg_scale: float = 1.0, negative: str | None = None) -> np.ndarray:
@@ -227,7 +228,6 @@ def test_kohya_lora_equals_diffusers_and_switches_off_exactly(flux, tmp_path):
     assert np.abs(styled - expected).max() <= TOLERANCE
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny-flux-folder", "tiny-flux-Q8_0"])
 def test_offload_modes_give_the_full_mode_image(flux, tmp_path, model):
     from core.config import Settings
