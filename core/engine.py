@@ -47,6 +47,7 @@ import torch
 from core import __version__
 from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT
 from core.errors import RequestError
+from core.families.base import Conditioning
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
@@ -256,15 +257,18 @@ class Engine:
         # one PromptEmbeddings for them all, so TI hashes name every embedding any image used
         embeddings = PromptEmbeddings(ctx.prompt_embeddings)
         encodings = PromptEncodings(
-            lambda prompt, negative: family.encode_prompt_pair(
-                model.components,
-                prompt,
-                negative,
-                req.clip_skip,
-                req.width,
-                req.height,
-                use_cfg,
-                embeddings=embeddings,
+            lambda prompt, negative: with_distilled_guidance(
+                family.encode_prompt_pair(
+                    model.components,
+                    prompt,
+                    negative,
+                    req.clip_skip,
+                    req.width,
+                    req.height,
+                    use_cfg,
+                    embeddings=embeddings,
+                ),
+                req.distilled_cfg_scale,
             ),
             # SDXL, as A1111 and diffusers: zeros for an empty negative, not the encoded ""
             family.empty_negative if self._setting(FORCE_ZERO_NEGATIVE_PROMPT, True) else None,
@@ -634,6 +638,7 @@ class Engine:
             "Sampler": checked.sampler_name,
             "Schedule type": req.scheduler,  # the label the user chose, as A1111 writes it
             "CFG scale": req.cfg_scale,
+            "Distilled CFG Scale": req.distilled_cfg_scale,
             "Seed": seed,
             "Size": f"{req.width}x{req.height}",
             "Model hash": model.info.hash,
@@ -720,3 +725,19 @@ class Engine:
                 else None
             ),
         }
+
+
+def with_distilled_guidance(
+    pair: tuple[Conditioning, Conditioning | None], value: float | None
+) -> tuple[Conditioning, Conditioning | None]:
+    """The encoded pair with the distilled guidance value (FLUX.1-dev's "Distilled CFG
+    Scale") beside the text, one per image like the pooled embeddings, so batching, CFG
+    and per-image prompts carry it as they carry the text."""
+    if value is None:
+        return pair
+    guidance = torch.tensor([float(value)])
+    cond, uncond = pair
+    cond.extra["guidance"] = guidance
+    if uncond is not None:
+        uncond.extra["guidance"] = guidance.clone()
+    return cond, uncond

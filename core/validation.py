@@ -138,6 +138,8 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
         if req.late_cfg_start is None:
             req.late_cfg_start = DEFAULT_LATE_CFG_START
         req.late_cfg_start = _float(req, "late_cfg_start", 0.0, 1.0)
+    distilled_warnings: list[str] = []
+    _distilled_guidance(req, family, info.variant, distilled_warnings)
     req.seed = _int(req, "seed", -1, MAX_SEED)
     req.batch_size = _int(req, "batch_size", 1, MAX_BATCH_SIZE)
     req.batch_count = _int(req, "batch_count", 1, MAX_BATCH_COUNT)
@@ -148,7 +150,7 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
     if not isinstance(req.sampler, str) or not req.sampler.strip():
         raise RequestError("sampler", f"must be a sampler name, got {req.sampler!r}")
     spec, schedule, warnings = _sampler_and_schedule(req, samplers, family)
-    warnings = size_warnings + warnings
+    warnings = distilled_warnings + size_warnings + warnings
     sampler_name = display_name(spec) if family.flow else spec.name
     # canonical: "k_euler_a" and "euler A" become "Euler a". A name run as another
     # sampler (no flow form) keeps the asked name, so validating the stored request again
@@ -191,6 +193,33 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
     cache = parse_cache(req.cache)
     req.cache = cache.as_request() if cache is not None else None  # canonical, JSON
     return ValidatedRequest(req, info.name, family, spec, sampler_name, hires, schedule, warnings, cache)
+
+
+def _distilled_guidance(
+    req: GenerationRequest, family: FamilyAdapter, variant: str, warnings: list[str]
+) -> None:
+    """Distilled CFG for the models that take it (FLUX.1-dev); the negative prompt's fate
+    on a guidance-distilled family, which needs real CFG (scale > 1) to use it."""
+    takes_guidance = getattr(family, "distilled_guidance_default", lambda v: None)(variant)
+    if takes_guidance is None:
+        if req.distilled_cfg_scale is not None:
+            warnings.append(
+                f"Distilled CFG Scale applies to guidance-distilled models (FLUX.1-dev); {family.label} ignores it"
+            )
+            req.distilled_cfg_scale = None
+    else:
+        if req.distilled_cfg_scale is None:
+            req.distilled_cfg_scale = takes_guidance
+        req.distilled_cfg_scale = _float(req, "distilled_cfg_scale", 0.0, MAX_CFG)
+    if (
+        getattr(family, "guidance_distilled_family", False)
+        and req.negative_prompt.strip()
+        and req.cfg_scale == 1.0
+    ):
+        warnings.append(
+            f"{family.label} ignores the negative prompt at CFG scale 1 (its guidance is distilled); "
+            "set CFG scale above 1 for true CFG with the negative prompt (twice the time per step)"
+        )
 
 
 def _sampler_and_schedule(

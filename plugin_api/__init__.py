@@ -59,6 +59,7 @@ from plugin_api.types import (
 #      GenerationRequest.negative_prompt/clip_skip/output_format None = the user's setting
 #      (default_negative_prompt, CLIP_stop_at_last_layers, samples_format);
 #      SettingSpec.path_root "outputs"
+#      GenerationRequest.distilled_cfg_scale (FLUX.1-dev's "Distilled CFG Scale")
 API_VERSION = "1.9"
 
 __all__ = [

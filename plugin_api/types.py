@@ -40,6 +40,10 @@ class GenerationRequest:
     # (the demo model's triangles turn into stars). None in both: one scale throughout.
     late_cfg_scale: float | None = None
     late_cfg_start: float | None = None
+    # guidance-distilled models (FLUX.1-dev): the guidance value the model was distilled to
+    # follow (Forge's "Distilled CFG Scale", diffusers' guidance_scale; one pass per step,
+    # unlike CFG). None: the model's default (3.5); ignored, with a warning, by other models
+    distilled_cfg_scale: float | None = None
     width: int | None = None
     height: int | None = None
     sampler: str | None = None

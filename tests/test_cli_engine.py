@@ -82,12 +82,13 @@ def test_models_lists_the_table(models_dir, tmp_path, capsys):
     assert cli_main(["models", "--models-dir", str(models_dir), "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     header, *rows = out.strip().splitlines()
-    assert header.split() == ["NAME", "FAMILY", "FORMAT", "SIZE", "HASH", "PREDICTION"]
+    assert header.split() == ["NAME", "FAMILY", "FORMAT", "PRECISION", "SIZE", "HASH", "PREDICTION"]
     by_name = {row.split()[0]: row.split() for row in rows}
     assert by_name["tiny-sdxl-file"][1:3] == ["sdxl", "safetensors"]
     assert by_name["tiny-zimage"][1:3] == ["zimage", "diffusers"]
-    assert by_name["tiny-zimage"][6] == "-"  # flow matching: no epsilon/v question
-    assert by_name["tiny-sdxl-file"][6] == "eps"
+    assert by_name["tiny-zimage"][3] == "fp32"
+    assert by_name["tiny-zimage"][7] == "-"  # flow matching: no epsilon/v question
+    assert by_name["tiny-sdxl-file"][7] == "eps"
 
 
 def test_generate_with_hires_fix(models_dir, tmp_path, capsys):

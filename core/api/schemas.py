@@ -96,6 +96,12 @@ class JobRequest(HiresFixFields):
     late_cfg_scale: float | None = Field(
         None, ge=0, le=100, description="CFG scale from late_cfg_start on; None: the model's recommendation"
     )
+    distilled_cfg_scale: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="guidance-distilled models (FLUX.1-dev): Distilled CFG Scale; None: 3.5",
+    )
     late_cfg_start: float | None = Field(
         None, ge=0, le=1, description="fraction of the schedule where late_cfg_scale takes over (0.5)"
     )

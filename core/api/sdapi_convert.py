@@ -109,6 +109,7 @@ def request_from_sdapi(body: SdapiGenerationBase, catalog: Catalog) -> Generatio
         seed=body.seed,
         steps=body.steps,
         cfg_scale=body.cfg_scale,
+        distilled_cfg_scale=body.distilled_cfg_scale,
         width=body.width,
         height=body.height,
         sampler=sampler,

@@ -41,6 +41,10 @@ class SdapiGenerationBase(A1111Lenient):
     n_iter: int = Field(1, ge=1, le=100)
     steps: int | None = Field(None, ge=1, le=500, description="default: the model family's")
     cfg_scale: float | None = Field(None, ge=0, le=100)
+    # Forge's field for guidance-distilled models (FLUX.1-dev)
+    distilled_cfg_scale: float | None = Field(
+        None, ge=0, le=100, description="FLUX.1-dev's Distilled CFG Scale"
+    )
     width: int | None = Field(None, ge=8, le=MAX_SIDE, description="default: the model family's")
     height: int | None = Field(None, ge=8, le=MAX_SIDE)
     restore_faces: bool | None = None

@@ -22,6 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("--steps", type=int)
     parser.add_argument("--cfg", type=float, help="CFG scale")
     parser.add_argument(
+        "--distilled-cfg",
+        type=float,
+        help="Distilled CFG Scale of guidance-distilled models (FLUX.1-dev; 3.5)",
+    )
+    parser.add_argument(
         "--late-cfg", type=float, help="CFG scale for the late steps (default: the model's recommendation)"
     )
     parser.add_argument(
@@ -94,6 +99,7 @@ def request_fields(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "steps": args.steps,
         "cfg_scale": args.cfg,
+        "distilled_cfg_scale": args.distilled_cfg,
         "late_cfg_scale": args.late_cfg,
         "late_cfg_start": args.late_cfg_start,
         "width": args.width,

@@ -1,4 +1,4 @@
-"""``easel models``: list the models Easel can load (name, family, format, size, hash)."""
+"""``easel models``: list the models Easel can load (name, family, format, precision, size, hash)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def family_cell(info) -> str:
     """The family, plus "sd2" for an SD 2.x checkpoint (the sd15 family serves both) and
     "inpainting" for an inpainting one (9-channel UNet): "sd15/sd2-inpainting"."""
     cell = f"{info.family}/sd2" if info.variant.startswith("sd2") else info.family
+    if info.variant in ("flux-dev", "flux-schnell"):
+        cell = f"{info.family}/{info.variant.removeprefix('flux-')}"  # flux/dev, flux/schnell
     if info.inpainting:
         cell += "-inpainting" if cell.endswith("sd2") else "/inpainting"
     return cell
@@ -48,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"models": [i.as_dict() for i in infos], "problems": manager.problems}, indent=2))
         return 0
-    rows = [("NAME", "FAMILY", "FORMAT", "SIZE", "HASH", "PREDICTION")]
+    rows = [("NAME", "FAMILY", "FORMAT", "PRECISION", "SIZE", "HASH", "PREDICTION")]
     rows += [
-        (i.name, family_cell(i), i.format, human_size(i.size), i.hash, prediction_cell(i)) for i in infos
+        (i.name, family_cell(i), i.format, i.precision or "-", human_size(i.size), i.hash, prediction_cell(i))
+        for i in infos
     ]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     default = manager.default_name()

@@ -20,7 +20,15 @@ from core.errors import ModelError
 from plugin_api.model_folders import folder_names
 
 A1111_MARKERS = ("Stable-diffusion", "Lora", "ESRGAN")
-COMFYUI_MARKERS = ("checkpoints", "diffusion_models", "unet", "text_encoders", "clip", "loras", "upscale_models")
+COMFYUI_MARKERS = (
+    "checkpoints",
+    "diffusion_models",
+    "unet",
+    "text_encoders",
+    "clip",
+    "loras",
+    "upscale_models",
+)
 SIDECAR_SUFFIX = ".easel.json"
 # a Qwen3 text encoder (q_norm exists in Qwen3, not Qwen2), with or without ComfyUI's "model."
 QWEN3_KEY = "layers.0.self_attn.q_norm.weight"
@@ -28,7 +36,7 @@ QWEN3_EMBED = "embed_tokens.weight"
 FLUX_VAE_KEY = "decoder.conv_in.weight"  # [channels, 16, 3, 3]: a 16-channel latent VAE
 
 
-__all__ = ["ZImageFiles", "folder_names", "layouts", "zimage_companions"]
+__all__ = ["FluxFiles", "ZImageFiles", "flux_companions", "folder_names", "layouts", "zimage_companions"]
 
 
 def layouts(models_dir: Path) -> list[str]:
@@ -69,7 +77,9 @@ def is_flux_vae(shapes: dict[str, list[int]]) -> bool:
 
 
 def _files(folders: list[Path]) -> list[Path]:
-    return sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*.safetensors") if p.is_file())
+    return sorted(
+        p for folder in folders if folder.is_dir() for p in folder.rglob("*.safetensors") if p.is_file()
+    )
 
 
 def zimage_companions(transformer: Path, caption_width: int, folders: dict[str, list[Path]]) -> ZImageFiles:
@@ -79,12 +89,16 @@ def zimage_companions(transformer: Path, caption_width: int, folders: dict[str, 
     sidecar = transformer.with_name(transformer.stem + SIDECAR_SUFFIX)
     if sidecar.is_file():
         return _from_sidecar(transformer, sidecar, folders)
-    encoders = [p for p in _files(folders.get("text_encoders", [])) if qwen3_width(_shapes(p)) == caption_width]
+    encoders = [
+        p for p in _files(folders.get("text_encoders", [])) if qwen3_width(_shapes(p)) == caption_width
+    ]
     vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p))]
     missing = []
     if not encoders:
         where = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
-        missing.append(f"a Qwen3 text encoder file of width {caption_width} (e.g. qwen_3_4b.safetensors) in {where}")
+        missing.append(
+            f"a Qwen3 text encoder file of width {caption_width} (e.g. qwen_3_4b.safetensors) in {where}"
+        )
     if not vaes:
         where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"
         missing.append(f"a 16-channel (Flux) VAE file (e.g. ae.safetensors) in {where}")
@@ -100,25 +114,115 @@ def zimage_companions(transformer: Path, caption_width: int, folders: dict[str, 
 def _from_sidecar(transformer: Path, sidecar: Path, folders: dict[str, list[Path]]) -> ZImageFiles:
     """``{"text_encoder": "qwen_3_4b.safetensors", "vae": "ae.safetensors", "tokenizer": "dir"}``:
     names inside the text_encoders/ and vae/ folders, or paths relative to the sidecar."""
+    found = read_sidecar(
+        sidecar,
+        folders,
+        {
+            "text_encoder": ("text_encoders", True),
+            "vae": ("VAE", True),
+            "tokenizer": ("text_encoders", False),
+        },
+    )
+    return ZImageFiles(transformer, found["text_encoder"], found["vae"], found.get("tokenizer"))
+
+
+def read_sidecar(
+    sidecar: Path, folders: dict[str, list[Path]], wanted: dict[str, tuple[str, bool]]
+) -> dict[str, Path]:
+    """The files a sidecar ``<name>.easel.json`` names: ``wanted`` maps each key to the kind
+    of folder it is looked up in and whether it is required. A name is looked up inside
+    those folders or beside the sidecar, never outside them."""
     try:
         data = json.loads(sidecar.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{sidecar}: unreadable: {exc}") from exc
     if not isinstance(data, dict):
-        raise ModelError(f"{sidecar}: expected a JSON object with text_encoder and vae")
-
-    def find(key: str, kind: str, required: bool = True) -> Path | None:
+        raise ModelError(
+            f"{sidecar}: expected a JSON object with {' and '.join(k for k, (_, r) in wanted.items() if r)}"
+        )
+    found: dict[str, Path] = {}
+    for key, (kind, required) in wanted.items():
         value = data.get(key)
         if value is None and not required:
-            return None
+            continue
         if not isinstance(value, str) or not value:
             raise ModelError(f"{sidecar}: {key!r} must name a file")
         for base in [*folders.get(kind, []), sidecar.parent]:
             candidate = (base / value).resolve()
             if candidate.exists() and candidate.is_relative_to(base.resolve()):
-                return candidate
-        raise ModelError(f"{sidecar}: {key} {value!r} not found in {', '.join(map(str, folders.get(kind, [])))}")
+                found[key] = candidate
+                break
+        else:
+            raise ModelError(
+                f"{sidecar}: {key} {value!r} not found in {', '.join(map(str, folders.get(kind, [])))}"
+            )
+    return found
 
-    text_encoder, vae = find("text_encoder", "text_encoders"), find("vae", "VAE")
-    assert text_encoder is not None and vae is not None
-    return ZImageFiles(transformer, text_encoder, vae, find("tokenizer", "text_encoders", required=False))
+
+# --- FLUX.1 and Chroma -------------------------------------------------------------------
+
+T5_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
+T5_EMBED = "shared.weight"
+CLIP_EMBED = "embeddings.token_embedding.weight"
+CLIP_LAYER = "encoder.layers.0.self_attn.q_proj.weight"
+
+
+@dataclass(frozen=True)
+class FluxFiles:
+    transformer: Path
+    t5: Path
+    vae: Path
+    clip: Path | None = None  # CLIP-L (FLUX.1); Chroma has none
+
+
+def t5_width(shapes: dict[str, list[int]]) -> int | None:
+    """The width of a T5 encoder file (None: not one)."""
+    if T5_KEY in shapes and len(shapes[T5_KEY]) == 2:
+        return int(shapes[T5_KEY][1])
+    return None
+
+
+def clip_width(shapes: dict[str, list[int]]) -> int | None:
+    """The width of a CLIP text encoder file in transformers' layout (None: not one)."""
+    for prefix in ("text_model.", ""):
+        if prefix + CLIP_LAYER in shapes and prefix + CLIP_EMBED in shapes:
+            return int(shapes[prefix + CLIP_EMBED][1])
+    return None
+
+
+def flux_companions(
+    transformer: Path, t5: int, clip: int | None, folders: dict[str, list[Path]], family: str = "FLUX.1"
+) -> FluxFiles:
+    """The text encoder and VAE files for a Flux or Chroma transformer file: a T5 encoder of
+    width ``t5`` (T5-XXL: 4096), a CLIP-L of width ``clip`` (768; None: not needed) and a
+    16-channel VAE, from ``folders`` ("text_encoders", "VAE") or a sidecar naming them
+    (``{"t5xxl": ..., "clip_l": ..., "vae": ...}``)."""
+    sidecar = transformer.with_name(transformer.stem + SIDECAR_SUFFIX)
+    if sidecar.is_file():
+        wanted = {"t5xxl": ("text_encoders", True), "vae": ("VAE", True)}
+        if clip is not None:
+            wanted["clip_l"] = ("text_encoders", True)
+        found = read_sidecar(sidecar, folders, wanted)
+        return FluxFiles(transformer, found["t5xxl"], found["vae"], found.get("clip_l"))
+    encoders = [(p, _shapes(p)) for p in _files(folders.get("text_encoders", []))]
+    t5s = [p for p, shapes in encoders if t5_width(shapes) == t5]
+    clips = [p for p, shapes in encoders if clip_width(shapes) == clip]
+    vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p))]
+    missing = []
+    where_text = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
+    if not t5s:
+        missing.append(f"a T5 text encoder file of width {t5} (e.g. t5xxl_fp16.safetensors) in {where_text}")
+    if clip is not None and not clips:
+        missing.append(
+            f"a CLIP-L text encoder file of width {clip} (e.g. clip_l.safetensors) in {where_text}"
+        )
+    if not vaes:
+        where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"
+        missing.append(f"a 16-channel (Flux) VAE file (e.g. ae.safetensors) in {where}")
+    if missing:
+        raise ModelError(
+            f"{transformer}: a {family} file holds only the transformer; Easel needs "
+            + " and ".join(missing)
+            + f", or a sidecar {sidecar.name} naming them"
+        )
+    return FluxFiles(transformer, t5s[0], vaes[0], clips[0] if clip is not None else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import math
 import struct
 import threading
 from pathlib import Path
@@ -20,7 +21,7 @@ from core.errors import ModelError
 from plugin_api import files as plugin_files
 from plugin_api.scanning import scan_model_files
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 MAX_HEADER_BYTES = plugin_files.MAX_HEADER_BYTES
 PICKLE_OPT_IN = (
@@ -31,12 +32,14 @@ PICKLE_OPT_IN = (
 
 
 def sniff_format(path: Path) -> str:
-    """'safetensors', 'pickle' (a zip-based torch file or a raw pickle) or 'unknown'."""
+    """'safetensors', 'gguf', 'pickle' (a zip-based torch file or a raw pickle) or 'unknown'."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)
     except OSError as exc:
         raise ModelError(f"{path}: cannot read: {exc}") from exc
+    if head.startswith(b"GGUF"):
+        return "gguf"
     if head.startswith(b"PK\x03\x04") or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5):
         return "pickle"
     if len(head) >= 9:
@@ -62,6 +65,8 @@ def tensor_shapes(path: Path, allow_pickle: bool) -> tuple[str, dict[str, list[i
     if kind == "safetensors":
         header = read_safetensors_header(path)
         return "safetensors", {k: v["shape"] for k, v in header.items()}
+    if kind == "gguf":
+        return "gguf", {name: info[0] for name, info in read_gguf_tensors(path).items()}
     if kind == "pickle":
         if not allow_pickle:
             hint = "" if path.suffix in PICKLE_SUFFIXES else f" (despite its {path.suffix} name)"
@@ -69,6 +74,44 @@ def tensor_shapes(path: Path, allow_pickle: bool) -> tuple[str, dict[str, list[i
         state = load_pickle_state_dict(path)
         return "pickle", {k: list(v.shape) for k, v in state.items() if hasattr(v, "shape")}
     raise ModelError(f"{path}: unknown file format (neither safetensors nor a torch checkpoint)")
+
+
+def read_gguf_tensors(path: Path) -> dict[str, tuple[list[int], str]]:
+    """``{name: (shape, type)}`` of a GGUF file's tensors, shapes in torch's order (GGUF
+    stores them fastest dimension first), types as GGML names ("Q8_0", "F16"...)."""
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        return {
+            t.name: ([int(d) for d in reversed(t.shape.tolist())], t.tensor_type.name) for t in reader.tensors
+        }
+    except Exception as exc:  # a truncated or malformed file
+        raise ModelError(f"{path}: unreadable GGUF file: {type(exc).__name__}: {exc}") from exc
+
+
+# safetensors dtypes as users name precisions
+PRECISION_NAMES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F8_E4M3": "fp8", "F8_E5M2": "fp8"}
+
+
+def weight_precision(path: Path) -> str:
+    """The precision most of a checkpoint's weights are stored in ("bf16", "fp8", "Q8_0"...),
+    by parameter count; "" when the file does not say (pickles)."""
+    counts: dict[str, int] = {}
+    kind = sniff_format(path)
+    if kind == "safetensors":
+        for info in read_safetensors_header(path).values():
+            name = PRECISION_NAMES.get(info["dtype"], info["dtype"].lower())
+            counts[name] = counts.get(name, 0) + math.prod(info["shape"])
+    elif kind == "gguf":
+        tensors = read_gguf_tensors(path).values()
+        # a quantised file keeps its norms and biases (some of its small layers) in F32/F16:
+        # it is named by its quantisation
+        quantized = [(shape, qtype) for shape, qtype in tensors if qtype not in PRECISION_NAMES]
+        for shape, qtype in quantized or tensors:
+            name = PRECISION_NAMES.get(qtype, qtype)
+            counts[name] = counts.get(name, 0) + math.prod(shape)
+    return max(counts, key=lambda k: counts[k]) if counts else ""
 
 
 def pickle_weights_in_folder(folder: Path) -> list[Path]:

@@ -35,7 +35,7 @@ from core.models.recommended import read_recommended
 from core.models.sizes import read_sizes
 from plugin_api.scanning import scan_model_files
 from core.families import FamilyAdapter, all_families, get_family
-from core.families import zimage_files
+from core.families import flux_files, zimage_files
 from core.families.sd15 import INPAINT_IN_CHANNELS
 from core.models import comfyui
 from core.models.files import (
@@ -43,6 +43,7 @@ from core.models.files import (
     HashCache,
     folder_digest,
     refuse_pickle_folder,
+    weight_precision,
 )
 from core.models.header_cache import SummaryCache
 from core.models.prediction import Prediction, detect_prediction, from_scheduler_config
@@ -54,6 +55,8 @@ DEMO_MODEL_NAME = "easel-demo"
 CHECKPOINT_FOLDER = "Stable-diffusion"
 CONFIG_SIDECAR_SUFFIX = ".config"
 CLIP_TOKENIZER_DIR = MODEL_CONFIGS_DIR / "clip_tokenizer"
+# T5 v1.1's tokenizer (32000 SentencePiece unigram pieces + 100 extra ids), stored once
+T5_TOKENIZER_FILE = MODEL_CONFIGS_DIR / "t5_tokenizer" / "tokenizer.json"
 
 
 @dataclass
@@ -62,7 +65,7 @@ class ModelInfo:
 
     name: str
     family: str
-    format: str  # diffusers | safetensors | pickle
+    format: str  # diffusers | safetensors | gguf | pickle
     size: int  # bytes on disk
     hash: str  # A1111 short hash (10 hex)
     path: Path
@@ -74,6 +77,7 @@ class ModelInfo:
     prediction: Prediction | None = None
     # the sizes the model was made for, from its easel.json (core/models/sizes.py)
     sizes: list[tuple[int, int]] = field(default_factory=list)
+    precision: str = ""  # what most weights are stored in: "bf16", "fp8", "Q8_0"... ("" unknown)
 
     @property
     def inpainting(self) -> bool:
@@ -87,6 +91,7 @@ class ModelInfo:
             "inpainting": self.inpainting,
             "format": self.format,
             "size": self.size,
+            "precision": self.precision,
             "hash": self.hash,
             "path": str(self.path),
             "prediction": self.prediction.label if self.prediction else None,
@@ -262,8 +267,9 @@ class ModelManager:
                         name, family.name, "diffusers", size, self.hashes.short_hash(path), path,
                         native_size=native_size(path), recommended=read_recommended(path),
                         sizes=read_sizes(path),
-                        variant="inpaint" if unet_in_channels(path) == INPAINT_IN_CHANNELS else "",
+                        variant=folder_variant(path, family),
                         prediction=folder_prediction(path, family),
+                        precision=folder_precision(path, family),
                     )  # fmt: skip
             raise ModelError(
                 f"{path}: unsupported diffusers pipeline {index.get('_class_name')!r} "
@@ -271,13 +277,15 @@ class ModelManager:
             )
         summary = self.summaries.get(path, self.settings.allow_pickle)
         family, variant = detect_family(path, summary.shapes)
-        sidecar = read_json(path.with_name(path.stem + CONFIG_SIDECAR_SUFFIX) / "scheduler" / "scheduler_config.json")
+        sidecar = read_json(
+            path.with_name(path.stem + CONFIG_SIDECAR_SUFFIX) / "scheduler" / "scheduler_config.json"
+        )
         prediction = detect_prediction(path, family.name, variant, summary.shapes, summary.probes, sidecar)
         if variant == "sd2" and prediction is not None and prediction.type == "epsilon":
             variant = "sd2-512"  # SD 2.x base: 512 pixels by default, not the 768-v model's size
         return ModelInfo(
             name, family.name, summary.format, path.stat().st_size, self.hashes.short_hash(path), path, variant,
-            prediction=prediction,
+            prediction=prediction, precision=weight_precision(path) if summary.format != "pickle" else "",
         )  # fmt: skip
 
     def list(self) -> list[ModelInfo]:
@@ -351,7 +359,11 @@ class ModelManager:
                 refuse_pickle_folder(config_dir, allow_pickle)  # a <name>.config/ sidecar too
                 if family.name == "zimage" and not zimage_files.is_full_folder(config_dir):
                     components = self._load_zimage_files(info, config_dir)
-                elif family.name == "zimage" and (files := zimage_files.original_layout_files(info.path, config_dir)):
+                elif family.name in flux_files.FAMILIES and not zimage_files.is_full_folder(config_dir):
+                    components = self._load_flux_files(info, config_dir, family)
+                elif family.name == "zimage" and (
+                    files := zimage_files.original_layout_files(info.path, config_dir)
+                ):
                     cache = self.settings.state_dir / "model_configs"
                     components = zimage_files.load_from_files(files, config_dir, self.dtype, cache)
                 else:
@@ -359,7 +371,9 @@ class ModelManager:
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelError(f"{info.path}: cannot load as {family.label}: {type(exc).__name__}: {exc}") from exc
+            raise ModelError(
+                f"{info.path}: cannot load as {family.label}: {type(exc).__name__}: {exc}"
+            ) from exc
         for component, module in components.items():
             # a weight the files lacked would only fail after sampling ("Tensor on device meta")
             zimage_files.refuse_meta(module, self._component_source(info, family, component))
@@ -396,7 +410,20 @@ class ModelManager:
         folders = {"text_encoders": self.folders("text_encoders"), "VAE": self.folders("VAE")}
         files = comfyui.zimage_companions(info.path, zimage_files.caption_width(config_dir), folders)
         log.info("Z-Image %r: text encoder %s, VAE %s", info.name, files.text_encoder, files.vae)
-        return zimage_files.load_from_files(files, config_dir, self.dtype, self.settings.state_dir / "model_configs")
+        return zimage_files.load_from_files(
+            files, config_dir, self.dtype, self.settings.state_dir / "model_configs"
+        )
+
+    def _load_flux_files(self, info: ModelInfo, config_dir: Path, family: FamilyAdapter) -> dict[str, Any]:
+        """ComfyUI's FLUX.1 / Chroma: the transformer file plus T5 (and CLIP-L) files from
+        text_encoders/ (clip/) and a VAE from vae/ (or named in <name>.easel.json)."""
+        folders = {"text_encoders": self.folders("text_encoders"), "VAE": self.folders("VAE")}
+        pipeline, t5, clip = flux_files.companion_widths(config_dir)
+        files = comfyui.flux_companions(info.path, t5, clip, folders, family.label)
+        log.info(
+            "%s %r: text encoders %s %s, VAE %s", family.label, info.name, files.t5, files.clip, files.vae
+        )
+        return flux_files.load_from_files(files, config_dir, self.dtype, pipeline)
 
     def _fits_on_device(self, nbytes: int) -> bool:
         """Load straight onto the device unless an offload mode is set, or (auto) the
@@ -416,7 +443,9 @@ class ModelManager:
             module = model.base_vae
         else:
             family = get_family(model.family)
-            config_dir = model.path if model.info.format == "diffusers" else self.config_dir_for(model.info, family)
+            config_dir = (
+                model.path if model.info.format == "diffusers" else self.config_dir_for(model.info, family)
+            )
             module = self.vaes.load(vae, model, config_dir)
             first = next(model.base_vae.parameters())
             module.to(first.device)  # where the model's own VAE is (the memory mode moves it later)
@@ -501,9 +530,15 @@ def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
     if not shipped.is_dir():
         raise ModelError(f"no shipped model config folder {shipped}")
     needs_vocab = [
-        d for d in shipped.iterdir() if d.is_dir() and d.name.startswith("tokenizer") and not (d / "vocab.json").exists()
+        d
+        for d in shipped.iterdir()
+        if d.is_dir()
+        and d.name.startswith("tokenizer")
+        and (d / "tokenizer_config.json").exists()
+        and not (d / "vocab.json").exists()
+        and not (d / "tokenizer.json").exists()
     ]
-    if not needs_vocab or not any((d / "tokenizer_config.json").exists() for d in needs_vocab):
+    if not needs_vocab:
         return shipped
     # the folder name carries a digest of the shipped files, so an upgrade never
     # reuses a stale copy
@@ -513,12 +548,35 @@ def materialize_config_dir(shipped: Path, cache_root: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(shipped, tmp)
         for folder in needs_vocab:
+            if is_t5_tokenizer(folder):
+                shutil.copy(T5_TOKENIZER_FILE, tmp / folder.name / "tokenizer.json")
+                continue
             for file in ("vocab.json", "merges.txt"):
                 shutil.copy(CLIP_TOKENIZER_DIR / file, tmp / folder.name / file)
         (tmp / ".complete").write_text("ok")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     return target
+
+
+def folder_variant(folder: Path, family: FamilyAdapter) -> str:
+    """A diffusers folder's variant: "inpaint" for a 9-channel UNet, the family's own
+    reading of its configs where it has one (FLUX.1 dev or schnell), else ""."""
+    if unet_in_channels(folder) == INPAINT_IN_CHANNELS:
+        return "inpaint"
+    reader = getattr(family, "folder_variant", None)
+    return reader(folder) if reader is not None else ""
+
+
+def is_t5_tokenizer(folder: Path) -> bool:
+    config = read_json(folder / "tokenizer_config.json") or {}
+    return str(config.get("tokenizer_class", "")).startswith("T5")
+
+
+def folder_precision(folder: Path, family: FamilyAdapter) -> str:
+    """The precision of a diffusers folder's denoiser weights."""
+    weights = sorted((folder / family.denoiser_name).glob("*.safetensors"))
+    return weight_precision(weights[0]) if weights else ""
 
 
 def unet_in_channels(folder: Path) -> int | None:

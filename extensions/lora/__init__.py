@@ -162,7 +162,9 @@ def _apply(ctx: GenerationContext, uses: list[LoraUse]) -> None:
         if info.problem:
             ctx.warnings.append(f"LoRA {use.name!r} not applied: {info.problem}")
             continue
-        if info.family not in ("unknown", ctx.family):
+        # Chroma's blocks are FLUX.1's: a LoRA's keys cannot tell them apart, and a LoRA
+        # that needs FLUX.1's modulation layers is refused by the key check instead
+        if info.family not in ("unknown", ctx.family) and {info.family, ctx.family} != {"flux", "chroma"}:
             ctx.warnings.append(
                 f"LoRA {use.name!r} not applied: {info.path} looks like a {info.family} LoRA, "
                 f"the model {ctx.model_name!r} is {ctx.family}"

@@ -62,6 +62,13 @@ LAYOUTS: dict[str, FamilyLayout] = {
         (("text_encoder", "text_encoder"), ("text_encoder_2", "text_encoder_2")),
     ),
     "zimage": FamilyLayout("ZImageLoraLoaderMixin", "transformer", "transformer", ()),
+    # kohya (lora_unet_double_blocks_*), ai-toolkit/diffusers (transformer.*), ComfyUI
+    # (diffusion_model.*) and BFL (lora_A/lora_B on double_blocks.*): diffusers converts each
+    "flux": FamilyLayout(
+        "FluxLoraLoaderMixin", "transformer", "transformer", (("text_encoder", "text_encoder"),)
+    ),
+    # Chroma's blocks carry FLUX.1's names (without the modulation layers): the same conversion
+    "chroma": FamilyLayout("FluxLoraLoaderMixin", "transformer", "transformer", ()),
 }
 
 

@@ -35,7 +35,7 @@ class LoraFileError(Exception):
 class LoraInfo:
     name: str  # path under the Lora folder without suffix, as used in <lora:name>
     path: Path
-    family: str  # sd15 | sdxl | zimage | unknown
+    family: str  # sd15 | sdxl | zimage | flux | unknown
     rank: int | None
     hash: str  # A1111 short hash (12 hex)
     size: int
@@ -73,6 +73,15 @@ def addnet_hash(path: Path, header_length: int) -> str:
 
 
 _ZIMAGE_MARKERS = ("noise_refiner", "context_refiner", "cap_embedder")
+# FLUX.1's blocks in every LoRA layout (kohya's lora_unet_double_blocks_..., BFL's and
+# ComfyUI's double_blocks., diffusers' single_transformer_blocks. and ff_context)
+_FLUX_MARKERS = (
+    "double_blocks",
+    "single_blocks",
+    "single_transformer_blocks",
+    "ff_context",
+    "context_embedder",
+)
 _SDXL_MARKERS = ("text_encoder_2", "lora_te2_", "input_blocks_", "input_blocks.", "lora_te1_")
 _CROSS_ATTN_KEY = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down|lora_linear_layer\.down)")
 
@@ -80,11 +89,11 @@ _CROSS_ATTN_KEY = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down|lora_
 # what kohya (ss_base_model_version), the SAI model spec (modelspec.architecture) and Easel's
 # own trainer (easel_family) write into a LoRA file's metadata
 _METADATA_FAMILIES = (
-    ("easel_family", {"sd15": "sd15", "sdxl": "sdxl", "zimage": "zimage"}),
-    ("ss_base_model_version", {"sdxl": "sdxl", "sd_v1": "sd15"}),
+    ("easel_family", {"sd15": "sd15", "sdxl": "sdxl", "zimage": "zimage", "flux": "flux"}),
+    ("ss_base_model_version", {"sdxl": "sdxl", "sd_v1": "sd15", "flux1": "flux"}),
     (
         "modelspec.architecture",
-        {"stable-diffusion-xl": "sdxl", "stable-diffusion-v1": "sd15", "z-image": "zimage"},
+        {"stable-diffusion-xl": "sdxl", "stable-diffusion-v1": "sd15", "z-image": "zimage", "flux-1": "flux"},
     ),
 )
 
@@ -100,7 +109,7 @@ def family_from_metadata(metadata: dict[str, str]) -> str | None:
 
 
 def guess_family(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None) -> str:
-    """sd15 / sdxl / zimage / unknown: from the file's metadata if it names the base model,
+    """sd15 / sdxl / zimage / flux / unknown: from the file's metadata if it names the base model,
     else from key names, then the cross-attention width (768/1024 -> SD1.x/2.x, 2048 ->
     SDXL) for a denoiser-only file."""
     declared = family_from_metadata(metadata or {})
@@ -109,6 +118,8 @@ def guess_family(shapes: dict[str, list[int]], metadata: dict[str, str] | None =
     keys = list(shapes)
     if any(m in k for k in keys for m in _ZIMAGE_MARKERS):
         return "zimage"
+    if any(m in k for k in keys for m in _FLUX_MARKERS):
+        return "flux"
     if any(m in k for k in keys for m in _SDXL_MARKERS):
         return "sdxl"
     widths = {shapes[k][-1] for k in keys if _CROSS_ATTN_KEY.search(k) and len(shapes[k]) >= 2}
