@@ -44,15 +44,16 @@ from typing import Any
 import torch
 
 from core import __version__
-from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT, SD_VAE
+from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT, PREVIEW_EVERY, PREVIEW_METHOD, SD_VAE
 from core.errors import RequestError
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
 from core.plugins.extra_networks import ExtraNetworks
+from core.previews import APPROX, Preview, PreviewDecoders
 from core.prompt_embeddings import PromptEmbeddings, record_embeddings
 from core.prompt_stage import dry_copy, new_context, run_prompt_stage, user_settings
-from core.results import CancelToken, GenerationResult, ProgressEvent
+from core.results import DECODING, ENCODING, LOADING, SAVING, CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling import finite, inpaint_model, vae_precision
 from core.sampling.hires import schedule_length, upscale_latents
@@ -87,6 +88,14 @@ class Engine:
         self.journal = ImageJournal(host.settings.state_dir / "image-journal")
         self._lock = threading.Lock()  # one generation at a time: models are shared
         self.extra_networks = ExtraNetworks(getattr(host, "extra_networks", None))
+        self.previews = PreviewDecoders(
+            host.settings.state_dir, self.models.folders, host.settings.allow_pickle
+        )
+        # the running generation's preview decoder (one generation at a time: self._lock)
+        self._preview: Preview | None = None
+        # seconds a batch took from its last step to its saved images, per model: the
+        # part of the ETA that steps do not measure
+        self._tail_s: dict[str, float] = {}
 
     # --- queries -----------------------------------------------------------------------
 
@@ -189,6 +198,8 @@ class Engine:
         run_prompt_stage(ctx, hooks, self.extra_networks)
         base_seed = req.seed
 
+        announce = PhaseAnnouncer(on_progress, req, started)
+        announce(LOADING)
         model, fresh = self.models.acquire(checked.model_name)
         ctx.model = model
         if fresh:
@@ -204,7 +215,8 @@ class Engine:
             mode, why = self._memory_mode(checked, model)
             log.info("memory mode %s (%s)", mode, why)
             with Placement(model, mode, self.models.device) as placement:
-                result = self._generate_batches(checked, model, ctx, placement, on_progress, cancel)
+                self._preview = self._preview_for(model, placement, ctx)
+                result = self._generate_batches(checked, model, ctx, placement, announce, cancel)
         finally:
             self.extra_networks.deactivate(ctx)
         result.parameters = self._parameters(req, checked, base_seed)
@@ -219,13 +231,22 @@ class Engine:
         result.elapsed_s = time.perf_counter() - started
         return result
 
+    def _preview_for(
+        self, model: LoadedModel, placement: Placement, ctx: GenerationContext
+    ) -> Preview | None:
+        """The live preview decoder the settings ask for (fitting the approximate map, the
+        first time for a model and VAE, uses the VAE: in the VAE's placement)."""
+        method = self._setting(PREVIEW_METHOD, APPROX)
+        hashes = self.models.hashes
+        return placement.run("vae", lambda: self.previews.for_model(model, method, hashes), ctx.warnings)
+
     def _generate_batches(
         self,
         checked: ValidatedRequest,
         model: LoadedModel,
         ctx: GenerationContext,
         placement: Placement,
-        on_progress: Callable[[ProgressEvent], None] | None,
+        announce: PhaseAnnouncer,
         cancel: CancelToken,
     ) -> GenerationResult:
         req, family, hooks = checked.request, checked.family, self.host.generation_hooks
@@ -247,6 +268,7 @@ class Engine:
             # SDXL, as A1111 and diffusers: zeros for an empty negative, not the encoded ""
             family.empty_negative if self._setting(FORCE_ZERO_NEGATIVE_PROMPT, True) else None,
         )
+        announce(ENCODING)
         placement.run("text", lambda: encodings.encode_all(ctx.prompts, ctx.negative_prompts), ctx.warnings)
         record_embeddings(embeddings, ctx)
         result = GenerationResult(
@@ -266,7 +288,7 @@ class Engine:
                                            ctx.negative_prompts[first : first + req.batch_size])  # fmt: skip
             try:
                 images = self._run_batch(
-                    checked, model, placement, ctx, cond, uncond, seeds, batch_index, on_progress, cancel
+                    checked, model, placement, ctx, cond, uncond, seeds, batch_index, announce, cancel
                 )
             except BatchSkipped:
                 log.info("batch %d skipped", batch_index)
@@ -275,6 +297,7 @@ class Engine:
                 result.interrupted = True
                 break
             images = hooks.after_sample(ctx, images)
+            announce(SAVING, batch_index)
             for position, (image, seed) in enumerate(zip(images, seeds, strict=False)):
                 index = first + position
                 infotext = self.infotext(checked, model, ctx, seed, position, index)
@@ -288,6 +311,7 @@ class Engine:
                     result.paths.append(str(path))
                     if written:
                         hooks.image_saved(ctx, str(path))
+            self._tail_s[model.name] = announce.batch_done()
         return result
 
     def _save(
@@ -330,7 +354,7 @@ class Engine:
         uncond: Any,
         seeds: list[int],
         batch_index: int,
-        on_progress: Callable[[ProgressEvent], None] | None,
+        announce: PhaseAnnouncer,
         cancel: CancelToken,
     ) -> list[Any]:
         req = checked.request
@@ -343,14 +367,11 @@ class Engine:
         hires = checked.hires
         hires_steps = hires.steps if hires is not None else 0
 
+        tail_s = self._tail_s.get(model.name, 0.0)
+
         def report(step: int, total: int, elapsed: float, preview: Any) -> None:
-            if on_progress is None:
-                return
-            total += hires_steps  # the hires pass follows the first one in the same bar
-            eta = (
-                elapsed / step * (total - step) + elapsed * (req.batch_count - batch_index - 1) * total / step
-            )
-            on_progress(ProgressEvent(step, total, batch_index, req.batch_count, elapsed, eta, preview))
+            # the hires pass follows the first one in the same bar
+            announce.step(step, total + hires_steps, batch_index, elapsed, preview, tail_s)
 
         conditioning = None
         if inpaint_model.is_inpainting_model(model):
@@ -380,6 +401,7 @@ class Engine:
             )
         # NaN guard: a NaN latent would decode to a black image reported "done"
         finite.check_latents(latents, ctx, checked.model_name)
+        announce(DECODING, batch_index)
         decoded = placement.run(
             "vae",
             lambda: vae_precision.decode(model.adapter, model.components, latents, ctx.warnings),
@@ -496,7 +518,8 @@ class Engine:
                     cancel=cancel,
                     on_step=on_step,
                     init=init,
-                    preview_every=self._preview_every(),
+                    preview_every=self._preview_every() if self._preview is not None else 0,
+                    preview=self._preview,
                     image_conditioning=image_conditioning,
                     sample_fn=checked.sampler.sample,
                     hires=hires,
@@ -519,6 +542,11 @@ class Engine:
         return styles_path(self.host.settings.data_dir)
 
     def _preview_every(self) -> int:
+        """Steps between live previews: the setting, else EASEL_PREVIEW_EVERY, else every
+        step on a CPU (a step is slow there, a preview free) and every 5th on a GPU."""
+        setting = int(self._setting(PREVIEW_EVERY, 0))
+        if setting != 0:
+            return max(0, setting)  # -1: none
         every = self.host.settings.preview_every
         if every > 0:
             return every
@@ -631,3 +659,54 @@ class Engine:
                 else None
             ),
         }
+
+
+class PhaseAnnouncer:
+    """One generation's progress events: a phase's start (loading, encoding, decoding,
+    saving) and every sampling step, each with the time since the generation started and
+    the time left (negative while unknown)."""
+
+    def __init__(
+        self, on_progress: Callable[[ProgressEvent], None] | None, req: GenerationRequest, started: float
+    ) -> None:
+        self.on_progress = on_progress
+        self.batch_count = req.batch_count
+        self.started = started
+        self.eta_s = -1.0
+        self._total = 0
+        self._last_step_at = started
+
+    def __call__(self, phase: str, batch_index: int = 0) -> None:
+        if self.on_progress is None:
+            return
+        now = time.perf_counter()
+        after_sampling = phase in (DECODING, SAVING)
+        # after the steps, the ETA of the last step counts down; before them it is unknown
+        eta = (
+            max(0.0, self.eta_s - (now - self._last_step_at)) if after_sampling and self.eta_s >= 0 else -1.0
+        )
+        step = self._total if after_sampling else 0
+        event = ProgressEvent(step, self._total, batch_index, self.batch_count, now - self.started, eta)
+        event.phase = phase
+        self.on_progress(event)
+
+    def step(
+        self, step: int, total: int, batch_index: int, sampling_s: float, preview: Any, tail_s: float
+    ) -> None:
+        """Step ``step`` of ``total`` done, ``sampling_s`` after this batch's sampling began;
+        ``tail_s``: the decode and save time of one batch (from the last one)."""
+        now = time.perf_counter()
+        self._total, self._last_step_at = total, now
+        per_step = sampling_s / max(1, step)
+        later_batches = self.batch_count - batch_index - 1
+        self.eta_s = per_step * (total - step) + later_batches * (per_step * total + tail_s) + tail_s
+        if self.on_progress is not None:
+            self.on_progress(
+                ProgressEvent(
+                    step, total, batch_index, self.batch_count, now - self.started, self.eta_s, preview
+                )
+            )
+
+    def batch_done(self) -> float:
+        """The seconds from this batch's last step to now (its decode and save)."""
+        return max(0.0, time.perf_counter() - self._last_step_at)

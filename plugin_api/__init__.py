@@ -44,7 +44,8 @@ from plugin_api.types import (
 #      plugin_api.testing.serve / host helpers;
 #      GenerationRequest.inpainting_fill (A1111's "Masked content");
 #      GenerationRequest.cache (step caching: fbcache, magcache, taylorseer, deepcache)
-API_VERSION = "1.8"
+# 1.9: plugin_api.model_folders' "VAE-approx" kind (tiny preview decoders: TAESD...)
+API_VERSION = "1.9"
 
 __all__ = [
     "API_VERSION",

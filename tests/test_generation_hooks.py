@@ -224,6 +224,9 @@ def test_progress_events_previews_and_interrupt(engine):
         cancel=token,
     )
     assert result.interrupted and result.images == []
+    assert [e.phase for e in events] == ["loading", "encoding", "sampling", "sampling"]
+    assert events[0].eta_s < 0  # unknown before the first step
+    events = [e for e in events if e.phase == "sampling"]
     assert [e.step for e in events] == [1, 2]  # stopped within one step
     assert events[0].total_steps == 4 and events[0].batch_count == 2
     assert events[0].preview is not None and events[0].preview.size == (8, 8)
