@@ -145,7 +145,6 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         cache_method: str | None,
         cache_threshold: str | None,
         request: gr.Request,
-        progress: gr.Progress = gr.Progress(),
     ):
         language = language_of(request.headers.get("accept-language"), chosen_language(host))
         if form.init_image is not None and init_image is None:
@@ -167,16 +166,12 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc
         for snapshot in client.follow(job_id):
-            if snapshot.status == "running" and snapshot.total_steps:
-                progress(
-                    (snapshot.batch_index * snapshot.total_steps + snapshot.step,
-                     snapshot.total_steps * snapshot.batch_count),
-                    desc=f"{snapshot.step}/{snapshot.total_steps}",
-                )  # fmt: skip
+            # Easel's own bar only (show_progress="hidden" below): no Gradio bar over the panes
             updates: dict[Any, Any] = {form.progress: render_progress(snapshot, language), job_state: job_id}
-            if snapshot.preview is not None:
-                updates[form.preview] = enlarge_preview(snapshot.preview)
             if not snapshot.finished:
+                if snapshot.preview is not None:
+                    # the preview takes the gallery's place until the images replace it
+                    updates.update(preview_in_place(form, panel, snapshot.preview))
                 yield updates
                 continue
             result = snapshot.result or {}
@@ -193,7 +188,9 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             updates.update(
                 {
                     job_state: None,
-                    panel.gallery: paths,
+                    # the images replace the preview in its place
+                    form.preview: gr.update(value=None, visible=False),
+                    panel.gallery: gr.update(value=paths, visible=True),
                     panel.info: info,
                     panel.timing: _timing_line(job_id, result),
                     last_result: last if paths else None,
@@ -215,7 +212,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             panel.timing,
             last_result,
         ],
-        show_progress="minimal",
+        show_progress="hidden",
         concurrency_limit=GENERATE_CONCURRENCY,
         api_name=f"{form.prefix}_generate",
     )
@@ -271,15 +268,23 @@ PREVIEW_MIN_SIDE = 256
 
 
 def enlarge_preview(image: Any) -> Any:
-    """Latent previews are 1/8 of the image (16 px for 128 px): enlarge them with
-    nearest-neighbour so they are visible, without pretending to more detail."""
+    """Approximate previews are 1/8 of the image (16 px for 128 px): enlarge them smoothly
+    (bicubic), so a preview looks like a soft version of the image, not a grid of blocks."""
     width, height = image.size
     factor = PREVIEW_MIN_SIDE // max(1, min(width, height))
     if factor <= 1:
         return image
     from PIL import Image
 
-    return image.resize((width * factor, height * factor), Image.Resampling.NEAREST)
+    return image.resize((width * factor, height * factor), Image.Resampling.BICUBIC)
+
+
+def preview_in_place(form: Any, panel: Any, preview: Any) -> dict[Any, Any]:
+    """Show the live preview where the gallery is (the gallery hides meanwhile)."""
+    return {
+        form.preview: gr.update(value=enlarge_preview(preview), visible=True),
+        panel.gallery: gr.update(visible=False),
+    }
 
 
 def _reuse_seed(last: dict[str, Any] | None, current: float | None) -> float | None:
