@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         if step % 50 == 0 or step == args.steps:
             with torch.no_grad():
                 held = (tiny.decoder(held_latents) - held_targets).abs().mean() * 127.5
-            print(f"step {step} loss {loss.item():.4f} held-out error {held:.2f}/255 {time.time() - started:.0f} s")
+            print(
+                f"step {step} loss {loss.item():.4f} held-out error {held:.2f}/255 {time.time() - started:.0f} s"
+            )
         if time.time() - started > args.max_seconds:
             print(f"stopped at step {step}: --max-seconds")
             break
