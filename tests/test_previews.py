@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.previews import APPROX, NONE, TINY, PreviewDecoders
+from core.previews import APPROX, FULL, NONE, TINY, PreviewDecoders
 from core.previews.approx import LatentColorCache, LatentColors
 from core.previews.tiny_vae import find_tiny_vae, load_tiny_decoder
 from plugin_api.types import GenerationRequest
@@ -173,6 +173,13 @@ def test_tiny_vae_preview_is_full_size(shipped_engine, tmp_path):
     previews = PreviewDecoders(tmp_path / "state", lambda kind: [approx], allow_pickle=False)
     image = previews.for_model(model, TINY, shipped_engine.models.hashes)(torch.zeros(2, 4, 16, 16))
     assert image.size == (128, 128)
+    # "Full": the model's own VAE, the same pixels as its decode of the first image
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    full = previews.for_model(model, FULL, shipped_engine.models.hashes)(latents)
+    with torch.no_grad():
+        decoded = model.adapter.decode(model.components, latents[:1])
+    expected = ((decoded[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(np.asarray(full), expected)
 
 
 def test_phases_in_order_with_an_eta_once_known_and_the_settings(shipped_engine):

@@ -85,7 +85,9 @@ class PreviewDecoders:
         def decode(latents: torch.Tensor) -> Any:
             vae = model.components["vae"]
             first = next(vae.parameters(), None)
-            shown = latents[:1].to(first.device) if first is not None else latents[:1]
+            # where the VAE's weights are (an offloaded VAE's hooks bring them from "meta")
+            on_device = first is not None and first.device.type != "meta"
+            shown = latents[:1].to(first.device) if on_device else latents[:1]
             return images_to_pil(vae_precision.decode(model.adapter, model.components, shown, []))
 
         return decode
