@@ -5,7 +5,8 @@ The setting ``show_progress_type`` (A1111's name, ``core.builtin_settings``) pic
 - ``Approx cheap``: a linear latent -> RGB map fitted from the model's own VAE
   (``approx.py``); a pixel per latent pixel, free to compute.
 - ``TAESD``: a tiny autoencoder decoder (``tiny_vae.py``): the model folder's own
-  (``<diffusers folder>/vae_approx/``, as the demo model ships) or the family's file in
+  (``<diffusers folder>/vae_approx/``, e.g. made by
+  ``tools/demo_model/train_tiny_decoder.py``) or the family's file in
   ``models/VAE-approx/`` (taesd, taesdxl, taef1); full size, milliseconds on a GPU.
   Without one, the approximate map is used (logged once).
 - ``Full``: the model's VAE (exact, the cost of a decode every preview).
