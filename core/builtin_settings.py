@@ -32,6 +32,12 @@ DEFAULT_NEGATIVE_PROMPT = "default_negative_prompt"
 QUICKSETTINGS = "quicksettings_list"
 QUICKSETTINGS_DEFAULT = [SD_MODEL_CHECKPOINT, SD_VAE, CLIP_SKIP]
 MAX_CLIP_SKIP = 12
+# A1111's live preview options: the decoder (core/previews: "Approx cheap" is fitted from the
+# model's own VAE, "TAESD" reads models/VAE-approx, "Full" is the VAE itself, "None") and
+# how often; 0 is Easel's "automatic" (A1111 has no such value), -1 turns previews off
+PREVIEW_METHOD = "show_progress_type"
+PREVIEW_METHODS = ("Approx cheap", "TAESD", "Full", "None")  # core.previews.METHODS
+PREVIEW_EVERY = "show_progress_every_n_steps"
 
 
 @hookimpl
@@ -92,6 +98,27 @@ def register_settings(register: Callable[[SettingSpec], None]) -> None:
                 "models/VAE named like it), else the checkpoint's own; None: the checkpoint's own; "
                 "or a file name from models/VAE."
             ),
+        )
+    )
+    register(
+        SettingSpec(
+            key=PREVIEW_METHOD,
+            default="Approx cheap",
+            label="Live preview method",
+            choices=PREVIEW_METHODS,
+            description=(
+                "Approx cheap: a colour map fitted from the model's own VAE (free); TAESD: a tiny "
+                "autoencoder from models/VAE-approx (taesd, taesdxl, taef1; the approximate map when "
+                "there is none); Full: the model's VAE (exact, one decode per preview); None: no preview."
+            ),
+        )
+    )
+    register(
+        SettingSpec(
+            key=PREVIEW_EVERY,
+            default=0,
+            label="Live preview every N sampling steps",
+            description="0: automatic (every step on a CPU, every 5th on a GPU); -1: no live preview.",
         )
     )
 

@@ -45,17 +45,19 @@ from typing import Any
 import torch
 
 from core import __version__
-from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT
+from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT, PREVIEW_EVERY, PREVIEW_METHOD
 from core.errors import RequestError
 from core.families.base import Conditioning
 from core.models.manager import LoadedModel, ModelManager
 from core.models.memory_modes import plan_memory_mode
 from core.models.offload import Placement
+from core.phase_announcer import PhaseAnnouncer
 from core.plugins.extra_networks import ExtraNetworks
+from core.previews import APPROX, Preview, PreviewDecoders
 from core.prompt_embeddings import PromptEmbeddings, record_embeddings
 from core.prompt_stage import dry_copy, new_context, run_prompt_stage, user_settings
 from core.request_defaults import fill_from_settings
-from core.results import CancelToken, GenerationResult, ProgressEvent
+from core.results import DECODING, ENCODING, LOADING, SAVING, CancelToken, GenerationResult, ProgressEvent
 from core.samplers import names_for
 from core.sampling import finite, inpaint_model, vae_precision
 from core.sampling.hires import schedule_length, upscale_latents
@@ -94,6 +96,14 @@ class Engine:
         self.journal = ImageJournal(host.settings.state_dir / "image-journal")
         self._lock = threading.Lock()  # one generation at a time: models are shared
         self.extra_networks = ExtraNetworks(getattr(host, "extra_networks", None))
+        self.previews = PreviewDecoders(
+            host.settings.state_dir, self.models.folders, host.settings.allow_pickle
+        )
+        # the running generation's preview decoder (one generation at a time: self._lock)
+        self._preview: Preview | None = None
+        # seconds a batch took from its last step to its saved images, per model: the
+        # part of the ETA that steps do not measure
+        self._tail_s: dict[str, float] = {}
 
     # --- queries -----------------------------------------------------------------------
 
@@ -212,6 +222,8 @@ class Engine:
         run_prompt_stage(ctx, hooks, self.extra_networks)
         base_seed = req.seed
 
+        announce = PhaseAnnouncer(on_progress, req, started)
+        announce(LOADING)
         model, fresh = self.models.acquire(checked.model_name)
         ctx.model = model
         if fresh:
@@ -227,7 +239,8 @@ class Engine:
             mode, why = self._memory_mode(checked, model)
             log.info("memory mode %s (%s)", mode, why)
             with Placement(model, mode, self.models.device) as placement:
-                result = self._generate_batches(checked, model, ctx, placement, on_progress, cancel)
+                self._preview = self._preview_for(model, placement, ctx)
+                result = self._generate_batches(checked, model, ctx, placement, announce, cancel)
         finally:
             self.extra_networks.deactivate(ctx)
         result.parameters = self._parameters(req, checked, base_seed)
@@ -242,13 +255,22 @@ class Engine:
         result.elapsed_s = time.perf_counter() - started
         return result
 
+    def _preview_for(
+        self, model: LoadedModel, placement: Placement, ctx: GenerationContext
+    ) -> Preview | None:
+        """The live preview decoder the settings ask for (fitting the approximate map, the
+        first time for a model and VAE, uses the VAE: in the VAE's placement)."""
+        method = self._setting(PREVIEW_METHOD, APPROX)
+        hashes = self.models.hashes
+        return placement.run("vae", lambda: self.previews.for_model(model, method, hashes), ctx.warnings)
+
     def _generate_batches(
         self,
         checked: ValidatedRequest,
         model: LoadedModel,
         ctx: GenerationContext,
         placement: Placement,
-        on_progress: Callable[[ProgressEvent], None] | None,
+        announce: PhaseAnnouncer,
         cancel: CancelToken,
     ) -> GenerationResult:
         req, family, hooks = checked.request, checked.family, self.host.generation_hooks
@@ -273,6 +295,7 @@ class Engine:
             # SDXL, as A1111 and diffusers: zeros for an empty negative, not the encoded ""
             family.empty_negative if self._setting(FORCE_ZERO_NEGATIVE_PROMPT, True) else None,
         )
+        announce(ENCODING)
         placement.run("text", lambda: encodings.encode_all(ctx.prompts, ctx.negative_prompts), ctx.warnings)
         record_embeddings(embeddings, ctx)
         result = GenerationResult(
@@ -292,7 +315,7 @@ class Engine:
                                            ctx.negative_prompts[first : first + req.batch_size])  # fmt: skip
             try:
                 images = self._run_batch(
-                    checked, model, placement, ctx, cond, uncond, seeds, batch_index, on_progress, cancel
+                    checked, model, placement, ctx, cond, uncond, seeds, batch_index, announce, cancel
                 )
             except BatchSkipped:
                 log.info("batch %d skipped", batch_index)
@@ -303,6 +326,7 @@ class Engine:
                     break
                 images = stopped.images  # as far as it got: kept and saved, as A1111 does
             images = hooks.after_sample(ctx, images)
+            announce(SAVING, batch_index)
             for position, (image, seed) in enumerate(zip(images, seeds, strict=False)):
                 index = first + position
                 infotext = self.infotext(checked, model, ctx, seed, position, index)
@@ -317,6 +341,7 @@ class Engine:
                     result.paths.append(str(path))
                     if written:
                         hooks.image_saved(ctx, str(path))
+            self._tail_s[model.name] = announce.batch_done()
             if result.interrupted:
                 break
         return result
@@ -412,7 +437,7 @@ class Engine:
         uncond: Any,
         seeds: list[int],
         batch_index: int,
-        on_progress: Callable[[ProgressEvent], None] | None,
+        announce: PhaseAnnouncer,
         cancel: CancelToken,
     ) -> list[Any]:
         req = checked.request
@@ -425,14 +450,11 @@ class Engine:
         hires = checked.hires
         hires_steps = hires.steps if hires is not None else 0
 
+        tail_s = self._tail_s.get(model.name, 0.0)
+
         def report(step: int, total: int, elapsed: float, preview: Any) -> None:
-            if on_progress is None:
-                return
-            total += hires_steps  # the hires pass follows the first one in the same bar
-            eta = (
-                elapsed / step * (total - step) + elapsed * (req.batch_count - batch_index - 1) * total / step
-            )
-            on_progress(ProgressEvent(step, total, batch_index, req.batch_count, elapsed, eta, preview))
+            # the hires pass follows the first one in the same bar
+            announce.step(step, total + hires_steps, batch_index, elapsed, preview, tail_s)
 
         conditioning = None
         if inpaint_model.is_inpainting_model(model):
@@ -469,6 +491,7 @@ class Engine:
             stopped, latents = exc, exc.latents
         # NaN guard: a NaN latent would decode to a black image reported "done"
         finite.check_latents(latents, ctx, checked.model_name)
+        announce(DECODING, batch_index)
         decoded = placement.run(
             "vae",
             lambda: vae_precision.decode(model.adapter, model.components, latents, ctx.warnings),
@@ -589,7 +612,8 @@ class Engine:
                     cancel=cancel,
                     on_step=on_step,
                     init=init,
-                    preview_every=self._preview_every(),
+                    preview_every=self._preview_every() if self._preview is not None else 0,
+                    preview=self._preview,
                     image_conditioning=image_conditioning,
                     sample_fn=checked.sampler.sample,
                     hires=hires,
@@ -612,6 +636,11 @@ class Engine:
         return styles_path(self.host.settings.data_dir)
 
     def _preview_every(self) -> int:
+        """Steps between live previews: the setting, else EASEL_PREVIEW_EVERY, else every
+        step on a CPU (a step is slow there, a preview free) and every 5th on a GPU."""
+        setting = int(self._setting(PREVIEW_EVERY, 0))
+        if setting != 0:
+            return max(0, setting)  # -1: none
         every = self.host.settings.preview_every
         if every > 0:
             return every

@@ -46,17 +46,38 @@ class CancelToken:
         return False
 
 
+# The phases a job goes through, in order (``ProgressEvent.phase``); "queued" is the
+# queue's, before a worker takes the job, and "starting" the worker's, before the engine
+# reports (validation, the prompt stage). One event starts each phase; "sampling" sends one
+# per step.
+QUEUED, STARTING, LOADING, ENCODING, SAMPLING, DECODING, SAVING = (
+    "queued", "starting", "loading", "encoding", "sampling", "decoding", "saving",
+)  # fmt: skip
+PHASES = (QUEUED, STARTING, LOADING, ENCODING, SAMPLING, DECODING, SAVING)
+# what clients show for a phase (A1111's textinfo, the CLI bar, the WebUI's English label)
+PHASE_LABELS = {
+    QUEUED: "Queued",
+    STARTING: "Starting",
+    LOADING: "Loading model",
+    ENCODING: "Encoding prompt",
+    SAMPLING: "Sampling",
+    DECODING: "Decoding",
+    SAVING: "Saving",
+}
+
+
 @dataclass
 class ProgressEvent:
-    """Progress of one generation, sent once per sampler step."""
+    """Progress of one generation: once when a phase starts, and once per sampler step."""
 
-    step: int  # steps done in the current batch, 1-based
+    step: int  # steps done in the current batch, 1-based (0 before sampling)
     total_steps: int
     batch_index: int  # 0-based index of the current batch (of batch_count)
     batch_count: int
-    elapsed_s: float
-    eta_s: float
+    elapsed_s: float  # since the generation started
+    eta_s: float  # seconds left; negative while unknown (before the first step)
     preview: Any | None = None  # PIL image, a cheap latent preview
+    phase: str = SAMPLING
 
     @property
     def fraction(self) -> float:

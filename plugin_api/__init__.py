@@ -60,6 +60,7 @@ from plugin_api.types import (
 #      (default_negative_prompt, CLIP_stop_at_last_layers, samples_format);
 #      SettingSpec.path_root "outputs"
 #      GenerationRequest.distilled_cfg_scale (FLUX.1-dev's "Distilled CFG Scale")
+#      plugin_api.model_folders' "VAE-approx" kind (tiny preview decoders: TAESD...)
 API_VERSION = "1.9"
 
 __all__ = [

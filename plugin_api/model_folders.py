@@ -18,6 +18,7 @@ FOLDER_NAMES: dict[str, tuple[str, ...]] = {
     "ESRGAN": ("ESRGAN", "upscale_models"),
     "VAE": ("VAE", "vae"),
     "text_encoders": ("text_encoders", "clip"),
+    "VAE-approx": ("VAE-approx", "vae_approx"),  # tiny preview decoders (TAESD...)
 }
 
 

@@ -225,6 +225,12 @@ def test_progress_events_previews_and_interrupt(engine):
     )
     # the batch in progress comes back as far as it got (A1111); the second never ran
     assert result.interrupted and len(result.images) == 1 and result.seeds == [1]
+    phases = [e.phase for e in events]
+    # then the partial image is decoded and saved, as a finished one would be
+    assert phases[:4] == ["loading", "encoding", "sampling", "sampling"], phases
+    assert set(phases[4:]) <= {"decoding", "saving"}, phases
+    assert events[0].eta_s < 0  # unknown before the first step
+    events = [e for e in events if e.phase == "sampling"]
     assert [e.step for e in events] == [1, 2]  # stopped within one step
     assert events[0].total_steps == 4 and events[0].batch_count == 2
     assert events[0].preview is not None and events[0].preview.size == (8, 8)

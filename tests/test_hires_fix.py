@@ -32,7 +32,8 @@ def hires_request(**overrides) -> GenerationRequest:
 def test_latent_hires_reaches_the_target_size_with_a1111_infotext(engine):
     steps_seen = []
     result = engine.generate(
-        hires_request(), on_progress=lambda e: steps_seen.append((e.step, e.total_steps))
+        hires_request(),
+        on_progress=lambda e: e.phase == "sampling" and steps_seen.append((e.step, e.total_steps)),
     )
     assert result.images[0].size == (128, 128)
     params = parse_infotext(read_infotext(result.paths[0]))

@@ -29,7 +29,7 @@ def test_img2img_writes_to_img2img_folder(engine):
             init_image=init_picture(),
             denoising_strength=0.5,
         ),
-        on_progress=lambda e: steps_seen.append(e.total_steps),
+        on_progress=lambda e: e.phase == "sampling" and steps_seen.append(e.total_steps),
     )
     assert "img2img-images" in result.paths[0]
     assert set(steps_seen) == {2}  # strength 0.5 of 4 steps
@@ -78,7 +78,7 @@ def test_zimage_img2img_uses_the_flow_schedule(engine):
             denoising_strength=0.5,
             save_images=False,
         ),
-        on_progress=lambda e: totals.append(e.total_steps),
+        on_progress=lambda e: e.phase == "sampling" and totals.append(e.total_steps),
     )
     assert set(totals) == {2} and result.images[0].size == (64, 64)
     kept = engine.generate(

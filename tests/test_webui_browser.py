@@ -24,7 +24,7 @@ SEED_IN_INFO = re.compile(r"Seed: (\d+)")
 # short-lived values are not missed between Python round trips).
 WATCH_PROGRESS_JS = """
 (prefix) => {
-  window.__easel_watch = { values: [], previews: [] };
+  window.__easel_watch = { values: [], previews: [], phases: [] };
   const watch = window.__easel_watch;
   const timer = setInterval(() => {
     const bar = document.querySelector(`#${prefix}_progress [role=progressbar]`);
@@ -33,6 +33,9 @@ WATCH_PROGRESS_JS = """
     const img = document.querySelector(`#${prefix}_preview img`);
     const src = img && img.getAttribute('src');
     if (src && !watch.previews.includes(src)) watch.previews.push(src);
+    const phase = document.querySelector(`#${prefix}_progress .easel-progress`);
+    const named = phase && phase.getAttribute('data-phase');
+    if (named && !watch.phases.includes(named)) watch.phases.push(named);
     if (document.querySelector(`#${prefix}_gallery img`)) clearInterval(timer);
   }, 50);
 }
@@ -129,6 +132,8 @@ def test_generate_shows_progress_preview_and_image(browser, server):
     # the bar moved through the sampling, not only from empty to full
     assert any(0 < v < 100 for v in values), f"no intermediate progress value: {values}"
     assert len(set(values)) >= 2
+    assert "sampling" in watch["phases"], watch["phases"]  # the bar names the phase
+    assert watch["previews"], "no live preview was shown"
     seed_match = SEED_IN_INFO.search(info)
     assert seed_match, info
     seed = int(seed_match.group(1))

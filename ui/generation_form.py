@@ -248,9 +248,12 @@ def build_generation_form(
             sections = build_form_sections(prefix, host, service, model)  # ControlNet units...
         with gr.Column(scale=1):
             progress = gr.HTML(render_progress(None), label=t("gen.progress"), elem_id=f"{prefix}_progress")
+            # shown only while a job samples, in the gallery's place and size (see
+            # ui/generation_run.preview_in_place): the images replace it where it was
             preview = gr.Image(
-                label=t("gen.preview"), elem_id=f"{prefix}_preview", interactive=False, height=200, type="pil"
-            )
+                label=t("gen.preview"), elem_id=f"{prefix}_preview", interactive=False, height=420,
+                type="pil", visible=False,
+            )  # fmt: skip
             results = build_results_panel(prefix, with_send_to_txt2img=img2img)
     wire_card_browser(cards, prompt, model, host, service)
     return GenerationForm(

@@ -164,7 +164,6 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         inpaint_area: int | None,
         padding: float | None,
         request: gr.Request,
-        progress: gr.Progress = gr.Progress(),
         *section_values: Any,  # the extensions' form sections, last (form.sections.inputs())
     ):
         language = language_of(request.headers.get("accept-language"), chosen_language(host))
@@ -199,11 +198,11 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         key = session_key(request, form.prefix)
         session_jobs.add(key, job_id)
         try:
-            yield from _follow(job_id, key, language, progress)
+            yield from _follow(job_id, key, language)
         finally:
             session_jobs.remove(key, job_id)
 
-    def _follow(job_id: str, key: tuple[str, str], language: str, progress: gr.Progress):
+    def _follow(job_id: str, key: tuple[str, str], language: str):
         """Follow one job; while an older job of this session runs, only the last update
         (its images) is shown: the leading job owns the bar and the preview."""
         for snapshot in client.follow(job_id):
@@ -211,18 +210,14 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
                 if snapshot.finished:  # cancelled while it waited (the Queue tab): nothing to show
                     return
                 continue
-            if snapshot.status == "running" and snapshot.total_steps:
-                progress(
-                    (snapshot.batch_index * snapshot.total_steps + snapshot.step,
-                     snapshot.total_steps * snapshot.batch_count),
-                    desc=f"{snapshot.step}/{snapshot.total_steps}",
-                )  # fmt: skip
+            # Easel's own bar only (show_progress="hidden" below): no Gradio bar over the panes
             waiting = [client.queue_position(other) for other in session_jobs.waiting(key)]
             bar = render_progress(snapshot, language) + waiting_note(waiting, language)
             updates: dict[Any, Any] = {form.progress: bar, job_state: job_id}
-            if snapshot.preview is not None:
-                updates[form.preview] = enlarge_preview(snapshot.preview)
             if not snapshot.finished:
+                if snapshot.preview is not None:
+                    # the preview takes the gallery's place until the images replace it
+                    updates.update(preview_in_place(form, panel, snapshot.preview))
                 yield updates
                 continue
             result = snapshot.result or {}
@@ -239,7 +234,9 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             updates.update(
                 {
                     job_state: None,
-                    panel.gallery: paths,
+                    # the images replace the preview in its place
+                    form.preview: gr.update(value=None, visible=False),
+                    panel.gallery: gr.update(value=paths, visible=True),
                     panel.info: info,
                     panel.timing: _timing_line(job_id, result, language),
                     last_result: last if paths else None,
@@ -261,7 +258,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             panel.timing,
             last_result,
         ],
-        show_progress="minimal",
+        show_progress="hidden",
         concurrency_limit=GENERATE_CONCURRENCY,
         api_name=f"{form.prefix}_generate",
         # a click while a job runs queues another job (Gradio's default ignores it)
@@ -328,15 +325,23 @@ PREVIEW_MIN_SIDE = 256
 
 
 def enlarge_preview(image: Any) -> Any:
-    """Latent previews are 1/8 of the image (16 px for 128 px): enlarge them with
-    nearest-neighbour so they are visible, without pretending to more detail."""
+    """Approximate previews are 1/8 of the image (16 px for 128 px): enlarge them smoothly
+    (bicubic), so a preview looks like a soft version of the image, not a grid of blocks."""
     width, height = image.size
     factor = PREVIEW_MIN_SIDE // max(1, min(width, height))
     if factor <= 1:
         return image
     from PIL import Image
 
-    return image.resize((width * factor, height * factor), Image.Resampling.NEAREST)
+    return image.resize((width * factor, height * factor), Image.Resampling.BICUBIC)
+
+
+def preview_in_place(form: Any, panel: Any, preview: Any) -> dict[Any, Any]:
+    """Show the live preview where the gallery is (the gallery hides meanwhile)."""
+    return {
+        form.preview: gr.update(value=enlarge_preview(preview), visible=True),
+        panel.gallery: gr.update(visible=False),
+    }
 
 
 def _reuse_seed(last: dict[str, Any] | None, current: float | None, request: gr.Request) -> float | None:

@@ -108,6 +108,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     # progress label (built on the server: see ``text`` and ``request_language``)
     "progress.queued": ("queued", "排队中"),
     "progress.starting": ("starting", "正在开始"),
+    "progress.loading": ("loading model", "正在加载模型"),
+    "progress.encoding": ("encoding prompt", "正在编码提示词"),
+    "progress.sampling": ("sampling", "采样"),
+    "progress.decoding": ("decoding", "正在解码"),
+    "progress.saving": ("saving", "正在保存"),
     "progress.step": ("step", "步数"),
     "progress.batch": ("batch", "批次"),
     "progress.eta": ("ETA", "剩余"),

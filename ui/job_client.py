@@ -39,8 +39,9 @@ class JobSnapshot:
     batch_count: int = 1
     fraction: float = 0.0
     elapsed_s: float = 0.0
-    eta_s: float = 0.0
+    eta_s: float = -1.0  # negative while unknown
     preview: Any | None = None  # PIL image
+    phase: str = ""  # a running job's phase (core.results.PHASES): loading, sampling...
     queue_position: int | None = None
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
@@ -87,8 +88,9 @@ class JobClient:
                 event = subscription.get(timeout=POLL_S)
                 if event is None:
                     # No event for a while: it may have finished before we subscribed,
-                    # or it waits behind other jobs (then show its place in the queue).
-                    snapshot = self.snapshot(job_id)
+                    # or it waits behind other jobs (then show its place in the queue), or
+                    # a long phase (loading the model) runs: its clock still moves.
+                    snapshot = self._live_snapshot(job_id) or self.snapshot(job_id)
                     yield snapshot
                     if snapshot.finished:
                         return
@@ -108,7 +110,15 @@ class JobClient:
         subscribe = getattr(self.service, "subscribe", None) or self.service.events.subscribe
         return subscribe(job_id)
 
+    def _live_snapshot(self, job_id: str) -> JobSnapshot | None:
+        """The running job's live progress when it is this job (this process's worker)."""
+        live = getattr(self.service, "progress", lambda: None)()
+        if live is None or getattr(live, "job_id", None) != job_id:
+            return None
+        return self._from_progress(job_id, live)
+
     def _from_progress(self, job_id: str, progress: Any) -> JobSnapshot:
+        elapsed = getattr(progress, "elapsed_now", None)
         return JobSnapshot(
             job_id=job_id,
             status="running",
@@ -117,9 +127,10 @@ class JobClient:
             batch_index=int(progress.batch_index),
             batch_count=int(progress.batch_count),
             fraction=float(progress.fraction),
-            elapsed_s=float(progress.elapsed_s),
+            elapsed_s=float(elapsed() if callable(elapsed) else progress.elapsed_s),
             eta_s=float(progress.eta_s),
             preview=progress.preview,
+            phase=str(getattr(progress, "phase", "") or ""),
         )
 
     def snapshot(self, job_id: str, record: Any | None = None) -> JobSnapshot:

@@ -28,10 +28,12 @@ from core.api.sdapi_models import (
     SdapiPngInfoRequest,
     SdapiTxt2ImgRequest,
 )
+from core.builtin_settings import PREVIEW_METHOD
 from core.errors import RequestError
 from core.jobs import JobService
 from core.jobs.record import CANCELLED, DONE, INTERRUPTED
 from core.models.prediction import yaml_beside
+from core.results import PHASE_LABELS, QUEUED
 from core.saving.writer import infotext_of
 from core.schedules import SCHEDULE_TYPES
 
@@ -120,7 +122,7 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
                 "state": {
                     "skipped": False,
                     "interrupted": False,
-                    "job": "",
+                    "job": PHASE_LABELS[QUEUED] if pending else "",
                     "job_count": pending,
                     "job_timestamp": "0",
                     "job_no": 0,
@@ -128,16 +130,18 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
                     "sampling_steps": 0,
                 },
                 "current_image": None,
-                "textinfo": None,
+                "textinfo": PHASE_LABELS[QUEUED] if pending else None,
                 "current_task": None,
             }
         return {
             "progress": round(live.fraction, 4),
-            "eta_relative": round(live.eta_s, 3),
+            # A1111 clients divide and format it: 0, not a negative, while it is unknown
+            "eta_relative": round(max(0.0, live.eta_s), 3),
             "state": {
                 "skipped": live.skipped,
                 "interrupted": live.interrupted,
-                "job": f"job {live.job_id}",
+                # A1111 names the work in progress here ("Batch 1 out of 2"); Easel its phase
+                "job": PHASE_LABELS.get(live.phase, live.phase),
                 "job_count": pending,
                 "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(live.started_at)),
                 "job_no": live.batch_index,
@@ -145,7 +149,7 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
                 "sampling_steps": live.total_steps,
             },
             "current_image": None if skip_current_image else live.preview_base64("PNG"),
-            "textinfo": f"Step {live.step}/{live.total_steps}, batch {live.batch_index + 1}/{live.batch_count}",
+            "textinfo": live.textinfo(),
             "current_task": live.job_id,
         }
 
@@ -252,12 +256,12 @@ def build_sdapi_router(host: Any, service: JobService, catalog: Catalog) -> APIR
             "samples_save": True,
             "enable_pnginfo": True,
             "eta_noise_seed_delta": 0,
-            "live_previews_enable": True,
             "show_progress_every_n_steps": 1,
             "sd_checkpoint_cache": 1,
         }
         options.update(host.user_settings.all())
         options["sd_model_checkpoint"] = title  # A1111's "name [hash]" title of the model in use
+        options["live_previews_enable"] = options.get(PREVIEW_METHOD) != "None"
         return options
 
     @router.post("/options", summary="Set options (A1111): sd_model_checkpoint switches the default model")

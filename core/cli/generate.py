@@ -166,9 +166,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def generate_locally(args: argparse.Namespace, settings: Settings, fields: dict) -> int:
-    from tqdm import tqdm
-
     from core.api.images import ImageInputError, decode_base64_image
+    from core.cli.progress_bar import PhaseBar
     from core.engine import Engine
     from core.errors import EaselError, RequestError
     from core.host import Host
@@ -185,17 +184,9 @@ def generate_locally(args: argparse.Namespace, settings: Settings, fields: dict)
         return 2
     host = Host(settings).start()
     engine = Engine(host, outputs_dir=args.out.resolve() if args.out else None)
-    bar = None
-
-    def on_progress(event) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=event.total_steps * event.batch_count, file=sys.stderr, unit="step")
-        bar.n = event.batch_index * event.total_steps + event.step
-        bar.refresh()
-
+    bar = PhaseBar()
     try:
-        result = engine.generate(request, on_progress=on_progress)
+        result = engine.generate(request, on_progress=bar.update_event)
     except RequestError as exc:
         print(f"easel generate: {exc}", file=sys.stderr)
         return 2
@@ -203,8 +194,7 @@ def generate_locally(args: argparse.Namespace, settings: Settings, fields: dict)
         print(f"easel generate: {exc}", file=sys.stderr)
         return 1
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         host.stop()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -12,36 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.cli.progress_bar import PhaseBar
 from core.cli.server_link import basic_auth, print_refusal, read_events
 
 CLIENT_ERRORS = (400, 401, 403, 404, 409, 413, 422)
-
-
-class _StepBar:
-    """A tqdm bar over all steps of all batches, made on the first progress event."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-
-    def update(self, progress: dict[str, Any]) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            total = progress["total_steps"] * progress["batch_count"]
-            self.bar = tqdm(total=total, file=sys.stderr, unit="step")
-        self.bar.n = progress["batch_index"] * progress["total_steps"] + progress["step"]
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def follow(client: Any, job_id: str) -> dict[str, Any] | None:
     """The finished job from the events stream (progress drawn on the way), None if it broke."""
     import httpx
 
-    bar = _StepBar()
+    bar = PhaseBar()
     try:
         with client.stream(
             "GET",

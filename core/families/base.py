@@ -72,6 +72,9 @@ class FamilyAdapter(ABC):
     # latent -> RGB linear approximation for cheap previews: rows are latent channels
     preview_factors: tuple[tuple[float, float, float], ...] = ()
     preview_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # tiny autoencoders for this family's latents in models/VAE-approx, by A1111's names
+    # (core/previews/tiny_vae.py): "taesd" finds taesd_decoder.pth/.safetensors or taesd/
+    tiny_vae_names: tuple[str, ...] = ()
 
     # --- detection -----------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class SD15Family(FamilyAdapter):
     label = "Stable Diffusion 1.x / 2.x"
     defaults = FamilyDefaults(width=512, height=512, steps=20, cfg_scale=7.0, sampler="Euler a")
     # A1111's "Approx cheap" latent -> RGB factors for the SD1.x/2.x VAE
+    tiny_vae_names = ("taesd",)
     preview_factors = (
         (0.298, 0.207, 0.208),
         (0.187, 0.286, 0.173),

@@ -28,6 +28,7 @@ class SDXLFamily(FamilyAdapter):
     upcast_vae = True  # the SDXL VAE overflows float16 (diffusers: force_upcast)
     defaults = FamilyDefaults(width=1024, height=1024, steps=25, cfg_scale=6.0, sampler="DPM++ 2M Karras")
     # A1111's "Approx cheap" factors for the SDXL VAE
+    tiny_vae_names = ("taesdxl",)
     preview_factors = (
         (0.3448, 0.4168, 0.4395),
         (-0.1953, -0.0290, 0.0250),

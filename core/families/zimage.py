@@ -47,6 +47,7 @@ class ZImageFamily(FamilyAdapter):
     uses_clip_prompts = False
     denoiser_name = "transformer"
     # ComfyUI's latent -> RGB factors for the 16-channel Flux VAE that Z-Image uses
+    tiny_vae_names = ("taef1",)  # Z-Image uses the Flux VAE
     preview_factors = (
         (-0.0346, 0.0244, 0.0681),
         (0.0034, 0.0210, 0.0687),

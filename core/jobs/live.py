@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.jobs.record import JobRecord
+from core.results import PHASE_LABELS, SAMPLING, STARTING
 
 PROGRESS = "progress"
 STARTED = "started"
@@ -40,10 +41,11 @@ class LiveProgress:
     batch_count: int = 1
     fraction: float = 0.0
     elapsed_s: float = 0.0
-    eta_s: float = 0.0
+    eta_s: float = -1.0  # negative while unknown (before the first sampling step)
     preview: Any | None = field(default=None, repr=False)  # PIL image
     interrupted: bool = False
     skipped: bool = False
+    phase: str = STARTING  # core.results.PHASES
     _preview_cache: dict[str, str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -61,9 +63,25 @@ class LiveProgress:
                 self._preview_cache[fmt] = base64.b64encode(buffer.getvalue()).decode("ascii")
             return self._preview_cache[fmt]
 
+    def textinfo(self) -> str:
+        """What the job is doing, in words (A1111's ``textinfo``): "Loading model",
+        "Sampling step 3/20, batch 1/2", "Decoding"..."""
+        label = PHASE_LABELS.get(self.phase, self.phase)
+        if self.phase == SAMPLING:
+            label = f"{label} step {self.step}/{self.total_steps}"
+        if self.batch_count > 1:
+            label = f"{label}, batch {self.batch_index + 1}/{self.batch_count}"
+        return label
+
+    def elapsed_now(self) -> float:
+        """Seconds since the job started, now (the events' ``elapsed_s`` is as of the last one)."""
+        return max(self.elapsed_s, time.time() - self.started_at)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
+            "phase": self.phase,
+            "started_at": round(self.started_at, 3),
             "step": self.step,
             "total_steps": self.total_steps,
             "batch_index": self.batch_index,

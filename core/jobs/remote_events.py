@@ -51,9 +51,11 @@ def live_from_event(event: dict[str, Any]) -> LiveProgress:
         batch_count=int(event.get("batch_count", 1)),
         fraction=float(event.get("progress", 0.0)),
         elapsed_s=float(event.get("elapsed_s", 0.0)),
-        eta_s=float(event.get("eta_s", 0.0)),
+        eta_s=float(event.get("eta_s", -1.0)),
         preview=preview,
         interrupted=bool(event.get("interrupted", False)),
+        phase=str(event.get("phase") or "sampling"),
+        **({"started_at": float(event["started_at"])} if event.get("started_at") else {}),
     )
 
 

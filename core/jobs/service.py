@@ -511,6 +511,7 @@ class JobService:
                 preview=event.preview if event.preview is not None else old.preview,
                 interrupted=old.interrupted,
                 skipped=old.skipped,
+                phase=event.phase,
             )
             self._live = live  # replaced, never mutated: readers see a consistent state
         self.events.publish(JobEvent(PROGRESS, job_id, progress=live))

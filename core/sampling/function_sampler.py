@@ -86,13 +86,14 @@ def run_sample_function(
     cancel: CancelToken | None,
     on_step: Callable[[int, int, float, Any], None] | None,
     preview_every: int,
+    preview: Callable[[torch.Tensor], Any],
     keep: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> torch.Tensor:
     """Run ``sample`` over ``sigmas`` (``len(timesteps) + 1`` values ending in 0) from
     ``x``; ``keep`` = (original latents, mask with 1 = repaint) for inpainting."""
     from core.sampling.loop import BatchSkipped, SamplingInterrupted
 
-    adapter, flow, kind = guided.adapter, guided.adapter.flow, guided.prediction_type
+    flow, kind = guided.adapter.flow, guided.prediction_type
     total = len(sigmas) - 1
     timestep_for = SigmaTimesteps(scheduler, sigmas, timesteps, flow)
     progress: dict[str, Any] = {"step": 0, "estimate": None}
@@ -132,7 +133,7 @@ def run_sample_function(
         )  # fmt: skip
         if preview_every > 0 and ((index + 1) % preview_every == 0 or index == 0):
             shown = state.denoised if state.denoised is not None else state.latents
-            state.preview = adapter.preview(shown) if shown is not None else None
+            state.preview = preview(shown) if shown is not None else None
         guided.hooks.on_step(ctx, state)
         if on_step is not None:
             on_step(index + 1, total, state.elapsed_s, state.preview)

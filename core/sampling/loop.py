@@ -161,6 +161,7 @@ def denoise(
     on_step: Callable[[int, int, float, Any], None] | None = None,
     init: InitImage | None = None,
     preview_every: int = 1,
+    preview: Callable[[torch.Tensor], Any] | None = None,
     late_cfg: LateCfg | None = None,
     set_timesteps: Callable[[int, Any], None] | None = None,
     image_conditioning: torch.Tensor | None = None,
@@ -174,7 +175,9 @@ def denoise(
     at every step: the mask and masked-image latents of an inpainting UNet
     (``core.sampling.inpaint_model``).
 
-    ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based).
+    ``on_step(step, total, elapsed_s, preview)`` reports progress (step 1-based);
+    ``preview(latents)`` makes the preview image every ``preview_every`` steps (the
+    family's shipped factors when None; ``core.previews`` has the others).
     ``set_timesteps(steps, device)``: the schedule type's own (core.schedules), used
     instead of the family's ``set_timesteps`` when set.
     ``sample_fn``: the sampler's own stepping function (``SamplerSpec.sample``), run
@@ -187,6 +190,7 @@ def denoise(
     # patch_denoiser's patches hold for the whole pass (removed on errors and interrupts too)
     with sampling.patches(model.components[model.adapter.denoiser_name]):
         adapter, components = model.adapter, model.components
+        make_preview = preview or adapter.preview
         device = model.device
         denoiser = components[adapter.denoiser_name]
         dtype = denoiser.dtype
@@ -269,7 +273,7 @@ def denoise(
                 sample_fn, guided=guided, scheduler=scheduler, timesteps=timesteps,
                 sigmas=sigma_values[first:], x=latents,
                 step_cfg=step_cfg, generators=generators, ctx=ctx, cancel=cancel, on_step=on_step,
-                preview_every=preview_every, keep=keep,
+                preview_every=preview_every, preview=make_preview, keep=keep,
             )  # fmt: skip
         started = time.perf_counter()
         scale_input = getattr(scheduler, "scale_model_input", None)
@@ -315,7 +319,7 @@ def denoise(
                 state.latents = latents
                 state.denoised = denoised
                 if preview_every > 0 and ((index + 1) % preview_every == 0 or index == 0):
-                    state.preview = adapter.preview(denoised if denoised is not None else latents)
+                    state.preview = make_preview(denoised if denoised is not None else latents)
                 state.elapsed_s = time.perf_counter() - started
                 hooks.on_step(ctx, state)
                 if on_step is not None:
