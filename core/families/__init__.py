@@ -9,11 +9,12 @@ __all__ = ["Conditioning", "FamilyAdapter", "FamilyDefaults", "all_families", "g
 
 def all_families() -> list[FamilyAdapter]:
     """Every known family, in detection order (most specific first)."""
+    from core.families.qwen_image import FAMILY as QWEN_IMAGE
     from core.families.sd15 import FAMILY as SD15
     from core.families.sdxl import FAMILY as SDXL
     from core.families.zimage import FAMILY as ZIMAGE
 
-    return [ZIMAGE, SDXL, SD15]
+    return [QWEN_IMAGE, ZIMAGE, SDXL, SD15]
 
 
 def get_family(name: str) -> FamilyAdapter:
