@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from core.errors import ModelError
+from core.families import all_families
+from core.families.qwen_image import load_transformer
 from plugin_api import GenerationRequest
 from tests.qwen_image_files import make_tiny_qwen_image
+from tests.tiny_models import write_config_sidecar, write_single_file
 
 # the smallest size requests allow (the tiny VAE downsamples 4x, the transformer packs 2x2)
 SIZE = 64
@@ -20,7 +25,14 @@ def qwen_engine(tmp_path_factory):
     from core.host import Host
 
     root = tmp_path_factory.mktemp("qwen-models")
-    make_tiny_qwen_image(root / "Stable-diffusion" / "tiny-qwen-image")
+    folder = make_tiny_qwen_image(root / "Stable-diffusion" / "tiny-qwen-image")
+    # ComfyUI's checkpoint layout: the transformer alone, keys prefixed; the rest from a
+    # <name>.config/ diffusers folder without transformer weights
+    single = root / "Stable-diffusion" / "tiny-qwen-image-file.safetensors"
+    state = load_file(str(folder / "transformer" / "diffusion_pytorch_model.safetensors"))
+    write_single_file(single, {"model.diffusion_model." + k: v for k, v in state.items()})
+    sidecar = write_config_sidecar(folder, single, keep_weights=True)
+    (sidecar / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
     settings = Settings(
         models_dir=root, data_dir=tmp_path_factory.mktemp("data"), safe_mode=True, device="cpu"
     )
@@ -37,9 +49,45 @@ def request(**overrides) -> GenerationRequest:
 
 def test_listing_names_the_family(qwen_engine):
     infos = {i.name: i for i in qwen_engine.models.list()}
-    info = infos["tiny-qwen-image"]
-    assert (info.family, info.format) == ("qwen_image", "diffusers")
-    assert info.size > 0
+    for name, fmt in (("tiny-qwen-image", "diffusers"), ("tiny-qwen-image-file", "safetensors")):
+        assert (infos[name].family, infos[name].format) == ("qwen_image", fmt), name
+        assert infos[name].size > 0
+
+
+@pytest.mark.slow
+def test_real_size_keys_detect_as_qwen_image_only():
+    """The shipped real-size config's tensor names and shapes (built on the meta device:
+    20B parameters, no memory) are Qwen-Image's and no other family's."""
+    from accelerate import init_empty_weights
+    from diffusers import QwenImageTransformer2DModel
+
+    from core.config import MODEL_CONFIGS_DIR
+
+    config = QwenImageTransformer2DModel.load_config(
+        str(MODEL_CONFIGS_DIR / "qwen_image"), subfolder="transformer"
+    )
+    with init_empty_weights():
+        model = QwenImageTransformer2DModel.from_config(config)
+    assert 20e9 < sum(p.numel() for p in model.parameters()) < 21e9  # Qwen-Image is 20B
+    for prefix in ("", "model.diffusion_model."):  # the original release's, ComfyUI's
+        shapes = {prefix + k: list(v.shape) for k, v in model.state_dict().items()}
+        assert {f.name: f.detect_keys(shapes) for f in all_families()} == {
+            f.name: ("qwen_image" if f.name == "qwen_image" else None) for f in all_families()
+        }
+
+
+def test_single_file_of_another_model_is_named(tmp_path, qwen_engine):
+    folder = qwen_engine.models.info("tiny-qwen-image").path
+    bad = tmp_path / "bad.safetensors"
+    write_single_file(bad, {"txt_norm.weight": torch.ones(32)})
+    with pytest.raises(ModelError, match=r"bad\.safetensors: not a Qwen-Image transformer"):
+        load_transformer(bad, folder, torch.float32)
+
+
+def test_single_file_equals_folder(qwen_engine):
+    folder = qwen_engine.generate(request(model="tiny-qwen-image", save_images=False))
+    single = qwen_engine.generate(request(model="tiny-qwen-image-file", save_images=False))
+    assert np.array_equal(np.asarray(folder.images[0]), np.asarray(single.images[0]))
 
 
 @pytest.mark.slow
