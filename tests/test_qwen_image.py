@@ -19,11 +19,8 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def qwen_engine(tmp_path_factory):
-    from core.config import Settings
-    from core.engine import Engine
-    from core.host import Host
-
+def qwen_models(tmp_path_factory):
+    """A models folder with the tiny Qwen-Image as a diffusers folder and as a single file."""
     root = tmp_path_factory.mktemp("qwen-models")
     folder = make_tiny_qwen_image(root / "Stable-diffusion" / "tiny-qwen-image")
     # ComfyUI's checkpoint layout: the transformer alone, keys prefixed; the rest from a
@@ -33,6 +30,16 @@ def qwen_engine(tmp_path_factory):
     write_single_file(single, {"model.diffusion_model." + k: v for k, v in state.items()})
     sidecar = write_config_sidecar(folder, single, keep_weights=True)
     (sidecar / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    return root
+
+
+@pytest.fixture(scope="module")
+def qwen_engine(qwen_models, tmp_path_factory):
+    from core.config import Settings
+    from core.engine import Engine
+    from core.host import Host
+
+    root = qwen_models
     settings = Settings(
         models_dir=root, data_dir=tmp_path_factory.mktemp("data"), safe_mode=True, device="cpu"
     )
@@ -45,6 +52,30 @@ def request(**overrides) -> GenerationRequest:
     values = dict(prompt="a red circle", negative_prompt="blurry", seed=7, steps=3, width=SIZE, height=SIZE)
     values.update(overrides)
     return GenerationRequest(**values)
+
+
+def diffusers_image(engine, cfg_scale: float) -> np.ndarray:
+    """diffusers' QwenImagePipeline on the folder's components, as floats in [0, 1]."""
+    import diffusers
+
+    model = engine.models.get("tiny-qwen-image")
+    components = dict(model.components)
+    components["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_config(
+        components["scheduler"].config
+    )
+    pipe = diffusers.QwenImagePipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        "a red circle",
+        negative_prompt="blurry",
+        true_cfg_scale=cfg_scale,
+        num_inference_steps=3,
+        height=SIZE,
+        width=SIZE,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="np",
+    ).images[0]
+    return expected
 
 
 def test_listing_names_the_family(qwen_engine):
@@ -93,27 +124,32 @@ def test_single_file_equals_folder(qwen_engine):
 @pytest.mark.slow
 @pytest.mark.parametrize("cfg_scale", [1.0, 4.0])
 def test_qwen_image_matches_diffusers_pipeline(qwen_engine, cfg_scale):
-    import diffusers
-
-    model = qwen_engine.models.get("tiny-qwen-image")
-    components = dict(model.components)
-    components["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_config(
-        components["scheduler"].config
-    )
-    pipe = diffusers.QwenImagePipeline(**components)
-    pipe.set_progress_bar_config(disable=True)
-    expected = pipe(
-        "a red circle",
-        negative_prompt="blurry",
-        true_cfg_scale=cfg_scale,
-        num_inference_steps=3,
-        height=SIZE,
-        width=SIZE,
-        generator=torch.Generator("cpu").manual_seed(7),
-        output_type="np",
-    ).images[0]
+    expected = diffusers_image(qwen_engine, cfg_scale)
     ours = qwen_engine.generate(request(model="tiny-qwen-image", cfg_scale=cfg_scale, save_images=False))
     assert ours.parameters["sampler"] == "Euler"
     got = np.asarray(ours.images[0], dtype=np.float32) / 255.0
     # 8-bit rounding of the same floats: at most one level apart
     assert np.abs(got - expected).max() <= 1.5 / 255.0
+
+
+@pytest.mark.slow
+def test_easel_generate_and_models_on_the_single_file(qwen_models, qwen_engine, tmp_path, capsys):
+    """The CLI users run: ``easel models`` lists the family, ``easel generate --model`` on
+    the ComfyUI-layout single file gives diffusers' image (true CFG 4)."""
+    from PIL import Image
+
+    from core.cli.main import main as cli_main
+
+    local = ["--models-dir", str(qwen_models), "--data-dir", str(tmp_path), "--safe-mode", "--device", "cpu"]
+    assert cli_main(["models", *local]) == 0
+    rows = {row.split()[0]: row.split() for row in capsys.readouterr().out.strip().splitlines()[1:]}
+    assert rows["tiny-qwen-image-file"][1:3] == ["qwen_image", "safetensors"]
+    assert rows["tiny-qwen-image"][1:3] == ["qwen_image", "diffusers"]
+
+    args = ["a red circle", "--model", "tiny-qwen-image-file", "--negative", "blurry", "--cfg", "4"]
+    args += ["--steps", "3", "--seed", "7", "--width", str(SIZE), "--height", str(SIZE)]
+    code = cli_main(["generate", *args, "--out", str(tmp_path / "out"), *local])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    got = np.asarray(Image.open(out.strip().splitlines()[0]).convert("RGB"), dtype=np.float32) / 255.0
+    assert np.abs(got - diffusers_image(qwen_engine, 4.0)).max() <= 1.5 / 255.0
