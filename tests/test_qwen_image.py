@@ -153,3 +153,24 @@ def test_easel_generate_and_models_on_the_single_file(qwen_models, qwen_engine, 
     assert code == 0, err
     got = np.asarray(Image.open(out.strip().splitlines()[0]).convert("RGB"), dtype=np.float32) / 255.0
     assert np.abs(got - diffusers_image(qwen_engine, 4.0)).max() <= 1.5 / 255.0
+
+
+def test_sdapi_lists_both_layouts(qwen_engine):
+    """A1111 clients see the Qwen-Image checkpoints in /sdapi/v1/sd-models (in process)."""
+    from fastapi.testclient import TestClient
+
+    from core.api.app import create_app
+    from core.jobs import JobService, SqliteJobQueue
+
+    settings = qwen_engine.host.settings
+    service = JobService.for_engine(
+        qwen_engine, SqliteJobQueue(settings.state_dir / "queue.db"), settings=settings
+    )
+    with TestClient(
+        create_app(qwen_engine.host, service, engine=qwen_engine), base_url="http://127.0.0.1"
+    ) as client:
+        listed = {m["model_name"]: m for m in client.get("/sdapi/v1/sd-models").json()}
+        native = {m["name"]: m for m in client.get("/api/v1/models").json()}
+    assert {"tiny-qwen-image", "tiny-qwen-image-file"} <= set(listed)
+    assert listed["tiny-qwen-image-file"]["filename"].endswith("tiny-qwen-image-file.safetensors")
+    assert native["tiny-qwen-image-file"]["family"] == "qwen_image"
