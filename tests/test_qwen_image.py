@@ -1,0 +1,176 @@
+"""Qwen-Image through the engine: detection, listing, equality with diffusers' pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.errors import ModelError
+from core.families import all_families
+from core.families.qwen_image import load_transformer
+from plugin_api import GenerationRequest
+from tests.qwen_image_files import make_tiny_qwen_image
+from tests.tiny_models import write_config_sidecar, write_single_file
+
+# the smallest size requests allow (the tiny VAE downsamples 4x, the transformer packs 2x2)
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def qwen_models(tmp_path_factory):
+    """A models folder with the tiny Qwen-Image as a diffusers folder and as a single file."""
+    root = tmp_path_factory.mktemp("qwen-models")
+    folder = make_tiny_qwen_image(root / "Stable-diffusion" / "tiny-qwen-image")
+    # ComfyUI's checkpoint layout: the transformer alone, keys prefixed; the rest from a
+    # <name>.config/ diffusers folder without transformer weights
+    single = root / "Stable-diffusion" / "tiny-qwen-image-file.safetensors"
+    state = load_file(str(folder / "transformer" / "diffusion_pytorch_model.safetensors"))
+    write_single_file(single, {"model.diffusion_model." + k: v for k, v in state.items()})
+    sidecar = write_config_sidecar(folder, single, keep_weights=True)
+    (sidecar / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    return root
+
+
+@pytest.fixture(scope="module")
+def qwen_engine(qwen_models, tmp_path_factory):
+    from core.config import Settings
+    from core.engine import Engine
+    from core.host import Host
+
+    root = qwen_models
+    settings = Settings(
+        models_dir=root, data_dir=tmp_path_factory.mktemp("data"), safe_mode=True, device="cpu"
+    )
+    host = Host(settings).start()
+    yield Engine(host)
+    host.stop()
+
+
+def request(**overrides) -> GenerationRequest:
+    values = dict(prompt="a red circle", negative_prompt="blurry", seed=7, steps=3, width=SIZE, height=SIZE)
+    values.update(overrides)
+    return GenerationRequest(**values)
+
+
+def diffusers_image(engine, cfg_scale: float) -> np.ndarray:
+    """diffusers' QwenImagePipeline on the folder's components, as floats in [0, 1]."""
+    import diffusers
+
+    model = engine.models.get("tiny-qwen-image")
+    components = dict(model.components)
+    components["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_config(
+        components["scheduler"].config
+    )
+    pipe = diffusers.QwenImagePipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        "a red circle",
+        negative_prompt="blurry",
+        true_cfg_scale=cfg_scale,
+        num_inference_steps=3,
+        height=SIZE,
+        width=SIZE,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="np",
+    ).images[0]
+    return expected
+
+
+def test_listing_names_the_family(qwen_engine):
+    infos = {i.name: i for i in qwen_engine.models.list()}
+    for name, fmt in (("tiny-qwen-image", "diffusers"), ("tiny-qwen-image-file", "safetensors")):
+        assert (infos[name].family, infos[name].format) == ("qwen_image", fmt), name
+        assert infos[name].size > 0
+
+
+@pytest.mark.slow
+def test_real_size_keys_detect_as_qwen_image_only():
+    """The shipped real-size config's tensor names and shapes (built on the meta device:
+    20B parameters, no memory) are Qwen-Image's and no other family's."""
+    from accelerate import init_empty_weights
+    from diffusers import QwenImageTransformer2DModel
+
+    from core.config import MODEL_CONFIGS_DIR
+
+    config = QwenImageTransformer2DModel.load_config(
+        str(MODEL_CONFIGS_DIR / "qwen_image"), subfolder="transformer"
+    )
+    with init_empty_weights():
+        model = QwenImageTransformer2DModel.from_config(config)
+    assert 20e9 < sum(p.numel() for p in model.parameters()) < 21e9  # Qwen-Image is 20B
+    for prefix in ("", "model.diffusion_model."):  # the original release's, ComfyUI's
+        shapes = {prefix + k: list(v.shape) for k, v in model.state_dict().items()}
+        assert {f.name: f.detect_keys(shapes) for f in all_families()} == {
+            f.name: ("qwen_image" if f.name == "qwen_image" else None) for f in all_families()
+        }
+
+
+def test_single_file_of_another_model_is_named(tmp_path, qwen_engine):
+    folder = qwen_engine.models.info("tiny-qwen-image").path
+    bad = tmp_path / "bad.safetensors"
+    write_single_file(bad, {"txt_norm.weight": torch.ones(32)})
+    with pytest.raises(ModelError, match=r"bad\.safetensors: not a Qwen-Image transformer"):
+        load_transformer(bad, folder, torch.float32)
+
+
+def test_single_file_equals_folder(qwen_engine):
+    folder = qwen_engine.generate(request(model="tiny-qwen-image", save_images=False))
+    single = qwen_engine.generate(request(model="tiny-qwen-image-file", save_images=False))
+    assert np.array_equal(np.asarray(folder.images[0]), np.asarray(single.images[0]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg_scale", [1.0, 4.0])
+def test_qwen_image_matches_diffusers_pipeline(qwen_engine, cfg_scale):
+    expected = diffusers_image(qwen_engine, cfg_scale)
+    ours = qwen_engine.generate(request(model="tiny-qwen-image", cfg_scale=cfg_scale, save_images=False))
+    assert ours.parameters["sampler"] == "Euler"
+    got = np.asarray(ours.images[0], dtype=np.float32) / 255.0
+    # 8-bit rounding of the same floats: at most one level apart
+    assert np.abs(got - expected).max() <= 1.5 / 255.0
+
+
+@pytest.mark.slow
+def test_easel_generate_and_models_on_the_single_file(qwen_models, qwen_engine, tmp_path, capsys):
+    """The CLI users run: ``easel models`` lists the family, ``easel generate --model`` on
+    the ComfyUI-layout single file gives diffusers' image (true CFG 4)."""
+    from PIL import Image
+
+    from core.cli.main import main as cli_main
+
+    local = ["--models-dir", str(qwen_models), "--data-dir", str(tmp_path), "--safe-mode", "--device", "cpu"]
+    assert cli_main(["models", *local]) == 0
+    rows = {row.split()[0]: row.split() for row in capsys.readouterr().out.strip().splitlines()[1:]}
+    assert rows["tiny-qwen-image-file"][1:3] == ["qwen_image", "safetensors"]
+    assert rows["tiny-qwen-image"][1:3] == ["qwen_image", "diffusers"]
+
+    args = ["a red circle", "--model", "tiny-qwen-image-file", "--negative", "blurry", "--cfg", "4"]
+    args += ["--steps", "3", "--seed", "7", "--width", str(SIZE), "--height", str(SIZE)]
+    code = cli_main(["generate", *args, "--out", str(tmp_path / "out"), *local])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    got = np.asarray(Image.open(out.strip().splitlines()[0]).convert("RGB"), dtype=np.float32) / 255.0
+    assert np.abs(got - diffusers_image(qwen_engine, 4.0)).max() <= 1.5 / 255.0
+
+
+def test_sdapi_lists_both_layouts(qwen_engine):
+    """A1111 clients see the Qwen-Image checkpoints in /sdapi/v1/sd-models (in process)."""
+    from fastapi.testclient import TestClient
+
+    from core.api.app import create_app
+    from core.jobs import JobService, SqliteJobQueue
+
+    settings = qwen_engine.host.settings
+    service = JobService.for_engine(
+        qwen_engine, SqliteJobQueue(settings.state_dir / "queue.db"), settings=settings
+    )
+    with TestClient(
+        create_app(qwen_engine.host, service, engine=qwen_engine), base_url="http://127.0.0.1"
+    ) as client:
+        listed = {m["model_name"]: m for m in client.get("/sdapi/v1/sd-models").json()}
+        native = {m["name"]: m for m in client.get("/api/v1/models").json()}
+    assert {"tiny-qwen-image", "tiny-qwen-image-file"} <= set(listed)
+    assert listed["tiny-qwen-image-file"]["filename"].endswith("tiny-qwen-image-file.safetensors")
+    assert native["tiny-qwen-image-file"]["family"] == "qwen_image"
