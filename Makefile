@@ -79,9 +79,13 @@ postgres:
 	    echo "*** or the PostgreSQL queue tests are SKIPPED ***"; fi; }
 
 # With the server installed, a PostgreSQL test that cannot find it fails instead of skipping.
+# Two pytest workers (pytest-xdist), a test file per worker at a time: most tests wait on a
+# server, a subprocess or a browser with one core idle, and a file's module fixtures (its
+# server, its models) are built once. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 2
 test: lint lock-check browser postgres
 	EASEL_REQUIRE_POSTGRES=$$(ls $(POSTGRES_INITDB) >/dev/null 2>&1 && echo 1 || echo 0) \
-	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Mutation testing, not part of `make test` (minutes per module on 2 cores): mutmut changes
 # the modules [tool.mutmut] in pyproject.toml names, one small edit at a time, and runs the
