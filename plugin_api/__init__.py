@@ -54,6 +54,7 @@ from plugin_api.types import (
 #      host.save_extras_image (outputs/extras-images, A1111's naming)
 #      register_scripts, ScriptSpec, ScriptContext, GenerationRequest.script_name/.script_args
 #      (A1111's selectable scripts: one request run as several generations in one job)
+#      ScriptSpec.form (a script's controls under the WebUI form's "Script" dropdown)
 API_VERSION = "1.9"
 
 __all__ = [
