@@ -83,8 +83,13 @@ def build_script_picker(tab: str, host: Any) -> ScriptPicker | None:
                         f"controls failed to build: <code>{html.escape(controls.error)}</code></div>"
                     )
         picker.scripts.append(controls)
+
+    def show_chosen(name: str) -> Any:
+        updates = [gr.update(visible=s.spec.name == name) for s in picker.scripts]
+        return updates[0] if len(updates) == 1 else updates  # Gradio keeps one output's list whole
+
     dropdown.change(
-        lambda name: [gr.update(visible=s.spec.name == name) for s in picker.scripts],
+        show_chosen,
         inputs=[dropdown],
         outputs=[s.column for s in picker.scripts],
         show_progress="hidden",
