@@ -30,8 +30,10 @@ def _host(*extra: ScriptSpec) -> SimpleNamespace:
 
 
 def _picker(tab: str, host: SimpleNamespace):
-    with gr.Blocks():
-        return build_script_picker(tab, host)
+    with gr.Blocks() as blocks:
+        picker = build_script_picker(tab, host)
+    picker.blocks = blocks
+    return picker
 
 
 def _run(request, args, ctx):
@@ -43,6 +45,8 @@ def test_the_xyz_plot_controls_send_the_plot_as_script_args():
     assert picker.dropdown.choices == [(NO_SCRIPT, NO_SCRIPT), ("X/Y/Z plot", "X/Y/Z plot")]
     (xyz,) = picker.scripts
     assert xyz.column.visible is False  # shown only once chosen
+    (show_chosen,) = [f.fn for f in picker.blocks.fns.values()]  # the dropdown's change event
+    assert show_chosen("X/Y/Z plot")["visible"] is True and show_chosen(NO_SCRIPT)["visible"] is False
     ids = [c.elem_id for c in xyz.components]
     assert ids[:2] == ["txt2img_xyz_x_type", "txt2img_xyz_x_values"]
     values = [c.value for c in xyz.components]  # what the browser sends untouched...
