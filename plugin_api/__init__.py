@@ -61,6 +61,7 @@ from plugin_api.types import (
 #      SettingSpec.path_root "outputs"
 #      GenerationRequest.distilled_cfg_scale (FLUX.1-dev's "Distilled CFG Scale")
 #      plugin_api.model_folders' "VAE-approx" kind (tiny preview decoders: TAESD...)
+#      ScriptSpec.form (a script's controls under the WebUI form's "Script" dropdown)
 API_VERSION = "1.9"
 
 __all__ = [

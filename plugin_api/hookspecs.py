@@ -137,6 +137,10 @@ def register_scripts(register: Callable[[ScriptSpec], None]) -> None:
     with a ``ScriptContext`` whose ``generate`` runs each generation with every
     per-generation hook, in that job (one progress bar, one cancel).
 
+    In the WebUI the scripts are the "Script" dropdown at the bottom of the txt2img /
+    img2img form; ``ScriptSpec.form`` (a ``FormSection``: ``build`` + ``to_args``, API
+    1.9) gives a script its controls there, and ``to_args`` their ``script_args``.
+
     Called once per host start, after every extension is loaded. Return value ignored.
     """
 

@@ -527,6 +527,12 @@ class ScriptSpec:
       one ``GenerationResult`` (images in the order clients get them; their ``paths``,
       ``seeds`` and ``infotexts`` aligned with them).
     - ``modes``: the request modes it serves ("txt2img", "img2img").
+    - ``form``: its controls in the WebUI (A1111's ``Script.ui()``): a ``FormSection``
+      whose ``build`` makes them, shown under the txt2img/img2img form while the "Script"
+      dropdown names this script; at Generate its ``to_args(values)`` gives the request's
+      ``script_args`` (a dict by name, or A1111's positional list; ``InvalidRequest`` to
+      refuse). Its ``title``, ``families`` and ``open`` are not used; ``tabs`` says which
+      forms list the script. None: the script is listed and sends no arguments.
     """
 
     name: str
@@ -536,3 +542,4 @@ class ScriptSpec:
     aliases: tuple[str, ...] = ()
     modes: tuple[str, ...] = ("txt2img", "img2img")
     description: str = ""
+    form: FormSection | None = None

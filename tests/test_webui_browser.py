@@ -516,38 +516,52 @@ def test_send_to_extras_saves_and_shows_the_whole_image(browser, server):
     context.close()
 
 
-def test_xyz_plot_tab_makes_a_labelled_grid_and_four_images(browser, server):
-    """The bundled X/Y/Z plot tab: seed x CFG, 2x2, one job; the grid (first) and the four
-    cells in the gallery, the grid saved in txt2img-grids with the plot in its infotext."""
+def test_xyz_plot_from_the_txt2img_form_makes_a_labelled_grid_and_four_images(browser, server):
+    """The txt2img form's "Script" dropdown (A1111's place for X/Y/Z plot): seed x CFG,
+    2x2, one job; the grid (first) and the four cells in the gallery, the grid saved in
+    txt2img-grids with the plot in its infotext, each cell as an ordinary image."""
     from PIL import Image
 
     context, page = open_page(browser, server)
-    page.click("button#xyz_plot_tab-button")
-    page.wait_for_selector("#xyz_prompt textarea", state="visible")
-    page.fill("#xyz_prompt textarea", "a small green star at the top left, white background")
-    for selector, value in (("#xyz_steps", 4), ("#xyz_width", 64), ("#xyz_height", 64)):
-        set_number(page, f"{selector} input", value)
-    page.fill("#xyz_x_values textarea", "1, 2")  # X type: Seed (the default)
-    page.fill("#xyz_y_values textarea", "3, 7")  # Y type: CFG Scale (the tab's default)
-    grids = server.data_dir / "outputs" / "txt2img-grids"
-    before = set(grids.rglob("xyz_grid-*.png")) if grids.is_dir() else set()
-    page.click("#xyz_generate")
+    fill_form(page, server, "a small green star at the top left, white background", seed=-1, steps=4)
+    set_number(page, "#txt2img_width input[type=number]", 64)
+    set_number(page, "#txt2img_height input[type=number]", 64)
+    assert not page.is_visible("#txt2img_xyz_x_values")  # the plot's controls show once it is chosen
+    page.click("#txt2img_script input")
+    page.click("[role=option]:text-is('X/Y/Z plot')")
+    page.wait_for_selector("#txt2img_xyz_x_values textarea", state="visible")
+    page.fill("#txt2img_xyz_x_values textarea", "1, 2")  # X type: Seed (the default)
+    page.fill("#txt2img_xyz_y_values textarea", "3, 7")  # Y type: CFG Scale (the form's default)
+    outputs = server.data_dir / "outputs"
+    grids, cells = outputs / "txt2img-grids", outputs / "txt2img-images"
+    before = set(outputs.rglob("*.png")) if outputs.is_dir() else set()
+    page.click("#txt2img_generate")
     page.wait_for_function(
-        "document.querySelectorAll('#xyz_gallery img').length >= 5", timeout=GENERATION_TIMEOUT_MS
+        "document.querySelector('#txt2img_info textarea').value.includes('Script: X/Y/Z plot')",
+        timeout=GENERATION_TIMEOUT_MS,
     )
-    info = page.input_value("#xyz_info textarea")
-    assert "Script: X/Y/Z plot" in info and 'X Values: "1, 2"' in info and 'Y Values: "3, 7"' in info
-    assert info.count("Seed: ") == 5  # the grid's infotext, then each cell's
+    info = page.input_value("#txt2img_info textarea")  # the grid's infotext (the first image)
+    assert 'X Values: "1, 2"' in info and 'Y Values: "3, 7"' in info
+    page.wait_for_function("document.querySelectorAll('#txt2img_gallery img').length >= 5")
     shot = screenshot(page, "webui-xyz-plot")
-    shots = Path("/tmp/shots-xyz")
+    shots = Path("/tmp/shots-xyzform")
     shots.mkdir(exist_ok=True)
-    (shots / "xyz-tab-grid.png").write_bytes(shot.read_bytes())
+    (shots / "txt2img-xyz-grid.png").write_bytes(shot.read_bytes())
     context.close()
-    (grid_path,) = set(grids.rglob("xyz_grid-*.png")) - before
+    new = set(outputs.rglob("*.png")) - before
+    (grid_path,) = [path for path in new if path.is_relative_to(grids)]
+    assert grid_path.name.startswith("xyz_grid-")
     with Image.open(grid_path) as grid:
         assert "Script: X/Y/Z plot" in grid.info["parameters"]
         # two 64-pixel columns after the row labels' margin (3/4 of a cell), two rows under the labels
         assert grid.width == 48 + 2 * 64 and 2 * 64 < grid.height < 3 * 64
+    cell_texts = []
+    for path in sorted(p for p in new if p.is_relative_to(cells)):
+        with Image.open(path) as cell:
+            cell_texts.append(cell.info["parameters"])
+    assert len(cell_texts) == 4
+    assert sorted(int(re.search(r"Seed: (\d+)", t).group(1)) for t in cell_texts) == [1, 1, 2, 2]
+    assert sorted(float(re.search(r"CFG scale: ([\d.]+)", t).group(1)) for t in cell_texts) == [3, 3, 7, 7]
 
 
 def queue_job_ids(page) -> set[str]:

@@ -142,9 +142,9 @@ def test_grid_infotext_fields_go_before_version():
     )
 
 
-def test_the_tab_gives_a1111_positional_args_that_read_back_the_same_plot():
+def test_the_form_controls_give_a1111_positional_args_that_read_back_the_same_plot():
+    from extensions.xyz_plot.controls import a1111_args, script_args
     from extensions.xyz_plot.plot import ARG_NAMES
-    from extensions.xyz_plot.tab import a1111_args, script_args
 
     flags = [True, True, False, False, False, False, False, True]  # legend, sub images, ..., csv mode
     named = script_args("Seed", "1, 2", "CFG Scale", "3, 7", "Nothing", "", *flags, 4)

@@ -17,6 +17,7 @@ from ui.i18n import t
 from ui.img2img_modes import Img2ImgInputs, build_img2img_inputs
 from ui.progress_view import render_progress
 from ui.results import ResultsPanel, build_results_panel
+from ui.script_picker import ScriptPicker, build_script_picker
 from ui.size_presets import SizePresets, build_size_presets
 from ui.styles_picker import StylesPicker, build_styles_picker, wire_styles_picker
 
@@ -59,6 +60,7 @@ class GenerationForm:
     hires: HiresControls | None = None  # txt2img only
     cache: CacheControls | None = None  # the step cache accordion
     sections: FormSections | None = None  # extensions' accordions (ui_form_sections)
+    script: ScriptPicker | None = None  # the "Script" dropdown (register_scripts), last
     cards: CardBrowser | None = None  # the extra-networks card browser under the prompt
 
     @property
@@ -246,6 +248,7 @@ def build_generation_form(
                     1, 16, value=1, step=1, label=t("gen.batch_count"), elem_id=f"{prefix}_batch_count"
                 )
             sections = build_form_sections(prefix, host, service, model)  # ControlNet units...
+            script = build_script_picker(prefix, host)  # X/Y/Z plot...
         with gr.Column(scale=1):
             progress = gr.HTML(render_progress(None), label=t("gen.progress"), elem_id=f"{prefix}_progress")
             # shown only while a job samples, in the gallery's place and size (see
@@ -287,6 +290,7 @@ def build_generation_form(
         hires=hires,
         cache=cache,
         sections=sections,
+        script=script,
         cards=cards,
         init_image=init_image,
         interrogate=interrogate,

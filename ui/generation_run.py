@@ -27,6 +27,7 @@ from ui.job_client import JobClient
 from ui.language import chosen_language, request_language
 from ui.progress_view import render_progress
 from ui.results import wire_downloads
+from ui.script_picker import apply_script
 from ui.size_presets import wire_size_presets
 
 log = logging.getLogger("easel.ui")
@@ -123,6 +124,8 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     extra_inputs += modes.inputs() if modes is not None else [gr.State(None) for _ in range(11)]
     panel = form.results
     session_jobs = SessionJobs()
+    section_inputs = form.sections.inputs() if form.sections else []
+    script_inputs = form.script.inputs() if form.script else []
 
     def generate(
         prompt: str,
@@ -164,7 +167,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         inpaint_area: int | None,
         padding: float | None,
         request: gr.Request,
-        *section_values: Any,  # the extensions' form sections, last (form.sections.inputs())
+        *section_values: Any,  # the form sections' values, then the Script dropdown's (script_inputs)
     ):
         language = language_of(request.headers.get("accept-language"), chosen_language(host))
         inpainting: dict[str, Any] = {}
@@ -189,7 +192,10 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             log.info("refused a WebUI generation: %s", exc)
             raise gr.Error(str(exc)) from exc
         apply_hires(generation, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_denoise)
+        script_values = list(section_values[len(section_inputs) :])
+        section_values = section_values[: len(section_inputs)]
         apply_form_sections(form.sections, generation, section_values, choices.model_family(service, model))
+        apply_script(form.script, generation, script_values)
         try:
             job_id = client.submit(generation)
         except Exception as exc:  # invalid input: say which field, keep the form as it is
@@ -248,7 +254,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
 
     form.generate.click(
         generate,
-        inputs=[*form.parameter_inputs(), *extra_inputs, *(form.sections.inputs() if form.sections else [])],
+        inputs=[*form.parameter_inputs(), *extra_inputs, *section_inputs, *script_inputs],
         outputs=[
             form.progress,
             form.preview,

@@ -8,16 +8,18 @@ A request names it as A1111's API does, ``"script_name": "X/Y/Z plot"`` with
 
 The host runs the plot as one job (``register_scripts``, plugin API 1.9): each cell is an
 ordinary generation, saved with its own infotext; the grid goes to
-``outputs/txt2img-grids``. The WebUI tab (``tab.py``) builds the same request.
+``outputs/txt2img-grids``. In the WebUI it is the "Script" dropdown's "X/Y/Z plot" under
+the txt2img / img2img form (``ScriptSpec.form``: its controls are ``controls.py``'s), which
+sends the form's request with these ``script_args``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from extensions.xyz_plot import plot
+from extensions.xyz_plot import controls, plot
 from plugin_api.hookspecs import hookimpl
-from plugin_api.types import ScriptSpec, Tab
+from plugin_api.types import FormSection, ScriptSpec
 
 
 @hookimpl
@@ -30,12 +32,10 @@ def register_scripts(register: Any) -> None:
             arg_names=plot.ARG_NAMES,
             aliases=("xyz_plot", "xyz plot", "x/y/z"),
             description="a labelled grid of images over up to three parameters",
+            form=FormSection(title=plot.TITLE, build=controls.axis_controls, to_args=_form_args),
         )
     )
 
 
-@hookimpl
-def ui_tabs(host: Any) -> list[Tab]:
-    from extensions.xyz_plot.tab import build
-
-    return [Tab(title="X/Y/Z plot", build=build, elem_id="xyz_plot_tab")]
+def _form_args(values: list[Any]) -> dict[str, Any]:
+    return controls.script_args(*values)
