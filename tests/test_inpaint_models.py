@@ -290,27 +290,32 @@ def uploaded(client, picture: Image.Image) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", list(REFERENCES))
 def test_webui_inpaint_event_gives_diffusers_image(inpaint_setup, inpaint_server, monkeypatch, model):
-    """The img2img tab's Generate event (``/gradio_api/call/img2img_generate``) with an
-    inpaint mask. The tab blurs the mask by A1111's default 4 pixels (it has no blur
-    control); the reference is given the same blur by diffusers' own mask processor."""
+    """The img2img tab's Generate event (``/gradio_api/call/img2img_generate``) in the
+    "Inpaint upload" mode with an image and a mask. The mask blur is left at its default,
+    A1111's 4 pixels; the reference is given the same blur by diffusers' own mask processor."""
     from diffusers.image_processor import VaeImageProcessor
 
     from tests.api.conftest import gradio_call
+    from tests.webui_events import event_inputs, output_value, select_tab
 
     _, _, root = inpaint_setup
     image, mask = image_and_mask()
+    session = f"inpaint-upload-{model}"
     with inpaint_server.client() as client:
-        info = client.get("/gradio_api/info").json()["named_endpoints"]["/img2img_generate"]
-        values = {
-            "prompt": PROMPT, "negative_prompt": NEGATIVE, "model": model, "sampler": "Euler", "steps": STEPS,
-            "cfg_scale": CFG, "width": SIZE, "height": SIZE, "seed": SEED, "batch_size": 1, "batch_count": 1,
-            "init_image": uploaded(client, image), "denoising_strength": 1.0, "mask": uploaded(client, mask),
-            "vae": "None",
+        # as a user: the "Inpaint upload" mode tab, then its image and mask, then Generate
+        select_tab(client, "img2img_mode_inpaint_upload", session)
+        values = {  # by elem_id; every other input as the page first shows it
+            "img2img_prompt": PROMPT, "img2img_neg_prompt": NEGATIVE, "img2img_model": model,
+            "img2img_sampler": "Euler", "img2img_steps": STEPS, "img2img_cfg": CFG, "img2img_width": SIZE,
+            "img2img_height": SIZE, "img2img_seed": SEED, "img2img_batch_size": 1, "img2img_batch_count": 1,
+            "img2img_inpaint_upload_image": uploaded(client, image), "img2img_mask": uploaded(client, mask),
+            "img2img_denoising": 1.0, "img2img_vae": "None",
         }  # fmt: skip
-        data = [values.get(p["parameter_name"], p.get("parameter_default")) for p in info["parameters"]]
-        outputs = gradio_call(client, "img2img_generate", data)
+        data = event_inputs(client, "img2img_generate", values)
+        outputs = gradio_call(client, "img2img_generate", data, session_hash=session)
         assert "error" not in outputs, outputs
-        gallery = next(o for o in outputs if isinstance(o, list) and o and "image" in o[0])
+        gallery = output_value(client, "img2img_generate", outputs, "img2img_gallery")
+        assert gallery, outputs
         png = client.get(gallery[0]["image"]["url"])
     ours = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB"), dtype=np.float32)
     blurred = VaeImageProcessor.blur(mask, 4)

@@ -208,32 +208,24 @@ def test_sdapi_txt2img_gives_diffusers_image(server, references, case):
     assert max_diff(pixels(image), references[case]) <= TOLERANCE
 
 
-def webui_inputs(client, values: dict) -> list:
-    """The generate event's inputs in its own order (Gradio's API description of the
-    handler), each from ``values`` or the parameter's default."""
-    info = client.get("/gradio_api/info").json()["named_endpoints"]["/txt2img_generate"]
-    data = []
-    for parameter in info["parameters"]:
-        name = parameter["parameter_name"]
-        data.append(values[name] if name in values else parameter.get("parameter_default"))
-    return data
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_webui_generate_gives_diffusers_image(server, references, case):
     from tests.api.conftest import gradio_call
+    from tests.webui_events import event_inputs, output_value
 
     model, vae, _, _ = CASES[case]
-    values = {
-        "prompt": PROMPT, "negative_prompt": NEGATIVE, "model": model, "sampler": "Euler", "steps": STEPS,
-        "cfg_scale": CFG, "width": SIZE, "height": SIZE, "seed": SEED, "batch_size": 1, "batch_count": 1,
-        "vae": vae or "None",
+    values = {  # by elem_id; every other input as the page first shows it
+        "txt2img_prompt": PROMPT, "txt2img_neg_prompt": NEGATIVE, "txt2img_model": model,
+        "txt2img_sampler": "Euler", "txt2img_steps": STEPS, "txt2img_cfg": CFG, "txt2img_width": SIZE,
+        "txt2img_height": SIZE, "txt2img_seed": SEED, "txt2img_batch_size": 1, "txt2img_batch_count": 1,
+        "txt2img_vae": vae or "None",
     }  # fmt: skip
     with server.client() as client:
-        outputs = gradio_call(client, "txt2img_generate", webui_inputs(client, values))
+        outputs = gradio_call(client, "txt2img_generate", event_inputs(client, "txt2img_generate", values))
         assert "error" not in outputs, outputs
-        gallery = next(o for o in outputs if isinstance(o, list) and o and "image" in o[0])
+        gallery = output_value(client, "txt2img_generate", outputs, "txt2img_gallery")
+        assert gallery, outputs
         png = client.get(gallery[0]["image"]["url"])
     assert png.status_code == 200
     assert max_diff(pixels(Image.open(io.BytesIO(png.content))), references[case]) <= TOLERANCE

@@ -227,11 +227,21 @@ def wait_healthy(client: httpx.Client, process: subprocess.Popen, log: Path, tim
 
 
 # base64 images, as the A1111 API sends and returns them
-def gradio_call(client: httpx.Client, api_name: str, data: list[Any], headers: dict | None = None) -> Any:
+def gradio_call(
+    client: httpx.Client,
+    api_name: str,
+    data: list[Any],
+    headers: dict | None = None,
+    session_hash: str | None = None,
+) -> Any:
     """Call a WebUI endpoint the way any page could (``/gradio_api/call/<name>``) and
     return its output list; ``{"error": ...}`` when Gradio reports an error; the POST's
-    response when it is refused."""
-    started = client.post(f"/gradio_api/call/{api_name}", json={"data": data}, headers=headers or {})
+    response when it is refused. ``session_hash``: the page session whose ``gr.State``
+    values the event reads and sets (a fresh session without)."""
+    body: dict[str, Any] = {"data": data}
+    if session_hash is not None:
+        body["session_hash"] = session_hash
+    started = client.post(f"/gradio_api/call/{api_name}", json=body, headers=headers or {})
     if started.status_code != 200:
         return started
     stream = client.get(f"/gradio_api/call/{api_name}/{started.json()['event_id']}")
