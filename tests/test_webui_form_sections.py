@@ -82,8 +82,9 @@ def set_number(page, selector: str, value: float) -> None:
 def fill_form(page, prompt: str, seed: int, steps: int, cfg: float) -> None:
     page.fill("#txt2img_prompt textarea", prompt)
     page.fill("#txt2img_neg_prompt textarea", "")
-    page.click("#txt2img_preset_128x128")
-    page.wait_for_function("document.querySelector('#txt2img_width input[type=number]').value === '128'")
+    # set directly: the size presets follow the model, their buttons are numbered slots
+    set_number(page, "#txt2img_width input[type=number]", 128)
+    set_number(page, "#txt2img_height input[type=number]", 128)
     set_number(page, "#txt2img_steps input[type=number]", steps)
     set_number(page, "#txt2img_cfg input[type=number]", cfg)
     set_number(page, "#txt2img_seed input", seed)

@@ -79,8 +79,16 @@ ALLOWED_WORDS = {
     "BLIP",
     "Z-Image",
     "Flux",
+    # "Stable Diffusion" is a model's name: A1111's zh-CN keeps it
+    "Stable",
+    "Diffusion",
+    "TAESD",
+    "taesd",
+    "taesdxl",
+    "taef1",
     "PNG",
     "JPEG",
+    "EXIF",
     "WebP",
     "JSON",
     "API",
@@ -114,6 +122,7 @@ ALLOWED_WORDS = {
     "diffusers",
     "Easel",
     "Gradio",
+    "WebUI",
     # model family ids (the card browser's badges, `easel models`)
     "sd15",
     "sdxl",
@@ -121,6 +130,8 @@ ALLOWED_WORDS = {
     # devices
     "cpu",
     "cuda",
+    "CPU",
+    "GPU",
     "mps",
     # units
     "s",
@@ -135,8 +146,9 @@ ALLOWED_WORDS = {
 LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'+.-]*")
 # a run of text between spaces and Chinese characters or punctuation
 CHUNK = re.compile(r"[^\s\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+")
-# paths, file names, identifiers (setting keys, API fields) and <placeholders> are names
-IDENTIFIER_LIKE = re.compile(r"[_/<>\\]|\w\.\w")
+# paths, file names, identifiers (setting keys, API fields), <placeholders>, the [tags]
+# of file name patterns and command-line options (--format) are names
+IDENTIFIER_LIKE = re.compile(r"[_/<>\\\[\]]|\w\.\w|^--\w")
 
 # Visible texts of the page: text nodes (not in code, editors or data cells), placeholders,
 # the shown value of dropdowns; each with the nearest elem_id for the report.
@@ -283,6 +295,14 @@ def _open_everything(page) -> list[list[str]]:
     return seen
 
 
+def open_accordion(page, elem_id: str) -> None:
+    """Open accordion ``elem_id`` unless it is open (the walk opens every accordion it sees:
+    a plain click would close it again)."""
+    header = page.locator(f"#{elem_id} > button.label-wrap")
+    if "open" not in (header.get_attribute("class") or "").split():
+        header.click()
+
+
 def test_every_tab_is_chinese(server, page):
     started = time.monotonic()
     names = listed_names(server.url)
@@ -323,7 +343,7 @@ def test_extension_tables_and_bad_files(server, page):
     label = page.inner_text("#setting_zh_fixture\\.greeting")
     assert "测试问候语 (zh_fixture.greeting)" in label and "测试扩展说的话" in label, label
     # table headers, and the columns of UI words (state, enabled, source), are translated
-    page.click("#settings_host_section button")  # the host's read-only block is collapsed
+    open_accordion(page, "settings_host_section")  # the host's read-only block is collapsed
     page.wait_for_function("document.querySelector('#settings_host').innerText.includes('数据目录')")
     page.click("button#tab_extensions-button")
     page.wait_for_function(
@@ -345,5 +365,7 @@ def test_messages_speak_chinese(server, page):
         "document.querySelector('#extensions_message textarea').value === '请输入 git 地址、文件夹或 zip 文件'"
     )
     page.click("button#tab_txt2img-button")
+    open_accordion(page, "txt2img_section_controlnet")  # a form section, closed at first
+    page.click("button#txt2img_controlnet_unit_0-button")  # the walk left the last unit's tab shown
     page.click("#txt2img_controlnet_preview_0")  # the ControlNet section, unit 0, no image
     page.wait_for_selector("#txt2img_controlnet_unit_0 :text('请先上传一张控制图像。')")

@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 from plugin_api.types import SettingSpec
 from ui import choices
+from ui.i18n import active_localizations
 
 # A1111's sections, by the host's own setting keys; an extension's settings ("name.key")
 # go to the extension section, anything else to "other"
@@ -36,6 +38,16 @@ def section_of(key: str) -> str:
     return "extensions" if "." in key else "other"
 
 
+def setting_label(spec: SettingSpec) -> str:
+    """The setting's label (translated when a localization has it), then its key. The
+    label with its key is no localization entry itself, so the translatable part goes in
+    as an i18n key: the frontend translates a key embedded in a longer text, keeps the rest."""
+    label = spec.label or spec.key
+    if active_localizations().has(label) and not any(c in label for c in "{}"):
+        return f"{I18nData(label)} ({spec.key})"
+    return f"{label} ({spec.key})"
+
+
 def field_for(
     spec: SettingSpec, host: Any, service: Any, elem_id: str, label: Any = None, effective: bool = False
 ) -> gr.components.Component:
@@ -51,7 +63,7 @@ def field_for(
         return stored
 
     common = {
-        "label": label if label is not None else f"{spec.label or key} ({key})",
+        "label": label if label is not None else setting_label(spec),
         "info": spec.description or None,
         "elem_id": elem_id,
     }
