@@ -218,6 +218,7 @@ def test_extension_tabs_and_error_panel(browser, server, scratch):
     )
     assert (scratch / "extensions" / "webui_installed_ext" / "__init__.py").is_file()
     page.click("button#tab_settings-button")
+    page.click("#settings_section_extensions > button.label-wrap")  # extensions' settings: closed at first
     page.wait_for_selector("#setting_webui_test_tabs\\.greeting", state="visible")
     context.close()
 
@@ -266,7 +267,11 @@ def choose_language(page, language: str) -> None:
     names = {LANGUAGE_NAMES[language], "自动" if language == "auto" else LANGUAGE_NAMES[language]}
     page.click(", ".join(f"[role=option]:text-is('{name}')" for name in names))
     page.click("#settings_save")
-    page.wait_for_function("document.querySelector('#settings_message textarea').value.includes('changed')")
+    # the reply is in the language just saved (the setting is read after saving)
+    page.wait_for_function(
+        "/^1 settings changed: ui.language.$|^已更改 1 项设置：ui.language。$/"
+        ".test(document.querySelector('#settings_message textarea').value)"
+    )
 
 
 def test_send_to_img2img_and_generate(browser, server):
@@ -353,7 +358,7 @@ def test_every_core_label_is_translatable(server):
     components = {c["id"]: c for c in config["components"]}
     from ui.form_sections import SECTION_CLASS
 
-    skipped = set()  # extension tabs, settings and form sections: the extension's own texts
+    skipped = set()  # extension tabs, settings, form sections and script controls: the extension's own texts
 
     def skip_subtree(node):
         skipped.add(node["id"])
@@ -368,6 +373,7 @@ def test_every_core_label_is_translatable(server):
             (kind == "tabitem" and not elem_id.startswith("tab_"))
             or (elem_id.startswith("setting_") and elem_id != "setting_ui_language")
             or SECTION_CLASS in (props.get("elem_classes") or [])  # extensions' form sections
+            or elem_id.startswith(("txt2img_script_", "img2img_script_"))  # a script's own controls
         ):
             skip_subtree(node)
             return
@@ -564,31 +570,6 @@ def test_xyz_plot_from_the_txt2img_form_makes_a_labelled_grid_and_four_images(br
     assert sorted(float(re.search(r"CFG scale: ([\d.]+)", t).group(1)) for t in cell_texts) == [3, 3, 7, 7]
 
 
-def queue_job_ids(page) -> set[str]:
-    page.click("button#tab_queue-button")
-    page.click("#queue_refresh")
-    page.wait_for_selector("#queue_table tr[data-job-id]")
-    return set(
-        page.eval_on_selector_all("#queue_table tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)")
-    )
-
-
-def test_queue_history_survives_a_restart(browser, server, scratch):
-    """Last in this module: it stops the module's server."""
-    context, page = open_page(browser, server)
-    before = queue_job_ids(page)
-    context.close()
-    assert len(before) >= 4  # the generations of the tests above
-    server.process.terminate()
-    server.process.wait(timeout=30)
-    with running_server(scratch) as restarted:
-        context, page = open_page(browser, restarted)
-        after = queue_job_ids(page)
-        assert before <= after
-        screenshot(page, "webui-queue-after-restart")
-        context.close()
-
-
 def test_jpeg_output_carries_its_infotext_into_png_info(browser, server):
     """Issue #25: with samples_format "jpg" saved in the Settings tab, the next image is a
     JPEG whose EXIF UserComment holds the parameters (A1111's place), and PNG Info reads
@@ -638,4 +619,29 @@ def test_jpeg_output_carries_its_infotext_into_png_info(browser, server):
         page.wait_for_function(
             "document.querySelector('#settings_message textarea').value === '1 settings changed: samples_format.'"
         )
+        context.close()
+
+
+def queue_job_ids(page) -> set[str]:
+    page.click("button#tab_queue-button")
+    page.click("#queue_refresh")
+    page.wait_for_selector("#queue_table tr[data-job-id]")
+    return set(
+        page.eval_on_selector_all("#queue_table tr[data-job-id]", "rows => rows.map(r => r.dataset.jobId)")
+    )
+
+
+def test_queue_history_survives_a_restart(browser, server, scratch):
+    """Last in this module: it stops the module's server."""
+    context, page = open_page(browser, server)
+    before = queue_job_ids(page)
+    context.close()
+    assert len(before) >= 4  # the generations of the tests above
+    server.process.terminate()
+    server.process.wait(timeout=30)
+    with running_server(scratch) as restarted:
+        context, page = open_page(browser, restarted)
+        after = queue_job_ids(page)
+        assert before <= after
+        screenshot(page, "webui-queue-after-restart")
         context.close()

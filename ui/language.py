@@ -16,6 +16,8 @@ from ui.i18n import LANGUAGES, language_of
 LANGUAGE_SETTING = "ui.language"
 AUTO = "auto"
 OWNER = "webui"
+# a language is named in its own language, as every language menu does
+LANGUAGE_NAMES = {"auto": "auto", "en": "English", "zh-CN": "简体中文"}
 
 
 _host: Any = None  # the WebUI's host, for handlers that are not given it

@@ -12,6 +12,7 @@ from gradio.i18n import I18nData
 from plugin_api.types import SettingSpec
 from ui import choices
 from ui.i18n import active_localizations
+from ui.language import LANGUAGE_NAMES, LANGUAGE_SETTING
 
 # A1111's sections, by the host's own setting keys; an extension's settings ("name.key")
 # go to the extension section, anything else to "other"
@@ -77,6 +78,9 @@ def field_for(
     if key == QUICKSETTINGS:
         keys = [s.key for s in host.setting_specs]
         return gr.Dropdown(choices=keys, value=value, multiselect=True, **common)
+    if key == LANGUAGE_SETTING:  # each language named in its own language (value: its code)
+        named = [(LANGUAGE_NAMES.get(str(c), str(c)), c) for c in spec.choices or ()]
+        return gr.Dropdown(choices=named, value=value, **common)
     if spec.choices is not None:
         return gr.Dropdown(choices=list(spec.choices), value=value, **common)
     if isinstance(spec.default, bool):

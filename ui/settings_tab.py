@@ -17,11 +17,13 @@ import gradio as gr
 
 from plugin_api.types import SettingSpec
 from ui.i18n import Message, say, t
-from ui.language import LANGUAGE_SETTING, request_language
+from ui.language import LANGUAGE_NAMES, LANGUAGE_SETTING, request_language
 from ui.settings_fields import SECTION_ORDER, coerce, field_for, section_of
 from ui.translated_blocks import translated_columns
 
 log = logging.getLogger("easel.ui")
+
+__all__ = ["LANGUAGE_NAMES", "build_settings_tab", "host_settings_rows", "save_settings"]
 
 
 def host_settings_rows(host: Any) -> list[list[str]]:

@@ -168,7 +168,8 @@ def save_grid(
         try:
             give_normal_mode(fd)
             with os.fdopen(fd, "wb") as f:
-                _write(image, f, pil_format, infotext)
+                # grids take the default quality (the grid call has no saving settings)
+                _write(image, f, pil_format, infotext, OutputOptions(output_format=output_format.lower()))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp_name, path)
