@@ -22,6 +22,7 @@ from typing import Any
 from core.errors import RequestError
 from core.prompt_stage import user_settings
 from core.results import CancelToken, GenerationResult, ProgressEvent
+from core.saving.output_settings import OutputOptions
 from core.saving.writer import save_grid
 from plugin_api.errors import InvalidRequest
 from plugin_api.types import GenerationRequest, ScriptContext, ScriptSpec
@@ -199,6 +200,7 @@ class ScriptRun:
                 seed,
                 str(infotext),
                 self.request.output_format,
+                options=OutputOptions.from_settings(user_settings(self.engine.host)),
             )
         except ValueError as exc:
             raise RuntimeError(f"script {self.spec.name!r}: {exc}") from exc

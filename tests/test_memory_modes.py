@@ -119,6 +119,8 @@ def test_sequential_offload_streams_the_weights(engines):
     seen = []
 
     def on_progress(event):
+        if event.phase != "sampling":  # loading/encoding/decoding report too (progress phases)
+            return
         # between denoiser calls, every weight of every component is a meta placeholder
         seen.append(set().union(*(parameter_devices(m) for m in model.modules().values())))
 
@@ -136,9 +138,11 @@ def test_model_offload_keeps_only_the_working_component(engines):
     seen = []
 
     def on_progress(event):
-        seen.append({name: parameter_devices(m) for name, m in model.modules().items()})
+        if event.phase == "sampling":  # between the UNet's calls (the other phases report too)
+            seen.append({name: parameter_devices(m) for name, m in model.modules().items()})
 
     engine.generate(request("tiny-sdxl", steps=2), on_progress=on_progress)
+    assert seen
     for devices in seen:
         assert devices["unet"] == {"cpu"}  # the device of this run
         assert devices["text_encoder"] == devices["text_encoder_2"] == devices["vae"] == {"meta"}
@@ -178,10 +182,15 @@ def failing(method, times: int):
 def test_decode_out_of_memory_steps_down_without_sampling_again(host):
     engine = Engine(host)  # its own model instance: the wrapped decode stays local
     model = engine.models.get("tiny-sd15")
+    # the live preview's colour map is fitted with the VAE the first time: fit it now, so
+    # the injected failures hit the decode of the image (the previews branch)
+    engine.previews.approx(model, engine.models.hashes)
     vae = model.components["vae"]
     vae.decode = failing(vae.decode, 2)
     steps = []
-    result = engine.generate(request("tiny-sd15"), on_progress=lambda e: steps.append(e.step))
+    result = engine.generate(
+        request("tiny-sd15"), on_progress=lambda e: e.phase == "sampling" and steps.append(e.step)
+    )
     reference = Engine(host).generate(request("tiny-sd15"))
     assert result.warnings == [
         "out of memory in the vae phase in full mode: retried in tiled-vae mode",

@@ -182,12 +182,15 @@ def _latent_color_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(P, C) latent pixels of encoded fit images, (P, C) the mean latent of each one's
     image, and (P, 3) the mean decoded colour above each."""
+    from core.families.devices import execution_device
     from core.sampling import vae_precision
 
     vae = components["vae"]
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     images = fit_images(FIT_IMAGES, FIT_LATENT_SIDE * factor, seed)
-    device = next(vae.parameters()).device
+    # where the VAE computes: an offloaded VAE's weights are "meta" placeholders between
+    # calls, and its hooks bring them to the execution device (core/models/offload.py)
+    device = execution_device(vae)
     with torch.inference_mode(), vae_precision.float32_vae(vae):
         pixels = images.to(device, torch.float32)
         mean = vae.encode(pixels).latent_dist.mean

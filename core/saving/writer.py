@@ -153,10 +153,12 @@ def save_grid(
     infotext: str,
     output_format: str = "png",
     today: dt.date | None = None,
+    options: OutputOptions | None = None,
 ) -> Path:
     """Write a grid as A1111 names grids: ``outputs/txt2img-grids/<date>/<basename>-NNNN-<seed>.png``
     (a four-digit number per basename, then the first image's seed), atomically, with its
-    infotext. ``basename`` is a plain word (letters, digits, "_"): it never becomes a path."""
+    infotext. ``basename`` is a plain word (letters, digits, "_"): it never becomes a path.
+    ``options``: the saving settings (jpeg quality, lossless webp); their defaults when None."""
     if not isinstance(basename, str) or not _GRID_BASENAME.match(basename):
         raise ValueError(f"grid basename {basename!r}: use letters, digits and '_' only")
     pil_format, suffix = FORMATS[output_format.lower()]
@@ -168,8 +170,7 @@ def save_grid(
         try:
             give_normal_mode(fd)
             with os.fdopen(fd, "wb") as f:
-                # grids take the default quality (the grid call has no saving settings)
-                _write(image, f, pil_format, infotext, OutputOptions(output_format=output_format.lower()))
+                _write(image, f, pil_format, infotext, options or OutputOptions())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp_name, path)

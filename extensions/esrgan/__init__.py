@@ -258,10 +258,14 @@ def after_sample(ctx: GenerationContext, images: list[Any]) -> list[Any] | None:
 
 
 @hookimpl
-def ui_tabs() -> list[Tab]:
+def ui_tabs(host: Any) -> list[Tab]:
+    from types import SimpleNamespace
+
     from extensions.esrgan.tab import build_tab
 
-    return [Tab(title="Extras", build=lambda: build_tab(STATE), elem_id="extras_tab")]
+    # the tab upscales and saves with the host that asked for it, not STATE.host (the last
+    # one started: another host in the same process would get this tab's files)
+    return [Tab(title="Extras", build=lambda: build_tab(SimpleNamespace(host=host)), elem_id="extras_tab")]
 
 
 @hookimpl
