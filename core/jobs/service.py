@@ -524,7 +524,9 @@ class JobService:
                     self.interrupt(job_id)
             except Exception:
                 log.exception("job %s: could not read its cancel flag", job_id)
-        if now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL_S:
+        # a fraction of 0 (the loading/encoding phases) tells a listing nothing and would use
+        # up the write slot of the first sampling step, the progress other nodes poll for
+        if live.fraction > 0 and now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL_S:
             self._last_progress_write = now
             try:
                 self.queue.set_progress(job_id, live.fraction)
