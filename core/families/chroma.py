@@ -31,6 +31,8 @@ class ChromaFamily(FluxFamily):
         width=1024, height=1024, steps=40, cfg_scale=3.0, sampler="Euler", size_multiple=16
     )
     guidance_distilled_family = False  # real CFG: the negative prompt works at any scale > 1
+    pipeline_class = "ChromaPipeline"
+    transformer_class = "ChromaTransformer2DModel"
 
     def detect_keys(self, shapes: dict[str, list[int]]) -> str | None:
         return "chroma" if has_key(shapes, CHROMA_KEY) else None
@@ -49,20 +51,6 @@ class ChromaFamily(FluxFamily):
 
     def folder_variant(self, folder: Path) -> str:
         return "chroma"
-
-    def load_folder(self, path: Path, dtype: torch.dtype, **overrides: Any) -> dict[str, Any]:
-        from diffusers import ChromaPipeline
-
-        pipe = ChromaPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True, **overrides)
-        return dict(pipe.components)
-
-    def load_single_file(
-        self, path: Path, config_dir: Path, dtype: torch.dtype, state_dict: dict | None = None
-    ) -> dict[str, Any]:
-        from core.families import flux_files
-
-        transformer = flux_files.load_transformer(path, config_dir, dtype, "ChromaTransformer2DModel")
-        return self.load_folder(config_dir, dtype, transformer=transformer)
 
     def encode_prompt_pair(
         self,

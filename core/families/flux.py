@@ -72,6 +72,9 @@ class FluxFamily(FamilyAdapter):
     flow = True
     uses_clip_prompts = False
     denoiser_name = "transformer"
+    # the diffusers classes a folder and a single file load into (Chroma names its own)
+    pipeline_class = "FluxPipeline"
+    transformer_class = "FluxTransformer2DModel"
     preview_factors = ZImageFamily.preview_factors  # the same 16-channel VAE
     preview_bias = ZImageFamily.preview_bias
 
@@ -110,9 +113,10 @@ class FluxFamily(FamilyAdapter):
         return "flux-dev" if config.get("guidance_embeds", True) else "flux-schnell"
 
     def load_folder(self, path: Path, dtype: torch.dtype, **overrides: Any) -> dict[str, Any]:
-        from diffusers import FluxPipeline
+        import diffusers
 
-        pipe = FluxPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True, **overrides)
+        pipeline = getattr(diffusers, self.pipeline_class)
+        pipe = pipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True, **overrides)
         return dict(pipe.components)
 
     def load_single_file(
@@ -120,7 +124,7 @@ class FluxFamily(FamilyAdapter):
     ) -> dict[str, Any]:
         from core.families import flux_files
 
-        transformer = flux_files.load_transformer(path, config_dir, dtype, "FluxTransformer2DModel")
+        transformer = flux_files.load_transformer(path, config_dir, dtype, self.transformer_class)
         return self.load_folder(config_dir, dtype, transformer=transformer)
 
     def encode_prompt_pair(
