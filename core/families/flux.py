@@ -23,7 +23,7 @@ import torch
 
 from core.families.base import Conditioning, FamilyAdapter, FamilyDefaults
 from core.families.devices import execution_device
-from core.families.zimage import ZImageFamily, calculate_shift
+from core.families.zimage import ZImageFamily, resolution_shift
 
 if TYPE_CHECKING:
     from core.prompt_embeddings import PromptEmbeddings
@@ -164,14 +164,7 @@ class FluxFamily(FamilyAdapter):
 
     def set_timesteps(self, scheduler: Any, steps: int, latent_shape: tuple, device: torch.device) -> None:
         config = scheduler.config
-        seq_len = (latent_shape[2] // 2) * (latent_shape[3] // 2)
-        mu = calculate_shift(
-            seq_len,
-            config.get("base_image_seq_len", 256),
-            config.get("max_image_seq_len", 4096),
-            config.get("base_shift", 0.5),
-            config.get("max_shift", 1.15),
-        )
+        mu = resolution_shift(config, latent_shape)
         sigmas = None if config.get("use_flow_sigmas") else torch.linspace(1.0, 1 / steps, steps).tolist()
         scheduler.set_timesteps(steps, device=device, sigmas=sigmas, mu=mu)
 

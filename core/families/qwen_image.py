@@ -23,7 +23,7 @@ import torch
 from core.errors import ModelError
 from core.families.base import Conditioning, FamilyAdapter, FamilyDefaults
 from core.families.devices import execution_device
-from core.families.zimage import calculate_shift
+from core.families.zimage import resolution_shift
 
 if TYPE_CHECKING:
     from core.prompt_embeddings import PromptEmbeddings
@@ -134,14 +134,7 @@ class QwenImageFamily(FamilyAdapter):
 
     def set_timesteps(self, scheduler: Any, steps: int, latent_shape: tuple, device: torch.device) -> None:
         config = scheduler.config
-        seq_len = (latent_shape[2] // 2) * (latent_shape[3] // 2)
-        mu = calculate_shift(
-            seq_len,
-            config.get("base_image_seq_len", 256),
-            config.get("max_image_seq_len", 4096),
-            config.get("base_shift", 0.5),
-            config.get("max_shift", 1.15),
-        )
+        mu = resolution_shift(config, latent_shape)
         sigmas = torch.linspace(1.0, 1 / steps, steps).tolist()
         scheduler.set_timesteps(steps, device=device, sigmas=sigmas, mu=mu)
 

@@ -37,6 +37,20 @@ def calculate_shift(seq_len: int, base_len: int, max_len: int, base_shift: float
     return seq_len * slope + base_shift - slope * base_len
 
 
+def resolution_shift(config: Any, latent_shape: tuple) -> float:
+    """The schedule's ``mu`` for a latent of ``latent_shape`` (2x2 patches), from the
+    scheduler config's resolution-dependent shift (the Z-Image, Flux and Qwen-Image
+    pipelines' own defaults where the config is silent)."""
+    seq_len = (latent_shape[2] // 2) * (latent_shape[3] // 2)
+    return calculate_shift(
+        seq_len,
+        config.get("base_image_seq_len", 256),
+        config.get("max_image_seq_len", 4096),
+        config.get("base_shift", 0.5),
+        config.get("max_shift", 1.15),
+    )
+
+
 class ZImageFamily(FamilyAdapter):
     name = "zimage"
     label = "Z-Image"
@@ -140,14 +154,7 @@ class ZImageFamily(FamilyAdapter):
 
     def set_timesteps(self, scheduler: Any, steps: int, latent_shape: tuple, device: torch.device) -> None:
         config = scheduler.config
-        seq_len = (latent_shape[2] // 2) * (latent_shape[3] // 2)
-        mu = calculate_shift(
-            seq_len,
-            config.get("base_image_seq_len", 256),
-            config.get("max_image_seq_len", 4096),
-            config.get("base_shift", 0.5),
-            config.get("max_shift", 1.15),
-        )
+        mu = resolution_shift(config, latent_shape)
         sigmas = torch.linspace(1.0, 1 / steps, steps).tolist()
         scheduler.set_timesteps(steps, device=device, sigmas=sigmas, mu=mu)
 
