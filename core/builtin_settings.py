@@ -103,13 +103,15 @@ def register_settings(register: Callable[[SettingSpec], None]) -> None:
     register(
         SettingSpec(
             key=PREVIEW_METHOD,
-            default="Approx cheap",
+            # ComfyUI's "auto": the tiny decoder where there is one, else the fitted map
+            default="TAESD",
             label="Live preview method",
             choices=PREVIEW_METHODS,
             description=(
                 "Approx cheap: a colour map fitted from the model's own VAE (free); TAESD: a tiny "
-                "autoencoder from models/VAE-approx (taesd, taesdxl, taef1; the approximate map when "
-                "there is none); Full: the model's VAE (exact, one decode per preview); None: no preview."
+                "autoencoder, the model folder's own vae_approx/ or one from models/VAE-approx (taesd, "
+                "taesdxl, taef1; the approximate map when there is none); Full: the model's VAE (exact, "
+                "one decode per preview); None: no preview."
             ),
         )
     )

@@ -19,14 +19,29 @@ GENERATION_TIMEOUT_MS = 180_000
 STEPS = 12  # enough steps for the bar to be seen between 0 and 100 %
 SEED_IN_INFO = re.compile(r"Seed: (\d+)")
 
-# Records every distinct aria-valuenow of the bar and every preview image source, from
-# the click until an image is in the gallery (polled every 50 ms in the page itself, so
-# short-lived values are not missed between Python round trips).
+# Records every distinct aria-valuenow of the bar, every preview image source and every
+# text of Gradio's own status tracker that is shown ("processing | 1.2s", its ETA bar: it
+# must not be drawn over the panes, Easel's bar is the one), from the click until an image
+# is in the gallery (polled every 50 ms in the page itself, so short-lived values are not
+# missed between Python round trips). A tracker hidden by Gradio has opacity 0.
 WATCH_PROGRESS_JS = """
 (prefix) => {
-  window.__easel_watch = { values: [], previews: [], phases: [] };
+  window.__easel_watch = { values: [], previews: [], phases: [], gradio_status: [] };
   const watch = window.__easel_watch;
+  const shown = (el) => {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) return false;
+    for (let node = el; node; node = node.parentElement) {
+      const style = getComputedStyle(node);
+      if (style.opacity === '0' || style.visibility === 'hidden' || style.display === 'none') return false;
+    }
+    return true;
+  };
   const timer = setInterval(() => {
+    for (const el of document.querySelectorAll('.progress-text, .meta-text, .meta-text-center, .eta-bar')) {
+      const text = el.classList.contains('eta-bar') ? 'eta-bar' : el.textContent.trim();
+      if (shown(el) && !watch.gradio_status.includes(text)) watch.gradio_status.push(text);
+    }
     const bar = document.querySelector(`#${prefix}_progress [role=progressbar]`);
     const value = bar && bar.getAttribute('aria-valuenow');
     if (value !== null && watch.values[watch.values.length - 1] !== value) watch.values.push(value);
@@ -134,6 +149,7 @@ def test_generate_shows_progress_preview_and_image(browser, server):
     assert len(set(values)) >= 2
     assert "sampling" in watch["phases"], watch["phases"]  # the bar names the phase
     assert watch["previews"], "no live preview was shown"
+    assert watch["gradio_status"] == [], f"Gradio's status tracker was shown: {watch['gradio_status']}"
     seed_match = SEED_IN_INFO.search(info)
     assert seed_match, info
     seed = int(seed_match.group(1))

@@ -5,11 +5,12 @@ not fit it. This distils its decoder into diffusers' ``AutoencoderTiny`` with 16
 per stage: training scenes are encoded with the demo VAE (posterior mean, scaled: the
 latents a sampler gives) and the tiny decoder learns the demo VAE's own decode of them
 (L1 + MSE), on random 8x8 latent crops (64 px), on the CPU in minutes. Only the decoder is
-trained; the encoder stays as initialised (previews never encode). Written to
+trained and only its tensors are written (``decoder.layers.*``, diffusers' key names: previews
+never encode, and an untrained encoder would double the file). Written to
 ``models/Stable-diffusion/easel-demo/vae_approx/`` (config.json + safetensors), where Easel's
 "TAESD" preview method finds a model's own tiny decoder (core/previews).
 
-    python -m tools.demo_model.train_tiny_decoder --steps 600 --seed 0
+    python -m tools.demo_model.train_tiny_decoder --steps 3000 --seed 0
 """
 
 from __future__ import annotations
@@ -41,11 +42,21 @@ def teacher_pairs(vae, count: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return torch.cat(latents), torch.cat(decoded)
 
 
+def save_decoder(tiny, out: Path) -> None:
+    """config.json and the decoder's tensors only, under diffusers' names."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    tiny.save_config(out)
+    tensors = {f"decoder.{k}": v.detach().contiguous() for k, v in tiny.decoder.state_dict().items()}
+    save_file(tensors, str(out / "diffusion_pytorch_model.safetensors"))
+
+
 def main(argv: list[str] | None = None) -> None:
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--scenes", type=int, default=512)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         if time.time() - started > args.max_seconds:
             print(f"stopped at step {step}: --max-seconds")
             break
-    tiny.eval().save_pretrained(args.out)
+    save_decoder(tiny.eval(), args.out)
     print(f"wrote {args.out}")
 
 
