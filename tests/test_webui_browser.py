@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.webui_server import ARTIFACTS_DIR, CHROMIUM_ARGS, chromium_path, running_server
+from tests.webui_server import ARTIFACTS_DIR, launched_chromium, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -70,15 +70,8 @@ def server(scratch):
 
 @pytest.fixture(scope="module")
 def browser():
-    path = chromium_path()
-    if path is None:
-        pytest.skip("Chromium is not installed (`make test` installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright  # a declared test dependency
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 def open_page(browser, server, locale: str = "en-US"):

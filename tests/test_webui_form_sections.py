@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from core.saving import parse_infotext, read_infotext
-from tests.webui_server import ARTIFACTS_DIR, CHROMIUM_ARGS, DEMO_MODEL, chromium_path, running_server
+from tests.webui_server import ARTIFACTS_DIR, DEMO_MODEL, launched_chromium, running_server
 from tools.demo_model import judge, scenes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -52,15 +52,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    path = chromium_path()
-    if path is None:
-        pytest.skip("Chromium is not installed (`make test` installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright  # a declared test dependency
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 def open_page(browser, server):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_webui_browser import GENERATION_TIMEOUT_MS, fill_form, open_page, wait_for_result
-from tests.webui_server import CHROMIUM_ARGS, chromium_path, running_server
+from tests.webui_server import launched_chromium, running_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -52,15 +52,8 @@ def server(scratch):
 
 @pytest.fixture(scope="module")
 def browser():
-    path = chromium_path()
-    if path is None:
-        pytest.skip("Chromium is not installed (`make test` installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright  # a declared test dependency
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 def api_jobs(server, prompt: str) -> list[dict]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.webui_server import CHROMIUM_ARGS, chromium_path, running_server
+from tests.webui_server import launched_chromium, running_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -250,20 +250,13 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    path = chromium_path()
-    if path is None:
-        pytest.skip("Chromium is not installed (`make test` installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         context = browser.new_context(locale="zh-CN", viewport={"width": 1400, "height": 1000})
         opened = context.new_page()
         opened.set_default_timeout(30_000)
         opened.goto(server.url)
         opened.wait_for_selector("#txt2img_prompt textarea")
         yield opened
-        browser.close()
 
 
 def _open_everything(page) -> list[list[str]]:

@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.config import PROJECT_ROOT, SHIPPED_MODELS_DIR
 
@@ -88,6 +89,25 @@ class RunningServer:
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextlib.contextmanager
+def launched_chromium() -> Iterator[Any]:
+    """A headless Chromium driven by Playwright, for one test module's ``browser`` fixture;
+    the module is skipped, loudly, when Chromium is not installed (``make test`` installs it)."""
+    import pytest
+
+    path = chromium_path()
+    if path is None:
+        pytest.skip("Chromium is not installed (`make test` installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright  # a declared test dependency
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def free_port() -> int:
