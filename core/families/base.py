@@ -173,12 +173,13 @@ class FamilyAdapter(ABC):
         return vae.decode(scaled, return_dict=False)[0]
 
     def encode_image(
-        self, components: dict[str, Any], images: torch.Tensor, generator: torch.Generator
+        self, components: dict[str, Any], images: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """Images in [-1, 1] -> scaled latents (img2img / inpainting)."""
+        """Images in [-1, 1] -> scaled latents (img2img / inpainting): a sample of the VAE's
+        posterior, or its mean when ``generator`` is None (deterministic: preview fitting)."""
         vae = components["vae"]
         dist = vae.encode(images.to(vae.dtype)).latent_dist
-        latents = dist.sample(generator=generator)
+        latents = dist.sample(generator=generator) if generator is not None else dist.mean
         shift = getattr(vae.config, "shift_factor", None)
         if shift is not None:
             latents = latents - shift

@@ -184,10 +184,11 @@ class QwenImageFamily(FamilyAdapter):
         return vae.decode(frames, return_dict=False)[0][:, :, 0]
 
     def encode_image(
-        self, components: dict[str, Any], images: torch.Tensor, generator: torch.Generator
+        self, components: dict[str, Any], images: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         vae = components["vae"]
-        frames = vae.encode(images.to(vae.dtype).unsqueeze(2)).latent_dist.sample(generator=generator)
+        dist = vae.encode(images.to(vae.dtype).unsqueeze(2)).latent_dist
+        frames = dist.sample(generator=generator) if generator is not None else dist.mean
         mean, std = self._latent_stats(vae, frames)
         return ((frames - mean) * (1.0 / std))[:, :, 0]
 

@@ -29,9 +29,9 @@ import torch
 log = logging.getLogger("easel.previews")
 
 FIT_IMAGES = 12  # images encoded and decoded for one fit
-FIT_LATENT_SIDE = 16  # their latent side (128 px at f=8): enough pixels, small decode
+FIT_IMAGE_SIDE = 128  # their side: 16x16 latents at f=8, enough pixels, a small decode
 FIT_SEED = 20261202  # the fit is deterministic: the same VAE always gives the same map
-CACHE_VERSION = 1  # bump when the fitting recipe changes: old fits are refitted
+CACHE_VERSION = 2  # bump when the fitting recipe changes: old fits are refitted
 DEGREE_MARGIN = 0.1  # channel products are used when they cut the held-out error by 10%
 RIDGE = 1e-4
 DEGREES = (1, 2, 3)
@@ -186,17 +186,17 @@ def _latent_color_pairs(
     from core.sampling import vae_precision
 
     vae = components["vae"]
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    images = fit_images(FIT_IMAGES, FIT_LATENT_SIDE * factor, seed)
+    images = fit_images(FIT_IMAGES, FIT_IMAGE_SIDE, seed)
     # where the VAE computes: an offloaded VAE's weights are "meta" placeholders between
     # calls, and its hooks bring them to the execution device (core/models/offload.py)
     device = execution_device(vae)
     with torch.inference_mode(), vae_precision.float32_vae(vae):
         pixels = images.to(device, torch.float32)
-        mean = vae.encode(pixels).latent_dist.mean
-        shift = getattr(vae.config, "shift_factor", None)
-        latents = (mean - shift if shift is not None else mean) * vae.config.scaling_factor
+        # the family's own encode (the posterior's mean) and decode: scaling, shift,
+        # per-channel statistics and video frames (Qwen-Image) as the sampler's latents have them
+        latents = adapter.encode_image(components, pixels, None).float()
         decoded = adapter.decode(components, latents).float().clamp(-1, 1)
+    factor = FIT_IMAGE_SIDE // latents.shape[-1]  # the VAE's downsampling, whatever its config says
     target = torch.nn.functional.avg_pool2d(decoded, factor).cpu()
     x = latents.float().cpu().permute(0, 2, 3, 1)
     context = x.mean(dim=(1, 2), keepdim=True).expand_as(x)

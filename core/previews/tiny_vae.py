@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from core.errors import ModelError
+from core.models.files import load_pickle_state_dict
 
 FOLDER_KIND = "VAE-approx"  # A1111's folder name (ComfyUI's vae_approx: plugin_api.model_folders)
 SAFE_SUFFIXES = (".safetensors",)
@@ -75,11 +76,8 @@ def _read_state_dict(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         if not allow_pickle:
             raise ModelError(f"{path.name}: pickle files load only with --allow-pickle")
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-        if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-            data = data["state_dict"]
-        if not isinstance(data, dict):
-            raise ModelError(f"{path.name}: not a state dict")
+        # the checkpoints' reader: weights_only, a "state_dict" inside unwrapped
+        data = load_pickle_state_dict(path)
         return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
     raise ModelError(f"{path.name}: not a .safetensors or .pth file")
 
