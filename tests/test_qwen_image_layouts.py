@@ -32,12 +32,14 @@ PREFIX = "model.diffusion_model."
 pytestmark = pytest.mark.slow  # builds and loads five tiny models (~20 s of CPU)
 
 
-def reference(components: dict) -> np.ndarray:
+def reference(components: dict, lora=None) -> np.ndarray:
     from diffusers import FlowMatchEulerDiscreteScheduler, QwenImagePipeline
 
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(components["scheduler"].config)
     pipe = QwenImagePipeline(**{**components, "scheduler": scheduler})
     pipe.set_progress_bar_config(disable=True)
+    if lora is not None:  # on a transformer of the test's own: nothing to unload
+        pipe.load_lora_weights(str(lora), adapter_name="style")
     return pipe(
         PROMPT, negative_prompt=NEGATIVE, true_cfg_scale=CFG, num_inference_steps=STEPS, height=SIZE,
         width=SIZE, generator=torch.Generator("cpu").manual_seed(SEED), output_type="np",
@@ -50,6 +52,22 @@ def with_transformer_weights(components: dict, meant: dict[str, torch.Tensor]) -
     transformer = QwenImageTransformer2DModel.from_config(components["transformer"].config)
     transformer.load_state_dict(meant, strict=True)
     return {**components, "transformer": transformer.eval()}
+
+
+def write_wide_lora(path) -> None:
+    """A diffusers-format LoRA for the 64-wide transformer (one attention, one MLP layer)."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(1)
+    state = {}
+    for name, (fan_out, fan_in) in {
+        "transformer_blocks.0.attn.to_q": (64, 64),
+        "transformer_blocks.1.img_mlp.net.2": (64, 256),
+    }.items():
+        state[f"transformer.{name}.lora_A.weight"] = torch.randn(4, fan_in, generator=generator) * 0.3
+        state[f"transformer.{name}.lora_B.weight"] = torch.randn(fan_out, 4, generator=generator) * 0.3
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +111,7 @@ def qwen(tmp_path_factory):
     ):
         shutil.copytree(configs, models / folder / f"{name}.config")
     assert split.exists()
+    write_wide_lora(models / "Lora" / "qwen-wide.safetensors")
     host = Host(Settings(data_dir=root / "data", models_dir=models, safe_mode=True, device="cpu")).start()
     engine = Engine(host)
     engine.models_root = models
@@ -105,7 +124,9 @@ def generate(engine, model: str, prompt: str = PROMPT) -> np.ndarray:
         prompt=prompt, negative_prompt=NEGATIVE, seed=SEED, steps=STEPS, width=SIZE, height=SIZE, model=model,
         sampler="Euler", cfg_scale=CFG, save_images=False,
     )  # fmt: skip
-    return np.asarray(engine.generate(request).images[0], dtype=np.float32) / 255.0
+    result = engine.generate(request)
+    assert not result.warnings, result.warnings
+    return np.asarray(result.images[0], dtype=np.float32) / 255.0
 
 
 def test_listing_names_family_precision_and_format(qwen):
@@ -200,3 +221,43 @@ def test_sidecar_names_the_files_and_missing_ones_are_named(qwen, tmp_path):
     finally:
         host.stop()
     assert np.abs(got - reference(components)).max() <= TOLERANCE
+
+
+def test_lora_on_the_gguf_transformer_equals_diffusers_on_its_dequantized_weights(qwen):
+    from extensions.lora import STATE
+
+    engine, components, meant = qwen
+    # the LoRA folders are the last started host's: another test may have started one elsewhere
+    STATE.library.folders = [engine.models_root / "Lora"]
+    base = generate(engine, "tiny-qwen-Q8_0")
+    styled = generate(engine, "tiny-qwen-Q8_0", prompt=f"{PROMPT} <lora:qwen-wide:1>")
+    assert np.array_equal(generate(engine, "tiny-qwen-Q8_0"), base)  # off: the base image exactly
+    assert np.abs(styled - base).max() > 0.05
+    expected = reference(
+        with_transformer_weights(components, meant["q8"]),
+        engine.models_root / "Lora" / "qwen-wide.safetensors",
+    )
+    assert np.abs(styled - expected).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("model", ["tiny-qwen-split", "tiny-qwen-Q8_0"])
+def test_offload_modes_give_the_full_mode_image(qwen, tmp_path, model):
+    from core.config import Settings
+    from core.engine import Engine
+    from core.host import Host
+
+    engine, _, _ = qwen
+    full = generate(engine, model)
+    for mode in ("model-offload", "sequential-offload"):
+        settings = Settings(
+            data_dir=tmp_path / mode,
+            models_dir=engine.models_root,
+            safe_mode=True,
+            device="cpu",
+            memory_mode=mode,
+        )
+        host = Host(settings).start()
+        try:
+            assert np.array_equal(generate(Engine(host), model), full), mode
+        finally:
+            host.stop()
