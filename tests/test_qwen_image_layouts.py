@@ -261,3 +261,26 @@ def test_offload_modes_give_the_full_mode_image(qwen, tmp_path, model):
             assert np.array_equal(generate(Engine(host), model), full), mode
         finally:
             host.stop()
+
+
+def test_wrong_companion_files_are_named(qwen, tmp_path):
+    from core.errors import ModelError
+    from core.families.qwen_image_files import load_text_encoder, load_vae
+
+    engine, _, _ = qwen
+    config_dir = engine.models_root / "diffusion_models" / "tiny-qwen-split.config"
+    flux_vae = tiny_models.write_single_file(
+        tmp_path / "ae.safetensors", {"decoder.conv_in.weight": torch.zeros(8, 16, 3, 3)}
+    )
+    with pytest.raises(ModelError, match=r"ae\.safetensors: not a Qwen-Image VAE"):
+        load_vae(flux_vae, config_dir, torch.float32)
+    wan = tiny_models.write_single_file(
+        tmp_path / "wan.safetensors", {"decoder.upsamples.99.residual.0.gamma": torch.zeros(8)}
+    )
+    with pytest.raises(ModelError, match=r"wan\.safetensors: not a Qwen-Image \(Wan\) VAE"):
+        load_vae(wan, config_dir, torch.float32)
+    qwen3 = tiny_models.write_single_file(
+        tmp_path / "qwen3.safetensors", {"model.layers.0.self_attn.q_norm.weight": torch.zeros(8)}
+    )
+    with pytest.raises(ModelError, match=r"qwen3\.safetensors: not a Qwen2\.5-VL text encoder"):
+        load_text_encoder(qwen3, config_dir, torch.float32)
