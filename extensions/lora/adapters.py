@@ -69,6 +69,9 @@ LAYOUTS: dict[str, FamilyLayout] = {
     ),
     # Chroma's blocks carry FLUX.1's names (without the modulation layers): the same conversion
     "chroma": FamilyLayout("FluxLoraLoaderMixin", "transformer", "transformer", ()),
+    # diffusers/ai-toolkit (transformer.transformer_blocks.N...lora_A), ComfyUI
+    # (diffusion_model.* lora_down/lora_up/alpha) and kohya/musubi (lora_unet_transformer_blocks_N_*)
+    "qwen_image": FamilyLayout("QwenImageLoraLoaderMixin", "transformer", "transformer", ()),
 }
 
 

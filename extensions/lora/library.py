@@ -35,7 +35,7 @@ class LoraFileError(Exception):
 class LoraInfo:
     name: str  # path under the Lora folder without suffix, as used in <lora:name>
     path: Path
-    family: str  # sd15 | sdxl | zimage | flux | unknown
+    family: str  # sd15 | sdxl | zimage | flux | qwen_image | unknown
     rank: int | None
     hash: str  # A1111 short hash (12 hex)
     size: int
@@ -82,6 +82,9 @@ _FLUX_MARKERS = (
     "ff_context",
     "context_embedder",
 )
+# Qwen-Image's block layers in every LoRA layout (checked after FLUX.1's: BFL's double
+# blocks use img_mod/img_mlp too)
+_QWEN_IMAGE_MARKERS = ("img_mod", "txt_mod", "img_mlp", "txt_mlp")
 _SDXL_MARKERS = ("text_encoder_2", "lora_te2_", "input_blocks_", "input_blocks.", "lora_te1_")
 _CROSS_ATTN_KEY = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down|lora_linear_layer\.down)")
 
@@ -89,7 +92,10 @@ _CROSS_ATTN_KEY = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down|lora_
 # what kohya (ss_base_model_version), the SAI model spec (modelspec.architecture) and Easel's
 # own trainer (easel_family) write into a LoRA file's metadata
 _METADATA_FAMILIES = (
-    ("easel_family", {"sd15": "sd15", "sdxl": "sdxl", "zimage": "zimage", "flux": "flux"}),
+    (
+        "easel_family",
+        {"sd15": "sd15", "sdxl": "sdxl", "zimage": "zimage", "flux": "flux", "qwen_image": "qwen_image"},
+    ),
     ("ss_base_model_version", {"sdxl": "sdxl", "sd_v1": "sd15", "flux1": "flux"}),
     (
         "modelspec.architecture",
@@ -109,7 +115,7 @@ def family_from_metadata(metadata: dict[str, str]) -> str | None:
 
 
 def guess_family(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None) -> str:
-    """sd15 / sdxl / zimage / flux / unknown: from the file's metadata if it names the base model,
+    """sd15 / sdxl / zimage / flux / qwen_image / unknown: from the file's metadata if it names the base model,
     else from key names, then the cross-attention width (768/1024 -> SD1.x/2.x, 2048 ->
     SDXL) for a denoiser-only file."""
     declared = family_from_metadata(metadata or {})
@@ -120,6 +126,8 @@ def guess_family(shapes: dict[str, list[int]], metadata: dict[str, str] | None =
         return "zimage"
     if any(m in k for k in keys for m in _FLUX_MARKERS):
         return "flux"
+    if any(m in k for k in keys for m in _QWEN_IMAGE_MARKERS):
+        return "qwen_image"
     if any(m in k for k in keys for m in _SDXL_MARKERS):
         return "sdxl"
     widths = {shapes[k][-1] for k in keys if _CROSS_ATTN_KEY.search(k) and len(shapes[k]) >= 2}
