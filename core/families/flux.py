@@ -99,7 +99,7 @@ class FluxFamily(FamilyAdapter):
     guidance_distilled_family = True  # negative prompts need real CFG (scale > 1)
 
     def distilled_guidance_default(self, variant: str) -> float | None:
-        """The default Distilled CFG Scale of a variant; None: it takes none (schnell)."""
+        # schnell's transformer has no guidance embedding (``guidance_embeds`` false)
         return None if variant == "flux-schnell" else DEFAULT_DISTILLED_CFG
 
     def folder_variant(self, folder: Path) -> str:
