@@ -1,8 +1,9 @@
 """``python -m bench WORKLOAD [--device cpu|cuda]``: time Easel against diffusers.
 
-Workloads: ``demo`` (the shipped model, batch of 4 at 128x128), ``sd15``, ``sdxl`` and
-``zimage`` (on a GPU: the real architectures with random weights, batch 1, at 512/1024/1024;
-on the CPU: the same code on tiny configs), ``tiny-sd15``. Both sides run in this process on
+Workloads: ``demo`` (the shipped model, batch of 4 at 128x128), ``sd15``, ``sdxl``,
+``zimage``, ``flux`` (FLUX.1-dev) and ``qwen_image`` (on a GPU: the real architectures with
+random weights, batch 1, at 512/1024/1024/1024/1328; on the CPU: the same code on tiny
+configs), ``tiny-sd15``. Both sides run in this process on
 the same weights: Easel through its model manager (with the accelerated path its settings
 choose: ``EASEL_COMPILE`` & co.), diffusers' own pipeline loaded separately from the same
 folder, with the same sampler, seeds and settings. The images are compared, then each side

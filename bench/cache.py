@@ -127,8 +127,7 @@ def run_cache(
             generators = generators[0] if batch == 1 else generators
         with torch.inference_mode():
             return pipe(
-                workload.prompt, negative_prompt=workload.negative_prompt, num_inference_steps=steps,
-                guidance_scale=_diffusers_guidance(workload.family, workload.cfg),
+                workload.prompt, num_inference_steps=steps, **_diffusers_guidance(workload),
                 width=size.width, height=size.height, num_images_per_prompt=batch,
                 generator=generators, output_type="pil",
             ).images  # fmt: skip

@@ -40,6 +40,8 @@ class Workload:
     # a real negative prompt: with an empty one diffusers' SDXL uses zeros, Easel (as
     # A1111) the encoded empty prompt, and the images would differ for that reason alone
     negative_prompt: str = "blurry, low quality"
+    # FLUX.1-dev's guidance embedding (Easel's distilled_cfg_scale, diffusers' guidance_scale)
+    distilled_cfg: float | None = None
 
     def size(self, device: torch.device) -> Size:
         return self.cuda if device.type == "cuda" else self.cpu
@@ -52,6 +54,19 @@ WORKLOADS = {
     "sd15": Workload("sd15", "sd15", Size(64, 64, 10, 1), Size(512, 512, 20, 1), 7.0),
     "sdxl": Workload("sdxl", "sdxl", Size(64, 64, 10, 1), Size(1024, 1024, 30, 1), 6.0),
     "zimage": Workload("zimage", "zimage", Size(64, 64, 9, 1), Size(1024, 1024, 9, 1), 1.0),
+    # FLUX.1-dev at Easel's defaults: CFG 1 (no negative prompt: it would need true CFG),
+    # Distilled CFG 3.5, 20 steps
+    "flux": Workload(
+        "flux",
+        "flux",
+        Size(64, 64, 10, 1),
+        Size(1024, 1024, 20, 1),
+        1.0,
+        negative_prompt="",
+        distilled_cfg=3.5,
+    ),
+    # Qwen-Image at Easel's defaults: true CFG 4 (two transformer passes a step), 30 steps
+    "qwen_image": Workload("qwen_image", "qwen_image", Size(64, 64, 10, 1), Size(1328, 1328, 30, 1), 4.0),
     # kept for scripts written against the first harness: sd15 on tiny configs, batch 2
     "tiny-sd15": Workload("tiny-sd15", "sd15", Size(64, 64, 10, 2), Size(64, 64, 10, 2), 7.0),
 }
@@ -89,6 +104,7 @@ def easel_request(
         prompt=workload.prompt, negative_prompt=workload.negative_prompt, seed=seed, steps=steps,
         cfg_scale=workload.cfg, late_cfg_scale=workload.cfg, width=size.width, height=size.height,
         batch_size=batch, sampler=workload.sampler, model=model_name, save_images=False,
+        distilled_cfg_scale=workload.distilled_cfg,
     )  # fmt: skip
 
 
@@ -110,16 +126,27 @@ def _diffusers_pipeline(family: str, folder: Path, device: torch.device, dtype: 
     elif family == "sdxl":
         pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(str(folder), **common)
     else:
-        pipe = diffusers.ZImagePipeline.from_pretrained(str(folder), **common)
-    if family != "zimage":  # Easel's "Euler" is diffusers' Euler on the model's config
+        pipeline = {"zimage": "ZImagePipeline", "flux": "FluxPipeline", "qwen_image": "QwenImagePipeline"}
+        pipe = getattr(diffusers, pipeline[family]).from_pretrained(str(folder), **common)
+    if family in ("sd15", "sdxl"):  # Easel's "Euler" is diffusers' Euler on the model's config
         pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    # flow models: Easel's "Euler" is the model's own flow-matching Euler scheduler
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
 
-def _diffusers_guidance(family: str, cfg: float) -> float:
-    # Z-Image's pipeline counts guidance from 0 (no CFG); A1111-style CFG scales from 1
-    return cfg - 1.0 if family == "zimage" else cfg
+def _diffusers_guidance(workload: Workload) -> dict[str, Any]:
+    """The pipeline arguments that say what Easel's CFG (and Distilled CFG) say."""
+    if workload.family == "zimage":  # its pipeline counts guidance from 0 (no CFG); A1111's from 1
+        return {"guidance_scale": workload.cfg - 1.0, "negative_prompt": workload.negative_prompt}
+    if workload.family == "flux":  # CFG > 1 is true CFG; guidance_scale is the distilled one
+        return {
+            "true_cfg_scale": workload.cfg, "guidance_scale": workload.distilled_cfg,
+            "negative_prompt": workload.negative_prompt or None,
+        }  # fmt: skip
+    if workload.family == "qwen_image":  # A1111's CFG scale is Qwen's true CFG scale
+        return {"true_cfg_scale": workload.cfg, "negative_prompt": workload.negative_prompt}
+    return {"guidance_scale": workload.cfg, "negative_prompt": workload.negative_prompt}
 
 
 def _denoiser_flops(pipe: Any, run_one_step: Callable[[], Any]) -> int | None:
@@ -186,8 +213,7 @@ def run_workload(
             generators = generators[0] if batch == 1 else generators
         with torch.inference_mode():
             return pipe(
-                workload.prompt, negative_prompt=workload.negative_prompt, num_inference_steps=run_steps,
-                guidance_scale=_diffusers_guidance(workload.family, workload.cfg),
+                workload.prompt, num_inference_steps=run_steps, **_diffusers_guidance(workload),
                 width=size.width, height=size.height, num_images_per_prompt=batch,
                 generator=generators, output_type="pil",
             ).images  # fmt: skip
@@ -218,7 +244,9 @@ def run_workload(
         easel_times.append(timed("easel", easel_run)[0])
         diffusers_times.append(timed("diffusers", diffusers_run)[0])
     easel_s, diffusers_s = float(np.median(easel_times)), float(np.median(diffusers_times))
-    flops_per_call = _denoiser_flops(pipe, lambda: diffusers_run(1))
+    # two steps, though only the first call is counted: Qwen-Image's schedule (shift_terminal)
+    # divides by zero on a one-step schedule and its image would be NaN (a numpy warning)
+    flops_per_call = _denoiser_flops(pipe, lambda: diffusers_run(2))
     flops_per_image = flops_per_call * steps / batch if flops_per_call else None
     return {
         "workload": workload.name,
@@ -232,6 +260,7 @@ def run_workload(
         "steps": steps,
         "batch": batch,
         "cfg": workload.cfg,
+        "distilled_cfg": workload.distilled_cfg,
         "sampler": workload.sampler,
         "acceleration": model.acceleration,
         "easel_s_per_batch": round(easel_s, 4),

@@ -200,7 +200,7 @@ def _distilled_guidance(
 ) -> None:
     """Distilled CFG for the models that take it (FLUX.1-dev); the negative prompt's fate
     on a guidance-distilled family, which needs real CFG (scale > 1) to use it."""
-    takes_guidance = getattr(family, "distilled_guidance_default", lambda v: None)(variant)
+    takes_guidance = family.distilled_guidance_default(variant)
     if takes_guidance is None:
         if req.distilled_cfg_scale is not None:
             warnings.append(
@@ -211,11 +211,7 @@ def _distilled_guidance(
         if req.distilled_cfg_scale is None:
             req.distilled_cfg_scale = takes_guidance
         req.distilled_cfg_scale = _float(req, "distilled_cfg_scale", 0.0, MAX_CFG)
-    if (
-        getattr(family, "guidance_distilled_family", False)
-        and req.negative_prompt.strip()
-        and req.cfg_scale == 1.0
-    ):
+    if family.guidance_distilled_family and req.negative_prompt.strip() and req.cfg_scale == 1.0:
         warnings.append(
             f"{family.label} ignores the negative prompt at CFG scale 1 (its guidance is distilled); "
             "set CFG scale above 1 for true CFG with the negative prompt (twice the time per step)"

@@ -2,7 +2,9 @@
 
 ``tiny_flux_components``: a diffusers FluxPipeline's components at toy sizes (hidden 64,
 one double and one single block) whose tokenizers are Easel's real ones (CLIP-L's shipped
-vocabulary, T5's shipped tokenizer.json), so the text encoders read real token ids.
+vocabulary, T5's shipped tokenizer.json), so the text encoders read real token ids;
+``guidance=False`` is FLUX.1-schnell's shape (no guidance embedding, schnell's scheduler);
+``write_flux_folder`` saves them as a diffusers folder.
 ``flux_to_bfl``: the transformer in BFL's original layout (the inverse of diffusers'
 ``convert_flux_transformer_checkpoint_to_diffusers``). ``write_gguf`` and ``to_fp8_scaled``
 write the transformer as city96's GGUF files and ComfyUI's scaled FP8 files are laid out.
@@ -68,6 +70,15 @@ def tiny_flux_components(seed: int = 0, guidance: bool = True) -> dict[str, Any]
         "tokenizer_2": AutoTokenizer.from_pretrained(str(configs / "tokenizer_2")),
         "scheduler": scheduler,
     }
+
+
+def write_flux_folder(path: Path, seed: int = 0, guidance: bool = True) -> dict[str, Any]:
+    """A tiny FLUX.1-dev (``guidance``) or -schnell as a diffusers folder; its components."""
+    from diffusers import FluxPipeline
+
+    components = tiny_flux_components(seed=seed, guidance=guidance)
+    FluxPipeline(**components).save_pretrained(str(path))
+    return components
 
 
 def tiny_chroma_components(seed: int = 0) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def bench_report(args: list[str], capsys, in_process: bool = True) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("workload", ["demo", "tiny-sd15", "sdxl", "zimage"])
+@pytest.mark.parametrize("workload", ["demo", "tiny-sd15", "sdxl", "zimage", "flux", "qwen_image"])
 def test_bench_prints_the_comparison_json(workload, capsys):
     args = [workload, "--repeat", "1", "--steps", "2", "--batch", "1"]
     report = bench_report(args, capsys, in_process=workload != "tiny-sd15")

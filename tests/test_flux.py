@@ -29,7 +29,13 @@ SIZE, STEPS, SEED, GUIDANCE = 64, 3, 11, 4.0
 pytestmark = pytest.mark.slow  # builds six tiny models and loads each (~25 s of CPU in all)
 
 
-def reference(components: dict, cfg_scale: float = 1.0, negative: str | None = None) -> np.ndarray:
+def reference(
+    components: dict,
+    cfg_scale: float = 1.0,
+    negative: str | None = None,
+    steps: int = STEPS,
+    max_sequence_length: int = 512,
+) -> np.ndarray:
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
     pipe = FluxPipeline(
@@ -41,8 +47,8 @@ def reference(components: dict, cfg_scale: float = 1.0, negative: str | None = N
     pipe.set_progress_bar_config(disable=True)
     return pipe(
         PROMPT, negative_prompt=negative, true_cfg_scale=cfg_scale, guidance_scale=GUIDANCE,
-        num_inference_steps=STEPS, height=SIZE, width=SIZE, output_type="np",
-        generator=torch.Generator("cpu").manual_seed(SEED), max_sequence_length=512,
+        num_inference_steps=steps, height=SIZE, width=SIZE, output_type="np",
+        generator=torch.Generator("cpu").manual_seed(SEED), max_sequence_length=max_sequence_length,
     ).images[0]  # fmt: skip
 
 
@@ -118,11 +124,17 @@ def flux(tmp_path_factory):
 
 
 def generate(
-    engine, model: str, cfg_scale: float = 1.0, negative: str = "", prompt: str = PROMPT
+    engine,
+    model: str,
+    cfg_scale: float = 1.0,
+    negative: str = "",
+    prompt: str = PROMPT,
+    steps: int | None = STEPS,
+    distilled: float | None = GUIDANCE,
 ) -> tuple[np.ndarray, list[str]]:
     request = GenerationRequest(
-        prompt=prompt, negative_prompt=negative, seed=SEED, steps=STEPS, width=SIZE, height=SIZE, model=model,
-        sampler="Euler", cfg_scale=cfg_scale, distilled_cfg_scale=GUIDANCE,
+        prompt=prompt, negative_prompt=negative, seed=SEED, steps=steps, width=SIZE, height=SIZE, model=model,
+        sampler="Euler", cfg_scale=cfg_scale, distilled_cfg_scale=distilled,
     )  # fmt: skip
     result = engine.generate(request)
     return np.asarray(result.images[0], dtype=np.float32) / 255.0, list(result.warnings)
@@ -255,3 +267,49 @@ def test_offload_modes_give_the_full_mode_image(flux, tmp_path, model):
             host.stop()
         assert result.parameters["memory_mode"] == mode
         assert np.array_equal(np.asarray(result.images[0], dtype=np.float32) / 255.0, full), mode
+
+
+@pytest.fixture(scope="module")
+def schnell(tmp_path_factory):
+    """A tiny FLUX.1-schnell folder: no guidance embedding, schnell's scheduler (static
+    shift 1, core/model_configs/flux-schnell), on an engine of its own."""
+    from core.config import Settings
+    from core.engine import Engine
+    from core.host import Host
+
+    root = tmp_path_factory.mktemp("flux-schnell")
+    folder = root / "models" / "Stable-diffusion" / "tiny-flux-schnell"
+    components = flux_files.write_flux_folder(folder, seed=7, guidance=False)
+    host = Host(
+        Settings(data_dir=root / "data", models_dir=root / "models", safe_mode=True, device="cpu")
+    ).start()
+    yield Engine(host), components
+    host.stop()
+
+
+def test_schnell_equals_diffusers_flux_pipeline_at_its_defaults(schnell):
+    """FLUX.1-schnell through the engine at its own defaults (4 steps, CFG 1, no Distilled
+    CFG) equals FluxPipeline as diffusers' docs run schnell (256 T5 tokens)."""
+    engine, components = schnell
+    assert not components["transformer"].config.guidance_embeds
+    assert (
+        not components["scheduler"].config.use_dynamic_shifting
+        and components["scheduler"].config.shift == 1.0
+    )
+    info = {i.name: i for i in engine.models.list()}["tiny-flux-schnell"]
+    assert (info.family, info.variant) == ("flux", "flux-schnell")
+    filled = engine.validate(GenerationRequest(model="tiny-flux-schnell"))
+    assert (filled.steps, filled.cfg_scale, filled.distilled_cfg_scale) == (4, 1.0, None)
+    ours, warnings = generate(engine, "tiny-flux-schnell", steps=None, distilled=None)
+    assert warnings == []
+    assert np.abs(ours - reference(components, steps=4, max_sequence_length=256)).max() <= TOLERANCE
+    # the prompt's length is schnell's own (on a tiny model 512 tokens change the image by
+    # less than the tolerance, so the embeddings are compared): FluxPipeline's at 256
+    from diffusers import FluxPipeline
+
+    from core.families.flux import FAMILY
+
+    cond, _ = FAMILY.encode_prompt_pair(components, PROMPT, "", 0, SIZE, SIZE, need_negative=False)
+    expected, pooled, _ = FluxPipeline(**components).encode_prompt(PROMPT, None, max_sequence_length=256)
+    assert cond.embeds.shape[1] == 256
+    assert torch.allclose(cond.embeds, expected) and torch.allclose(cond.extra["pooled"], pooled)

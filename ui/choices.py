@@ -89,26 +89,50 @@ def default_model(service: Any) -> str | None:
 
 
 def model_family(service: Any, name: str | None) -> str | None:
+    return getattr(model_info(service, name), "family", None)
+
+
+def model_info(service: Any, name: str | None) -> Any | None:
     engine = find_engine(service)
     if engine is None or not name:
         return None
-    for info in _safe_list(engine):
-        if info.name == name:
-            return getattr(info, "family", None)
-    return None
+    return next((info for info in _safe_list(engine) if info.name == name), None)
+
+
+def family_adapter(service: Any, name: str | None) -> Any | None:
+    """The model's family adapter (core/families): what the form shows follows its
+    attributes, never the family's name."""
+    family = model_family(service, name)
+    if not family:
+        return None
+    from core.families import get_family
+
+    try:
+        return get_family(family)
+    except Exception:  # an unknown family name: the form's generic controls
+        return None
 
 
 def is_flow_model(service: Any, name: str | None) -> bool:
     """Whether the model samples by flow matching (Z-Image): only those take a shift."""
-    family = model_family(service, name)
-    if not family:
-        return False
-    from core.families import get_family
+    family = family_adapter(service, name)
+    return bool(family is not None and family.flow)
 
-    try:
-        return bool(get_family(family).flow)
-    except Exception:  # an unknown family name: no flow controls
-        return False
+
+def distilled_cfg_default(service: Any, name: str | None) -> float | None:
+    """The model's default "Distilled CFG Scale" (FLUX.1-dev: 3.5); None where the model
+    takes none (FLUX.1-schnell, other families): the form hides the slider and sends None."""
+    family, info = family_adapter(service, name), model_info(service, name)
+    if family is None or info is None:
+        return None
+    return family.distilled_guidance_default(getattr(info, "variant", ""))
+
+
+def negative_prompt_ignored(service: Any, name: str | None, cfg_scale: float | None) -> bool:
+    """Whether the model ignores a negative prompt at this CFG scale: a guidance-distilled
+    model (FLUX.1) uses it only with true CFG (scale > 1), as core/validation.py says."""
+    family = family_adapter(service, name)
+    return bool(family is not None and family.guidance_distilled_family and cfg_scale == 1.0)
 
 
 def _safe_list(engine: Any) -> list[Any]:
@@ -145,7 +169,8 @@ def default_sampler(names: list[str]) -> str | None:
 
 
 def model_defaults(service: Any, name: str | None) -> dict[str, Any]:
-    """The engine's defaults for ``name`` (size, steps, CFG, late CFG, sampler), read by
+    """The engine's defaults for ``name`` (size, steps, CFG, late CFG, sampler, distilled
+    CFG: None where the model takes none), read by
     validating an empty request: nothing is loaded. Empty when no engine or model is there."""
     engine = find_engine(service)
     if engine is None or not name:
@@ -165,6 +190,7 @@ def model_defaults(service: Any, name: str | None) -> dict[str, Any]:
         "late_cfg_scale": filled.late_cfg_scale,
         "late_cfg_start": filled.late_cfg_start,
         "sampler": filled.sampler,
+        "distilled_cfg_scale": filled.distilled_cfg_scale,
     }
 
 

@@ -11,6 +11,7 @@ import gradio as gr
 from ui import choices
 from ui.cache_controls import CacheControls, build_cache_controls
 from ui.card_browser import CardBrowser, build_card_browser, wire_card_browser
+from ui.family_controls import DISTILLED_CFG_LABEL, negative_prompt_state
 from ui.form_sections import FormSections, build_form_sections
 from ui.hires_controls import HiresControls, build_hires_controls
 from ui.i18n import t
@@ -35,6 +36,11 @@ class GenerationForm:
     styles: StylesPicker  # A1111's prompt styles (styles.csv)
     steps: gr.Slider
     cfg_scale: gr.Slider
+    # FLUX.1-dev's guidance embedding (Forge's "Distilled CFG Scale"); hidden for the
+    # models that take none (ui/family_controls.py)
+    distilled_cfg_scale: gr.Slider
+    # the family whose defaults CFG shows: a change of family resets CFG (ui/family_controls.py)
+    shown_family: gr.State
     late_cfg_scale: gr.Textbox  # empty: the model's recommendation
     late_cfg_start: gr.Textbox
     width: gr.Slider
@@ -103,6 +109,8 @@ def build_generation_form(
     size_w = defaults.get("width", choices.DEFAULT_SIZE)
     size_h = defaults.get("height", choices.DEFAULT_SIZE)
     late_placeholder, late_start_placeholder = choices.late_cfg_placeholders(defaults)
+    default_cfg = defaults.get("cfg_scale", choices.DEFAULT_CFG)
+    default_distilled = defaults.get("distilled_cfg_scale")
     init_image = denoising = mask = interrogate = modes = None
     with gr.Row(equal_height=False):
         with gr.Column(scale=6):
@@ -119,6 +127,8 @@ def build_generation_form(
                 value=lambda: choices.default_negative_prompt(host),
                 elem_id=f"{prefix}_neg_prompt",
                 lines=2,
+                # disabled, with a note, where the model ignores it (FLUX.1 at CFG 1)
+                **negative_prompt_state(service, default_model, default_cfg),
             )
             styles = build_styles_picker(prefix, host)
             wire_styles_picker(styles, prompt, negative_prompt, host)
@@ -186,11 +196,17 @@ def build_generation_form(
             cfg_scale = gr.Slider(
                 1.0,
                 30.0,
-                value=defaults.get("cfg_scale", choices.DEFAULT_CFG),
+                value=default_cfg,
                 step=0.5,
                 label=t("gen.cfg"),
                 elem_id=f"{prefix}_cfg",
             )
+            # Forge's slider: its name, range and step; FLUX.1-dev's default 3.5
+            distilled_cfg_scale = gr.Slider(
+                0.0, 30.0, value=default_distilled if default_distilled is not None else 3.5, step=0.1,
+                label=DISTILLED_CFG_LABEL, elem_id=f"{prefix}_distilled_cfg",
+                visible=default_distilled is not None,
+            )  # fmt: skip
             with gr.Row():
                 # empty by default, so a model's own late CFG (its easel.json) applies and
                 # switching models never carries one model's setting to another; the
@@ -228,6 +244,7 @@ def build_generation_form(
                     elem_id=f"{prefix}_height",
                 )
             presets = build_size_presets(prefix, service, default_model)  # follow the model
+            shown_family = gr.State(choices.model_family(service, default_model))
             with gr.Row():
                 seed = gr.Number(
                     value=-1, precision=0, label=t("gen.seed"), elem_id=f"{prefix}_seed", scale=5
@@ -271,6 +288,8 @@ def build_generation_form(
         styles=styles,
         steps=steps,
         cfg_scale=cfg_scale,
+        distilled_cfg_scale=distilled_cfg_scale,
+        shown_family=shown_family,
         late_cfg_scale=late_cfg_scale,
         late_cfg_start=late_cfg_start,
         width=width,

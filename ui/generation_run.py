@@ -17,6 +17,7 @@ from core.errors import RequestError
 from plugin_api.types import GenerationRequest
 from ui import choices
 from ui.cache_controls import apply_cache
+from ui.family_controls import apply_family_controls, wire_family_controls
 from ui.form_sections import apply_form_sections
 from ui.generation_form import GenerationForm
 from ui.generation_queue import SessionJobs, session_key, waiting_note
@@ -118,6 +119,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
     extra_inputs += [form.scheduler, form.styles.styles]
     extra_inputs.append(form.mask if form.mask is not None else gr.State(None))
     extra_inputs.append(form.shift if form.shift is not None else gr.State(None))
+    extra_inputs.append(form.distilled_cfg_scale)
     extra_inputs += form.cache.inputs() if form.cache is not None else [gr.State(None), gr.State(None)]
     # img2img's modes (ui/img2img_modes.py): which image and mask the request gets
     modes = form.img2img
@@ -153,6 +155,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
         styles: list[str] | None,
         mask: Any | None,
         shift: str | None,
+        distilled_cfg_scale: float | None,
         cache_method: str | None,
         cache_threshold: str | None,
         mode: str | None,
@@ -186,6 +189,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
                 styles, mask, shift,
             )  # fmt: skip
             apply_cache(generation, cache_method, cache_threshold)
+            apply_family_controls(generation, service, distilled_cfg_scale)
             for name, value in inpainting.items():  # mask_blur, inpainting_fill, inpaint_full_res...
                 setattr(generation, name, value)
         except RequestError as exc:
@@ -307,6 +311,7 @@ def wire_generation(form: GenerationForm, client: JobClient, host: Any, service:
             outputs=[form.shift],
             show_progress="hidden",
         )
+    wire_family_controls(form, service)  # Distilled CFG, the negative prompt, CFG per family
     wire_downloads(panel, last_result)
     return last_result
 

@@ -21,6 +21,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "sampler": ("Sampler", "sampler"),
     "scheduler": ("Schedule type", "scheduler"),
     "cfg_scale": ("CFG scale", "cfg_scale"),
+    "distilled_cfg_scale": ("Distilled CFG Scale", "distilled_cfg_scale"),  # Forge's, FLUX.1-dev
     "late_cfg_scale": ("Late CFG scale", "late_cfg_scale"),
     "late_cfg_start": ("Late CFG start", "late_cfg_start"),
     "seed": ("Seed", "seed"),
@@ -94,7 +95,7 @@ def form_fields(parsed: dict[str, Any]) -> dict[str, Any]:
         fields.setdefault("height", h)
     numbers = (
         ("steps", int), ("seed", int), ("width", int), ("height", int), ("cfg_scale", float),
-        ("late_cfg_scale", float), ("late_cfg_start", float),
+        ("late_cfg_scale", float), ("late_cfg_start", float), ("distilled_cfg_scale", float),
     )  # fmt: skip
     from ui.cache_controls import cache_form_fields
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from ui.family_controls import SENT
 from ui.generation_form import GenerationForm
 from ui.img2img_modes import INPAINT_AREAS, editor_value, mode_outputs, select_mode
 from ui.png_info import PngInfoTab, form_fields, open_image, parse
@@ -31,7 +32,7 @@ def _choice_values(dropdown: gr.Dropdown) -> set[Any]:
 
 # the form fields "send to" fills, in the order of ``_form_outputs``
 FORM_FIELDS = (
-    "prompt", "negative_prompt", "model", "sampler", "scheduler", "steps", "cfg_scale",
+    "prompt", "negative_prompt", "model", "sampler", "scheduler", "steps", "cfg_scale", "distilled_cfg_scale",
     "late_cfg_scale", "late_cfg_start", "width", "height", "vae", "cache_method", "cache_threshold",
     "seed",
 )  # fmt: skip
@@ -44,7 +45,7 @@ INPAINT_FIELDS = (
 
 
 def _form_outputs(form: GenerationForm) -> list[Any]:
-    return [getattr(form, name) for name in FORM_FIELDS]
+    return [*(getattr(form, name) for name in FORM_FIELDS), form.shown_family]
 
 
 def _fields_to_updates(form: GenerationForm, fields: dict[str, Any]) -> list[Any]:
@@ -58,6 +59,9 @@ def _fields_to_updates(form: GenerationForm, fields: dict[str, Any]) -> list[Any
         ):
             value = None
         updates.append(gr.update() if value is None else gr.update(value=value))
+    # a model sent with its CFG: the model change that follows keeps them (family_controls)
+    model_sent = fields.get("model") in _choice_values(form.model)
+    updates.append(SENT if model_sent else gr.update())
     return updates
 
 

@@ -75,6 +75,10 @@ class FamilyAdapter(ABC):
     # tiny autoencoders for this family's latents in models/VAE-approx, by A1111's names
     # (core/previews/tiny_vae.py): "taesd" finds taesd_decoder.pth/.safetensors or taesd/
     tiny_vae_names: tuple[str, ...] = ()
+    # guidance-distilled (FLUX.1): the model learnt CFG's effect, so a negative prompt
+    # takes effect only with true CFG (scale > 1, twice the work per step); at CFG 1 the
+    # engine ignores it with a warning and the WebUI disables its box
+    guidance_distilled_family: bool = False
 
     # --- detection -----------------------------------------------------------------
 
@@ -109,6 +113,12 @@ class FamilyAdapter(ABC):
     def config_dir_for(self, variant: str) -> str:
         """Name of the shipped config folder in ``core/model_configs/`` for a variant."""
         return self.name
+
+    def distilled_guidance_default(self, variant: str) -> float | None:
+        """The default "Distilled CFG Scale" (the value of a guidance embedding, Forge's
+        name) of a variant; None: the variant takes none (FLUX.1-schnell, most families),
+        and the WebUI hides its slider."""
+        return None
 
     # --- sampling ------------------------------------------------------------------
 

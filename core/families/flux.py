@@ -1,7 +1,7 @@
 """FLUX.1 (dev and schnell): a rectified-flow MMDiT with T5-XXL and CLIP-L text encoders.
 
 Following diffusers' ``FluxPipeline``: CLIP-L's pooled output (77 tokens) and T5-XXL's last
-hidden states (512 tokens, padded) condition the transformer; latents are the VAE's 16
+hidden states (512 tokens, padded; schnell: 256) condition the transformer; latents are the VAE's 16
 channels packed into 2x2 patches (the loop keeps them unpacked, ``denoise`` packs and
 unpacks each call); the timestep goes in as ``t / 1000``; the schedule is
 ``linspace(1, 1/steps)`` shifted by the scheduler config (dev: resolution-dependent ``mu``;
@@ -34,6 +34,9 @@ CHROMA_KEY = "distilled_guidance_layer.in_proj.bias"  # Chroma: Flux blocks, no 
 PREFIXES = ("", "model.diffusion_model.")
 CLIP_MAX_LENGTH = 77
 T5_MAX_LENGTH = 512
+# FLUX.1-schnell was trained on 256 T5 tokens (BFL's reference code; diffusers' docs:
+# "max_sequence_length cannot be more than 256"); told apart by its missing guidance embedding
+SCHNELL_T5_MAX_LENGTH = 256
 DEFAULT_DISTILLED_CFG = 3.5  # Forge's and diffusers' default for FLUX.1-dev
 
 
@@ -99,7 +102,7 @@ class FluxFamily(FamilyAdapter):
     guidance_distilled_family = True  # negative prompts need real CFG (scale > 1)
 
     def distilled_guidance_default(self, variant: str) -> float | None:
-        """The default Distilled CFG Scale of a variant; None: it takes none (schnell)."""
+        # schnell's transformer has no guidance embedding (``guidance_embeds`` false)
         return None if variant == "flux-schnell" else DEFAULT_DISTILLED_CFG
 
     def folder_variant(self, folder: Path) -> str:
@@ -138,6 +141,10 @@ class FluxFamily(FamilyAdapter):
         need_negative: bool,
         embeddings: PromptEmbeddings | None = None,
     ) -> tuple[Conditioning, Conditioning | None]:
+        t5_length = (
+            T5_MAX_LENGTH if components["transformer"].config.guidance_embeds else SCHNELL_T5_MAX_LENGTH
+        )
+
         def encode(text: str) -> Conditioning:
             clip, clip_tokenizer = components["text_encoder"], components["tokenizer"]
             ids = clip_tokenizer(
@@ -146,7 +153,7 @@ class FluxFamily(FamilyAdapter):
             pooled = clip(ids.to(execution_device(clip)), output_hidden_states=False).pooler_output
             t5, t5_tokenizer = components["text_encoder_2"], components["tokenizer_2"]
             ids = t5_tokenizer(
-                [text], padding="max_length", max_length=T5_MAX_LENGTH, truncation=True, return_tensors="pt"
+                [text], padding="max_length", max_length=t5_length, truncation=True, return_tensors="pt"
             ).input_ids
             hidden = t5(ids.to(execution_device(t5)), output_hidden_states=False)[0]
             return Conditioning(hidden, {"pooled": pooled})
