@@ -211,3 +211,65 @@ def test_sd15_single_file_image_equals_diffusers_pipeline(sd15_real_schedule, sa
     # tolerance: one 8-bit level after rounding (diffusers returns floats, Easel 8-bit
     # pixels) plus float summation-order noise: 1.5/255
     assert np.abs(ours - expected).max() <= 1.5 / 255.0
+
+
+# --- the catalogue as A1111 1.10 lists it (names, aliases, options) -------------------
+
+# A1111 1.10's modules/sd_samplers_kdiffusion.py ``samplers_k_diffusion`` and
+# sd_samplers_timesteps.py ``samplers_timesteps``: (name, aliases, options), written here
+# from A1111's source. /sdapi/v1/samplers serves these, and clients send the aliases.
+A1111_SAMPLERS: list[tuple[str, list[str], dict]] = [
+    ("DPM++ 2M", ["k_dpmpp_2m"], {"scheduler": "karras"}),
+    ("DPM++ SDE", ["k_dpmpp_sde"], {"scheduler": "karras", "second_order": True, "brownian_noise": True}),
+    ("DPM++ 2M SDE", ["k_dpmpp_2m_sde"], {"scheduler": "exponential", "brownian_noise": True}),
+    (
+        "DPM++ 2M SDE Heun",
+        ["k_dpmpp_2m_sde_heun"],
+        {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"},
+    ),
+    ("DPM++ 2S a", ["k_dpmpp_2s_a"], {"scheduler": "karras", "uses_ensd": True, "second_order": True}),
+    (
+        "DPM++ 3M SDE",
+        ["k_dpmpp_3m_sde"],
+        {"scheduler": "exponential", "discard_next_to_last_sigma": True, "brownian_noise": True},
+    ),
+    ("Euler a", ["k_euler_a", "k_euler_ancestral"], {"uses_ensd": True}),
+    ("Euler", ["k_euler"], {}),
+    ("LMS", ["k_lms"], {}),
+    ("Heun", ["k_heun"], {"second_order": True}),
+    ("DPM2", ["k_dpm_2"], {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True}),
+    (
+        "DPM2 a",
+        ["k_dpm_2_a"],
+        {"scheduler": "karras", "discard_next_to_last_sigma": True, "uses_ensd": True, "second_order": True},
+    ),
+    ("DPM fast", ["k_dpm_fast"], {"uses_ensd": True}),
+    ("DPM adaptive", ["k_dpm_ad"], {"uses_ensd": True}),
+    ("Restart", ["restart"], {"scheduler": "karras", "second_order": True}),
+    ("DDIM", ["ddim"], {}),
+    ("DDIM CFG++", ["ddim_cfgpp"], {}),
+    ("PLMS", ["plms"], {}),
+    ("UniPC", ["unipc"], {}),
+]
+# the names diffusers has no solver for: the nearest one runs, and the note says which
+NEAREST = {"DPM++ 2S a", "DPM fast", "DPM adaptive", "Restart", "DDIM CFG++"}
+
+
+def test_builtin_catalogue_is_a1111s_names_aliases_and_options_in_its_order():
+    specs = {spec.name: spec for spec in builtin_sampler_specs()}
+    names = [spec.name for spec in builtin_sampler_specs()]
+    a1111_names = [name for name, _, _ in A1111_SAMPLERS]
+    assert [name for name in names if name in a1111_names] == a1111_names  # A1111's order
+    for name, aliases, options in A1111_SAMPLERS:
+        spec = specs[name]
+        assert list(spec.aliases[: len(aliases)]) == aliases, name  # A1111's first, in order
+        assert spec.options == options, name
+    for spec in specs.values():
+        assert bool(spec.note) == (spec.name in NEAREST), spec.name
+        if spec.note:
+            assert spec.note.startswith(f"{spec.name}: "), spec.note  # it names the sampler...
+            assert "ran " in spec.note and "nearest" in spec.note, spec.note  # ...and what ran
+    assert specs["LCM"].aliases == ("k_lcm", "lcm") and specs["DEIS"].aliases == ("deis",)
+    assert specs["PLMS"].aliases == ("plms", "pndm")  # diffusers' name for it as well
+    assert specs["Euler (flow)"].flow and specs["Euler a (flow)"].flow
+    assert [spec.name for spec in specs.values() if spec.flow] == ["Euler (flow)", "Euler a (flow)"]
