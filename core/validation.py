@@ -129,6 +129,10 @@ def validate_request(request: Any, models: Any, samplers: Any, upscalers: Any = 
     req.height = _size(req, "height", defaults.size_multiple)
     far = size_hint(req.width, req.height, native_side(info, defaults.width))
     size_warnings = [far] if far else []
+    if isinstance(req.steps, int) and 1 <= req.steps < defaults.min_steps:
+        raise RequestError(
+            "steps", f"{family.label} needs at least {defaults.min_steps} steps, got {req.steps}"
+        )
     req.steps = _int(req, "steps", 1, MAX_STEPS)
     req.cfg_scale = _float(req, "cfg_scale", 0.0, MAX_CFG)
     if req.late_cfg_scale is None:

@@ -229,3 +229,27 @@ def test_built_tokenizer_drops_exactly_the_template_prefix():
     assert ids[:2] == [151644, 8948]
     assert ids[TEMPLATE_PREFIX_TOKENS - 3 : TEMPLATE_PREFIX_TOKENS] == [151644, 872, 198]
     assert tokenizer.decode(ids[TEMPLATE_PREFIX_TOKENS:]).startswith("a red fox<|im_end|>")
+
+
+def test_one_step_is_refused_naming_steps_since_the_scheduler_has_no_one_step_schedule(qwen_engine):
+    """diffusers' Qwen-Image scheduler stretches its sigmas to ``shift_terminal`` by dividing
+    by (1 - the last sigma), 0 for a single step: its schedule is not finite, so diffusers'
+    pipeline gives NaN images. Easel refuses the request before loading, naming the field."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from core.config import MODEL_CONFIGS_DIR
+    from core.errors import RequestError
+
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(
+        str(MODEL_CONFIGS_DIR / "qwen_image"), subfolder="scheduler"
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scheduler.set_timesteps(1, mu=0.5)
+    assert not torch.isfinite(scheduler.sigmas).all()  # the reason (diffusers 0.42)
+    scheduler.set_timesteps(2, mu=0.5)
+    assert torch.isfinite(scheduler.sigmas).all()
+
+    with pytest.raises(RequestError) as error:
+        qwen_engine.validate(request(model="tiny-qwen-image", steps=1))
+    assert error.value.field == "steps" and "at least 2 steps" in str(error.value)
+    assert qwen_engine.validate(request(model="tiny-qwen-image", steps=2)).steps == 2

@@ -55,6 +55,9 @@ class FamilyDefaults:
     cfg_scale: float
     sampler: str
     size_multiple: int = 8  # width/height must be a multiple of this
+    # fewer steps give no valid schedule: Qwen-Image's scheduler stretches its sigmas to
+    # shift_terminal by dividing by (1 - the last one), which is 0 for a single step
+    min_steps: int = 1
 
 
 class FamilyAdapter(ABC):

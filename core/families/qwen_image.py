@@ -59,7 +59,7 @@ class QwenImageFamily(FamilyAdapter):
     name = "qwen_image"
     label = "Qwen-Image"
     defaults = FamilyDefaults(
-        width=1328, height=1328, steps=30, cfg_scale=4.0, sampler="Euler", size_multiple=16
+        width=1328, height=1328, steps=30, cfg_scale=4.0, sampler="Euler", size_multiple=16, min_steps=2
     )
     flow = True
     uses_clip_prompts = False
