@@ -93,5 +93,6 @@ test: lint lock-check browser postgres
 # (`mutmut show NAME` shows one). A new survivor is a missing test or an equivalent edit.
 mutation: setup
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2
+	# every mutant starts a pytest session: the tiny models are built once (tests/conftest.py)
+	EASEL_TINY_MODEL_CACHE=$(CURDIR)/.easel/tiny-models $(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut results

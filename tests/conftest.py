@@ -12,7 +12,9 @@ shipped_engine  an engine on the shipped models folder (demo model, LoRA, Contro
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -33,52 +35,89 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1, int(os.environ.get("OMP
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("tiny-models")
+    """Where the session's tiny models are built: a fresh folder, or with
+    EASEL_TINY_MODEL_CACHE (``make mutation``: every mutant starts a pytest session, and
+    building the six models took 9 of its 13 seconds) a folder there named by the hash of
+    the code that builds them, reused by later sessions."""
+    cache = os.environ.get("EASEL_TINY_MODEL_CACHE")
+    if not cache:
+        return tmp_path_factory.mktemp("tiny-models")
+    builders = hashlib.sha256()
+    for source in (Path(__file__), Path(tiny_models.__file__)):
+        builders.update(source.read_bytes())
+    root = Path(cache) / builders.hexdigest()[:16]
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _once(path: Path, build: Callable[[], Path]) -> Path:
+    """``build()`` unless a finished build of ``path`` is in ``tiny_root`` already (only
+    with EASEL_TINY_MODEL_CACHE: a fresh folder holds none). The marker is written last, so
+    an interrupted build is rebuilt."""
+    done = path.with_name(path.name + ".built")
+    if done.exists():
+        return path
+    built = build()
+    done.touch()
+    return built
 
 
 @pytest.fixture(scope="session")
 def tiny_sd15_dir(tiny_root) -> Path:
-    return tiny_models.make_tiny_sd15(tiny_root / "sd15" / "tiny-sd15")
+    path = tiny_root / "sd15" / "tiny-sd15"
+    return _once(path, lambda: tiny_models.make_tiny_sd15(path))
 
 
 @pytest.fixture(scope="session")
 def tiny_sd15_file(tiny_root, tiny_sd15_dir) -> Path:
-    components = tiny_models.tiny_sd15_components()
-    path = tiny_models.write_single_file(
-        tiny_root / "sd15" / "tiny-sd15-file.safetensors", tiny_models.sd15_to_ldm(components)
-    )
-    tiny_models.write_config_sidecar(tiny_sd15_dir, path)
-    return path
+    def build() -> Path:
+        components = tiny_models.tiny_sd15_components()
+        path = tiny_models.write_single_file(
+            tiny_root / "sd15" / "tiny-sd15-file.safetensors", tiny_models.sd15_to_ldm(components)
+        )
+        tiny_models.write_config_sidecar(tiny_sd15_dir, path)
+        return path
+
+    return _once(tiny_root / "sd15" / "tiny-sd15-file.safetensors", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl_dir(tiny_root) -> Path:
-    return tiny_models.make_tiny_sdxl(tiny_root / "sdxl" / "tiny-sdxl")
+    path = tiny_root / "sdxl" / "tiny-sdxl"
+    return _once(path, lambda: tiny_models.make_tiny_sdxl(path))
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl_file(tiny_root, tiny_sdxl_dir) -> Path:
-    components = tiny_models.tiny_sdxl_components()
-    path = tiny_models.write_single_file(
-        tiny_root / "sdxl" / "tiny-sdxl-file.safetensors", tiny_models.sdxl_to_ldm(components)
-    )
-    tiny_models.write_config_sidecar(tiny_sdxl_dir, path)
-    return path
+    def build() -> Path:
+        components = tiny_models.tiny_sdxl_components()
+        path = tiny_models.write_single_file(
+            tiny_root / "sdxl" / "tiny-sdxl-file.safetensors", tiny_models.sdxl_to_ldm(components)
+        )
+        tiny_models.write_config_sidecar(tiny_sdxl_dir, path)
+        return path
+
+    return _once(tiny_root / "sdxl" / "tiny-sdxl-file.safetensors", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_zimage_dir(tiny_root) -> Path:
-    return tiny_models.make_tiny_zimage(tiny_root / "zimage" / "tiny-zimage")
+    path = tiny_root / "zimage" / "tiny-zimage"
+    return _once(path, lambda: tiny_models.make_tiny_zimage(path))
 
 
 @pytest.fixture(scope="session")
 def tiny_zimage_file(tiny_root, tiny_zimage_dir) -> Path:
-    components = tiny_models.tiny_zimage_components()
-    path = tiny_models.write_single_file(
-        tiny_root / "zimage" / "tiny-zimage-file.safetensors", tiny_models.zimage_to_single_file(components)
-    )
-    tiny_models.write_config_sidecar(tiny_zimage_dir, path, keep_weights=True)
-    return path
+    def build() -> Path:
+        components = tiny_models.tiny_zimage_components()
+        path = tiny_models.write_single_file(
+            tiny_root / "zimage" / "tiny-zimage-file.safetensors",
+            tiny_models.zimage_to_single_file(components),
+        )
+        tiny_models.write_config_sidecar(tiny_zimage_dir, path, keep_weights=True)
+        return path
+
+    return _once(tiny_root / "zimage" / "tiny-zimage-file.safetensors", build)
 
 
 MODEL_FIXTURES = (
