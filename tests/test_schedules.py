@@ -436,3 +436,33 @@ def test_the_nearest_schedule_warning_names_the_class_and_sampler():
         "Schedule type 'KL Optimal' needs custom sigmas, which DPMSolverMultistepScheduler (sampler "
         "'DPM++ 2M') does not take; used Karras, the nearest"
     ]
+
+
+def test_the_warning_lists_every_option_the_class_lacks():
+    """An extension's flow sampler on a class with none of the options a schedule type and
+    a fixed shift set: the warning names both, comma-separated (not just the first)."""
+    from diffusers.configuration_utils import ConfigMixin, register_to_config
+
+    from plugin_api.types import SamplerSpec
+
+    class Bare(ConfigMixin):  # an extension's own scheduler: no sigma flags, no shift
+        config_name = "scheduler_config.json"
+
+        @register_to_config
+        def __init__(self, num_train_timesteps: int = 1000) -> None:
+            pass
+
+    spec = SamplerSpec("Bare (flow)", Bare.from_config, flow=True)
+    result = build_scheduler(
+        spec, find_schedule("Karras"), model_config("zimage"), flow=True, family="zimage", shift=3.0
+    )
+    assert result.warnings == ["Bare has no use_karras_sigmas, shift; 'Karras' not applied"]
+    # the same class as a noise-prediction sampler, on A1111's "DDIM" schedule type
+    spec = SamplerSpec("Bare", Bare.from_config)
+    result = build_scheduler(
+        spec, find_schedule("DDIM"), model_config("sd15"), flow=False, family="sd15", shift=None
+    )
+    assert result.warnings == [
+        "Schedule type 'DDIM' is not available for sampler 'Bare' (Bare has no timestep_spacing, "
+        "steps_offset); used the sampler's own schedule"
+    ]
