@@ -33,7 +33,6 @@ loads), ``ModelError`` when the model cannot be loaded.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -44,7 +43,7 @@ from typing import Any
 
 import torch
 
-from core import __version__
+from core import generation_metadata as metadata
 from core.builtin_settings import FORCE_ZERO_NEGATIVE_PROMPT, PREVIEW_EVERY, PREVIEW_METHOD
 from core.errors import RequestError
 from core.families.base import Conditioning
@@ -66,10 +65,8 @@ from core.sampling.img2img import pil_to_tensor, prepare_init, tensor_to_pil
 from core.sampling.loop import BatchSkipped, InitImage, LateCfg, SamplingInterrupted, denoise
 from core.sampling.memory import check_fits
 from core.sampling.prompt_batches import PromptEncodings
-from core.sampling.step_cache import INFOTEXT_KEY as CACHE_KEY
 from core.sampling.step_cache import StepCacheStats, check_plan, step_cache
 from core.saving.filenames import NameFields
-from core.saving.infotext import TRANSFORMED_NEGATIVE_PROMPT, TRANSFORMED_PROMPT, build_infotext
 from core.saving.journal import ImageJournal
 from core.saving.output_settings import OutputOptions
 from core.saving.writer import save_image
@@ -243,7 +240,7 @@ class Engine:
                 result = self._generate_batches(checked, model, ctx, placement, announce, cancel)
         finally:
             self.extra_networks.deactivate(ctx)
-        result.parameters = self._parameters(req, checked, base_seed)
+        result.parameters = metadata.result_parameters(req, checked, base_seed)
         result.parameters["memory_mode"] = placement.mode
         cache_stats = ctx.state.get(CACHE_STATS)
         result.parameters["cache"] = (
@@ -329,14 +326,16 @@ class Engine:
             announce(SAVING, batch_index)
             for position, (image, seed) in enumerate(zip(images, seeds, strict=False)):
                 index = first + position
-                infotext = self.infotext(checked, model, ctx, seed, position, index)
+                infotext = metadata.infotext(
+                    checked, model, ctx, seed, position, index, hashes=self.models.hashes
+                )
                 result.images.append(image)
                 result.seeds.append(seed)
                 result.infotexts.append(infotext)
                 result.prompts.append(ctx.prompts[index])
                 result.negative_prompts.append(ctx.negative_prompts[index])
                 if req.save_images:
-                    fields = self._name_fields(checked, model, ctx, seed, position, index)
+                    fields = metadata.name_fields(checked, model, ctx, seed, position, index)
                     path, written = self._save(image, req, ctx, index, seed, infotext, fields)
                     result.paths.append(str(path))
                     if written:
@@ -390,34 +389,6 @@ class Engine:
         except UnsafePathError as exc:  # a folder setting that leads out (a symlink planted since)
             raise RequestError("settings", str(exc)) from exc
         return path, True
-
-    def _name_fields(
-        self, checked: ValidatedRequest, model: LoadedModel, ctx: GenerationContext, seed: int, position: int,
-        index: int,
-    ) -> NameFields:  # fmt: skip
-        """What the file name pattern can name about image ``index`` (A1111's tags)."""
-        req = checked.request
-        return NameFields(
-            seed=seed,
-            prompt=ctx.original_prompt,
-            negative_prompt=ctx.original_negative_prompt,
-            seeds=list(ctx.seeds),
-            steps=req.steps,
-            cfg_scale=req.cfg_scale,
-            width=req.width,
-            height=req.height,
-            sampler=checked.sampler_name,
-            scheduler=req.scheduler or "",
-            styles=list(req.styles or []),
-            model_name=model.name,
-            model_hash=model.info.hash or "",
-            vae_filename=model.vae_file.name if model.vae_file is not None else "",
-            clip_skip=req.clip_skip,
-            batch_number=position,
-            generation_number=index,
-            denoising=req.denoising_strength if req.init_image is not None or checked.hires else None,
-            job_timestamp=ctx.state.setdefault("easel.job_timestamp", time.strftime("%Y%m%d%H%M%S")),
-        )
 
     def _memory_mode(self, checked: ValidatedRequest, model: LoadedModel) -> tuple[str, str]:
         req = checked.request
@@ -645,115 +616,6 @@ class Engine:
         if every > 0:
             return every
         return 1 if self.models.device.type == "cpu" else 5
-
-    # --- metadata ------------------------------------------------------------------------
-
-    def infotext(
-        self,
-        checked: ValidatedRequest,
-        model: LoadedModel,
-        ctx: GenerationContext,
-        seed: int,
-        position: int,
-        index: int = 0,
-    ) -> str:
-        """The A1111 ``parameters`` text of image ``index`` of the request (``position`` in
-        its batch): its own seed and, when transforms changed it, its own prompt."""
-        req = checked.request
-        prompt = ctx.prompts[index] if index < len(ctx.prompts) else req.prompt
-        negative = ctx.negative_prompts[index] if index < len(ctx.negative_prompts) else req.negative_prompt
-        params: dict[str, Any] = {
-            "Steps": req.steps,
-            "Sampler": checked.sampler_name,
-            "Schedule type": req.scheduler,  # the label the user chose, as A1111 writes it
-            "CFG scale": req.cfg_scale,
-            "Distilled CFG Scale": req.distilled_cfg_scale,
-            "Seed": seed,
-            "Size": f"{req.width}x{req.height}",
-            "Model hash": model.info.hash,
-            "Model": model.name,
-        }
-        if model.vae_file is not None:  # A1111 names a VAE only when a file replaced the model's own
-            params["VAE hash"] = self.models.hashes.short_hash(model.vae_file.path)
-            params["VAE"] = model.vae_file.name
-        if req.shift is not None:
-            params["Shift"] = req.shift
-        if checked.cache is not None:
-            params[CACHE_KEY] = checked.cache.label  # "deepcache 3": a paste reproduces it
-        if req.late_cfg_scale is not None:
-            params["Late CFG scale"] = req.late_cfg_scale
-            params["Late CFG start"] = req.late_cfg_start
-        if req.batch_size > 1:
-            params["Batch size"] = req.batch_size
-            params["Batch pos"] = position
-        if req.init_image is not None:
-            params["Denoising strength"] = req.denoising_strength
-        if checked.hires is not None:
-            params.update(checked.hires.infotext_params(req.denoising_strength))
-        if req.mask is not None:
-            params["Mask blur"] = req.mask_blur
-            if req.inpaint_full_res:
-                params["Inpaint area"] = "Only masked"
-                params["Masked area padding"] = req.inpaint_full_res_padding
-        if req.clip_skip > 1:
-            params["Clip skip"] = req.clip_skip
-        if req.styles:
-            # A1111 re-derives the styles from the styled prompt when it reads an infotext;
-            # the names are written too so PNG Info and Easel show which were applied
-            params["Styles array"] = json.dumps(list(req.styles), ensure_ascii=False)
-        params.update(ctx.extra_params)
-        for extension, value in ctx.results.items():  # structured: one compact JSON field each
-            params[extension] = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-        if ctx.prompt_transforms:
-            # what the text encoder saw for this image, after the transform_prompt chain
-            # (LoRA tags taken out, a Chinese prompt translated, a wildcard chosen...)
-            if ctx.original_prompt != prompt:
-                params[TRANSFORMED_PROMPT] = prompt
-            if ctx.original_negative_prompt != negative:
-                params[TRANSFORMED_NEGATIVE_PROMPT] = negative
-            params["Prompt transforms"] = " > ".join(t.extension for t in ctx.prompt_transforms)
-        params["Version"] = f"easel-{__version__}"
-        # The prompt lines are the prompts as the user wrote them, <lora:...> tags included,
-        # as A1111 writes them: pasting these parameters (PNG Info, Civitai, A1111) runs the
-        # same transforms again and remakes the image.
-        return build_infotext(ctx.original_prompt, ctx.original_negative_prompt, params)
-
-    def _parameters(self, req: GenerationRequest, checked: ValidatedRequest, seed: int) -> dict[str, Any]:
-        return {
-            "prompt": req.prompt,
-            "negative_prompt": req.negative_prompt,
-            "seed": seed,
-            "steps": req.steps,
-            "cfg_scale": req.cfg_scale,
-            "late_cfg_scale": req.late_cfg_scale,
-            "late_cfg_start": req.late_cfg_start,
-            "width": req.width,
-            "height": req.height,
-            "sampler": checked.sampler_name,
-            "scheduler": req.scheduler,
-            "shift": req.shift,
-            "styles": list(req.styles or []),
-            "model": checked.model_name,
-            "vae": req.vae,
-            "family": checked.family.name,
-            "batch_size": req.batch_size,
-            "batch_count": req.batch_count,
-            "clip_skip": req.clip_skip,
-            "mode": req.mode,
-            "denoising_strength": (
-                req.denoising_strength if req.init_image is not None or checked.hires else None
-            ),
-            "hires": (
-                {
-                    "width": checked.hires.width,
-                    "height": checked.hires.height,
-                    "steps": checked.hires.steps,
-                    "upscaler": checked.hires.upscaler,
-                }
-                if checked.hires
-                else None
-            ),
-        }
 
 
 def with_distilled_guidance(
