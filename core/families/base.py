@@ -184,6 +184,14 @@ class FamilyAdapter(ABC):
             latents = latents - shift
         return latents * vae.config.scaling_factor
 
+    def encode_mean(self, components: dict[str, Any], images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> scaled latents of the distribution's mean (no noise: the
+        preview colour fit, ``core/previews/approx.py``)."""
+        vae = components["vae"]
+        mean = vae.encode(images.to(vae.dtype)).latent_dist.mean
+        shift = getattr(vae.config, "shift_factor", None)
+        return (mean - shift if shift is not None else mean) * vae.config.scaling_factor
+
     def preview(self, latents: torch.Tensor) -> Any:
         """A cheap PIL preview of the first image's latents (no VAE decode)."""
         from PIL import Image

@@ -34,6 +34,9 @@ SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
 INPUT_SCALE_SUFFIXES = (".scale_input", ".input_scale")
 MARKERS = ("scaled_fp8", "comfy_quant")
 FAMILIES = ("flux", "chroma")  # the families whose single files load through this module
+# transformers whose BFL names diffusers' own converter maps at any size (FLUX.2: it splits
+# the fused qkv in three equal parts and keeps linear1 fused), so Easel's mapping is not used
+DIFFUSERS_CONVERTS = ("Flux2Transformer2DModel",)
 
 
 def companion_widths(config_dir: Path) -> tuple[str, int, int | None]:
@@ -101,7 +104,8 @@ def read_state(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
 
 
 def load_transformer(path: Path, config_dir: Path, dtype: torch.dtype, class_name: str) -> torch.nn.Module:
-    """The transformer of a single file (safetensors, FP8 or GGUF), shaped by ``config_dir``."""
+    """The transformer of a single file (safetensors, FP8 or GGUF), shaped by ``config_dir``:
+    FLUX.1 / Chroma (``bfl_to_diffusers``) or FLUX.2 (diffusers' converter)."""
     import diffusers
 
     model_class = getattr(diffusers, class_name)
@@ -120,7 +124,8 @@ def load_transformer(path: Path, config_dir: Path, dtype: torch.dtype, class_nam
         else:
             state = read_state(path, dtype)
         state = {k.removeprefix(COMFY_PREFIX): v for k, v in state.items()}
-        state = bfl_to_diffusers(state, inner_dim(config_dir))
+        if class_name not in DIFFUSERS_CONVERTS:
+            state = bfl_to_diffusers(state, inner_dim(config_dir))
         return model_class.from_single_file(state, **kwargs)
     except ModelError:
         raise

@@ -186,16 +186,15 @@ def _latent_color_pairs(
     from core.sampling import vae_precision
 
     vae = components["vae"]
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    # pixels per latent pixel: the VAE's downsampling, times 2 where latents are 2x2 patches (FLUX.2)
+    factor = 1024 // adapter.latent_shape(components, 1, 1024, 1024)[-1]
     images = fit_images(FIT_IMAGES, FIT_LATENT_SIDE * factor, seed)
     # where the VAE computes: an offloaded VAE's weights are "meta" placeholders between
     # calls, and its hooks bring them to the execution device (core/models/offload.py)
     device = execution_device(vae)
     with torch.inference_mode(), vae_precision.float32_vae(vae):
         pixels = images.to(device, torch.float32)
-        mean = vae.encode(pixels).latent_dist.mean
-        shift = getattr(vae.config, "shift_factor", None)
-        latents = (mean - shift if shift is not None else mean) * vae.config.scaling_factor
+        latents = adapter.encode_mean(components, pixels)
         decoded = adapter.decode(components, latents).float().clamp(-1, 1)
     target = torch.nn.functional.avg_pool2d(decoded, factor).cpu()
     x = latents.float().cpu().permute(0, 2, 3, 1)
