@@ -146,3 +146,38 @@ def vae_to_bfl(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
         out[("encoder." if key.startswith("quant_conv.") else "decoder.") + key] = value
     out.update(bn)
     return out
+
+
+# (out, in) of the tiny model's layers, under each LoRA layout's names
+LORA_TARGETS = {
+    # diffusers / ai-toolkit's diffusers export: "transformer." + the module path
+    "diffusers": {
+        "transformer.transformer_blocks.0.attn.to_q": (HIDDEN, HIDDEN),
+        "transformer.transformer_blocks.0.attn.add_k_proj": (HIDDEN, HIDDEN),
+        "transformer.transformer_blocks.0.ff.linear_in": (6 * HIDDEN, HIDDEN),
+        "transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj": (9 * HIDDEN, HIDDEN),
+        "transformer.single_transformer_blocks.0.attn.to_out": (HIDDEN, 4 * HIDDEN),
+    },
+    # ComfyUI / ai-toolkit: "diffusion_model." + BFL's names, qkv and linear1 fused
+    "comfyui": {
+        "diffusion_model.double_blocks.0.img_attn.qkv": (3 * HIDDEN, HIDDEN),
+        "diffusion_model.double_blocks.0.txt_attn.proj": (HIDDEN, HIDDEN),
+        "diffusion_model.double_blocks.0.img_mlp.0": (6 * HIDDEN, HIDDEN),
+        "diffusion_model.single_blocks.0.linear1": (9 * HIDDEN, HIDDEN),
+        "diffusion_model.single_blocks.0.linear2": (HIDDEN, 4 * HIDDEN),
+    },
+}
+
+
+def write_lora(path: Path, layout: str, seed: int, rank: int = 4) -> Path:
+    """A Klein LoRA (lora_A/lora_B, no alpha: scale 1) in ``layout`` ("diffusers", "comfyui")."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, (out_features, in_features) in LORA_TARGETS[layout].items():
+        state[f"{name}.lora_A.weight"] = torch.randn(rank, in_features, generator=generator) * 0.3
+        state[f"{name}.lora_B.weight"] = torch.randn(out_features, rank, generator=generator) * 0.3
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path

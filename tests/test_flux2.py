@@ -100,6 +100,8 @@ def klein(tmp_path_factory):
         shutil.copytree(configs, models / f"{place}.config")
     for place in ("unet/tiny-klein-Q8_0", "unet/tiny-klein-Q4_K"):
         shutil.copytree(configs, models / f"{place}.config")
+    flux2_files.write_lora(models / "Lora" / "klein-diffusers.safetensors", "diffusers", seed=2)
+    flux2_files.write_lora(models / "Lora" / "klein-comfyui.safetensors", "comfyui", seed=3)
     host = Host(Settings(data_dir=root / "data", models_dir=models, safe_mode=True, device="cpu")).start()
     engine = Engine(host)
     yield engine, components, meant
@@ -194,3 +196,50 @@ def test_detection_tells_klein_from_flux1_by_tensors():
     assert FLUX2.detect_keys(dev2) is None and FLUX2.detect_keys(flux1) is None
     assert FLUX.detect_keys(klein4) is None and FLUX.detect_keys(dev2) is None
     assert FLUX.detect_keys(flux1) == "flux-dev"
+
+
+@pytest.mark.parametrize(("lora", "family"), [("klein-diffusers", "flux2"), ("klein-comfyui", "flux")])
+def test_lora_equals_diffusers_and_switches_off_exactly(klein, lora, family):
+    """Both common Klein LoRA layouts, hot-swapped: on equals diffusers' load_lora_weights,
+    off restores the base image exactly. The ComfyUI file's names are FLUX.1's (it reads as
+    "flux"); it goes onto Klein because its layers fit."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+
+    from extensions.lora import STATE
+
+    engine, components, _ = klein
+    info = {i.name: i for i in STATE.library.scan()}[lora]
+    assert info.family == family
+    base, _ = generate(engine, "tiny-klein-folder")
+    styled, warnings = generate(engine, "tiny-klein-folder", prompt=f"{PROMPT} <lora:{lora}:1>")
+    off, _ = generate(engine, "tiny-klein-folder")
+    assert not any("not applied" in w for w in warnings), warnings
+    assert np.array_equal(off, base)  # switching it off restores the base image exactly
+    assert np.abs(styled - base).max() > 0.05  # it changes the image
+    pipe = Flux2KleinPipeline(
+        **{
+            **components,
+            "scheduler": FlowMatchEulerDiscreteScheduler.from_config(components["scheduler"].config),
+        },
+        is_distilled=True,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(info.path), adapter_name="klein")
+    try:
+        expected = pipe(
+            prompt=PROMPT, guidance_scale=1.0, num_inference_steps=STEPS, height=SIZE, width=SIZE,
+            output_type="np", generator=torch.Generator("cpu").manual_seed(SEED),
+        ).images[0]  # fmt: skip
+    finally:
+        pipe.unload_lora_weights()  # the components are the module's reference
+    assert np.abs(styled - expected).max() <= TOLERANCE
+
+
+def test_lora_family_check():
+    from extensions.lora import families_fit
+
+    assert (
+        families_fit("flux", "flux2") and families_fit("flux2", "flux2") and families_fit("unknown", "flux2")
+    )
+    assert not families_fit("flux2", "flux") and not families_fit("zimage", "flux2")
+    assert families_fit("chroma", "flux") and families_fit("flux", "chroma")

@@ -69,6 +69,9 @@ LAYOUTS: dict[str, FamilyLayout] = {
     ),
     # Chroma's blocks carry FLUX.1's names (without the modulation layers): the same conversion
     "chroma": FamilyLayout("FluxLoraLoaderMixin", "transformer", "transformer", ()),
+    # FLUX.2 Klein: ai-toolkit/ComfyUI (diffusion_model.double_blocks.*), diffusers
+    # (transformer.*) and kohya layouts, converted by diffusers' FLUX.2 mixin
+    "flux2": FamilyLayout("Flux2LoraLoaderMixin", "transformer", "transformer", ()),
 }
 
 
