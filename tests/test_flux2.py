@@ -96,7 +96,16 @@ def klein(tmp_path_factory):
     for weights in configs.rglob("*.safetensors"):
         weights.unlink()
     shutil.rmtree(configs / "tokenizer")
-    for place in ("diffusion_models/tiny-klein-split", "diffusion_models/tiny-klein-fp8"):
+    # the companions named in a sidecar rather than found by their tensors
+    tiny_models.write_single_file(models / "diffusion_models" / "tiny-klein-named.safetensors", prefixed)
+    (models / "diffusion_models" / "tiny-klein-named.easel.json").write_text(
+        '{"text_encoder": "qwen_3_tiny.safetensors", "vae": "flux2-vae.safetensors"}'
+    )
+    for place in (
+        "diffusion_models/tiny-klein-split",
+        "diffusion_models/tiny-klein-fp8",
+        "diffusion_models/tiny-klein-named",
+    ):
         shutil.copytree(configs, models / f"{place}.config")
     for place in ("unet/tiny-klein-Q8_0", "unet/tiny-klein-Q4_K"):
         shutil.copytree(configs, models / f"{place}.config")
@@ -141,7 +150,9 @@ def test_listing_names_family_variant_precision_and_format(klein):
     assert not {"qwen_3_tiny", "flux2-vae"} & set(infos)  # companions are not checkpoints
 
 
-@pytest.mark.parametrize("model", ["tiny-klein-folder", "tiny-klein-bfl", "tiny-klein-split"])
+@pytest.mark.parametrize(
+    "model", ["tiny-klein-folder", "tiny-klein-bfl", "tiny-klein-split", "tiny-klein-named"]
+)
 def test_layouts_equal_diffusers_klein_pipeline(klein, model):
     engine, components, _ = klein
     ours, warnings = generate(engine, model)
@@ -243,3 +254,34 @@ def test_lora_family_check():
     )
     assert not families_fit("flux2", "flux") and not families_fit("zimage", "flux2")
     assert families_fit("chroma", "flux") and families_fit("flux", "chroma")
+
+
+def test_sdapi_and_native_api_list_the_family(klein):
+    """A1111 clients see the Klein checkpoints in /sdapi/v1/sd-models; the native API names the family."""
+    from fastapi.testclient import TestClient
+
+    from core.api.app import create_app
+    from core.jobs import JobService, SqliteJobQueue
+
+    engine, _, _ = klein
+    settings = engine.host.settings
+    service = JobService.for_engine(
+        engine, SqliteJobQueue(settings.state_dir / "queue.db"), settings=settings
+    )
+    with TestClient(create_app(engine.host, service, engine=engine), base_url="http://127.0.0.1") as client:
+        listed = {m["model_name"]: m for m in client.get("/sdapi/v1/sd-models").json()}
+        native = {m["name"]: m for m in client.get("/api/v1/models").json()}
+    assert {"tiny-klein-folder", "tiny-klein-bfl", "tiny-klein-split", "tiny-klein-Q8_0"} <= set(listed)
+    assert listed["tiny-klein-Q4_K"]["filename"].endswith("tiny-klein-Q4_K.gguf")
+    assert {native[n]["family"] for n in ("tiny-klein-folder", "tiny-klein-split", "tiny-klein-fp8")} == {
+        "flux2"
+    }
+
+
+def test_easel_models_shows_family_and_size(klein):
+    from core.cli.models import family_cell
+
+    engine, _, _ = klein
+    infos = {i.name: i for i in engine.models.list()}
+    assert family_cell(infos["tiny-klein-Q8_0"]) == "flux2/klein-4b"
+    assert family_cell(infos["tiny-klein-folder"]) == "flux2/klein-4b"  # is_distilled: true
