@@ -285,3 +285,31 @@ def test_easel_models_shows_family_and_size(klein):
     infos = {i.name: i for i in engine.models.list()}
     assert family_cell(infos["tiny-klein-Q8_0"]) == "flux2/klein-4b"
     assert family_cell(infos["tiny-klein-folder"]) == "flux2/klein-4b"  # is_distilled: true
+
+
+@pytest.mark.parametrize("model", ["tiny-klein-folder", "tiny-klein-Q8_0"])
+def test_offload_modes_give_the_full_mode_image(klein, tmp_path, model):
+    """The VAE's BatchNorm statistics are read outside its forward: they must be real under
+    every memory mode, and the image the same."""
+    from core.config import Settings
+    from core.engine import Engine
+    from core.host import Host
+
+    engine, _, _ = klein
+    full, _ = generate(engine, model)
+    for mode in ("model-offload", "sequential-offload"):
+        settings = Settings(
+            data_dir=tmp_path / mode, models_dir=engine.host.settings.models_dir, safe_mode=True, device="cpu",
+            memory_mode=mode,
+        )  # fmt: skip
+        host = Host(settings).start()
+        try:
+            request = GenerationRequest(
+                prompt=PROMPT, seed=SEED, steps=STEPS, width=SIZE, height=SIZE, model=model, sampler="Euler",
+                save_images=False,
+            )  # fmt: skip
+            result = Engine(host).generate(request)
+        finally:
+            host.stop()
+        assert result.parameters["memory_mode"] == mode
+        assert np.array_equal(np.asarray(result.images[0], dtype=np.float32) / 255.0, full), mode

@@ -1,6 +1,7 @@
 """FLUX.2 [klein] 4B and 9B: FLUX.2's rectified-flow MMDiT with a Qwen3 text encoder.
 
-Following diffusers' ``Flux2KleinPipeline`` (its own static helpers are called, not copied):
+Following diffusers' ``Flux2KleinPipeline`` (its static helpers for ids, packing, patching
+and ``mu`` are called; the prompt encoding is redone only to place inputs under offload):
 the prompt goes through Qwen3's chat template (thinking off), padded to 512 tokens, and the
 hidden states of layers 9, 18 and 27 are concatenated per token (4B: 3 x 2560 = 7680 wide,
 9B's Qwen3-8B: 3 x 4096); text positions are (0, 0, 0, l). The VAE has 32 latent channels;
@@ -54,11 +55,24 @@ def _pipeline() -> Any:
 
 
 def bn_stats(vae: Any, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The VAE's latent BatchNorm mean and standard deviation, shaped (1, C, 1, 1)."""
-    mean = vae.bn.running_mean.view(1, -1, 1, 1).to(like.device, like.dtype)
-    std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(
-        like.device, like.dtype
-    )
+    """The VAE's latent BatchNorm mean and standard deviation, shaped (1, C, 1, 1), as the
+    pipeline computes them. The statistics are read inside a call of the BatchNorm layer:
+    under sequential offload (core/models/offload.py) a layer's buffers are meta
+    placeholders except while it runs, and its offload pre-hook, registered first, runs
+    before this one."""
+    bn = vae.bn
+    seen: dict[str, torch.Tensor] = {}
+
+    def read(module: torch.nn.Module, args: tuple) -> None:
+        seen["mean"], seen["var"] = module.running_mean.detach().clone(), module.running_var.detach().clone()
+
+    handle = bn.register_forward_pre_hook(read)
+    try:
+        bn(torch.zeros(1, bn.num_features, 1, 1, device=execution_device(vae), dtype=vae.dtype))
+    finally:
+        handle.remove()
+    mean = seen["mean"].view(1, -1, 1, 1).to(like.device, like.dtype)
+    std = torch.sqrt(seen["var"].view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(like.device, like.dtype)
     return mean, std
 
 
@@ -121,15 +135,32 @@ class Flux2KleinFamily(FluxFamily):
         encoder, tokenizer = components["text_encoder"], components["tokenizer"]
 
         def encode(text: str) -> Conditioning:
-            embeds = _pipeline()._get_qwen3_prompt_embeds(
-                encoder,
-                tokenizer,
-                [text],
-                device=execution_device(encoder),
-                max_sequence_length=MAX_SEQUENCE_LENGTH,
-                hidden_states_layers=TEXT_LAYERS,
+            # Flux2KleinPipeline._get_qwen3_prompt_embeds, with the inputs put where the
+            # encoder computes (its helper reads the device off the weights, which are meta
+            # placeholders under sequential offload)
+            templated = tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}],
+                tokenize=False,
+                add_generation_prompt=True,
+                enable_thinking=False,
             )
-            return Conditioning(embeds)
+            inputs = tokenizer(
+                templated,
+                return_tensors="pt",
+                padding="max_length",
+                truncation=True,
+                max_length=MAX_SEQUENCE_LENGTH,
+            )
+            device = execution_device(encoder)
+            output = encoder(
+                input_ids=inputs["input_ids"].to(device),
+                attention_mask=inputs["attention_mask"].to(device),
+                output_hidden_states=True,
+                use_cache=False,
+            )
+            layers = torch.stack([output.hidden_states[k] for k in TEXT_LAYERS], dim=1)  # (B, 3, L, D)
+            batch, count, length, width = layers.shape
+            return Conditioning(layers.permute(0, 2, 1, 3).reshape(batch, length, count * width))
 
         return encode(prompt), encode(negative) if need_negative else None
 
