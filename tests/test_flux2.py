@@ -313,3 +313,21 @@ def test_offload_modes_give_the_full_mode_image(klein, tmp_path, model):
             host.stop()
         assert result.parameters["memory_mode"] == mode
         assert np.array_equal(np.asarray(result.images[0], dtype=np.float32) / 255.0, full), mode
+
+
+def test_fp8_scaled_qwen3_file_loads_as_its_dequantized_weights(tmp_path):
+    """ComfyUI also ships Klein's Qwen3 as scaled FP8: it is widened with its scales."""
+    from core.config import MODEL_CONFIGS_DIR
+    from core.families.zimage_files import load_text_encoder
+
+    encoder = flux2_files.tiny_klein_components(tmp_path / "tokenizer", seed=4)["text_encoder"]
+    state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("lm_head.")}
+    fp8_file, meant = flux_files.to_fp8_scaled(state)
+    path = tiny_models.write_single_file(tmp_path / "qwen_3_tiny_fp8_scaled.safetensors", fp8_file)
+    config_dir = tmp_path / "configs"
+    shutil.copytree(MODEL_CONFIGS_DIR / "flux2-klein-4b", config_dir)
+    encoder.config.save_pretrained(str(config_dir / "text_encoder"))
+    loaded = load_text_encoder(path, config_dir, torch.float32).state_dict()
+    assert set(loaded) == {k.removeprefix("model.") for k in meant}
+    assert all(torch.equal(loaded[k.removeprefix("model.")], v) for k, v in meant.items())
+    assert any(not torch.equal(meant[k], state[k]) for k in state)  # really quantised

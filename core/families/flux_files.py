@@ -24,7 +24,6 @@ import torch
 
 from core.errors import ModelError
 from core.families.flux_keys import bfl_to_diffusers
-from core.families.zimage_files import refuse_meta
 
 COMFY_PREFIX = "model.diffusion_model."
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
@@ -183,6 +182,8 @@ def load_from_files(files: Any, config_dir: Path, dtype: torch.dtype, pipeline: 
     """Components from a transformer file and its companions (``core.models.comfyui.FluxFiles``)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
     from transformers import AutoTokenizer
+
+    from core.families.zimage_files import refuse_meta  # here: zimage_files reads FP8 through this module
 
     transformer_class = (
         "ChromaTransformer2DModel" if pipeline == "ChromaPipeline" else "FluxTransformer2DModel"

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from core.errors import ModelError
+from core.families.flux_files import read_state
 from core.models.comfyui import ZImageFiles
 
 COMFY_TEXT_PREFIX = "model."
@@ -59,11 +60,12 @@ def caption_width(config_dir: Path) -> int:
 
 
 def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
-    from safetensors.torch import load_file
+    """A Qwen3 text encoder file (bf16/fp16, or FP8 as ComfyUI's ``*_fp8_scaled`` files:
+    widened to ``dtype``, scales applied)."""
     from transformers import AutoConfig, Qwen3Model
 
     config = AutoConfig.from_pretrained(str(config_dir / "text_encoder"), local_files_only=True)
-    state = load_file(str(path))
+    state = read_state(path, dtype)
     state = {k.removeprefix(COMFY_TEXT_PREFIX): v for k, v in state.items() if not k.startswith("lm_head.")}
     if not any(k.startswith("layers.") for k in state):
         raise ModelError(f"{path}: not a Qwen3 text encoder (no layers.* / model.layers.* tensors)")
