@@ -398,9 +398,9 @@ class ModelManager:
         return model
 
     def _component_source(self, info: ModelInfo, family: FamilyAdapter, component: str) -> str:
-        """Where a component's weights were read, for errors: a Z-Image single file takes all
-        but its transformer from the full diffusers folder beside it."""
-        if info.format != "diffusers" and family.name == "zimage" and component != "transformer":
+        """Where a component's weights were read, for errors: a Z-Image or FLUX.2 Klein single
+        file takes all but its transformer from the full diffusers folder beside it."""
+        if info.format != "diffusers" and family.name in ("zimage", "flux2") and component != "transformer":
             config_dir = self.config_dir_for(info, family)
             if zimage_files.is_full_folder(config_dir):
                 return str(config_dir / component)
