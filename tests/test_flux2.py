@@ -58,6 +58,18 @@ def with_transformer_weights(components: dict, bfl_meant: dict[str, torch.Tensor
     return {**components, "transformer": transformer.eval()}
 
 
+def flux1_vae_file() -> dict[str, torch.Tensor]:
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(
+        block_out_channels=(16, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=16, norm_num_groups=8,
+        use_quant_conv=False, use_post_quant_conv=False,
+    )  # fmt: skip
+    ldm = tiny_models.vae_to_ldm(vae.state_dict(), 2)
+    return {k.removeprefix("first_stage_model."): v for k, v in ldm.items()}
+
+
 @pytest.fixture(scope="module")
 def klein(tmp_path_factory):
     from diffusers import Flux2KleinPipeline
@@ -84,6 +96,8 @@ def klein(tmp_path_factory):
     tiny_models.write_single_file(
         models / "vae" / "flux2-vae.safetensors", flux2_files.vae_to_bfl(components["vae"])
     )
+    # a FLUX.1 / Z-Image VAE beside it (16 channels, sorted first): never taken for Klein's
+    tiny_models.write_single_file(models / "vae" / "ae.safetensors", flux1_vae_file())
     meant = {"split": bfl}
     meant["q8"] = flux_files.write_gguf(models / "unet" / "tiny-klein-Q8_0.gguf", bfl, "Q8_0")
     meant["q4k"] = flux_files.write_gguf(models / "unet" / "tiny-klein-Q4_K.gguf", bfl, "Q4_K")
@@ -331,3 +345,13 @@ def test_fp8_scaled_qwen3_file_loads_as_its_dequantized_weights(tmp_path):
     assert set(loaded) == {k.removeprefix("model.") for k in meant}
     assert all(torch.equal(loaded[k.removeprefix("model.")], v) for k, v in meant.items())
     assert any(not torch.equal(meant[k], state[k]) for k in state)  # really quantised
+
+
+def test_a_flux1_vae_file_is_refused_as_the_flux2_vae(tmp_path):
+    from core.config import MODEL_CONFIGS_DIR
+    from core.errors import ModelError
+    from core.families.flux2 import load_vae
+
+    path = tiny_models.write_single_file(tmp_path / "ae.safetensors", flux1_vae_file())
+    with pytest.raises(ModelError, match=r"not a FLUX\.2 VAE"):
+        load_vae(path, MODEL_CONFIGS_DIR / "flux2-klein-4b", torch.float32)
