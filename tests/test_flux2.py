@@ -208,6 +208,7 @@ def test_bfl_names_round_trip():
 
 
 def test_detection_tells_klein_from_flux1_by_tensors():
+    from core.errors import ModelError
     from core.families.flux import FAMILY as FLUX
     from core.families.flux2 import FAMILY as FLUX2
 
@@ -218,7 +219,9 @@ def test_detection_tells_klein_from_flux1_by_tensors():
     flux1 = {"double_blocks.0.img_attn.norm.key_norm.scale": [128], "guidance_in.in_layer.bias": [3072]}
     assert FLUX2.detect_keys(klein4) == "flux2-klein-4b"
     assert FLUX2.detect_keys(klein9) == FLUX2.detect_keys(prefixed) == "flux2-klein-9b"
-    assert FLUX2.detect_keys(dev2) is None and FLUX2.detect_keys(flux1) is None
+    assert FLUX2.detect_keys(flux1) is None
+    with pytest.raises(ModelError, match=r"FLUX\.2 \[dev\].*Klein"):
+        FLUX2.detect_keys(dev2)
     assert FLUX.detect_keys(klein4) is None and FLUX.detect_keys(dev2) is None
     assert FLUX.detect_keys(flux1) == "flux-dev"
 
@@ -355,3 +358,24 @@ def test_a_flux1_vae_file_is_refused_as_the_flux2_vae(tmp_path):
     path = tiny_models.write_single_file(tmp_path / "ae.safetensors", flux1_vae_file())
     with pytest.raises(ModelError, match=r"not a FLUX\.2 VAE"):
         load_vae(path, MODEL_CONFIGS_DIR / "flux2-klein-4b", torch.float32)
+
+
+def test_folder_variant_and_defaults_follow_is_distilled(tmp_path):
+    import json
+
+    from core.families.flux2 import FAMILY
+
+    for distilled, width, variant, steps, cfg in (
+        (True, 7680, "flux2-klein-4b", 4, 1.0),
+        (False, 12288, "flux2-klein-9b-base", 50, 4.0),
+    ):
+        folder = tmp_path / variant
+        (folder / "transformer").mkdir(parents=True)
+        (folder / "model_index.json").write_text(
+            json.dumps({"_class_name": "Flux2KleinPipeline", "is_distilled": distilled})
+        )
+        (folder / "transformer" / "config.json").write_text(json.dumps({"joint_attention_dim": width}))
+        assert FAMILY.folder_variant(folder) == variant
+        defaults = FAMILY.defaults_for(variant)
+        assert (defaults.steps, defaults.cfg_scale) == (steps, cfg)
+        assert FAMILY.config_dir_for(variant) == variant.removesuffix("-base")

@@ -93,8 +93,14 @@ class Flux2KleinFamily(FluxFamily):
     preview_bias = (0.0, 0.0, 0.0)
 
     def detect_keys(self, shapes: dict[str, list[int]]) -> str | None:
-        if not has_key(shapes, DETECTION_KEY) or has_key(shapes, GUIDANCE_KEY):
+        if not has_key(shapes, DETECTION_KEY):
             return None
+        if has_key(shapes, GUIDANCE_KEY):
+            # named here: FLUX.1 refuses FLUX.2 files, so it would read as "unknown"
+            raise ModelError(
+                "a FLUX.2 [dev] checkpoint (guidance embedding, Mistral text encoder): Easel "
+                "runs the FLUX.2 Klein models (4B, 9B) only"
+            )
         context = shapes.get(CONTEXT_KEY) or shapes.get("model.diffusion_model." + CONTEXT_KEY) or [0, 0]
         return "flux2-klein-9b" if context[-1] == KLEIN_9B_CONTEXT else "flux2-klein-4b"
 
