@@ -166,18 +166,30 @@ LORA_TARGETS = {
         "diffusion_model.single_blocks.0.linear1": (9 * HIDDEN, HIDDEN),
         "diffusion_model.single_blocks.0.linear2": (HIDDEN, 4 * HIDDEN),
     },
+    # kohya (sd-scripts): "lora_unet_" + the BFL path with "_", lora_down/lora_up and alpha
+    "kohya": {
+        "lora_unet_double_blocks_0_img_attn_qkv": (3 * HIDDEN, HIDDEN),
+        "lora_unet_double_blocks_0_txt_mlp_2": (HIDDEN, 3 * HIDDEN),
+        "lora_unet_single_blocks_0_linear1": (9 * HIDDEN, HIDDEN),
+        "lora_unet_single_blocks_0_linear2": (HIDDEN, 4 * HIDDEN),
+    },
 }
 
 
 def write_lora(path: Path, layout: str, seed: int, rank: int = 4) -> Path:
-    """A Klein LoRA (lora_A/lora_B, no alpha: scale 1) in ``layout`` ("diffusers", "comfyui")."""
+    """A Klein LoRA in ``layout`` ("diffusers", "comfyui": lora_A/lora_B without alpha, scale
+    1; "kohya": lora_down/lora_up with alpha = rank / 2)."""
     from safetensors.torch import save_file
 
     generator = torch.Generator().manual_seed(seed)
+    down, up = ("lora_down", "lora_up") if layout == "kohya" else ("lora_A", "lora_B")
+    size = 0.6 if layout == "kohya" else 0.3  # kohya's alpha halves its effect
     state = {}
     for name, (out_features, in_features) in LORA_TARGETS[layout].items():
-        state[f"{name}.lora_A.weight"] = torch.randn(rank, in_features, generator=generator) * 0.3
-        state[f"{name}.lora_B.weight"] = torch.randn(out_features, rank, generator=generator) * 0.3
+        state[f"{name}.{down}.weight"] = torch.randn(rank, in_features, generator=generator) * size
+        state[f"{name}.{up}.weight"] = torch.randn(out_features, rank, generator=generator) * size
+        if layout == "kohya":
+            state[f"{name}.alpha"] = torch.tensor(rank / 2)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
     return path

@@ -125,6 +125,7 @@ def klein(tmp_path_factory):
         shutil.copytree(configs, models / f"{place}.config")
     flux2_files.write_lora(models / "Lora" / "klein-diffusers.safetensors", "diffusers", seed=2)
     flux2_files.write_lora(models / "Lora" / "klein-comfyui.safetensors", "comfyui", seed=3)
+    flux2_files.write_lora(models / "Lora" / "klein-kohya.safetensors", "kohya", seed=4)
     host = Host(Settings(data_dir=root / "data", models_dir=models, safe_mode=True, device="cpu")).start()
     engine = Engine(host)
     yield engine, components, meant
@@ -226,11 +227,13 @@ def test_detection_tells_klein_from_flux1_by_tensors():
     assert FLUX.detect_keys(flux1) == "flux-dev"
 
 
-@pytest.mark.parametrize(("lora", "family"), [("klein-diffusers", "flux2"), ("klein-comfyui", "flux")])
+@pytest.mark.parametrize(
+    ("lora", "family"), [("klein-diffusers", "flux2"), ("klein-comfyui", "flux"), ("klein-kohya", "flux")]
+)
 def test_lora_equals_diffusers_and_switches_off_exactly(klein, lora, family):
-    """Both common Klein LoRA layouts, hot-swapped: on equals diffusers' load_lora_weights,
-    off restores the base image exactly. The ComfyUI file's names are FLUX.1's (it reads as
-    "flux"); it goes onto Klein because its layers fit."""
+    """The common Klein LoRA layouts, hot-swapped: on equals diffusers' load_lora_weights,
+    off restores the base image exactly. The ComfyUI and kohya files' names are FLUX.1's
+    (they read as "flux"); they go onto Klein because their layers fit."""
     from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
 
     from extensions.lora import STATE
