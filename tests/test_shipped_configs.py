@@ -71,3 +71,30 @@ def test_tokenizers_materialize_offline(family, pads, tmp_path):
         tokenizer = CLIPTokenizer.from_pretrained(str(folder / name))
         assert len(tokenizer) == 49408 and tokenizer.pad_token_id == pad_id
     assert materialize_config_dir(MODEL_CONFIGS_DIR / family, tmp_path) == folder  # cached
+
+
+@pytest.mark.parametrize(
+    ("size", "transformer", "text_encoder"),
+    # BFL: Klein 4B's transformer has 3.88B parameters; Qwen3-4B 4.0B, Qwen3-8B 8.2B (Qwen's cards)
+    [("4b", (3.8e9, 3.95e9), (3.9e9, 4.1e9)), ("9b", (8.9e9, 9.2e9), (8.1e9, 8.3e9))],
+)
+def test_flux2_klein_configs_are_the_released_models(size, transformer, text_encoder):
+    import diffusers
+    import transformers
+
+    folder = MODEL_CONFIGS_DIR / f"flux2-klein-{size}"
+    with torch.device("meta"):
+        model = diffusers.Flux2Transformer2DModel.from_config(
+            diffusers.Flux2Transformer2DModel.load_config(str(folder / "transformer"))
+        )
+        encoder = transformers.Qwen3ForCausalLM(
+            transformers.AutoConfig.from_pretrained(str(folder / "text_encoder"))
+        )
+        vae = diffusers.AutoencoderKLFlux2.from_config(
+            diffusers.AutoencoderKLFlux2.load_config(str(folder / "vae"))
+        )
+    assert transformer[0] < sum(p.numel() for p in model.parameters()) < transformer[1]
+    assert text_encoder[0] < sum(p.numel() for p in encoder.parameters()) < text_encoder[1]
+    # the text input is three Qwen3 layers side by side
+    assert model.config.joint_attention_dim == 3 * encoder.config.hidden_size
+    assert vae.config.latent_channels * 4 == model.config.in_channels == 128

@@ -36,6 +36,8 @@ def family_cell(info) -> str:
     cell = f"{info.family}/sd2" if info.variant.startswith("sd2") else info.family
     if info.variant in ("flux-dev", "flux-schnell"):
         cell = f"{info.family}/{info.variant.removeprefix('flux-')}"  # flux/dev, flux/schnell
+    if info.variant.startswith("flux2-"):
+        cell = f"{info.family}/{info.variant.removeprefix('flux2-')}"  # flux2/klein-4b, flux2/klein-9b-base
     if info.inpainting:
         cell += "-inpainting" if cell.endswith("sd2") else "/inpainting"
     return cell

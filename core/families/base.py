@@ -189,7 +189,7 @@ class FamilyAdapter(ABC):
         self, components: dict[str, Any], images: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         """Images in [-1, 1] -> scaled latents (img2img / inpainting): a sample of the VAE's
-        posterior, or its mean when ``generator`` is None (deterministic: preview fitting)."""
+        posterior, or its mean when ``generator`` is None (``encode_mean``)."""
         vae = components["vae"]
         dist = vae.encode(images.to(vae.dtype)).latent_dist
         latents = dist.sample(generator=generator) if generator is not None else dist.mean
@@ -197,6 +197,11 @@ class FamilyAdapter(ABC):
         if shift is not None:
             latents = latents - shift
         return latents * vae.config.scaling_factor
+
+    def encode_mean(self, components: dict[str, Any], images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> scaled latents of the distribution's mean (no noise: the
+        preview colour fit, ``core/previews/approx.py``)."""
+        return self.encode_image(components, images, None)
 
     def preview(self, latents: torch.Tensor) -> Any:
         """A cheap PIL preview of the first image's latents (no VAE decode)."""

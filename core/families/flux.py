@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 DETECTION_KEY = "double_blocks.0.img_attn.norm.key_norm.scale"  # diffusers' own "flux" key
 GUIDANCE_KEY = "guidance_in.in_layer.bias"  # only FLUX.1-dev (guidance-distilled) has it
 CHROMA_KEY = "distilled_guidance_layer.in_proj.bias"  # Chroma: Flux blocks, no CLIP
+# FLUX.2 keeps FLUX.1's block names (DETECTION_KEY too) but shares one modulation per stream
+FLUX2_KEY = "single_stream_modulation.lin.weight"
 PREFIXES = ("", "model.diffusion_model.")
 CLIP_MAX_LENGTH = 77
 T5_MAX_LENGTH = 512
@@ -82,7 +84,7 @@ class FluxFamily(FamilyAdapter):
     preview_bias = ZImageFamily.preview_bias
 
     def detect_keys(self, shapes: dict[str, list[int]]) -> str | None:
-        if not has_key(shapes, DETECTION_KEY) or has_key(shapes, CHROMA_KEY):
+        if not has_key(shapes, DETECTION_KEY) or has_key(shapes, CHROMA_KEY) or has_key(shapes, FLUX2_KEY):
             return None
         return "flux-dev" if has_key(shapes, GUIDANCE_KEY) else "flux-schnell"
 

@@ -24,7 +24,6 @@ import torch
 
 from core.errors import ModelError
 from core.families.flux_keys import bfl_to_diffusers
-from core.families.zimage_files import refuse_meta
 
 COMFY_PREFIX = "model.diffusion_model."
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
@@ -34,6 +33,9 @@ SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
 INPUT_SCALE_SUFFIXES = (".scale_input", ".input_scale")
 MARKERS = ("scaled_fp8", "comfy_quant")
 FAMILIES = ("flux", "chroma")  # the families whose single files load through this module
+# transformers whose BFL names diffusers' own converter maps at any size (FLUX.2: it splits
+# the fused qkv in three equal parts and keeps linear1 fused), so Easel's mapping is not used
+DIFFUSERS_CONVERTS = ("Flux2Transformer2DModel",)
 
 
 def companion_widths(config_dir: Path) -> tuple[str, int, int | None]:
@@ -101,7 +103,8 @@ def read_state(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
 
 
 def load_transformer(path: Path, config_dir: Path, dtype: torch.dtype, class_name: str) -> torch.nn.Module:
-    """The transformer of a single file (safetensors, FP8 or GGUF), shaped by ``config_dir``."""
+    """The transformer of a single file (safetensors, FP8 or GGUF), shaped by ``config_dir``:
+    FLUX.1 / Chroma (``bfl_to_diffusers``) or FLUX.2 (diffusers' converter)."""
     import diffusers
 
     model_class = getattr(diffusers, class_name)
@@ -120,7 +123,8 @@ def load_transformer(path: Path, config_dir: Path, dtype: torch.dtype, class_nam
         else:
             state = read_state(path, dtype)
         state = {k.removeprefix(COMFY_PREFIX): v for k, v in state.items()}
-        state = bfl_to_diffusers(state, inner_dim(config_dir))
+        if class_name not in DIFFUSERS_CONVERTS:
+            state = bfl_to_diffusers(state, inner_dim(config_dir))
         return model_class.from_single_file(state, **kwargs)
     except ModelError:
         raise
@@ -178,6 +182,8 @@ def load_from_files(files: Any, config_dir: Path, dtype: torch.dtype, pipeline: 
     """Components from a transformer file and its companions (``core.models.comfyui.FluxFiles``)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
     from transformers import AutoTokenizer
+
+    from core.families.zimage_files import refuse_meta  # here: zimage_files reads FP8 through this module
 
     transformer_class = (
         "ChromaTransformer2DModel" if pipeline == "ChromaPipeline" else "FluxTransformer2DModel"

@@ -11,12 +11,14 @@ only fail after sampling, so any such weight is reported here, naming the file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from core.errors import ModelError
+from core.families.flux_files import read_state
 from core.models.comfyui import ZImageFiles
 
 COMFY_TEXT_PREFIX = "model."
@@ -58,11 +60,12 @@ def caption_width(config_dir: Path) -> int:
 
 
 def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
-    from safetensors.torch import load_file
+    """A Qwen3 text encoder file (bf16/fp16, or FP8 as ComfyUI's ``*_fp8_scaled`` files:
+    widened to ``dtype``, scales applied)."""
     from transformers import AutoConfig, Qwen3Model
 
     config = AutoConfig.from_pretrained(str(config_dir / "text_encoder"), local_files_only=True)
-    state = load_file(str(path))
+    state = read_state(path, dtype)
     state = {k.removeprefix(COMFY_TEXT_PREFIX): v for k, v in state.items() if not k.startswith("lm_head.")}
     if not any(k.startswith("layers.") for k in state):
         raise ModelError(f"{path}: not a Qwen3 text encoder (no layers.* / model.layers.* tensors)")
@@ -78,8 +81,17 @@ def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch
 
 
 def load_from_files(
-    files: ZImageFiles, config_dir: Path, dtype: torch.dtype, tokenizer_cache: Path
+    files: ZImageFiles,
+    config_dir: Path,
+    dtype: torch.dtype,
+    tokenizer_cache: Path,
+    load_transformer: Callable[[Path], Any] | None = None,
+    load_vae: Callable[[Path], Any] | None = None,
+    family: str = "Z-Image",
 ) -> dict[str, Any]:
+    """Components from a transformer file, a Qwen3 text encoder file and a VAE file.
+    ``load_transformer``/``load_vae`` read their file (default: Z-Image's, through diffusers'
+    single-file loaders); FLUX.2 Klein passes its own and shares the rest."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
 
     from core.families.qwen_tokenizer import qwen3_tokenizer
@@ -91,27 +103,25 @@ def load_from_files(
             raise
         except Exception as exc:
             raise ModelError(
-                f"{path}: cannot load as the Z-Image {what}: {type(exc).__name__}: {exc}"
+                f"{path}: cannot load as the {family} {what}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    transformer = load(
-        "transformer",
-        files.transformer,
-        lambda: ZImageTransformer2DModel.from_single_file(
-            str(files.transformer),
-            config=str(config_dir),
-            subfolder="transformer",
-            local_files_only=True,
-            dtype=dtype,
-        ),
-    )
-    vae = load(
-        "VAE",
-        files.vae,
-        lambda: AutoencoderKL.from_single_file(
-            str(files.vae), config=str(config_dir), subfolder="vae", local_files_only=True, dtype=dtype
-        ),
-    )
+    if load_transformer is None:
+
+        def load_transformer(path: Path) -> Any:
+            return ZImageTransformer2DModel.from_single_file(
+                str(path), config=str(config_dir), subfolder="transformer", local_files_only=True, dtype=dtype
+            )
+
+    if load_vae is None:
+
+        def load_vae(path: Path) -> Any:
+            return AutoencoderKL.from_single_file(
+                str(path), config=str(config_dir), subfolder="vae", local_files_only=True, dtype=dtype
+            )
+
+    transformer = load("transformer", files.transformer, lambda: load_transformer(files.transformer))
+    vae = load("VAE", files.vae, lambda: load_vae(files.vae))
     encoder = load(
         "text encoder", files.text_encoder, lambda: load_text_encoder(files.text_encoder, config_dir, dtype)
     )

@@ -80,9 +80,11 @@ def qwen3_width(shapes: dict[str, list[int]]) -> int | None:
     return None
 
 
-def is_flux_vae(shapes: dict[str, list[int]]) -> bool:
+def is_flux_vae(shapes: dict[str, list[int]], latent_channels: int = 16) -> bool:
+    """A Flux VAE file: 16 latent channels for FLUX.1 / Z-Image (``ae.safetensors``), 32 for
+    FLUX.2 (``flux2-vae.safetensors``, which also carries the latent BatchNorm ``bn.*``)."""
     conv = shapes.get(FLUX_VAE_KEY) or shapes.get("first_stage_model." + FLUX_VAE_KEY)
-    return conv is not None and len(conv) == 4 and conv[1] == 16
+    return conv is not None and len(conv) == 4 and conv[1] == latent_channels
 
 
 def _files(folders: list[Path]) -> list[Path]:
@@ -91,17 +93,24 @@ def _files(folders: list[Path]) -> list[Path]:
     )
 
 
-def zimage_companions(transformer: Path, caption_width: int, folders: dict[str, list[Path]]) -> ZImageFiles:
-    """The text encoder and VAE files for a Z-Image transformer file. ``folders`` maps
-    "text_encoders" and "VAE" to the folders searched; ``caption_width`` is the width the
-    transformer's caption embedder expects (Qwen3-4B: 2560)."""
+def zimage_companions(
+    transformer: Path,
+    caption_width: int,
+    folders: dict[str, list[Path]],
+    latent_channels: int = 16,
+    family: str = "Z-Image",
+) -> ZImageFiles:
+    """The Qwen3 text encoder and VAE files for a Z-Image (or FLUX.2 Klein) transformer file.
+    ``folders`` maps "text_encoders" and "VAE" to the folders searched; ``caption_width`` is
+    the Qwen3 width the transformer expects (Qwen3-4B: 2560; Klein 9B's Qwen3-8B: 4096),
+    ``latent_channels`` the VAE's (16; FLUX.2: 32)."""
     sidecar = transformer.with_name(transformer.stem + SIDECAR_SUFFIX)
     if sidecar.is_file():
         return _from_sidecar(transformer, sidecar, folders)
     encoders = [
         p for p in _files(folders.get("text_encoders", [])) if qwen3_width(_shapes(p)) == caption_width
     ]
-    vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p))]
+    vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p), latent_channels)]
     missing = []
     if not encoders:
         where = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
@@ -110,10 +119,11 @@ def zimage_companions(transformer: Path, caption_width: int, folders: dict[str, 
         )
     if not vaes:
         where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"
-        missing.append(f"a 16-channel (Flux) VAE file (e.g. ae.safetensors) in {where}")
+        example = "ae.safetensors" if latent_channels == 16 else "flux2-vae.safetensors"
+        missing.append(f"a {latent_channels}-channel (Flux) VAE file (e.g. {example}) in {where}")
     if missing:
         raise ModelError(
-            f"{transformer}: a Z-Image file holds only the transformer; Easel needs "
+            f"{transformer}: a {family} file holds only the transformer; Easel needs "
             + " and ".join(missing)
             + f", or a sidecar {sidecar.name} naming them"
         )

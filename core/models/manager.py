@@ -359,6 +359,8 @@ class ModelManager:
                 refuse_pickle_folder(config_dir, allow_pickle)  # a <name>.config/ sidecar too
                 if family.name == "zimage" and not zimage_files.is_full_folder(config_dir):
                     components = self._load_zimage_files(info, config_dir)
+                elif family.name == "flux2" and not zimage_files.is_full_folder(config_dir):
+                    components = self._load_flux2_files(info, config_dir)
                 elif family.name in flux_files.FAMILIES and not zimage_files.is_full_folder(config_dir):
                     components = self._load_flux_files(info, config_dir, family)
                 elif family.name == "qwen_image" and not zimage_files.is_full_folder(config_dir):
@@ -402,9 +404,9 @@ class ModelManager:
         return model
 
     def _component_source(self, info: ModelInfo, family: FamilyAdapter, component: str) -> str:
-        """Where a component's weights were read, for errors: a Z-Image single file takes all
-        but its transformer from the full diffusers folder beside it."""
-        if info.format != "diffusers" and family.name == "zimage" and component != "transformer":
+        """Where a component's weights were read, for errors: a Z-Image or FLUX.2 Klein single
+        file takes all but its transformer from the full diffusers folder beside it."""
+        if info.format != "diffusers" and family.name in ("zimage", "flux2") and component != "transformer":
             config_dir = self.config_dir_for(info, family)
             if zimage_files.is_full_folder(config_dir):
                 return str(config_dir / component)
@@ -430,6 +432,17 @@ class ModelManager:
             "%s %r: text encoders %s %s, VAE %s", family.label, info.name, files.t5, files.clip, files.vae
         )
         return flux_files.load_from_files(files, config_dir, self.dtype, pipeline)
+
+    def _load_flux2_files(self, info: ModelInfo, config_dir: Path) -> dict[str, Any]:
+        """ComfyUI's FLUX.2 Klein: the transformer file plus a Qwen3 text encoder file and a
+        FLUX.2 VAE file from text_encoders/ (clip/) and vae/ (or named in <name>.easel.json)."""
+        from core.families import flux2
+
+        folders = {"text_encoders": self.folders("text_encoders"), "VAE": self.folders("VAE")}
+        text_width, latent_channels = flux2.companion_widths(config_dir)
+        files = comfyui.zimage_companions(info.path, text_width, folders, latent_channels, flux2.FAMILY.label)
+        log.info("FLUX.2 Klein %r: text encoder %s, VAE %s", info.name, files.text_encoder, files.vae)
+        return flux2.load_from_files(files, config_dir, self.dtype, self.settings.state_dir / "model_configs")
 
     def _fits_on_device(self, nbytes: int) -> bool:
         """Load straight onto the device unless an offload mode is set, or (auto) the

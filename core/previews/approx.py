@@ -29,7 +29,7 @@ import torch
 log = logging.getLogger("easel.previews")
 
 FIT_IMAGES = 12  # images encoded and decoded for one fit
-FIT_IMAGE_SIDE = 128  # their side: 16x16 latents at f=8, enough pixels, a small decode
+FIT_LATENT_SIDE = 16  # their latent side (128 px at f=8): enough pixels, small decode
 FIT_SEED = 20261202  # the fit is deterministic: the same VAE always gives the same map
 CACHE_VERSION = 2  # bump when the fitting recipe changes: old fits are refitted
 DEGREE_MARGIN = 0.1  # channel products are used when they cut the held-out error by 10%
@@ -186,17 +186,18 @@ def _latent_color_pairs(
     from core.sampling import vae_precision
 
     vae = components["vae"]
-    images = fit_images(FIT_IMAGES, FIT_IMAGE_SIDE, seed)
+    # pixels per latent pixel: the VAE's downsampling, times 2 where latents are 2x2 patches (FLUX.2)
+    factor = 1024 // adapter.latent_shape(components, 1, 1024, 1024)[-1]
+    images = fit_images(FIT_IMAGES, FIT_LATENT_SIDE * factor, seed)
     # where the VAE computes: an offloaded VAE's weights are "meta" placeholders between
     # calls, and its hooks bring them to the execution device (core/models/offload.py)
     device = execution_device(vae)
     with torch.inference_mode(), vae_precision.float32_vae(vae):
         pixels = images.to(device, torch.float32)
-        # the family's own encode (the posterior's mean) and decode: scaling, shift,
-        # per-channel statistics and video frames (Qwen-Image) as the sampler's latents have them
-        latents = adapter.encode_image(components, pixels, None).float()
+        # the family's own encode (the posterior's mean) and decode: scaling, shift, per-channel
+        # statistics, patches (FLUX.2) and video frames (Qwen-Image) as the sampler's latents have them
+        latents = adapter.encode_mean(components, pixels).float()
         decoded = adapter.decode(components, latents).float().clamp(-1, 1)
-    factor = FIT_IMAGE_SIDE // latents.shape[-1]  # the VAE's downsampling, whatever its config says
     target = torch.nn.functional.avg_pool2d(decoded, factor).cpu()
     x = latents.float().cpu().permute(0, 2, 3, 1)
     context = x.mean(dim=(1, 2), keepdim=True).expand_as(x)

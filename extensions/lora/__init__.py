@@ -146,6 +146,15 @@ def activate(ctx: GenerationContext, params_list: list[ExtraNetworkParams]) -> N
             log.exception("LoRA not applied")
 
 
+def families_fit(lora: str, model: str) -> bool:
+    """Whether a LoRA guessed to be for ``lora`` may go onto a ``model`` model. Chroma and
+    FLUX.2 keep FLUX.1's block names, so a LoRA's keys cannot always tell them apart; one
+    that needs layers or shapes the model lacks is refused by the key check instead."""
+    if lora in ("unknown", model):
+        return True
+    return {lora, model} == {"flux", "chroma"} or (lora == "flux" and model == "flux2")
+
+
 def _apply(ctx: GenerationContext, uses: list[LoraUse]) -> None:
     try:
         pool = STATE.pools.for_model(ctx.model)
@@ -162,9 +171,7 @@ def _apply(ctx: GenerationContext, uses: list[LoraUse]) -> None:
         if info.problem:
             ctx.warnings.append(f"LoRA {use.name!r} not applied: {info.problem}")
             continue
-        # Chroma's blocks are FLUX.1's: a LoRA's keys cannot tell them apart, and a LoRA
-        # that needs FLUX.1's modulation layers is refused by the key check instead
-        if info.family not in ("unknown", ctx.family) and {info.family, ctx.family} != {"flux", "chroma"}:
+        if not families_fit(info.family, ctx.family):
             ctx.warnings.append(
                 f"LoRA {use.name!r} not applied: {info.path} looks like a {info.family} LoRA, "
                 f"the model {ctx.model_name!r} is {ctx.family}"

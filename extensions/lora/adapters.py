@@ -72,6 +72,9 @@ LAYOUTS: dict[str, FamilyLayout] = {
     # diffusers/ai-toolkit (transformer.transformer_blocks.N...lora_A), ComfyUI
     # (diffusion_model.* lora_down/lora_up/alpha) and kohya/musubi (lora_unet_transformer_blocks_N_*)
     "qwen_image": FamilyLayout("QwenImageLoraLoaderMixin", "transformer", "transformer", ()),
+    # FLUX.2 Klein: ai-toolkit/ComfyUI (diffusion_model.double_blocks.*), diffusers
+    # (transformer.*) and kohya layouts, converted by diffusers' FLUX.2 mixin
+    "flux2": FamilyLayout("Flux2LoraLoaderMixin", "transformer", "transformer", ()),
 }
 
 

@@ -73,6 +73,10 @@ def addnet_hash(path: Path, header_length: int) -> str:
 
 
 _ZIMAGE_MARKERS = ("noise_refiner", "context_refiner", "cap_embedder")
+# FLUX.2's own layers (diffusers' names): its fused single-block input, gated MLP and shared
+# modulations. A LoRA on FLUX.1-named layers only (double_blocks.*.img_attn.qkv) reads as
+# "flux" and may still go onto a FLUX.2 model: the layer shapes decide (adapters._check_keys)
+_FLUX2_MARKERS = ("to_qkv_mlp_proj", "stream_modulation", ".linear_in.", ".linear_out.")
 # FLUX.1's blocks in every LoRA layout (kohya's lora_unet_double_blocks_..., BFL's and
 # ComfyUI's double_blocks., diffusers' single_transformer_blocks. and ff_context)
 _FLUX_MARKERS = (
@@ -115,7 +119,7 @@ def family_from_metadata(metadata: dict[str, str]) -> str | None:
 
 
 def guess_family(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None) -> str:
-    """sd15 / sdxl / zimage / flux / qwen_image / unknown: from the file's metadata if it names the base model,
+    """sd15 / sdxl / zimage / flux / flux2 / qwen_image / unknown: from the file's metadata if it names the base model,
     else from key names, then the cross-attention width (768/1024 -> SD1.x/2.x, 2048 ->
     SDXL) for a denoiser-only file."""
     declared = family_from_metadata(metadata or {})
@@ -124,6 +128,8 @@ def guess_family(shapes: dict[str, list[int]], metadata: dict[str, str] | None =
     keys = list(shapes)
     if any(m in k for k in keys for m in _ZIMAGE_MARKERS):
         return "zimage"
+    if any(m in k for k in keys for m in _FLUX2_MARKERS):
+        return "flux2"
     if any(m in k for k in keys for m in _FLUX_MARKERS):
         return "flux"
     if any(m in k for k in keys for m in _QWEN_IMAGE_MARKERS):
