@@ -128,13 +128,16 @@ def unit(**overrides) -> dict:
     return values
 
 
-def generate(engine, units=None, model="tiny-flux", steps=3, cfg_scale=1.0, negative=""):
-    request = GenerationRequest(
+def request_for(units=None, model="tiny-flux", steps=3, cfg_scale=1.0, negative="") -> GenerationRequest:
+    return GenerationRequest(
         prompt=PROMPT, negative_prompt=negative, seed=SEED, steps=steps, width=SIZE, height=SIZE, model=model,
         sampler="Euler", cfg_scale=cfg_scale, distilled_cfg_scale=GUIDANCE, save_images=False,
         extension_args={"controlnet": {"args": units}} if units is not None else {},
     )  # fmt: skip
-    result = engine.generate(request)
+
+
+def generate(engine, units=None, model="tiny-flux", steps=3, cfg_scale=1.0, negative=""):
+    result = engine.generate(request_for(units, model, steps, cfg_scale, negative))
     return np.asarray(result.images[0], dtype=np.float32) / 255.0, result
 
 
@@ -169,6 +172,7 @@ def reference(
 def test_listing_names_flux_controlnets_and_refuses_xlabs_files(flux_cn):
     infos = {i.name: i for i in STATE.library.scan()}
     assert (infos["tiny-flux-cn"].family, infos["tiny-flux-cn"].format) == ("flux", "diffusers")
+    assert (infos["tiny-flux-union"].num_mode, infos["tiny-flux-cn"].num_mode) == (7, None)
     assert (infos["tiny-flux-cn-file"].family, infos["tiny-flux-cn-file"].format) == ("flux", "single-file")
     assert infos["tiny-flux-union"].family == "flux" and infos["tiny-sd15-cn"].family == "sd15"
     assert not any(infos[n].problem for n in ("tiny-flux-cn", "tiny-flux-cn-file", "tiny-flux-union"))
@@ -265,10 +269,12 @@ def test_refusals_name_the_file_the_families_and_the_field(flux_cn):
         ),
     ]
     for bad, model, field, words in cases:
-        with pytest.raises(RequestError) as error:
-            generate(engine, [bad], model=model)
+        with pytest.raises(RequestError) as error:  # at submit time: /sdapi/v1 answers 422
+            engine.validate(request_for([bad], model=model))
         assert error.value.field.endswith(field), (field, error.value.field)
         assert all(w in str(error.value) for w in words), (words, str(error.value))
+    _, result = generate(engine, [unit()])  # and the next request works
+    assert result.warnings == [] and "ControlNet 0" in result.infotexts[0]
 
 
 def test_sd_control_modes_are_ignored_with_a_warning(flux_cn):

@@ -147,6 +147,11 @@ def check_unit(unit: ControlUnit, family: str) -> None:
             f"{family} ControlNets are not supported by the controlnet extension yet "
             f"(supported: {', '.join(SUPPORTED_FAMILIES)})",
         )
+    if info.family == flux.FLUX:
+        try:  # refused before queueing; the loaded model's config decides again
+            flux.union_mode(unit, info.num_mode, [])
+        except ValueError as exc:
+            raise InvalidRequest(f"{unit.field}.union_control_type", str(exc)) from exc
     spec = find_preprocessor(unit)
     if spec.needs_weights:
         try:

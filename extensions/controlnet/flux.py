@@ -95,6 +95,12 @@ def xlabs_problem(path: Any) -> str:
     )
 
 
+def num_mode(shapes: dict[str, list[int]]) -> int | None:
+    """A Union ControlNet's number of modes (its mode embedding's rows), else None."""
+    shape = shapes.get("controlnet_mode_embedder.weight")
+    return int(shape[0]) if shape else None
+
+
 def _count(shapes: dict[str, list[int]], prefix: str) -> int:
     return len({k[len(prefix) :].split(".")[0] for k in shapes if k.startswith(prefix)})
 
@@ -119,8 +125,8 @@ def config_from_shapes(path: Any, shapes: dict[str, list[int]], transformer_conf
         }
     except (KeyError, IndexError, ValueError) as exc:
         raise FluxControlNetError(f"{path}: not a complete FLUX.1 ControlNet (missing {exc})") from exc
-    if "controlnet_mode_embedder.weight" in shapes:
-        config["num_mode"] = shapes["controlnet_mode_embedder.weight"][0]
+    if num_mode(shapes) is not None:
+        config["num_mode"] = num_mode(shapes)
     if "input_hint_block.conv_out.weight" in shapes:
         channels = shapes["input_hint_block.conv_out.weight"][0]
         config["conditioning_embedding_channels"] = channels

@@ -55,6 +55,7 @@ class ControlNetInfo:
     format: str  # "diffusers" | "single-file"
     size: int
     problem: str = ""  # why it cannot be used
+    num_mode: int | None = None  # a FLUX.1 Union ControlNet's number of control modes
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class ControlNetInfo:
             "format": self.format,
             "size": self.size,
             "problem": self.problem,
+            "num_mode": self.num_mode,
         }
 
 
@@ -146,8 +148,11 @@ class ControlNetLibrary:
             size = weights.stat().st_size if weights else 0
             info = ControlNetInfo(entry.name, entry, "unknown", "diffusers", size)
             try:
-                info.family = family_from_config(json.loads((entry / "config.json").read_text("utf-8")))
-            except (OSError, ValueError) as exc:
+                config = json.loads((entry / "config.json").read_text("utf-8"))
+                info.family = family_from_config(config)
+                if info.family == flux.FLUX and isinstance(config.get("num_mode"), int):
+                    info.num_mode = config["num_mode"]
+            except (OSError, ValueError, AttributeError) as exc:
                 info.problem = f"{entry / 'config.json'}: cannot read: {exc}"
             if weights is None:
                 info.problem = f"{entry}: no {WEIGHT_NAMES[0]} (only safetensors weights are read)"
@@ -162,6 +167,8 @@ class ControlNetLibrary:
             info.family = family_from_keys(shapes)
             if flux.layout(shapes) == "xlabs":
                 info.problem = flux.xlabs_problem(entry)
+            elif info.family == flux.FLUX:
+                info.num_mode = flux.num_mode(shapes)
             return info
         if entry.is_file() and entry.suffix.lower() in PICKLE_SUFFIXES:
             return ControlNetInfo(
