@@ -211,9 +211,14 @@ def before_sample(ctx: GenerationContext) -> None:
             raise InvalidRequest(f"{unit.field}.model", str(exc)) from exc
         image = preprocess(unit, req.width, req.height)
         control = image_to_control(image, ctx.model.device, denoiser.dtype)
-        prepared.append(PreparedUnit(unit, model, control, image))
+        prepared.append(PreparedUnit(unit, model, control, image, vae_factor(ctx.model.components)))
         ctx.extra_params[f"ControlNet {unit.index}"] = unit.infotext()
     ctx.state[NAME]["prepared"] = prepared
+
+
+def vae_factor(components: dict[str, Any]) -> int:
+    vae = components.get("vae")
+    return 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
 
 
 def prepare_flux(ctx: GenerationContext, units: list[ControlUnit]) -> list[flux.FluxPreparedUnit]:
@@ -243,7 +248,7 @@ def prepare_flux(ctx: GenerationContext, units: list[ControlUnit]) -> list[flux.
         item = flux.FluxPreparedUnit(
             unit, model, image, mode, model.input_hint_block is not None, vae, device
         )
-        factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        factor = vae_factor(components)
         item.control(req.height // factor, req.width // factor)  # encoded now, not in the first step
         prepared.append(item)
         ctx.extra_params[f"ControlNet {unit.index}"] = unit.infotext()
