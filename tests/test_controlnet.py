@@ -146,6 +146,22 @@ def calls_per_model(engine, units, steps=4):
     return counts, image
 
 
+def test_hires_pass_gets_the_map_at_its_own_size(engine):
+    """The hires pass's latents are larger: the map is resized to them (before, the
+    ControlNet failed there and the pass ran without it, with a warning)."""
+
+    def hires(weight):
+        _, result = generate(
+            engine, [unit(weight=weight)], enable_hr=True, hr_scale=1.5, denoising_strength=0.6
+        )
+        return result
+
+    with_unit, without = hires(1.0), hires(0.0)
+    assert with_unit.warnings == [] and with_unit.images[0].size == (96, 96)
+    first, second = (np.asarray(r.images[0]).astype(int) for r in (with_unit, without))
+    assert np.abs(first - second).mean() > 1.0
+
+
 def test_start_and_end_choose_the_conditioned_steps(engine):
     # 4 steps: fractions 0, 0.25, 0.5, 0.75 (one batched CFG call per step)
     counts, early = calls_per_model(engine, [unit(guidance_start=0.0, guidance_end=0.3)])

@@ -21,7 +21,12 @@ Built only on ``plugin_api``:
   with upload, preprocessor preview and settings), whose values reach the request as
   ``alwayson_scripts.controlnet.args`` would (``section.py``).
 
-Families: SD1.x/SD2.x and SDXL (diffusers' ``ControlNetModel``). Z-Image ControlNets
+Families: SD1.x/SD2.x and SDXL (diffusers' ``ControlNetModel``), and FLUX.1 (diffusers'
+``FluxControlNetModel``, Union ones included: ``flux.py``), through the same two hooks:
+for Flux, ``before_sample`` encodes the control maps with the model's VAE and
+``denoiser_kwargs`` returns ``controlnet_block_samples`` /
+``controlnet_single_block_samples``, which the Flux family passes to its transformer.
+Z-Image ControlNets
 (diffusers' ``ZImageControlNetModel``) are listed but refused with a clear error: their
 control path goes through the transformer's ``controlnet_block_samples`` and VAE-encoded
 control latents, which this extension does not wire yet.
@@ -33,6 +38,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from extensions.controlnet import flux
 from extensions.controlnet.control import PreparedUnit, image_to_control, residuals
 from extensions.controlnet.library import CONTROLNET_FOLDER, ControlNetFileError, ControlNetLibrary
 from extensions.controlnet.preprocessors import (
@@ -43,6 +49,7 @@ from extensions.controlnet.preprocessors import (
     canonical_name,
 )
 from extensions.controlnet.units import (
+    BALANCED,
     ControlUnit,
     fit_image,
     parse_units,
@@ -59,7 +66,7 @@ log = logging.getLogger("easel.controlnet")
 NAME = "controlnet"
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / CONTROLNET_FOLDER
 DENOISER_INPUTS_KEY = "easel.denoiser_inputs"
-SUPPORTED_FAMILIES = ("sd15", "sdxl")
+SUPPORTED_FAMILIES = ("sd15", "sdxl", "flux")
 
 
 class _State:
@@ -140,6 +147,11 @@ def check_unit(unit: ControlUnit, family: str) -> None:
             f"{family} ControlNets are not supported by the controlnet extension yet "
             f"(supported: {', '.join(SUPPORTED_FAMILIES)})",
         )
+    if info.family == flux.FLUX:
+        try:  # refused before queueing; the loaded model's config decides again
+            flux.union_mode(unit, info.num_mode, [])
+        except ValueError as exc:
+            raise InvalidRequest(f"{unit.field}.union_control_type", str(exc)) from exc
     spec = find_preprocessor(unit)
     if spec.needs_weights:
         try:
@@ -179,6 +191,9 @@ def before_sample(ctx: GenerationContext) -> None:
     units = [u for u in parse_units(ctx.request.extension_args.get(NAME)) if u.active]
     if not units or ctx.model is None:
         return
+    if ctx.family == flux.FLUX:
+        ctx.state[NAME]["prepared"] = prepare_flux(ctx, units)
+        return
     denoiser = ctx.model.components.get("unet")
     if denoiser is None:
         raise InvalidRequest(
@@ -196,9 +211,48 @@ def before_sample(ctx: GenerationContext) -> None:
             raise InvalidRequest(f"{unit.field}.model", str(exc)) from exc
         image = preprocess(unit, req.width, req.height)
         control = image_to_control(image, ctx.model.device, denoiser.dtype)
-        prepared.append(PreparedUnit(unit, model, control, image))
+        prepared.append(PreparedUnit(unit, model, control, image, vae_factor(ctx.model.components)))
         ctx.extra_params[f"ControlNet {unit.index}"] = unit.infotext()
     ctx.state[NAME]["prepared"] = prepared
+
+
+def vae_factor(components: dict[str, Any]) -> int:
+    vae = components.get("vae")
+    return 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
+
+
+def prepare_flux(ctx: GenerationContext, units: list[ControlUnit]) -> list[flux.FluxPreparedUnit]:
+    """FLUX.1 units: the ControlNets loaded for the transformer, the maps VAE-encoded."""
+    components, req = ctx.model.components, ctx.request
+    transformer, vae = components["transformer"], components["vae"]
+    device, dtype = ctx.model.device, ctx.model.dtype
+    prepared = []
+    for unit in units:
+        resolve_image(unit, req.init_image)
+        check_unit(unit, ctx.family or "")
+        if unit.control_mode != BALANCED:
+            ctx.warnings.append(
+                f"ControlNet {unit.index}: control mode {unit.control_mode!r} is an SD-UNet "
+                "weighting with no FLUX.1 counterpart; the unit runs 'Balanced'"
+            )
+            unit.control_mode = BALANCED
+        try:
+            model = STATE.library.load(STATE.library.find(unit.model), transformer, device, dtype)
+        except ControlNetFileError as exc:
+            raise InvalidRequest(f"{unit.field}.model", str(exc)) from exc
+        try:
+            mode = flux.union_mode(unit, model.config.num_mode, ctx.warnings)
+        except ValueError as exc:
+            raise InvalidRequest(f"{unit.field}.union_control_type", str(exc)) from exc
+        image = preprocess(unit, req.width, req.height)
+        item = flux.FluxPreparedUnit(
+            unit, model, image, mode, model.input_hint_block is not None, vae, device
+        )
+        factor = vae_factor(components)
+        item.control(req.height // factor, req.width // factor)  # encoded now, not in the first step
+        prepared.append(item)
+        ctx.extra_params[f"ControlNet {unit.index}"] = unit.infotext()
+    return prepared
 
 
 @hookimpl
@@ -207,6 +261,9 @@ def denoiser_kwargs(ctx: GenerationContext, step: StepState) -> dict[str, Any] |
     if not prepared:
         return None
     inputs = ctx.state[DENOISER_INPUTS_KEY]
+    if ctx.family == flux.FLUX:
+        config = ctx.model.components["transformer"].config
+        return flux.samples(prepared, step.fraction, step.latents, step.timestep, inputs, config)
     return residuals(prepared, step.fraction, step.latents, step.timestep, inputs)
 
 

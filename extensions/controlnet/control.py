@@ -18,7 +18,7 @@ the same 0.825 ladder, but in its pipeline, not in the ControlNet call Easel mak
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,19 @@ class PreparedUnit:
     model: Any  # diffusers ControlNetModel on the denoiser's device and dtype
     control: torch.Tensor  # (1, 3, H, W) in [0, 1]
     control_image: Image.Image  # the preprocessed map, as the ControlNet sees it
+    vae_factor: int = 8  # latent pixels per side
+    # the map at other sizes: the hires pass's latents are larger, and the ControlNet's
+    # conditioning must match them (the map is resized, as sd-webui-controlnet does)
+    resized: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+
+    def control_for(self, latents: torch.Tensor) -> torch.Tensor:
+        size = (latents.shape[-2] * self.vae_factor, latents.shape[-1] * self.vae_factor)
+        if tuple(self.control.shape[-2:]) == size:
+            return self.control
+        if size not in self.resized:
+            image = self.control_image.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+            self.resized[size] = image_to_control(image, self.control.device, self.control.dtype)
+        return self.resized[size]
 
 
 def image_to_control(image: Image.Image, device: Any, dtype: Any) -> torch.Tensor:
@@ -61,7 +74,7 @@ def residuals(
     for item in active:
         model = item.model
         t = torch.tensor(timestep, dtype=torch.float32, device=latents.device)
-        cond = item.control.expand(latents.shape[0], -1, -1, -1)
+        cond = item.control_for(latents).expand(latents.shape[0], -1, -1, -1)
         down, mid = model(
             latents.to(model.dtype),
             t,

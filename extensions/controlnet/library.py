@@ -9,6 +9,10 @@ Two formats in ``models/ControlNet``:
   ``ControlNetModel.from_unet`` builds it) with the conditioning-embedding widths read
   from the file; loading is strict, so a file that does not fit fails with a clear error.
 
+FLUX.1 ControlNets (diffusers' ``FluxControlNetModel``, a folder or a single file in
+diffusers' key layout) are listed as family "flux" and loaded by ``flux.load``; XLabs' own
+single files are listed as Flux with a problem (see ``flux``).
+
 Pickle files (``.pth``/``.ckpt``/``.pt``/``.bin``) are listed as refused: unpickling can
 run code. Nothing here downloads anything.
 """
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from extensions.controlnet import flux
 from plugin_api.files import SafetensorsHeaderError, read_safetensors_header
 
 CONTROLNET_FOLDER = "ControlNet"
@@ -46,10 +51,11 @@ class ControlNetFileError(Exception):
 class ControlNetInfo:
     name: str  # folder or file name without suffix, as requested in a unit's "model"
     path: Path
-    family: str  # sd15 | sdxl | zimage | unknown (or another family diffusers knows)
+    family: str  # sd15 | sdxl | flux | zimage | unknown (or another family diffusers knows)
     format: str  # "diffusers" | "single-file"
     size: int
     problem: str = ""  # why it cannot be used
+    num_mode: int | None = None  # a FLUX.1 Union ControlNet's number of control modes
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +65,7 @@ class ControlNetInfo:
             "format": self.format,
             "size": self.size,
             "problem": self.problem,
+            "num_mode": self.num_mode,
         }
 
 
@@ -82,6 +89,8 @@ def family_from_config(config: dict[str, Any]) -> str:
 
 
 def family_from_keys(shapes: dict[str, list[int]]) -> str:
+    if flux.layout(shapes) is not None:  # before SD: XLabs' files have an input_hint_block too
+        return flux.FLUX
     keys = [k.removeprefix(LDM_PREFIX) for k in shapes]
     if any(k.startswith(("control_layers.", "control_all_x_embedder.")) for k in keys):
         return "zimage"
@@ -139,8 +148,11 @@ class ControlNetLibrary:
             size = weights.stat().st_size if weights else 0
             info = ControlNetInfo(entry.name, entry, "unknown", "diffusers", size)
             try:
-                info.family = family_from_config(json.loads((entry / "config.json").read_text("utf-8")))
-            except (OSError, ValueError) as exc:
+                config = json.loads((entry / "config.json").read_text("utf-8"))
+                info.family = family_from_config(config)
+                if info.family == flux.FLUX and isinstance(config.get("num_mode"), int):
+                    info.num_mode = config["num_mode"]
+            except (OSError, ValueError, AttributeError) as exc:
                 info.problem = f"{entry / 'config.json'}: cannot read: {exc}"
             if weights is None:
                 info.problem = f"{entry}: no {WEIGHT_NAMES[0]} (only safetensors weights are read)"
@@ -148,9 +160,15 @@ class ControlNetLibrary:
         if entry.is_file() and entry.suffix.lower() == ".safetensors":
             info = ControlNetInfo(entry.stem, entry, "unknown", "single-file", entry.stat().st_size)
             try:
-                info.family = family_from_keys(read_safetensors_shapes(entry))
+                shapes = read_safetensors_shapes(entry)
             except ControlNetFileError as exc:
                 info.problem = str(exc)
+                return info
+            info.family = family_from_keys(shapes)
+            if flux.layout(shapes) == "xlabs":
+                info.problem = flux.xlabs_problem(entry)
+            elif info.family == flux.FLUX:
+                info.num_mode = flux.num_mode(shapes)
             return info
         if entry.is_file() and entry.suffix.lower() in PICKLE_SUFFIXES:
             return ControlNetInfo(
@@ -176,7 +194,8 @@ class ControlNetLibrary:
 
     def load(self, info: ControlNetInfo, unet: Any, device: Any, dtype: Any) -> Any:
         """The ControlNet as a torch module on ``device``/``dtype``, shaped for ``unet``
-        (a ``UNet2DConditionModel``). Raises ControlNetFileError naming the file."""
+        (a ``UNet2DConditionModel``, or FLUX.1's transformer for a Flux ControlNet).
+        Raises ControlNetFileError naming the file."""
         stamp = info.path.stat().st_mtime if info.path.exists() else 0
         key = (str(info.path), stamp, str(device), str(dtype), unet_signature(unet))
         with self._lock:
@@ -193,6 +212,11 @@ class ControlNetLibrary:
     def _load_uncached(self, info: ControlNetInfo, unet: Any) -> Any:
         from diffusers import ControlNetModel
 
+        if info.family == flux.FLUX:
+            try:
+                return flux.load(info, unet)
+            except flux.FluxControlNetError as exc:
+                raise ControlNetFileError(str(exc)) from exc
         if info.format == "diffusers":
             try:
                 model = ControlNetModel.from_pretrained(str(info.path), local_files_only=True)
@@ -213,7 +237,8 @@ def strip_hash(name: str) -> str:
 
 def unet_signature(unet: Any) -> tuple:
     config = unet.config
-    return tuple(str(config.get(k)) for k in SHAPE_KEYS)
+    keys = (*SHAPE_KEYS, *flux.FIT_KEYS, "axes_dims_rope", "num_attention_heads", "attention_head_dim")
+    return (type(unet).__name__, *(str(config.get(k)) for k in keys))
 
 
 def check_fits(info: ControlNetInfo, config: dict[str, Any], unet_config: dict[str, Any]) -> None:

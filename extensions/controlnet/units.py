@@ -12,6 +12,9 @@ Two shapes are accepted in ``request.extension_args["controlnet"]``:
 - Easel's native field: ``{"units": [{"image": <PIL image or base64>, "preprocessor":
   "canny", "model": "easel-demo-canny", "weight": 1.0, "start": 0.0, "end": 1.0,
   "resize_mode": "crop"}]}`` (the A1111 key names work here too).
+
+``union_control_type`` (sd-webui-controlnet's field for Union ControlNets; a name such as
+"canny" or "depth", or the model's mode index) chooses a FLUX.1 Union ControlNet's mode.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class ControlUnit:
     pixel_perfect: bool = False
     # no image in the request: the img2img init image is used (sd-webui-controlnet's rule)
     from_init_image: bool = False
+    # a Union ControlNet's control type (name or index); None: guessed from the preprocessor
+    union_control_type: str | None = None
 
     @property
     def active(self) -> bool:
@@ -259,7 +264,17 @@ def _parse_unit(raw: dict[str, Any], index: int, field: str, model: str, decode:
         control_mode=parse_control_mode(raw, field),
         pixel_perfect=_flag(raw, "pixel_perfect", field),
         from_init_image=from_init,
+        union_control_type=_union_type(raw.get("union_control_type"), f"{field}.union_control_type"),
     )
+
+
+def _union_type(value: Any, field: str) -> str | None:
+    """sd-webui-controlnet sends "Unknown" when none is chosen: the same as none."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "unknown")):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidRequest(field, f"expected a control type name or index, got {value!r}")
+    return str(value).strip()
 
 
 def resolve_image(unit: ControlUnit, init_image: Image.Image | None) -> None:
