@@ -43,14 +43,15 @@ def tiny_root(tmp_path_factory) -> Path:
     if not cache:
         return tmp_path_factory.mktemp("tiny-models")
     builders = hashlib.sha256()
-    for source in (Path(__file__), Path(tiny_models.__file__)):
+    here = Path(__file__).parent
+    for source in (Path(__file__), Path(tiny_models.__file__), here / "flux_files.py", here / "qwen_image_files.py"):
         builders.update(source.read_bytes())
     root = Path(cache) / builders.hexdigest()[:16]
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
-def _once(path: Path, build: Callable[[], Path]) -> Path:
+def build_once(path: Path, build: Callable[[], Path]) -> Path:
     """``build()`` unless a finished build of ``path`` is in ``tiny_root`` already (only
     with EASEL_TINY_MODEL_CACHE: a fresh folder holds none). The marker is written last, so
     an interrupted build is rebuilt."""
@@ -65,7 +66,7 @@ def _once(path: Path, build: Callable[[], Path]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd15_dir(tiny_root) -> Path:
     path = tiny_root / "sd15" / "tiny-sd15"
-    return _once(path, lambda: tiny_models.make_tiny_sd15(path))
+    return build_once(path, lambda: tiny_models.make_tiny_sd15(path))
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +79,13 @@ def tiny_sd15_file(tiny_root, tiny_sd15_dir) -> Path:
         tiny_models.write_config_sidecar(tiny_sd15_dir, path)
         return path
 
-    return _once(tiny_root / "sd15" / "tiny-sd15-file.safetensors", build)
+    return build_once(tiny_root / "sd15" / "tiny-sd15-file.safetensors", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl_dir(tiny_root) -> Path:
     path = tiny_root / "sdxl" / "tiny-sdxl"
-    return _once(path, lambda: tiny_models.make_tiny_sdxl(path))
+    return build_once(path, lambda: tiny_models.make_tiny_sdxl(path))
 
 
 @pytest.fixture(scope="session")
@@ -97,13 +98,13 @@ def tiny_sdxl_file(tiny_root, tiny_sdxl_dir) -> Path:
         tiny_models.write_config_sidecar(tiny_sdxl_dir, path)
         return path
 
-    return _once(tiny_root / "sdxl" / "tiny-sdxl-file.safetensors", build)
+    return build_once(tiny_root / "sdxl" / "tiny-sdxl-file.safetensors", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_zimage_dir(tiny_root) -> Path:
     path = tiny_root / "zimage" / "tiny-zimage"
-    return _once(path, lambda: tiny_models.make_tiny_zimage(path))
+    return build_once(path, lambda: tiny_models.make_tiny_zimage(path))
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +118,7 @@ def tiny_zimage_file(tiny_root, tiny_zimage_dir) -> Path:
         tiny_models.write_config_sidecar(tiny_zimage_dir, path, keep_weights=True)
         return path
 
-    return _once(tiny_root / "zimage" / "tiny-zimage-file.safetensors", build)
+    return build_once(tiny_root / "zimage" / "tiny-zimage-file.safetensors", build)
 
 
 MODEL_FIXTURES = (
