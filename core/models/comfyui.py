@@ -67,8 +67,14 @@ class ZImageFiles:
 
 
 def _shapes(path: Path) -> dict[str, list[int]]:
+    """A companion file's tensor shapes under transformers' names (a GGUF text encoder's
+    llama.cpp names are mapped; a GGUF of any other kind has none)."""
     from core.models.files import read_safetensors_header
 
+    if path.suffix == ".gguf":
+        from core.models.gguf_text import t5_shapes
+
+        return t5_shapes(path)
     return {k: v["shape"] for k, v in read_safetensors_header(path).items()}
 
 
@@ -85,9 +91,13 @@ def is_flux_vae(shapes: dict[str, list[int]]) -> bool:
     return conv is not None and len(conv) == 4 and conv[1] == 16
 
 
-def _files(folders: list[Path]) -> list[Path]:
+def _files(folders: list[Path], suffixes: tuple[str, ...] = (".safetensors",)) -> list[Path]:
     return sorted(
-        p for folder in folders if folder.is_dir() for p in folder.rglob("*.safetensors") if p.is_file()
+        p
+        for folder in folders
+        if folder.is_dir()
+        for p in folder.rglob("*")
+        if p.suffix in suffixes and p.is_file()
     )
 
 
@@ -213,14 +223,18 @@ def flux_companions(
             wanted["clip_l"] = ("text_encoders", True)
         found = read_sidecar(sidecar, folders, wanted)
         return FluxFiles(transformer, found["t5xxl"], found["vae"], found.get("clip_l"))
-    encoders = [(p, _shapes(p)) for p in _files(folders.get("text_encoders", []))]
+    # T5 also comes as city96's GGUF (t5-v1_1-xxl-encoder-Q8_0.gguf)
+    encoders = [(p, _shapes(p)) for p in _files(folders.get("text_encoders", []), (".safetensors", ".gguf"))]
     t5s = [p for p, shapes in encoders if t5_width(shapes) == t5]
     clips = [p for p, shapes in encoders if clip_width(shapes) == clip]
     vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p))]
     missing = []
     where_text = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
     if not t5s:
-        missing.append(f"a T5 text encoder file of width {t5} (e.g. t5xxl_fp16.safetensors) in {where_text}")
+        missing.append(
+            f"a T5 text encoder file of width {t5} (e.g. t5xxl_fp16.safetensors, "
+            f"t5xxl_fp8_e4m3fn_scaled.safetensors or t5-v1_1-xxl-encoder-Q8_0.gguf) in {where_text}"
+        )
     if clip is not None and not clips:
         missing.append(
             f"a CLIP-L text encoder file of width {clip} (e.g. clip_l.safetensors) in {where_text}"
