@@ -169,12 +169,12 @@ def test_t5_gguf_names_and_values_agree_with_transformers_reader(flux, tmp_path)
     goes through gguf-py's table): the same names, the same dequantised values."""
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    from core.models.gguf_text import read_t5_encoder
+    from core.models.gguf_text import read_text_encoder
 
     _, components, _, models = flux
     for name in ("t5-v1_1-xxl-encoder-Q8_0.gguf", "t5-v1_1-xxl-encoder-Q4_K_M.gguf"):
         path = models / "text_encoders" / name
-        ours = read_t5_encoder(path, torch.float32)
+        ours = read_text_encoder(path, "t5", torch.float32)
         theirs = load_gguf_checkpoint(
             str(path), return_tensors=True, model_to_load=components["text_encoder_2"]
         )

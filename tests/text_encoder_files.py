@@ -149,3 +149,42 @@ def to_fp8_scaled(
         out[base + ".scale_input"] = torch.ones((), dtype=torch.float64)
         meant[key] = fp8.float() * scale.float()  # in the compute dtype, as ComfyUI widens them
     return out, meant
+
+
+def write_qwen_gguf(
+    path: Path, weights: dict[str, torch.Tensor], arch: str, qtype_name: str = "Q8_0", embed_type: str = "F16"
+) -> dict[str, torch.Tensor]:
+    """A Qwen language model (``weights`` under the bare names: ``layers.N...``,
+    ``embed_tokens.weight``, ``norm.weight``) as llama.cpp writes it for ``arch``
+    ("qwen3", "qwen2vl"): gguf-py's names, not permuted. Returns what it means (bare names)."""
+    import gguf
+
+    arch_enum = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
+    layers = 1 + max(int(k.split(".")[1]) for k in weights if k.startswith("layers."))
+    names = gguf.get_tensor_name_map(arch_enum, layers)
+    writer = gguf.GGUFWriter(str(path), arch=arch)
+    writer.add_block_count(layers)
+    meant: dict[str, torch.Tensor] = {}
+    for key, tensor in weights.items():
+        base, suffix = key.rsplit(".", 1)
+        name = names.get_name("model." + base)
+        assert name is not None, key
+        data = tensor.float().numpy()
+        qtype = _choose(data, embed_type if name == "token_embd" else qtype_name)
+        if qtype is None:
+            writer.add_tensor(f"{name}.{suffix}", data)
+            meant[key] = torch.from_numpy(data.copy())
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            half = data.astype(np.float16)
+            writer.add_tensor(f"{name}.{suffix}", half)
+            meant[key] = torch.from_numpy(half.astype(np.float32))
+        else:
+            raw = _quantize(data, qtype)
+            writer.add_tensor(f"{name}.{suffix}", raw, raw_dtype=qtype)
+            meant[key] = torch.from_numpy(np.asarray(gguf.quants.dequantize(raw, qtype), dtype=np.float32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return meant

@@ -153,9 +153,9 @@ def load_text_model(path: Path, config_dir: Path, subfolder: str, dtype: torch.d
     if gguf:
         if config.model_type != "t5":
             raise ModelError(f"{path}: a GGUF {what} is not supported; use its safetensors file")
-        from core.models.gguf_text import read_t5_encoder
+        from core.models.gguf_text import read_text_encoder
 
-        state = read_t5_encoder(path, dtype)  # dequantised: costs the compute dtype's memory
+        state = read_text_encoder(path, "t5", dtype)  # dequantised: costs the compute dtype's memory
     else:
         state = read_state(path, dtype)
     # transformers 5's CLIPTextModel has no "text_model." level; ComfyUI's clip_l keeps it

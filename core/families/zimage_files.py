@@ -58,11 +58,16 @@ def caption_width(config_dir: Path) -> int:
 
 
 def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
-    from safetensors.torch import load_file
+    """Qwen3 from ComfyUI's file (FP8 weights widened, scales applied) or a llama.cpp
+    GGUF (``Qwen3-4B-Q8_0.gguf``: dequantised to ``dtype``, see core/models/gguf_text.py)."""
     from transformers import AutoConfig, Qwen3Model
 
+    from core.families.flux_files import is_gguf, read_state
+    from core.models.gguf_text import read_text_encoder
+
     config = AutoConfig.from_pretrained(str(config_dir / "text_encoder"), local_files_only=True)
-    state = load_file(str(path))
+    gguf = is_gguf(path)
+    state = read_text_encoder(path, "qwen3", dtype) if gguf else read_state(path, dtype)
     state = {k.removeprefix(COMFY_TEXT_PREFIX): v for k, v in state.items() if not k.startswith("lm_head.")}
     if not any(k.startswith("layers.") for k in state):
         raise ModelError(f"{path}: not a Qwen3 text encoder (no layers.* / model.layers.* tensors)")
@@ -74,6 +79,10 @@ def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ModelError(f"{path}: not a Qwen3 text encoder for this config: {missing[0]}{more} missing")
+    unexpected = sorted(info.get("unexpected_keys") or []) if gguf else []
+    if unexpected:  # every GGUF tensor was mapped by name: a deeper or other model
+        more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
+        raise ModelError(f"{path}: not a Qwen3 text encoder for this config: it has {unexpected[0]}{more}")
     return model
 
 

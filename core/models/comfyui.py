@@ -5,7 +5,8 @@ Z-Image transformer is used with.
 ComfyUI one (``checkpoints/``, ``diffusion_models/``...) or both at once: every kind is read
 from all of its names. ComfyUI users have Z-Image-Turbo as three files,
 ``diffusion_models/z_image_turbo*.safetensors`` (the transformer),
-``text_encoders/qwen_3_4b*.safetensors`` (Qwen3-4B) and ``vae/ae.safetensors`` (the Flux VAE);
+``text_encoders/qwen_3_4b*.safetensors`` (Qwen3-4B; or a GGUF, core/models/gguf_text.py) and
+``vae/ae.safetensors`` (the Flux VAE);
 :func:`zimage_companions` finds the text encoder and VAE for a transformer, from a sidecar
 ``<name>.easel.json`` when there is one, else by their tensors.
 """
@@ -34,6 +35,8 @@ SIDECAR_SUFFIX = ".easel.json"
 QWEN3_KEY = "layers.0.self_attn.q_norm.weight"
 QWEN3_EMBED = "embed_tokens.weight"
 FLUX_VAE_KEY = "decoder.conv_in.weight"  # [channels, 16, 3, 3]: a 16-channel latent VAE
+# text encoders also come as llama.cpp GGUF files (city96's T5, Qwen3, Qwen2.5-VL)
+TEXT_SUFFIXES = (".safetensors", ".gguf")
 
 
 __all__ = [
@@ -72,9 +75,9 @@ def _shapes(path: Path) -> dict[str, list[int]]:
     from core.models.files import read_safetensors_header
 
     if path.suffix == ".gguf":
-        from core.models.gguf_text import t5_shapes
+        from core.models.gguf_text import text_shapes
 
-        return t5_shapes(path)
+        return text_shapes(path)
     return {k: v["shape"] for k, v in read_safetensors_header(path).items()}
 
 
@@ -109,14 +112,17 @@ def zimage_companions(transformer: Path, caption_width: int, folders: dict[str, 
     if sidecar.is_file():
         return _from_sidecar(transformer, sidecar, folders)
     encoders = [
-        p for p in _files(folders.get("text_encoders", [])) if qwen3_width(_shapes(p)) == caption_width
+        p
+        for p in _files(folders.get("text_encoders", []), TEXT_SUFFIXES)
+        if qwen3_width(_shapes(p)) == caption_width
     ]
     vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p))]
     missing = []
     if not encoders:
         where = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
         missing.append(
-            f"a Qwen3 text encoder file of width {caption_width} (e.g. qwen_3_4b.safetensors) in {where}"
+            f"a Qwen3 text encoder file of width {caption_width} (e.g. qwen_3_4b.safetensors "
+            f"or Qwen3-4B-Q8_0.gguf) in {where}"
         )
     if not vaes:
         where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"
@@ -223,8 +229,7 @@ def flux_companions(
             wanted["clip_l"] = ("text_encoders", True)
         found = read_sidecar(sidecar, folders, wanted)
         return FluxFiles(transformer, found["t5xxl"], found["vae"], found.get("clip_l"))
-    # T5 also comes as city96's GGUF (t5-v1_1-xxl-encoder-Q8_0.gguf)
-    encoders = [(p, _shapes(p)) for p in _files(folders.get("text_encoders", []), (".safetensors", ".gguf"))]
+    encoders = [(p, _shapes(p)) for p in _files(folders.get("text_encoders", []), TEXT_SUFFIXES)]
     t5s = [p for p, shapes in encoders if t5_width(shapes) == t5]
     clips = [p for p, shapes in encoders if clip_width(shapes) == clip]
     vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p))]
@@ -293,14 +298,17 @@ def qwen_image_companions(
         }
         found = read_sidecar(sidecar, folders, wanted)
         return QwenImageFiles(transformer, found["text_encoder"], found["vae"], found.get("tokenizer"))
-    encoders = [p for p in _files(folders.get("text_encoders", [])) if qwen25_width(_shapes(p)) == text_width]
+    encoders = [
+        p for p in _files(folders.get("text_encoders", []), TEXT_SUFFIXES) if qwen25_width(_shapes(p)) == text_width
+    ]
     vaes = [p for p in _files(folders.get("VAE", [])) if _vae_channels(_shapes(p)) == vae_channels]
     vaes.sort(key=lambda p: not p.name.lower().startswith("qwen"))
     missing = []
     if not encoders:
         where = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
         missing.append(
-            f"a Qwen2.5-VL text encoder file of width {text_width} (e.g. qwen_2.5_vl_7b.safetensors) in {where}"
+            f"a Qwen2.5-VL text encoder file of width {text_width} (e.g. qwen_2.5_vl_7b.safetensors "
+            f"or Qwen2.5-VL-7B-Instruct-Q8_0.gguf) in {where}"
         )
     if not vaes:
         where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"
