@@ -16,7 +16,11 @@ Memory: the encoder then costs what its bf16/fp16 safetensors would: T5-XXL's en
 (4.76 B parameters) is ~9.5 GB in bf16, against ~5 GB for the Q8_0 file and ~3 GB for
 Q4_K_M; the file itself is memory-mapped, and the transient cost of loading is one
 tensor in float32 (the largest, ``token_embd``, 32128 x 4096: ~0.5 GB). The quantised
-file saves disk and download, not memory, in Easel.
+file saves disk and download, not memory, in Easel. Dequantising is gguf-py's numpy
+reference (exact, single-threaded): ~24 M parameters/s for Q8_0 and ~20 M/s for Q4_K
+measured on a shared 2-core CPU, so a T5-XXL GGUF takes minutes to load there where its
+safetensors takes seconds (dequantising with torch on the device would be the faster
+path; diffusers' torch Q8_0 kernel rounds through float16, so it is not used here).
 
 The Qwen text encoders come as llama.cpp's own conversions (``Qwen3-4B-Q8_0.gguf``,
 architecture ``qwen3``; ``Qwen2.5-VL-7B-Instruct-Q8_0.gguf``, ``qwen2vl``, whose vision
