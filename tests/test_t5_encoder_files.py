@@ -162,6 +162,19 @@ def test_gguf_of_another_architecture_is_refused_naming_the_file(flux, tmp_path)
     found = comfyui.flux_companions(lonely, flux_files.TEXT_WIDTH, flux_files.TEXT_WIDTH, folders)
     assert found.t5.name == "t5-v1_1-xxl-encoder-Q4_K_M.gguf"  # the first T5 by name
     assert found.clip.name == "clip_l.safetensors"
+    # Wan's UMT5 (same names and width, a relative bias in every block) is passed over
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    umt5 = UMT5EncoderModel(
+        UMT5Config(vocab_size=300, d_model=flux_files.TEXT_WIDTH, d_kv=16, d_ff=64, num_layers=2, num_heads=2)
+    )
+    only_umt5 = tmp_path / "text_encoders"
+    tiny_models.write_single_file(only_umt5 / "a_umt5_xxl_fp8_e4m3fn_scaled.safetensors", umt5.state_dict())
+    shutil.copy(models / "text_encoders" / "t5xxl_fp8_e4m3fn.safetensors", only_umt5)
+    found = comfyui.flux_companions(
+        lonely, flux_files.TEXT_WIDTH, None, {**folders, "text_encoders": [only_umt5]}
+    )
+    assert found.t5.name == "t5xxl_fp8_e4m3fn.safetensors"
 
 
 def test_t5_gguf_names_and_values_agree_with_transformers_reader(flux, tmp_path):

@@ -200,9 +200,14 @@ class FluxFiles:
     clip: Path | None = None  # CLIP-L (FLUX.1); Chroma has none
 
 
+# UMT5 (Wan's umt5_xxl_*, often in the same text_encoders/) has T5's names and width but a
+# relative attention bias in every block; T5 v1.1 has it in the first block only
+UMT5_KEY = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
+
+
 def t5_width(shapes: dict[str, list[int]]) -> int | None:
-    """The width of a T5 encoder file (None: not one)."""
-    if T5_KEY in shapes and len(shapes[T5_KEY]) == 2:
+    """The width of a T5 (v1.1) encoder file (None: not one, or a UMT5)."""
+    if T5_KEY in shapes and len(shapes[T5_KEY]) == 2 and UMT5_KEY not in shapes:
         return int(shapes[T5_KEY][1])
     return None
 
@@ -299,7 +304,9 @@ def qwen_image_companions(
         found = read_sidecar(sidecar, folders, wanted)
         return QwenImageFiles(transformer, found["text_encoder"], found["vae"], found.get("tokenizer"))
     encoders = [
-        p for p in _files(folders.get("text_encoders", []), TEXT_SUFFIXES) if qwen25_width(_shapes(p)) == text_width
+        p
+        for p in _files(folders.get("text_encoders", []), TEXT_SUFFIXES)
+        if qwen25_width(_shapes(p)) == text_width
     ]
     vaes = [p for p in _files(folders.get("VAE", [])) if _vae_channels(_shapes(p)) == vae_channels]
     vaes.sort(key=lambda p: not p.name.lower().startswith("qwen"))
