@@ -44,7 +44,12 @@ def tiny_root(tmp_path_factory) -> Path:
         return tmp_path_factory.mktemp("tiny-models")
     builders = hashlib.sha256()
     here = Path(__file__).parent
-    for source in (Path(__file__), Path(tiny_models.__file__), here / "flux_files.py", here / "qwen_image_files.py"):
+    for source in (
+        Path(__file__),
+        Path(tiny_models.__file__),
+        here / "flux_files.py",
+        here / "qwen_image_files.py",
+    ):
         builders.update(source.read_bytes())
     root = Path(cache) / builders.hexdigest()[:16]
     root.mkdir(parents=True, exist_ok=True)

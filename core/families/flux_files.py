@@ -10,7 +10,9 @@ quantizer (dequantised per layer at run time, so the file's memory saving is kep
 FP8 files are widened to the compute dtype on load (their scales applied).
 
 The text encoders and the VAE come from ComfyUI's ``text_encoders/`` (``clip/``) and
-``vae/`` files (``clip_l.safetensors``, ``t5xxl_fp16.safetensors`` or an FP8 one,
+``vae/`` files (``clip_l.safetensors``, ``t5xxl_fp16.safetensors``, an FP8 one
+(``t5xxl_fp8_e4m3fn[_scaled].safetensors``: widened with their scales as above) or
+city96's GGUF T5 encoder (``t5-v1_1-xxl-encoder-Q8_0.gguf``: ``core/models/gguf_text.py``),
 ``ae.safetensors``), found by their tensors or named in a sidecar ``<name>.easel.json``,
 or from a full diffusers folder at ``<name>.config/``.
 """
@@ -151,7 +153,15 @@ def load_text_model(path: Path, config_dir: Path, subfolder: str, dtype: torch.d
 
     config = AutoConfig.from_pretrained(str(config_dir / subfolder), local_files_only=True)
     model_class = getattr(transformers, config.architectures[0])
-    state = read_state(path, dtype)
+    gguf = is_gguf(path)
+    if gguf:
+        if config.model_type != "t5":
+            raise ModelError(f"{path}: a GGUF {what} is not supported; use its safetensors file")
+        from core.models.gguf_text import read_text_encoder
+
+        state = read_text_encoder(path, "t5", dtype)  # dequantised: costs the compute dtype's memory
+    else:
+        state = read_state(path, dtype)
     # transformers 5's CLIPTextModel has no "text_model." level; ComfyUI's clip_l keeps it
     state = {k.removeprefix("text_model."): v for k, v in state.items()}
     try:
@@ -164,6 +174,12 @@ def load_text_model(path: Path, config_dir: Path, subfolder: str, dtype: torch.d
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ModelError(f"{path}: not a {what} for this config: {missing[0]}{more} missing")
+    # a GGUF's tensors are all mapped by name, so one left over is a deeper model (ComfyUI's
+    # safetensors carry extras such as CLIP's text_projection, which are left alone)
+    unexpected = sorted(info.get("unexpected_keys") or []) if gguf else []
+    if unexpected:
+        more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
+        raise ModelError(f"{path}: not a {what} for this config: it has {unexpected[0]}{more}")
     return model
 
 
@@ -183,7 +199,7 @@ def load_from_files(files: Any, config_dir: Path, dtype: torch.dtype, pipeline: 
     from diffusers import FlowMatchEulerDiscreteScheduler
     from transformers import AutoTokenizer
 
-    from core.families.zimage_files import refuse_meta  # here: zimage_files reads FP8 through this module
+    from core.families.unloaded_weights import refuse_meta
 
     transformer_class = (
         "ChromaTransformer2DModel" if pipeline == "ChromaPipeline" else "FluxTransformer2DModel"

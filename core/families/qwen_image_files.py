@@ -29,7 +29,7 @@ import torch
 
 from core.errors import ModelError
 from core.families.flux_files import is_gguf, read_state
-from core.families.zimage_files import refuse_meta
+from core.families.unloaded_weights import refuse_meta
 
 log = logging.getLogger("easel.models")
 
@@ -126,12 +126,18 @@ def load_transformer(
 def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
     """Qwen2.5-VL from one file: the original Hugging Face names (``model.layers.*``,
     ``visual.*``, as ComfyUI ships them) or transformers 5's (``model.language_model.*``);
-    FP8 weights widened. The language model must be complete; a missing vision tower is
+    FP8 weights widened; or llama.cpp's GGUF of the language model (``qwen2vl``). The language model must be complete; a missing vision tower is
     initialised (text-to-image does not use it)."""
     from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
 
     config = AutoConfig.from_pretrained(str(config_dir / "text_encoder"), local_files_only=True)
-    state = read_state(path, dtype)
+    gguf = is_gguf(path)
+    if gguf:  # llama.cpp's Qwen2.5-VL-7B-Instruct-*.gguf: dequantised (core/models/gguf_text.py)
+        from core.models.gguf_text import read_text_encoder
+
+        state = read_text_encoder(path, "qwen2.5-vl", dtype)
+    else:
+        state = read_state(path, dtype)
     if not any(
         re.match(r"(model\.)?(language_model\.)?layers\.0\.self_attn\.q_proj\.bias$", k) for k in state
     ):
@@ -154,9 +160,17 @@ def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch
         ) from exc
     missing = sorted(k for k in info.get("missing_keys") or [] if not k.startswith(TEXT_ENCODER_OPTIONAL))
     wrong = sorted(info.get("mismatched_keys") or [])
-    if missing or wrong:
-        first = f"{missing[0]} missing" if missing else f"{wrong[0]} has another shape"
-        more = len(missing) + len(wrong) - 1
+    # every GGUF tensor was mapped by name: one left over is a deeper or other model
+    extra = sorted(info.get("unexpected_keys") or []) if gguf else []
+    if missing or wrong or extra:
+        first = (
+            f"{missing[0]} missing"
+            if missing
+            else f"{wrong[0]} has another shape"
+            if wrong
+            else f"it has {extra[0]}"
+        )
+        more = len(missing) + len(wrong) + len(extra) - 1
         raise ModelError(
             f"{path}: not a Qwen2.5-VL text encoder for this config: {first}"
             + (f" (and {more} more)" if more else "")

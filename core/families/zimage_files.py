@@ -19,6 +19,7 @@ import torch
 
 from core.errors import ModelError
 from core.families.flux_files import read_state
+from core.families.unloaded_weights import refuse_meta
 from core.models.comfyui import ZImageFiles
 
 COMFY_TEXT_PREFIX = "model."
@@ -60,12 +61,16 @@ def caption_width(config_dir: Path) -> int:
 
 
 def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
-    """A Qwen3 text encoder file (bf16/fp16, or FP8 as ComfyUI's ``*_fp8_scaled`` files:
-    widened to ``dtype``, scales applied)."""
+    """Qwen3 from ComfyUI's file (FP8 weights widened, scales applied) or a llama.cpp
+    GGUF (``Qwen3-4B-Q8_0.gguf``: dequantised to ``dtype``, see core/models/gguf_text.py)."""
     from transformers import AutoConfig, Qwen3Model
 
+    from core.families.flux_files import is_gguf
+    from core.models.gguf_text import read_text_encoder
+
     config = AutoConfig.from_pretrained(str(config_dir / "text_encoder"), local_files_only=True)
-    state = read_state(path, dtype)
+    gguf = is_gguf(path)
+    state = read_text_encoder(path, "qwen3", dtype) if gguf else read_state(path, dtype)
     state = {k.removeprefix(COMFY_TEXT_PREFIX): v for k, v in state.items() if not k.startswith("lm_head.")}
     if not any(k.startswith("layers.") for k in state):
         raise ModelError(f"{path}: not a Qwen3 text encoder (no layers.* / model.layers.* tensors)")
@@ -77,6 +82,10 @@ def load_text_encoder(path: Path, config_dir: Path, dtype: torch.dtype) -> torch
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ModelError(f"{path}: not a Qwen3 text encoder for this config: {missing[0]}{more} missing")
+    unexpected = sorted(info.get("unexpected_keys") or []) if gguf else []
+    if unexpected:  # every GGUF tensor was mapped by name: a deeper or other model
+        more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
+        raise ModelError(f"{path}: not a Qwen3 text encoder for this config: it has {unexpected[0]}{more}")
     return model
 
 
@@ -149,18 +158,3 @@ def load_from_files(
     ):
         refuse_meta(components[name], str(path))
     return components
-
-
-def refuse_meta(module: Any, where: str) -> None:
-    """ModelError naming ``where`` when a weight was never loaded (left on the meta device)."""
-    if not isinstance(module, torch.nn.Module):
-        return
-    empty = [name for name, tensor in [*module.named_parameters(), *module.named_buffers()] if tensor.is_meta]
-    if empty:
-        more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
-        raise ModelError(
-            f"{where}: weights missing ({empty[0]}{more} left unloaded): the weight file does not "
-            "match the layout it was loaded as (e.g. a ComfyUI text encoder or ae.safetensors inside "
-            "a diffusers folder: put them in text_encoders/ and vae/, or name them in a "
-            "<model>.easel.json sidecar)"
-        )

@@ -5,7 +5,8 @@ Z-Image transformer is used with.
 ComfyUI one (``checkpoints/``, ``diffusion_models/``...) or both at once: every kind is read
 from all of its names. ComfyUI users have Z-Image-Turbo as three files,
 ``diffusion_models/z_image_turbo*.safetensors`` (the transformer),
-``text_encoders/qwen_3_4b*.safetensors`` (Qwen3-4B) and ``vae/ae.safetensors`` (the Flux VAE);
+``text_encoders/qwen_3_4b*.safetensors`` (Qwen3-4B; or a GGUF, core/models/gguf_text.py) and
+``vae/ae.safetensors`` (the Flux VAE);
 :func:`zimage_companions` finds the text encoder and VAE for a transformer, from a sidecar
 ``<name>.easel.json`` when there is one, else by their tensors.
 """
@@ -34,6 +35,8 @@ SIDECAR_SUFFIX = ".easel.json"
 QWEN3_KEY = "layers.0.self_attn.q_norm.weight"
 QWEN3_EMBED = "embed_tokens.weight"
 FLUX_VAE_KEY = "decoder.conv_in.weight"  # [channels, 16, 3, 3]: a 16-channel latent VAE
+# text encoders also come as llama.cpp GGUF files (city96's T5, Qwen3, Qwen2.5-VL)
+TEXT_SUFFIXES = (".safetensors", ".gguf")
 
 
 __all__ = [
@@ -67,8 +70,14 @@ class ZImageFiles:
 
 
 def _shapes(path: Path) -> dict[str, list[int]]:
+    """A companion file's tensor shapes under transformers' names (a GGUF text encoder's
+    llama.cpp names are mapped; a GGUF of any other kind has none)."""
     from core.models.files import read_safetensors_header
 
+    if path.suffix == ".gguf":
+        from core.models.gguf_text import text_shapes
+
+        return text_shapes(path)
     return {k: v["shape"] for k, v in read_safetensors_header(path).items()}
 
 
@@ -87,9 +96,13 @@ def is_flux_vae(shapes: dict[str, list[int]], latent_channels: int = 16) -> bool
     return conv is not None and len(conv) == 4 and conv[1] == latent_channels
 
 
-def _files(folders: list[Path]) -> list[Path]:
+def _files(folders: list[Path], suffixes: tuple[str, ...] = (".safetensors",)) -> list[Path]:
     return sorted(
-        p for folder in folders if folder.is_dir() for p in folder.rglob("*.safetensors") if p.is_file()
+        p
+        for folder in folders
+        if folder.is_dir()
+        for p in folder.rglob("*")
+        if p.suffix in suffixes and p.is_file()
     )
 
 
@@ -108,14 +121,17 @@ def zimage_companions(
     if sidecar.is_file():
         return _from_sidecar(transformer, sidecar, folders)
     encoders = [
-        p for p in _files(folders.get("text_encoders", [])) if qwen3_width(_shapes(p)) == caption_width
+        p
+        for p in _files(folders.get("text_encoders", []), TEXT_SUFFIXES)
+        if qwen3_width(_shapes(p)) == caption_width
     ]
     vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p), latent_channels)]
     missing = []
     if not encoders:
         where = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
         missing.append(
-            f"a Qwen3 text encoder file of width {caption_width} (e.g. qwen_3_4b.safetensors) in {where}"
+            f"a Qwen3 text encoder file of width {caption_width} (e.g. qwen_3_4b.safetensors "
+            f"or Qwen3-4B-Q8_0.gguf) in {where}"
         )
     if not vaes:
         where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"
@@ -194,9 +210,14 @@ class FluxFiles:
     clip: Path | None = None  # CLIP-L (FLUX.1); Chroma has none
 
 
+# UMT5 (Wan's umt5_xxl_*, often in the same text_encoders/) has T5's names and width but a
+# relative attention bias in every block; T5 v1.1 has it in the first block only
+UMT5_KEY = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
+
+
 def t5_width(shapes: dict[str, list[int]]) -> int | None:
-    """The width of a T5 encoder file (None: not one)."""
-    if T5_KEY in shapes and len(shapes[T5_KEY]) == 2:
+    """The width of a T5 (v1.1) encoder file (None: not one, or a UMT5)."""
+    if T5_KEY in shapes and len(shapes[T5_KEY]) == 2 and UMT5_KEY not in shapes:
         return int(shapes[T5_KEY][1])
     return None
 
@@ -223,14 +244,17 @@ def flux_companions(
             wanted["clip_l"] = ("text_encoders", True)
         found = read_sidecar(sidecar, folders, wanted)
         return FluxFiles(transformer, found["t5xxl"], found["vae"], found.get("clip_l"))
-    encoders = [(p, _shapes(p)) for p in _files(folders.get("text_encoders", []))]
+    encoders = [(p, _shapes(p)) for p in _files(folders.get("text_encoders", []), TEXT_SUFFIXES)]
     t5s = [p for p, shapes in encoders if t5_width(shapes) == t5]
     clips = [p for p, shapes in encoders if clip_width(shapes) == clip]
     vaes = [p for p in _files(folders.get("VAE", [])) if is_flux_vae(_shapes(p))]
     missing = []
     where_text = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
     if not t5s:
-        missing.append(f"a T5 text encoder file of width {t5} (e.g. t5xxl_fp16.safetensors) in {where_text}")
+        missing.append(
+            f"a T5 text encoder file of width {t5} (e.g. t5xxl_fp16.safetensors, "
+            f"t5xxl_fp8_e4m3fn_scaled.safetensors or t5-v1_1-xxl-encoder-Q8_0.gguf) in {where_text}"
+        )
     if clip is not None and not clips:
         missing.append(
             f"a CLIP-L text encoder file of width {clip} (e.g. clip_l.safetensors) in {where_text}"
@@ -289,14 +313,19 @@ def qwen_image_companions(
         }
         found = read_sidecar(sidecar, folders, wanted)
         return QwenImageFiles(transformer, found["text_encoder"], found["vae"], found.get("tokenizer"))
-    encoders = [p for p in _files(folders.get("text_encoders", [])) if qwen25_width(_shapes(p)) == text_width]
+    encoders = [
+        p
+        for p in _files(folders.get("text_encoders", []), TEXT_SUFFIXES)
+        if qwen25_width(_shapes(p)) == text_width
+    ]
     vaes = [p for p in _files(folders.get("VAE", [])) if _vae_channels(_shapes(p)) == vae_channels]
     vaes.sort(key=lambda p: not p.name.lower().startswith("qwen"))
     missing = []
     if not encoders:
         where = ", ".join(str(f) for f in folders.get("text_encoders", [])) or "<models>/text_encoders"
         missing.append(
-            f"a Qwen2.5-VL text encoder file of width {text_width} (e.g. qwen_2.5_vl_7b.safetensors) in {where}"
+            f"a Qwen2.5-VL text encoder file of width {text_width} (e.g. qwen_2.5_vl_7b.safetensors "
+            f"or Qwen2.5-VL-7B-Instruct-Q8_0.gguf) in {where}"
         )
     if not vaes:
         where = ", ".join(str(f) for f in folders.get("VAE", [])) or "<models>/vae"

@@ -36,6 +36,7 @@ from core.models.sizes import read_sizes
 from plugin_api.scanning import scan_model_files
 from core.families import FamilyAdapter, all_families, get_family
 from core.families import flux_files, qwen_image_files, zimage_files
+from core.families.unloaded_weights import refuse_meta
 from core.families.sd15 import INPAINT_IN_CHANNELS
 from core.models import comfyui
 from core.models.files import (
@@ -384,7 +385,7 @@ class ModelManager:
             ) from exc
         for component, module in components.items():
             # a weight the files lacked would only fail after sampling ("Tensor on device meta")
-            zimage_files.refuse_meta(module, self._component_source(info, family, component))
+            refuse_meta(module, self._component_source(info, family, component))
         if info.format != "diffusers" and info.prediction is not None and "scheduler" in components:
             components["scheduler"] = with_prediction(components["scheduler"], info.prediction)
         model = LoadedModel(info.name, info.family, info.path, info, family, components, dtype=self.dtype)
