@@ -252,3 +252,88 @@ def test_sampler_and_schedule_names_come_back_canonical(engine):
     result = checked(engine, sampler="Restart")
     assert result.request.sampler == "Restart" and result.warnings == [result.sampler.note]
     assert QWEN.defaults.min_steps == 2 and get_family("sd15").defaults.min_steps == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"model": "tiny-zimage", "shift": 0.005}, "shift", "must be between 0.01 and 100, got 0.005"),
+        ({"model": "tiny-zimage", "shift": 100.5}, "shift", "must be between 0.01 and 100, got 100.5"),
+        ({"output_format": "gif"}, "output_format", "must be one of png, jpeg, jpg, webp, got 'gif'"),
+        ({"output_format": 3}, "output_format", "must be one of png, jpeg, jpg, webp, got 3"),
+        (
+            {"init_image": "GREY", "denoising_strength": 1.5},
+            "denoising_strength",
+            "must be between 0 and 1, got 1.5",
+        ),
+        ({"mask": "GREY"}, "mask", "a mask needs an init_image (inpainting)"),
+        ({"init_image": "GREY", "mask": "x.png"}, "mask", "must be an image, got str"),
+        ({"init_image": "GREY", "mask": "SMALL"}, "mask", "image is too small (4x4)"),
+        (
+            {"init_image": "GREY", "mask": "GREY", "mask_blur": 65},
+            "mask_blur",
+            "must be between 0 and 64, got 65",
+        ),
+        (
+            {"init_image": "GREY", "mask": "GREY", "inpaint_full_res_padding": 257},
+            "inpaint_full_res_padding",
+            "must be between 0 and 256, got 257",
+        ),
+        (
+            {"init_image": "GREY", "mask": "GREY", "inpainting_fill": -1},
+            "inpainting_fill",
+            "must be between 0 and 3, got -1",
+        ),
+        (
+            {"enable_hr": True, "denoising_strength": 1.5},
+            "denoising_strength",
+            "must be between 0 and 1, got 1.5",
+        ),
+        ({"cache": "deepcache:x"}, "cache", 'expected "METHOD" or "METHOD:THRESHOLD", got \'deepcache:x\''),
+    ],
+)
+def test_image_output_and_pass_options_are_refused_with_the_field(engine, fields, field, message):
+    images = {"GREY": Image.new("RGB", (64, 64), (128, 128, 128)), "SMALL": Image.new("L", (4, 4))}
+    values = {k: images.get(v, v) if isinstance(v, str) else v for k, v in fields.items()}
+    error = refused(engine, **values)
+    assert (error.field, error.message) == (field, message)
+
+
+def test_image_output_and_pass_options_come_back_checked(engine):
+    grey = Image.new("RGB", (64, 64), (128, 128, 128))
+    inpaint = {"init_image": grey, "mask": grey}
+    edges = checked(
+        engine, **inpaint, mask_blur=0, inpaint_full_res_padding=0, inpainting_fill=0, denoising_strength=0.0
+    )
+    request = edges.request
+    assert (request.mask_blur, request.inpaint_full_res_padding, request.inpainting_fill) == (0, 0, 0)
+    assert request.denoising_strength == 0.0
+    request = checked(
+        engine, **inpaint, mask_blur=64, inpaint_full_res_padding=256, inpainting_fill=3
+    ).request
+    assert (request.mask_blur, request.inpaint_full_res_padding, request.inpainting_fill) == (64, 256, 3)
+    assert checked(engine, init_image=grey, denoising_strength=1.0).request.denoising_strength == 1.0
+    # formats: A1111's names, any case; "jpg" is JPEG; none asked: PNG
+    for asked, kept in ((None, "png"), ("JPG", "jpeg"), ("jpg", "jpeg"), ("WebP", "webp"), ("PNG", "png")):
+        assert checked(engine, output_format=asked).request.output_format == kept
+    # shift: flow models only, bounds inclusive
+    assert checked(engine, model="tiny-zimage", shift=0.01).request.shift == 0.01
+    assert checked(engine, model="tiny-zimage", shift=100).request.shift == 100.0
+    sd = checked(engine, shift=3.0)
+    assert sd.request.shift is None
+    assert sd.warnings == [
+        "shift applies to flow-matching models only; Stable Diffusion 1.x / 2.x ignores it"
+    ]
+    # hires fix: a plan, its strength checked; none without enable_hr
+    hires = checked(engine, enable_hr=True, hr_scale=2.0, hr_upscaler="Latent", denoising_strength=0.6)
+    assert (hires.hires.width, hires.hires.height, hires.hires.upscaler) == (128, 128, "Latent")
+    assert hires.request.denoising_strength == 0.6
+    assert checked(engine, hr_scale=2.0).hires is None
+    # the step cache in its canonical form
+    cached = checked(engine, cache="deepcache:3")
+    assert cached.request.cache == {"method": "deepcache", "threshold": 3}
+    assert cached.cache is not None and cached.cache.as_request() == cached.request.cache
+    assert checked(engine).request.cache is None and checked(engine).cache is None
+    # what the engine runs: the sampler and schedule specs themselves
+    plain = checked(engine, sampler="Euler", scheduler="Karras")
+    assert plain.sampler.name == "Euler" and plain.schedule.label == "Karras"
