@@ -69,3 +69,80 @@ def test_the_shipped_chroma_config_is_the_8_9b_model():
     with torch.device("meta"):
         model = ChromaTransformer2DModel.from_config(ChromaTransformer2DModel.load_config(folder))
     assert 8.8e9 < sum(p.numel() for p in model.parameters()) < 9.0e9
+
+
+def _parameters(folder_name: str, classes: dict[str, str]) -> dict[str, int]:
+    """Parameter counts of a shipped config's components, built on the meta device."""
+    import diffusers
+    import transformers
+
+    folder = MODEL_CONFIGS_DIR / folder_name
+    counts = {}
+    with torch.device("meta"):
+        for component, class_name in classes.items():
+            if hasattr(diffusers, class_name):
+                cls = getattr(diffusers, class_name)
+                module = cls.from_config(cls.load_config(folder / component))
+            else:
+                config = transformers.AutoConfig.from_pretrained(folder / component)
+                module = getattr(transformers, class_name)(config)
+            counts[component] = sum(p.numel() for p in module.parameters())
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("folder_name", "classes", "transformer_range", "cases"),
+    [
+        (
+            # Qwen-Image: a 20.4B transformer and Qwen2.5-VL-7B (8.3B with its vision tower)
+            "qwen_image",
+            {
+                "transformer": "QwenImageTransformer2DModel",
+                "text_encoder": "Qwen2_5_VLForConditionalGeneration",
+                "vae": "AutoencoderKLQwenImage",
+            },
+            (20.3e9, 20.5e9),
+            [
+                (2, 24, "sequential-offload"),  # bf16: 38 GiB of transformer
+                (2, 48, "model-offload"),  # one at a time: the transformer alone fits
+                # Q8_0: 20.2 GiB of transformer + 1 GiB of activations, alone on the card
+                (Q8_0_BYTES_PER_WEIGHT, 24, "model-offload"),
+                (2, 80, "full"),
+            ],
+        ),
+        (
+            # FLUX.2 Klein 9B: a 9.1B transformer and Qwen3-8B
+            "flux2-klein-9b",
+            {
+                "transformer": "Flux2Transformer2DModel",
+                "text_encoder": "Qwen3ForCausalLM",
+                "vae": "AutoencoderKLFlux2",
+            },
+            (9.0e9, 9.2e9),
+            [
+                (2, 24, "model-offload"),  # 16.9 GiB transformer alone, then Qwen3-8B alone
+                (2, 16, "sequential-offload"),
+                (Q8_0_BYTES_PER_WEIGHT, 24, "model-offload"),
+                (2, 48, "full"),
+            ],
+        ),
+    ],
+)
+def test_the_planner_on_qwen_image_and_klein_9b(folder_name, classes, transformer_range, cases):
+    counts = _parameters(folder_name, classes)
+    assert transformer_range[0] < counts["transformer"] < transformer_range[1]
+    for transformer_bytes_per_weight, free_gib, expected in cases:
+        weights = {name: count * 2 for name, count in counts.items()}
+        weights["transformer"] = int(counts["transformer"] * transformer_bytes_per_weight)
+        needs = estimate_needs(
+            weights, "transformer", width=1024, height=1024, batch_size=1, cfg=True, element_size=2
+        )
+        mode, _reason = choose_mode(needs, free_gib * GIB)
+        assert mode == expected, (
+            folder_name,
+            transformer_bytes_per_weight,
+            free_gib,
+            needs.peak(expected) / GIB,
+        )
+        if mode != "sequential-offload":
+            assert needs.peak(mode) <= free_gib * GIB
