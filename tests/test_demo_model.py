@@ -200,7 +200,7 @@ def test_held_out_accuracy(pipe):
     assert res["position"] >= 0.70, res
 
 
-@pytest.mark.slow  # 64 images through diffusers alone: ~60-90 s on 2 threads
+@pytest.mark.slow  # 64 images through diffusers alone: 139 s on the loaded 2-core CPU
 def test_phrasing_accuracy(pipe):
     """The 64 held-out phrasings (tools/demo_model/phrasings.py, #29), scored apart from the
     held-out combinations: prompts written in ways the training captions never were."""
