@@ -46,11 +46,11 @@ def cases(seeds_per_position: int) -> list[dict]:
     return out
 
 
-def load_pipelines(controlnet_dir: Path):
+def load_pipelines(controlnet_dir: Path, base_dir: Path = MODEL_DIR):
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 
     base = StableDiffusionPipeline.from_pretrained(
-        MODEL_DIR,
+        base_dir,
         local_files_only=True,
         safety_checker=None,
         feature_extractor=None,
@@ -70,9 +70,12 @@ def load_pipelines(controlnet_dir: Path):
 
 @torch.no_grad()
 def position_accuracy(
-    controlnet_dir: Path = OUT_DIR, seeds_per_position: int = 3, baseline: bool = True
+    controlnet_dir: Path = OUT_DIR,
+    seeds_per_position: int = 3,
+    baseline: bool = True,
+    base_dir: Path = MODEL_DIR,
 ) -> dict:
-    base, with_cn = load_pipelines(Path(controlnet_dir))
+    base, with_cn = load_pipelines(Path(controlnet_dir), Path(base_dir))
     hits = {"controlnet": 0, "baseline": 0}
     rows = []
     common = dict(
@@ -104,9 +107,11 @@ def main() -> None:
     ap.add_argument("--controlnet", type=Path, default=OUT_DIR)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--no-baseline", action="store_true", help="skip the runs without ControlNet")
+    ap.add_argument("--base", type=Path, default=MODEL_DIR, help="the demo model folder")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(json.dumps(position_accuracy(args.controlnet, args.seeds, not args.no_baseline), indent=2))
+    report = position_accuracy(args.controlnet, args.seeds, not args.no_baseline, args.base)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

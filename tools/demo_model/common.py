@@ -108,6 +108,9 @@ DEFAULT_STEPS = 20
 # See README "Session 6".
 LATE_CFG_SCALE = 1.5
 LATE_CFG_START = 0.3
+# the one size the model was trained at (easel.json "sizes": Easel's size presets and its
+# far-above-native warning follow it, core/models/sizes.py)
+NATIVE_SIZES = [[IMAGE_SIZE, IMAGE_SIZE]]
 RECOMMENDED = {
     "sampler": "Euler",  # the folder's scheduler, as the evaluation runs it
     "steps": DEFAULT_STEPS,

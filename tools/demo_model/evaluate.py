@@ -2,6 +2,8 @@
 
     python -m tools.demo_model.evaluate [--model DIR] [--cfg 6] [--steps 20] [--save-dir DIR]
     python -m tools.demo_model.evaluate --validation   # the 96 prompts settings are tuned on
+    python -m tools.demo_model.evaluate --phrasings    # the 64 held-out phrasings (phrasings.py)
+    python -m tools.demo_model.evaluate --text-encoder DIR   # the folder's model with another encoder
     python -m tools.demo_model.evaluate --prompt "a red circle on a blue background" --seed 1 --out x.png
     python -m tools.demo_model.evaluate --bench      # time a batch of 4 at 128x128, 20 steps
 
@@ -12,7 +14,9 @@ CFG come from the model folder's ``easel.json`` unless given.
 
 ``evaluate(generate_fn)`` takes any callable ``(prompt, seed) -> PIL.Image`` so that Easel's
 own engine can be plugged in; ``evaluate(generate_batch_fn=...)`` takes
-``(prompts, seeds) -> list[PIL.Image]`` for batched generation.
+``(prompts, seeds) -> list[PIL.Image]`` for batched generation. A prompt whose
+``position`` is None (a phrasing that names none) is not scored on position: the position
+accuracy is over the prompts that name one (``n_position``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from core.models.recommended import read_recommended
 
 from .common import DEFAULT_CFG, DEFAULT_STEPS, IMAGE_SIZE, MODEL_DIR
 from .judge import judge
+from .phrasings import phrasing_prompts
 from .scenes import held_out_prompts, validation_prompts
 
 KEYS = ("color", "background", "shape", "position")
@@ -50,21 +55,26 @@ def evaluate(
     else:
         images = [generate_fn(p["prompt"], p["seed"]) for p in prompts]
     correct = dict.fromkeys(KEYS, 0)
+    scored = dict.fromkeys(KEYS, 0)
     rows = []
     for k, (p, img) in enumerate(zip(prompts, images, strict=False)):
         j = judge(img)
         got = {"color": j.color, "background": j.background, "shape": j.shape, "position": j.position}
         for key in KEYS:
-            correct[key] += got[key] == p[key]
+            if p[key] is not None:
+                scored[key] += 1
+                correct[key] += got[key] == p[key]
         rows.append({"prompt": p["prompt"], "seed": p["seed"], "got": got})
         if save_dir is not None:
             Path(save_dir).mkdir(parents=True, exist_ok=True)
             img.save(Path(save_dir) / f"{k:02d}.png")
-    n = len(prompts)
-    return {**{key: correct[key] / n for key in KEYS}, "n": n, "rows": rows}
+    accuracies = {key: correct[key] / scored[key] if scored[key] else None for key in KEYS}
+    return {**accuracies, "n": len(prompts), "n_position": scored["position"], "rows": rows}
 
 
-def load_pipeline(model_dir: str | Path = MODEL_DIR):
+def load_pipeline(model_dir: str | Path = MODEL_DIR, text_encoder_dir: str | Path | None = None):
+    """diffusers' pipeline on the folder; ``text_encoder_dir``: another text encoder (a
+    ``train_text_encoder`` checkpoint) in place of the folder's."""
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(
@@ -74,6 +84,10 @@ def load_pipeline(model_dir: str | Path = MODEL_DIR):
         feature_extractor=None,
         torch_dtype=torch.float32,
     )
+    if text_encoder_dir is not None:
+        from transformers import CLIPTextModel
+
+        pipe.text_encoder = CLIPTextModel.from_pretrained(str(text_encoder_dir), torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -144,6 +158,12 @@ def main() -> None:
     ap.add_argument(
         "--validation", action="store_true", help="the 96 validation prompts, not the held-out 48"
     )
+    ap.add_argument(
+        "--phrasings",
+        action="store_true",
+        help="the 64 held-out phrasings (phrasings.py), not the held-out 48",
+    )
+    ap.add_argument("--text-encoder", default=None, help="a text encoder folder in place of the model's")
     ap.add_argument("--save-dir", default=None)
     ap.add_argument("--prompt", default=None)
     ap.add_argument("--seed", type=int, default=1)
@@ -151,7 +171,9 @@ def main() -> None:
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
-    pipe = load_pipeline(args.model)
+    if args.validation and args.phrasings:
+        ap.error("--validation and --phrasings are two prompt sets; give one")
+    pipe = load_pipeline(args.model, args.text_encoder)
     gen = recommended_batch_fn(
         pipe,
         args.model,
@@ -190,14 +212,25 @@ def main() -> None:
     res = evaluate(
         generate_batch_fn=gen,
         save_dir=args.save_dir,
-        prompts=validation_prompts() if args.validation else None,
+        prompts=validation_prompts() if args.validation else phrasing_prompts() if args.phrasings else None,
     )
     res["seconds"] = round(time.time() - t, 1)
     if args.verbose:
         for r in res["rows"]:
             print(r)
-    res.pop("rows")
+    rows = res.pop("rows")
+    if args.phrasings:
+        res["per_template"] = per_template(rows, phrasing_prompts())
     print(json.dumps(res))
+
+
+def per_template(rows: list[dict], prompts: list[dict]) -> dict:
+    """Template -> the prompts of it judged right on every scored attribute, as "k/n"."""
+    right: dict[str, list[int]] = {}
+    for row, p in zip(rows, prompts, strict=True):
+        ok = all(row["got"][key] == p[key] for key in KEYS if p[key] is not None)
+        right.setdefault(p["template"], []).append(int(ok))
+    return {template: f"{sum(v)}/{len(v)}" for template, v in right.items()}
 
 
 def first(*values):

@@ -4,6 +4,11 @@
 
 ``--ckpt`` is a folder written by train_unet (unet/, text_encoder/, vae/ in fp32); the
 export converts every weight to fp16 safetensors and adds tokenizer + scheduler configs.
+
+    python -m tools.demo_model.export --text-encoder /tmp/easel-demo-work/te_ckpt/step_N
+
+replaces only the folder's ``text_encoder/`` (fp16 safetensors, same config) with a
+``train_text_encoder`` checkpoint and leaves everything else as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .common import MODEL_DIR, RECOMMENDED, SCHEDULER_CONFIG, TOKENIZER_DIR
+from .common import MODEL_DIR, NATIVE_SIZES, RECOMMENDED, SCHEDULER_CONFIG, TOKENIZER_DIR
 
 TOKENIZER_CONFIG = {
     "add_prefix_space": False,
@@ -66,8 +71,10 @@ def write_static_parts(out: Path, scheduler_config: dict | None = None) -> None:
 
 
 def write_recommended(out: Path) -> None:
-    """easel.json: the sampling settings Easel uses when a request leaves them empty."""
-    (Path(out) / "easel.json").write_text(json.dumps({"recommended": RECOMMENDED}, indent=2) + "\n")
+    """easel.json: the native size and the sampling settings Easel uses when a request
+    leaves them empty."""
+    settings = {"sizes": NATIVE_SIZES, "recommended": RECOMMENDED}
+    (Path(out) / "easel.json").write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def save_components(
@@ -85,13 +92,29 @@ def save_components(
     write_static_parts(out, scheduler_config)
 
 
+def replace_text_encoder(model_dir: Path, checkpoint: Path) -> None:
+    """Write ``checkpoint`` (a CLIPTextModel folder) as ``model_dir``/text_encoder in fp16
+    safetensors; the config must be the folder's own (same architecture)."""
+    from transformers import CLIPTextModel
+
+    text = CLIPTextModel.from_pretrained(checkpoint, torch_dtype=torch.float32)
+    old = CLIPTextModel.config_class.from_pretrained(model_dir / "text_encoder")
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
+        if getattr(text.config, key) != getattr(old, key):
+            raise ValueError(f"{checkpoint}: {key} {getattr(text.config, key)} != {getattr(old, key)}")
+    shutil.rmtree(model_dir / "text_encoder")
+    text.half().save_pretrained(model_dir / "text_encoder", safe_serialization=True)
+    print(f"replaced {model_dir / 'text_encoder'} with {checkpoint}")
+
+
 def folder_size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--ckpt", help="a train_unet checkpoint folder: the whole model")
+    ap.add_argument("--text-encoder", help="a train_text_encoder checkpoint: only text_encoder/")
     ap.add_argument("--out", default=str(MODEL_DIR))
     ap.add_argument(
         "--vae",
@@ -100,8 +123,14 @@ def main() -> None:
         "e.g. from train_vae --decoder-only); the checkpoint's scaling_factor is kept",
     )
     args = ap.parse_args()
+    if bool(args.ckpt) == bool(args.text_encoder):
+        ap.error("give one of --ckpt (the whole model) and --text-encoder (only the encoder)")
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
+
+    if args.text_encoder:
+        replace_text_encoder(Path(args.out), Path(args.text_encoder))
+        return
 
     ck = Path(args.ckpt)
     unet = UNet2DConditionModel.from_pretrained(ck / "unet", torch_dtype=torch.float32)
