@@ -144,6 +144,7 @@ def test_init_image_sizes_are_checked_on_both_sides(engine):
     assert checked(engine, init_image=image(8, MAX_IMAGE_SIDE)).request.init_image is not None
     for large in ((MAX_IMAGE_SIDE + 1, 8), (8, MAX_IMAGE_SIDE + 1)):
         error = refused(engine, init_image=image(*large))
+        assert error.field == "init_image"
         assert error.message == (
             f"image is {large[0]}x{large[1]}; the limit is {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
         )
@@ -180,6 +181,19 @@ def test_the_models_own_size_and_the_hint_far_above_it(engine):
     result = engine._validate(GenerationRequest(prompt="a red circle", model="easel-demo"))
     assert (result.request.width, result.request.height) == (128, 128)
     assert result.warnings == []
+    # ... and its easel.json's recommendation for every field the request leaves empty
+    request = result.request
+    assert (request.sampler, request.steps, request.cfg_scale) == ("Euler", 20, 4.0)
+    assert (request.late_cfg_scale, request.late_cfg_start) == (1.5, 0.3)
+    given = engine._validate(
+        GenerationRequest(prompt="x", model="easel-demo", steps=7, cfg_scale=6.0, late_cfg_scale=2.0)
+    ).request
+    assert (given.steps, given.cfg_scale, given.late_cfg_scale, given.late_cfg_start) == (7, 6.0, 2.0, 0.3)
+    # a family's defaults per variant: FLUX.1-schnell runs 4 steps, -dev its family's
+    schnell = engine._validate(GenerationRequest(prompt="x", model="tiny-flux-schnell", width=64, height=64))
+    assert (schnell.request.steps, schnell.request.cfg_scale) == (4, 1.0)
+    dev = engine._validate(GenerationRequest(prompt="x", model="tiny-flux-dev", width=64, height=64))
+    assert dev.request.steps == FLUX.defaults.steps != 4
     result = engine._validate(
         GenerationRequest(prompt="a red circle", model="easel-demo", width=512, height=512)
     )
