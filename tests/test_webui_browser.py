@@ -20,8 +20,8 @@ STEPS = 12  # enough steps for the bar to be seen between 0 and 100 %
 SEED_IN_INFO = re.compile(r"Seed: (\d+)")
 
 # Records every distinct aria-valuenow of the bar, every preview image source and every
-# text of Gradio's own status tracker that is shown ("processing | 1.2s", its ETA bar: it
-# must not be drawn over the panes, Easel's bar is the one), from the click until an image
+# text of Gradio's own status tracker shown over the result panes ("processing | 1.2s", its
+# ETA bar: Easel's bar is the one), from the click until an image
 # is in the gallery (polled every 50 ms in the page itself, so short-lived values are not
 # missed between Python round trips). A tracker hidden by Gradio has opacity 0.
 WATCH_PROGRESS_JS = """
@@ -38,9 +38,12 @@ WATCH_PROGRESS_JS = """
     return true;
   };
   const timer = setInterval(() => {
+    // over the result panes (a form control's own change event may still be queued on a
+    // loaded machine and show its tracker on that control: not what this checks)
+    const panes = ['gallery', 'preview', 'info', 'timing', 'progress'].map((p) => `#${prefix}_${p}`).join(', ');
     for (const el of document.querySelectorAll('.progress-text, .meta-text, .meta-text-center, .eta-bar')) {
       const text = el.classList.contains('eta-bar') ? 'eta-bar' : el.textContent.trim();
-      if (shown(el) && !watch.gradio_status.includes(text)) watch.gradio_status.push(text);
+      if (el.closest(panes) && shown(el) && !watch.gradio_status.includes(text)) watch.gradio_status.push(text);
     }
     const bar = document.querySelector(`#${prefix}_progress [role=progressbar]`);
     const value = bar && bar.getAttribute('aria-valuenow');
