@@ -63,10 +63,26 @@ def write_t5_gguf(
     writer.add_embedding_length(t5.config.d_model)
     writer.add_feed_forward_length(t5.config.d_ff)
     writer.add_head_count(t5.config.num_heads)
+    weights = encoder_weights(t5)
+    renamed = {key: (names.get_name(key.rsplit(".", 1)[0]), key.rsplit(".", 1)[1]) for key in weights}
+    return _write_tensors(writer, path, weights, renamed, qtype_name, embed_type)
+
+
+def _write_tensors(
+    writer: Any,
+    path: Path,
+    weights: dict[str, torch.Tensor],
+    renamed: dict[str, tuple[str | None, str]],
+    qtype_name: str,
+    embed_type: str,
+) -> dict[str, torch.Tensor]:
+    """Write ``weights`` under their GGUF names (``renamed``: key -> (tensor name, suffix)),
+    quantised as ``_choose`` says, and close the file; what each tensor reads back as."""
+    import gguf
+
     meant: dict[str, torch.Tensor] = {}
-    for key, tensor in encoder_weights(t5).items():
-        base, suffix = key.rsplit(".", 1)
-        name = names.get_name(base)
+    for key, tensor in weights.items():
+        name, suffix = renamed[key]
         assert name is not None, key
         data = tensor.float().numpy()
         qtype = _choose(data, embed_type if name == "token_embd" else qtype_name)
@@ -164,27 +180,7 @@ def write_qwen_gguf(
     names = gguf.get_tensor_name_map(arch_enum, layers)
     writer = gguf.GGUFWriter(str(path), arch=arch)
     writer.add_block_count(layers)
-    meant: dict[str, torch.Tensor] = {}
-    for key, tensor in weights.items():
-        base, suffix = key.rsplit(".", 1)
-        name = names.get_name("model." + base)
-        assert name is not None, key
-        data = tensor.float().numpy()
-        qtype = _choose(data, embed_type if name == "token_embd" else qtype_name)
-        if qtype is None:
-            writer.add_tensor(f"{name}.{suffix}", data)
-            meant[key] = torch.from_numpy(data.copy())
-        elif qtype == gguf.GGMLQuantizationType.F16:
-            half = data.astype(np.float16)
-            writer.add_tensor(f"{name}.{suffix}", half)
-            meant[key] = torch.from_numpy(half.astype(np.float32))
-        else:
-            raw = _quantize(data, qtype)
-            writer.add_tensor(f"{name}.{suffix}", raw, raw_dtype=qtype)
-            meant[key] = torch.from_numpy(np.asarray(gguf.quants.dequantize(raw, qtype), dtype=np.float32))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return meant
+    renamed = {
+        key: (names.get_name("model." + key.rsplit(".", 1)[0]), key.rsplit(".", 1)[1]) for key in weights
+    }
+    return _write_tensors(writer, path, weights, renamed, qtype_name, embed_type)
