@@ -124,17 +124,24 @@ def test_training_paraphrases_never_write_a_held_out_phrasing():
         for _ in range(10):
             text, _, _ = phrasings.paraphrase(scene, rng)
             drawn.add(text)
-            assert phrasings.skeleton(text) not in held_out, text
+            assert phrasings.loose_skeleton(text) not in held_out, text
             assert text.lower() not in held_out_prompts, text
     assert len({phrasings.skeleton(t) for t in drawn}) > 1000  # many phrasings, not a few
     # the guard is what keeps them apart: an unguarded generator writes held-out templates
     # too ("{color} {shape}, {color} backdrop"), so the check above is not vacuous
     unguarded = {
-        phrasings.skeleton(phrasings.paraphrase(scene, rng, _forbidden=frozenset())[0])
+        phrasings.loose_skeleton(phrasings.paraphrase(scene, rng, _forbidden=frozenset())[0])
         for scene in train_scenes
         for _ in range(20)
     }
     assert unguarded & held_out
+    # the guard ignores punctuation and "a"/"an": a held-out template with its full stops
+    # made commas, or its article changed, is still the held-out template
+    held_out_example = "green background. red circle. on the left."
+    assert phrasings.loose_skeleton(held_out_example) in held_out
+    assert phrasings.loose_skeleton("Green background, red circle, on the left") in held_out
+    assert phrasings.loose_skeleton("picture of an red circle over an green background") in held_out
+    assert phrasings.loose_skeleton("green background with a red circle on the left") not in held_out
 
 
 def _model_size_mb() -> float:
@@ -194,10 +201,13 @@ def test_held_out_accuracy(pipe):
 
     # the folder's recommended settings (easel.json), what `easel generate` uses
     res = evaluate(generate_batch_fn=recommended_batch_fn(pipe, MODEL_DIR))
-    assert res["color"] >= 0.85, res
-    assert res["background"] >= 0.85, res
-    assert res["shape"] >= 0.70, res
-    assert res["position"] >= 0.70, res
+    # measured (1 thread, the #29 encoder): 1.000 / 1.000 / 0.917 / 1.000; before #29
+    # 1.000 / 1.000 / 0.875 / 1.000: the free-phrasing training must not cost these (one
+    # prompt of slack for other thread counts)
+    assert res["color"] >= 47 / 48, res
+    assert res["background"] >= 47 / 48, res
+    assert res["shape"] >= 42 / 48, res
+    assert res["position"] >= 47 / 48, res
 
 
 @pytest.mark.slow  # 64 images through diffusers alone: 139 s on the loaded 2-core CPU
@@ -210,10 +220,10 @@ def test_phrasing_accuracy(pipe):
     res = evaluate(generate_batch_fn=recommended_batch_fn(pipe, MODEL_DIR), prompts=phrasing_prompts())
     res.pop("rows")
     assert res["n"] == 64 and res["n_position"] == 32, res
-    # measured (1 thread, the step-900 encoder): 0.875 / 0.828 / 0.750 / 0.719, against
-    # 0.734 / 0.703 / 0.656 / 0.469 for the encoder before #29; a few prompts of slack for
-    # other thread counts, whose float rounding can tip a borderline image
-    assert res["color"] >= 0.84, res
-    assert res["background"] >= 0.78, res
-    assert res["shape"] >= 0.69, res
-    assert res["position"] >= 0.65, res
+    # measured (1 thread, the step-3000 encoder): 0.984 / 1.000 / 0.859 / 1.000, against
+    # 0.734 / 0.703 / 0.656 / 0.469 for the encoder before #29; the bounds are #29's targets
+    # (2-3 prompts below the measured figures, for other thread counts' float rounding)
+    assert res["color"] >= 0.95, res
+    assert res["background"] >= 0.95, res
+    assert res["shape"] >= 0.80, res
+    assert res["position"] >= 0.90, res
