@@ -32,6 +32,17 @@ from tests import tiny_models
 # threads at low priority wait on each other at every parallel region, many times slower)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1, int(os.environ.get("OMP_NUM_THREADS") or 2))))
 
+# make mutation: mutmut runs these files from its copy in mutants/, and forks every mutant's
+# pytest session from a server that has collected the tests once. Importing diffusers and
+# its schedulers there (they pull in torch._dynamo and scipy.stats) saves every mutant
+# those ~5 s; other pytest sessions import them when a test first needs them.
+if Path(__file__).resolve().parent.parent.name == "mutants":
+    import diffusers
+
+    for _name in dir(diffusers):
+        if _name.endswith("Scheduler") and not _name.startswith("Flax"):
+            getattr(diffusers, _name)
+
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:

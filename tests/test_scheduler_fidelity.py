@@ -273,3 +273,27 @@ def test_builtin_catalogue_is_a1111s_names_aliases_and_options_in_its_order():
     assert specs["PLMS"].aliases == ("plms", "pndm")  # diffusers' name for it as well
     assert specs["Euler (flow)"].flow and specs["Euler a (flow)"].flow
     assert [spec.name for spec in specs.values() if spec.flow] == ["Euler (flow)", "Euler a (flow)"]
+
+
+def test_every_sampler_has_lower_case_aliases_that_find_it_the_flow_forms_too():
+    """A1111 gives every sampler at least one alias, a lower-case identifier (``k_euler``,
+    ``ddim``: A1111_SAMPLERS above). The flow forms, which /api/v1/samplers lists, have
+    theirs as docs/api.md names them (``flow_euler``, ``flow_euler_a``); every alias finds
+    its own sampler in the registry the host fills."""
+    from core.plugins.registries import Registry
+    from core.samplers import register_samplers
+    from plugin_api import SamplerSpec
+
+    assert all(
+        alias.isidentifier() and alias.islower() for _, aliases, _ in A1111_SAMPLERS for alias in aliases
+    )
+    registry = Registry("sampler", SamplerSpec)
+    register_samplers(registry.register_for("builtin"))
+    assert not registry.problems
+    for spec in builtin_sampler_specs():
+        assert spec.aliases, spec.name
+        for alias in spec.aliases:
+            assert alias.isidentifier() and alias.islower(), (spec.name, alias)
+            assert registry.get(alias).name == spec.name, alias
+    assert registry.get("flow_euler").name == "Euler (flow)"
+    assert registry.get("flow_euler_a").name == "Euler a (flow)"

@@ -6,7 +6,11 @@ each test pins a guarantee the broader queue tests only touched in passing."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -264,3 +268,45 @@ def test_a_closed_queue_opens_new_connections_and_the_file_is_sound(queue, tmp_p
         assert other.get(job.id).id == job.id
     finally:
         other.close()
+
+
+def test_a_jobs_priority_reads_back_and_defaults_to_the_contracts_zero(queue):
+    explicit_zero = queue.put("txt2img", {"n": 1}, priority=0)
+    default = queue.put("txt2img", {"n": 2})  # JobQueue.put: priority 0 unless given
+    high = queue.put("txt2img", {"n": 3}, priority=5)
+    assert (explicit_zero.priority, default.priority, high.priority) == (0, 0, 5)
+    assert [r.priority for r in queue.list((QUEUED,))] == [5, 0, 0]
+    assert queue.get(high.id).priority == 5
+    assert queue.claim("w", 30).priority == 5
+    # the default is the same level as an explicit 0: first come, first served
+    assert [queue.claim("w", 30).id for _ in range(2)] == [explicit_zero.id, default.id]
+
+
+def open_handles_on(path) -> int:
+    """How many file descriptors of this process are open on ``path`` (Linux /proc)."""
+    fds = Path("/proc/self/fd")
+    target = str(Path(path).resolve())
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):  # closed since the listing
+            count += os.readlink(fd) == target
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through Linux /proc")
+def test_one_connection_per_thread_and_close_closes_every_threads(queue):
+    # the module's "one connection per thread": a thread's calls share its connection
+    baseline = open_handles_on(queue.db_path)
+    assert baseline == 1  # the opening thread's
+    for i in range(20):
+        queue.get(queue.put("txt2img", {"n": i}).id)
+        queue.count()
+    assert open_handles_on(queue.db_path) == 1
+    # another thread (an API request, the worker) gets its own, kept after it ends
+    worker = threading.Thread(target=lambda: [queue.list() for _ in range(5)])
+    worker.start()
+    worker.join()
+    assert open_handles_on(queue.db_path) == 2
+    # close() releases the file: every thread's connection, from whichever thread calls it
+    queue.close()
+    assert open_handles_on(queue.db_path) == 0
