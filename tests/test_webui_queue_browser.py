@@ -114,7 +114,9 @@ def set_slider(page, selector: str, value: float) -> None:
 def test_generate_twice_quickly_queues_two_jobs(browser, server):
     context, page = open_page(browser, server)
     prompt = "two quick clicks"
-    fill_form(page, server, prompt, seed=-1, steps=8)  # random seeds: two different images
+    # random seeds: two different images. 40 steps: long enough on a quiet machine for the
+    # bar to show the second job waiting (8 steps finished between two of its updates once)
+    fill_form(page, server, prompt, seed=-1, steps=40)
     page.evaluate(WATCH_WAITING_JS)
     page.click("#txt2img_generate")
     page.click("#txt2img_generate")
