@@ -342,6 +342,10 @@ def test_image_output_and_pass_options_come_back_checked(engine):
     hires = checked(engine, enable_hr=True, hr_scale=2.0, hr_upscaler="Latent", denoising_strength=0.6)
     assert (hires.hires.width, hires.hires.height, hires.hires.upscaler) == (128, 128, "Latent")
     assert hires.request.denoising_strength == 0.6
+    # an image upscaler is looked up among the host's registered ones, by any case, and comes
+    # back under its registered name with its spec (A1111's "Lanczos")
+    lanczos = checked(engine, enable_hr=True, hr_scale=2.0, hr_upscaler="lanczos").hires
+    assert (lanczos.upscaler, lanczos.spec.name, lanczos.latent_mode) == ("Lanczos", "Lanczos", None)
     assert checked(engine, hr_scale=2.0).hires is None
     # the step cache in its canonical form
     cached = checked(engine, cache="deepcache:3")
