@@ -9,6 +9,7 @@ transformers' names, which the references are built from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,26 +64,26 @@ def write_t5_gguf(
     writer.add_embedding_length(t5.config.d_model)
     writer.add_feed_forward_length(t5.config.d_ff)
     writer.add_head_count(t5.config.num_heads)
-    weights = encoder_weights(t5)
-    renamed = {key: (names.get_name(key.rsplit(".", 1)[0]), key.rsplit(".", 1)[1]) for key in weights}
-    return _write_tensors(writer, path, weights, renamed, qtype_name, embed_type)
+    return _write_tensors(writer, path, encoder_weights(t5), names.get_name, qtype_name, embed_type)
 
 
 def _write_tensors(
     writer: Any,
     path: Path,
     weights: dict[str, torch.Tensor],
-    renamed: dict[str, tuple[str | None, str]],
+    gguf_name: Callable[[str], str | None],
     qtype_name: str,
     embed_type: str,
 ) -> dict[str, torch.Tensor]:
-    """Write ``weights`` under their GGUF names (``renamed``: key -> (tensor name, suffix)),
-    quantised as ``_choose`` says, and close the file; what each tensor reads back as."""
+    """Write ``weights`` under their GGUF names (``gguf_name`` of a key's module path, then
+    its ``.weight``/``.bias``), quantised as ``_choose`` says, and close the file; what each
+    tensor reads back as."""
     import gguf
 
     meant: dict[str, torch.Tensor] = {}
     for key, tensor in weights.items():
-        name, suffix = renamed[key]
+        base, suffix = key.rsplit(".", 1)
+        name = gguf_name(base)
         assert name is not None, key
         data = tensor.float().numpy()
         qtype = _choose(data, embed_type if name == "token_embd" else qtype_name)
@@ -180,7 +181,6 @@ def write_qwen_gguf(
     names = gguf.get_tensor_name_map(arch_enum, layers)
     writer = gguf.GGUFWriter(str(path), arch=arch)
     writer.add_block_count(layers)
-    renamed = {
-        key: (names.get_name("model." + key.rsplit(".", 1)[0]), key.rsplit(".", 1)[1]) for key in weights
-    }
-    return _write_tensors(writer, path, weights, renamed, qtype_name, embed_type)
+    return _write_tensors(
+        writer, path, weights, lambda base: names.get_name("model." + base), qtype_name, embed_type
+    )

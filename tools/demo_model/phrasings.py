@@ -325,8 +325,8 @@ _LEADS = ("", "", "", "a picture of ", "an image of ", "draw ", "a photo of ", "
 
 
 def _composed(rng, s: Shape, bg: str, with_size: bool, with_pos: bool) -> str:
-    """The object, the background and the position in any order (a third of them background
-    first), each phrased freely, joined by commas, full stops, semicolons or words: the
+    """The object, the background and the position in any order (background first in a third
+    of them, half where no position is named), each phrased freely, joined by commas, full stops, semicolons or words: the
     orders no fixed form covers ("on a red backdrop, a big blue star at the top")."""
     obj = _object(rng, s, with_size)
     if rng.random() < 0.6:
